@@ -1,0 +1,135 @@
+import { mkdirSync, realpathSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { buildEmulation } from '../daemon';
+import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
+import { fuseNativeBackend } from '../fuse/fuse-native-backend';
+import { inspect, lazyUnmount } from '../fuse/mountpoint';
+import { LOG_LEVELS, createLogger } from '../log';
+import { parseArgs } from './args';
+
+export const EXIT_USAGE = 2;
+export const EXIT_MOUNT = 3;
+
+const HELP = `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
+
+Usage:
+  mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
+  mdevfs --help
+
+DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
+The daemon is ready once DIR/bus/mdev exists.
+
+Options:
+  --profile NAME|FILE   parents, types and capacity models (built-in: ${Object.keys(BUILTIN_PROFILES).join(', ')};
+                        default: samples = the kernel's mtty, mdpy, mbochs) or a JSON profile file
+  --abi 6.1|4.17        kernel ABI to emulate (default: the profile's, else 6.1)
+  --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
+  -h, --help            this text
+
+Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount.
+`;
+
+async function mountCommand(dirArg: string | undefined, options: Map<string, string | true>): Promise<number> {
+  if (!dirArg) {
+    process.stderr.write('mdevfs mount: missing DIR\n\n' + HELP);
+    return EXIT_USAGE;
+  }
+  const level = String(options.get('log-level') ?? 'warn');
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    process.stderr.write(`mdevfs: --log-level must be one of ${LOG_LEVELS.join(', ')}\n`);
+    return EXIT_USAGE;
+  }
+  const log = createLogger(level);
+  const abiOpt = options.get('abi');
+  if (abiOpt !== undefined && abiOpt !== '6.1' && abiOpt !== '4.17') {
+    process.stderr.write('mdevfs: --abi must be 6.1 or 4.17\n');
+    return EXIT_USAGE;
+  }
+  let emulation;
+  try {
+    const profile = loadProfile(String(options.get('profile') ?? 'samples'));
+    emulation = buildEmulation(profile, { abi: abiOpt as string | undefined, log });
+  } catch (err) {
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+
+  // realpath of the parent only: the mountpoint itself may be a dead mount (ENOTCONN).
+  const abs = resolve(dirArg);
+  const dir = resolve(realpathSync(dirname(abs)), basename(abs));
+  const state = await inspect(dir);
+  if (state.kind === 'live') {
+    process.stderr.write(
+      `mdevfs: ${dir} is already a live mount (${state.entry.fstype}); unmount it first (fusermount -u ${dir})\n`,
+    );
+    return EXIT_MOUNT;
+  }
+  if (state.kind === 'stale') {
+    log.warn({ dir, fstype: state.entry.fstype }, 'recovering a stale mount left by a dead daemon');
+    await lazyUnmount(dir);
+  }
+  mkdirSync(dir, { recursive: true });
+
+  const backend = fuseNativeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
+  await backend.mount();
+  log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
+
+  return new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = async (why: string, code: number) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ why }, 'unmounting');
+      try {
+        await backend.unmount();
+      } catch (err) {
+        log.warn({ err }, 'unmount failed; detaching lazily');
+        await lazyUnmount(dir).catch(() => undefined);
+      }
+      resolveExit(code);
+    };
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig, 0));
+    process.on('uncaughtException', (err) => {
+      log.fatal({ err }, 'uncaught exception');
+      void stop('crash', 1);
+    });
+    process.on('unhandledRejection', (err) => {
+      log.error({ err }, 'unhandled rejection');
+    });
+  });
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level']));
+  } catch (err) {
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  const [command, ...positionals] = args.positionals;
+  if (args.options.has('help') || command === 'help') {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  switch (command) {
+    case 'mount':
+      return mountCommand(positionals[0], args.options);
+    case undefined:
+      process.stderr.write(HELP);
+      return EXIT_USAGE;
+    default:
+      process.stderr.write(`mdevfs: unknown command "${command}"\n\n${HELP}`);
+      return EXIT_USAGE;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: Error) => {
+      process.stderr.write(`mdevfs: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,236 @@
+import type { Logger } from 'pino';
+import type { Abi, Step } from './abi';
+import { Errno, MdevError, errnoName, fail } from './errno';
+import { Ida } from './ida';
+import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
+import { kstrtoul, parseCreateUuid, sysfsStreq } from './parse';
+import type { VendorDriver } from './vendor';
+
+/**
+ * The mdev core (drivers/vfio/mdev/mdev_core.c): parents, types, the global UUID registry
+ * and the device state machine. JavaScript runs one callback at a time, so every stretch
+ * of code between two awaits is a critical section: the duplicate check, the capacity
+ * check and the reservation below happen in one such stretch, and nothing else is ever
+ * serialized — vendor calls of different devices overlap freely.
+ */
+export class MdevCore {
+  /** Global registry (mdev_list): every device from reservation until release. */
+  readonly devices = new Map<string, MdevDevice>();
+  readonly parents = new Map<string, Parent>();
+  /** iommu group number -> device, while the device is bound. */
+  readonly iommuGroups = new Map<number, MdevDevice>();
+  private readonly groupIds = new Ida();
+  private readonly vfioIds = new Ida();
+
+  constructor(
+    readonly abi: Abi,
+    private readonly log: Logger,
+  ) {}
+
+  // ---- parents -------------------------------------------------------------------------
+
+  registerParent(placement: ParentPlacement, driver: VendorDriver): Parent {
+    if (this.parents.has(placement.name)) fail(Errno.EEXIST, `parent ${placement.name} exists`);
+    const parent = new Parent(placement, driver);
+    for (const t of driver.types) {
+      const id = `${driver.driverString}-${t.sysfsName}`;
+      parent.types.set(id, new MdevType(parent, id, t.sysfsName, t.prettyName ?? t.sysfsName, t.deviceApi, t.description));
+    }
+    this.parents.set(placement.name, parent);
+    this.log.info({ parent: placement.name, types: [...parent.types.keys()] }, 'parent registered');
+    return parent;
+  }
+
+  /** mdev_unregister_parent: wait for in-flight work, refuse new work, remove every child. */
+  async unregisterParent(name: string): Promise<void> {
+    const parent = this.parents.get(name);
+    if (!parent) fail(Errno.ENODEV, `no parent ${name}`);
+    if (parent.gate.isClosing) fail(Errno.EBUSY, `parent ${name} is already unregistering`);
+    await parent.gate.close();
+    parent.registered = false;
+    for (const dev of [...parent.children.values()]) {
+      dev.state = 'removing';
+      dev.parts.delete('remove');
+      await this.runSteps(dev, this.abi.removeSteps, { force: true });
+      this.release(dev);
+    }
+    this.parents.delete(name);
+    this.log.info({ parent: name }, 'parent unregistered');
+  }
+
+  // ---- create --------------------------------------------------------------------------
+
+  /** create_store: returns the byte count once the whole device tree is in place. */
+  async createStore(type: MdevType, buf: Buffer): Promise<number> {
+    const uuid = parseCreateUuid(buf);
+    await this.create(type, uuid);
+    return buf.length;
+  }
+
+  async create(type: MdevType, uuid: string): Promise<MdevDevice> {
+    const parent = type.parent;
+    // Critical section: duplicate check, core capacity, reservation.
+    if (this.devices.has(uuid)) fail(Errno.EEXIST, `${uuid} exists`);
+    const counted = this.abi.coreCounts(parent.driver);
+    if (counted) {
+      if (parent.counter <= 0) fail(Errno.EUSERS, `no instances left on ${parent.name}`);
+      parent.counter--;
+    }
+    const dev = new MdevDevice(uuid, type);
+    this.devices.set(uuid, dev);
+    parent.children.set(uuid, dev);
+    // End of critical section: the UUID is taken on every parent from here on.
+
+    if (!parent.gate.tryEnter()) {
+      this.release(dev);
+      fail(Errno.ENODEV, `parent ${parent.name} is unregistering`);
+    }
+    try {
+      await this.runSteps(dev, this.abi.createSteps, { force: false });
+      dev.state = 'active';
+      this.log.debug({ uuid, type: type.id }, 'device created');
+      return dev;
+    } catch (err) {
+      // A failed create leaves no trace: undo what was shown, give everything back.
+      await this.runSteps(dev, this.abi.removeSteps, { force: true });
+      this.release(dev);
+      throw err;
+    } finally {
+      parent.gate.leave();
+    }
+  }
+
+  // ---- remove --------------------------------------------------------------------------
+
+  /** remove_store: kstrtoul, 0 is a no-op, the remove file goes first, concurrent writers wait. */
+  async removeStore(dev: MdevDevice, buf: Buffer): Promise<number> {
+    const val = kstrtoul(buf);
+    if (val === 0n) return buf.length;
+    if (dev.removal) {
+      // device_remove_file_self lost: block until the winner is done, then succeed.
+      await dev.removal.catch(() => undefined);
+      return buf.length;
+    }
+    dev.parts.delete('remove');
+    const removal = this.remove(dev);
+    dev.removal = removal;
+    try {
+      await removal;
+    } catch (err) {
+      if (this.abi.restoreRemoveFile && this.devices.get(dev.uuid) === dev) dev.parts.add('remove');
+      throw err;
+    } finally {
+      dev.removal = undefined;
+    }
+    return buf.length;
+  }
+
+  /** mdev_device_remove. */
+  async remove(dev: MdevDevice): Promise<void> {
+    if (this.devices.get(dev.uuid) !== dev) fail(Errno.ENODEV, `${dev.uuid} is not registered`);
+    if (dev.state !== 'active') fail(Errno.EAGAIN, `${dev.uuid} is ${dev.state}`);
+    dev.state = 'removing';
+    const parent = dev.parent;
+    if (!parent.gate.tryEnter()) fail(Errno.ENODEV, `parent ${parent.name} is unregistering`);
+    try {
+      await this.runSteps(dev, this.abi.removeSteps, { force: false });
+      this.release(dev);
+      this.log.debug({ uuid: dev.uuid }, 'device removed');
+    } catch (err) {
+      dev.state = 'active'; // 4.17 vendor veto: the device stays, fully present
+      throw err;
+    } finally {
+      parent.gate.leave();
+    }
+  }
+
+  // ---- bus driver bind/unbind ----------------------------------------------------------
+
+  /** bus/mdev/drivers/<drv>/unbind: detach a bound device (it stays, without a driver). */
+  async unbindStore(driverName: string, buf: Buffer): Promise<number> {
+    const dev = this.findByName(buf);
+    if (!dev || dev.boundDriver !== driverName || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such bound device');
+    await this.runSteps(dev, [{ vendor: 'remove' }, { hide: 'vendor' }, { hide: 'bound' }], { force: true });
+    return buf.length;
+  }
+
+  /** bus/mdev/drivers/<drv>/bind: since 5.15 mdev drivers never match, so this is ENODEV. */
+  bindStore(_driverName: string, _buf: Buffer): number {
+    fail(Errno.ENODEV, 'mdev drivers do not match by bind');
+  }
+
+  private findByName(buf: Buffer): MdevDevice | undefined {
+    const text = buf.toString('latin1');
+    for (const dev of this.devices.values()) if (sysfsStreq(dev.uuid, text)) return dev;
+    return undefined;
+  }
+
+  // ---- capacity ------------------------------------------------------------------------
+
+  availableInstances(type: MdevType): number {
+    const driver = type.parent.driver;
+    if (this.abi.coreCounts(driver)) return type.parent.counter;
+    const n = driver.getAvailable ? driver.getAvailable(type, this.abi) : 0;
+    return this.abi.signedAvailable ? n : Math.max(0, n);
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private async runSteps(dev: MdevDevice, steps: readonly Step[], opts: { force: boolean }): Promise<void> {
+    for (const step of steps) {
+      if ('show' in step) this.show(dev, step.show);
+      else if ('hide' in step) this.hide(dev, step.hide);
+      else if (step.vendor === 'probe') {
+        await dev.parent.driver.probe(dev, this.abi);
+        dev.vendorActive = true;
+      } else if (dev.vendorActive) {
+        try {
+          await dev.parent.driver.remove(dev, this.abi);
+          dev.vendorActive = false;
+        } catch (err) {
+          const errno = err instanceof MdevError ? err.errno : Errno.EIO;
+          if (this.abi.vendorMayVeto && !opts.force) {
+            this.log.info({ uuid: dev.uuid, errno: errnoName(errno) }, 'vendor vetoed remove');
+            fail(Errno.EBUSY, `vendor remove of ${dev.uuid} failed`);
+          }
+          this.log.warn({ uuid: dev.uuid, errno: errnoName(errno) }, 'vendor remove failed; removing anyway');
+          dev.vendorActive = false;
+        }
+      }
+    }
+  }
+
+  private show(dev: MdevDevice, part: Part): void {
+    if (dev.parts.has(part)) return;
+    if (part === 'bound') {
+      dev.iommuGroup = this.groupIds.alloc();
+      this.iommuGroups.set(dev.iommuGroup, dev);
+      if (this.abi.vfioDev) dev.vfioIndex = this.vfioIds.alloc();
+      dev.boundDriver = this.abi.boundDriver(dev.parent.driver);
+    }
+    if (part === 'links') dev.type.devices.set(dev.uuid, dev);
+    dev.parts.add(part);
+  }
+
+  private hide(dev: MdevDevice, part: Part): void {
+    if (!dev.parts.delete(part)) return;
+    if (part === 'bound') {
+      if (dev.iommuGroup !== undefined) {
+        this.iommuGroups.delete(dev.iommuGroup);
+        this.groupIds.free(dev.iommuGroup);
+      }
+      if (dev.vfioIndex !== undefined) this.vfioIds.free(dev.vfioIndex);
+      dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
+    }
+    if (part === 'links') dev.type.devices.delete(dev.uuid);
+  }
+
+  /** mdev_device_release: the UUID and any core-counted slot become free again. */
+  private release(dev: MdevDevice): void {
+    for (const part of [...dev.parts]) this.hide(dev, part);
+    if (this.devices.get(dev.uuid) === dev) this.devices.delete(dev.uuid);
+    dev.parent.children.delete(dev.uuid);
+    if (this.abi.coreCounts(dev.parent.driver)) dev.parent.counter++;
+    dev.state = 'released';
+  }
+}

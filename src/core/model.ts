@@ -1,0 +1,110 @@
+import type { VendorDriver } from './vendor';
+
+/** What a device has in sysfs right now; the ABI decides the order these appear and go. */
+export type Part =
+  | 'dir' // <parent>/<uuid>/ with uevent, power/, subsystem, and bus/mdev/devices/<uuid>
+  | 'remove' // <uuid>/remove
+  | 'bound' // driver link, bus/mdev/drivers/<drv>/<uuid>, iommu_group (+ vfio-dev/ in 6.1)
+  | 'vendor' // the driver's device attributes (vendor/...)
+  | 'links'; // <uuid>/mdev_type and <type>/devices/<uuid>
+
+export type DeviceState = 'reserved' | 'active' | 'removing' | 'released';
+
+export interface ParentPlacement {
+  /** dev_name(parent): the name of the class/mdev_bus link. */
+  readonly name: string;
+  /** Path of the parent's directory below the sysfs root, e.g. devices/virtual/mtty/mtty. */
+  readonly path: readonly string[];
+  /** Class of a virtual parent (its subsystem), e.g. "mtty". */
+  readonly className?: string;
+  /** PCI parents: the bus they sit on and what tools read of them. */
+  readonly pci?: { vendor: string; device: string; class: string; driver: string; numaNode: number };
+}
+
+export class MdevType {
+  /** Devices whose links are in place, by uuid (insertion order = creation order). */
+  readonly devices = new Map<string, MdevDevice>();
+  constructor(
+    readonly parent: Parent,
+    /** type-id: "<driver string>-<sysfs_name>". */
+    readonly id: string,
+    readonly sysfsName: string,
+    readonly name: string,
+    readonly deviceApi: string,
+    readonly description: string | undefined,
+  ) {}
+}
+
+/** The per-parent unregistration gate (the kernel's unreg_sem, taken with trylock). */
+export class UnregGate {
+  private active = 0;
+  private closing = false;
+  private waiters: (() => void)[] = [];
+
+  tryEnter(): boolean {
+    if (this.closing) return false;
+    this.active++;
+    return true;
+  }
+
+  leave(): void {
+    this.active--;
+    if (this.active === 0) for (const w of this.waiters.splice(0)) w();
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  /** Refuse newcomers, then wait for everyone inside. */
+  close(): Promise<void> {
+    this.closing = true;
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
+export class Parent {
+  readonly types = new Map<string, MdevType>();
+  /** Devices of this parent from reservation until release. */
+  readonly children = new Map<string, MdevDevice>();
+  readonly gate = new UnregGate();
+  /** 6.1 core counter for drivers without get_available. */
+  counter: number;
+  registered = true;
+
+  constructor(
+    readonly placement: ParentPlacement,
+    readonly driver: VendorDriver,
+  ) {
+    this.counter = driver.maxInstances ?? 0;
+  }
+
+  get name(): string {
+    return this.placement.name;
+  }
+}
+
+export class MdevDevice {
+  state: DeviceState = 'reserved';
+  readonly parts = new Set<Part>();
+  iommuGroup: number | undefined;
+  vfioIndex: number | undefined;
+  /** The vendor has created (probed) the device and not yet removed it. */
+  vendorActive = false;
+  /** The bus driver the device is bound to while 'bound' is shown. */
+  boundDriver: string | undefined;
+  /** Set while a remove is in progress, so concurrent removers can wait for it. */
+  removal: Promise<void> | undefined;
+  /** Driver-private state (e.g. reserved pool units). */
+  vendorData: unknown;
+
+  constructor(
+    readonly uuid: string,
+    readonly type: MdevType,
+  ) {}
+
+  get parent(): Parent {
+    return this.type.parent;
+  }
+}

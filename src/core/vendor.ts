@@ -1,0 +1,39 @@
+import type { Abi } from './abi';
+import type { MdevDevice, MdevType } from './model';
+
+export interface TypeSpec {
+  readonly sysfsName: string;
+  readonly prettyName?: string;
+  readonly description?: string;
+  readonly deviceApi: string;
+}
+
+/** A sysfs attribute a driver contributes, at a path relative to its owner's directory. */
+export interface VendorAttr {
+  readonly path: string; // e.g. "vendor/sample_mdev_dev"
+  readonly mode: number;
+  show?(): string;
+  store?(buf: Buffer): Promise<number> | number;
+}
+
+/** The vendor side of mdev (struct mdev_driver + parent ops): capacity, probe, remove. */
+export interface VendorDriver {
+  /** mdev bus driver name (bus/mdev/drivers/<name>) in 6.1. */
+  readonly name: string;
+  /** Module that provides the driver (bus/mdev/drivers/<name>/module). */
+  readonly module: string;
+  /** dev_driver_string(parent): the type-id prefix. */
+  readonly driverString: string;
+  readonly types: readonly TypeSpec[];
+  /** 6.1: max_instances, counted per parent by the core (EUSERS). */
+  readonly maxInstances?: number;
+  /** available_instances by the vendor (6.1 get_available unless core-counted; every 4.17 show). */
+  getAvailable?(type: MdevType, abi: Abi): number;
+  /** Vendor create / probe: reserve resources or throw MdevError. */
+  probe(dev: MdevDevice, abi: Abi): Promise<void>;
+  /** Vendor remove: release resources. In 4.17 a throw vetoes the removal. */
+  remove(dev: MdevDevice, abi: Abi): Promise<void>;
+  deviceAttrs(dev: MdevDevice, abi: Abi): readonly VendorAttr[];
+  /** 4.17 parent attribute groups (e.g. mtty_dev/sample_mtty_dev). */
+  parentAttrs?(abi: Abi): readonly VendorAttr[];
+}

@@ -1,0 +1,23 @@
+import type { Logger } from 'pino';
+import { type Abi, abiFor } from './core/abi';
+import { type Clock, realClock } from './core/clock';
+import { MdevCore } from './core/core';
+import { registerProfileParent } from './drivers/profile';
+import type { Profile } from './drivers/profile-types';
+import { Kernfs } from './sysfs/kernfs';
+import { SysfsTree } from './sysfs/tree';
+
+export interface Emulation {
+  core: MdevCore;
+  kernfs: Kernfs;
+  abi: Abi;
+}
+
+/** Core + drivers + tree for a profile: everything but the mount. */
+export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logger; clock?: Clock }): Emulation {
+  const abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
+  const core = new MdevCore(abi, opts.log);
+  for (const p of profile.parents) registerProfileParent(core, p, opts.clock ?? realClock);
+  const kernfs = new Kernfs(new SysfsTree(core).root, opts.log);
+  return { core, kernfs, abi };
+}

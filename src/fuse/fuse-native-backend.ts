@@ -1,0 +1,110 @@
+import { MdevError } from '../core/errno';
+import type { Stat } from '../sysfs/kernfs';
+import type { BackendOptions, FuseBackend } from './backend';
+
+// fuse-native ships no types; this is the part of its API we use.
+interface FuseNative {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+  _fuseOptions(): string;
+}
+type FuseCtor = new (mnt: string, ops: object, opts: object) => FuseNative;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Fuse: FuseCtor & { EIO: number } = require('fuse-native');
+
+type Cb = (code: number, ...rest: unknown[]) => void;
+
+/** Turns a thrown MdevError into fuse-native's negative errno; anything else is a bug: EIO. */
+function errnoOf(err: unknown, log: BackendOptions['log'], op: string, path: string): number {
+  if (err instanceof MdevError) return -err.errno;
+  log.error({ err, op, path }, 'internal error');
+  return Fuse.EIO;
+}
+
+/**
+ * The libfuse2 backend. Every operation is one call into Kernfs; the only things decided
+ * here are libfuse options: direct_io (reads end at the real length although st_size is
+ * 4096), zero cache timeouts (a removed device is gone at once), no operation timeout
+ * (a slow vendor create is legitimate).
+ */
+export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): FuseBackend {
+  const call = (op: string, path: string, cb: Cb, fn: () => unknown) => {
+    try {
+      const result = fn();
+      cb(0, result);
+    } catch (err) {
+      cb(errnoOf(err, log, op, path));
+    }
+  };
+  const refuse = (op: string) => (path: string, ...args: unknown[]) => {
+    const cb = args[args.length - 1] as Cb;
+    call(op, path, cb, () => kernfs.mutate(op, path));
+  };
+  const toFuseStat = (s: Stat) => ({ ...s, blocks: 0, blksize: 4096, dev: 0, ino: 0, rdev: 0 });
+
+  const ops = {
+    getattr: (path: string, cb: Cb) => call('getattr', path, cb, () => toFuseStat(kernfs.getattr(path))),
+    fgetattr: (path: string, _fd: number, cb: Cb) => call('getattr', path, cb, () => toFuseStat(kernfs.getattr(path))),
+    readdir: (path: string, cb: Cb) => call('readdir', path, cb, () => kernfs.readdir(path)),
+    readlink: (path: string, cb: Cb) => call('readlink', path, cb, () => kernfs.readlink(path)),
+    open: (path: string, flags: number, cb: Cb) => call('open', path, cb, () => kernfs.open(path, flags)),
+    release: (_path: string, fd: number, cb: Cb) => {
+      kernfs.release(fd);
+      cb(0);
+    },
+    read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      try {
+        const data = kernfs.read(fd, len, pos);
+        data.copy(buf);
+        cb(data.length);
+      } catch (err) {
+        cb(errnoOf(err, log, 'read', path));
+      }
+    },
+    write: (path: string, fd: number, buf: Buffer, len: number, _pos: number, cb: Cb) => {
+      // fuse-native reuses buf once we return: copy before going async.
+      kernfs.write(fd, Buffer.from(buf.subarray(0, len))).then(
+        (n) => cb(n),
+        (err) => cb(errnoOf(err, log, 'write', path)),
+      );
+    },
+    truncate: (path: string, _size: number, cb: Cb) => call('truncate', path, cb, () => kernfs.truncate(path)),
+    ftruncate: (path: string, _fd: number, _size: number, cb: Cb) => call('truncate', path, cb, () => kernfs.truncate(path)),
+    create: (path: string, _mode: number, cb: Cb) => call('create', path, cb, () => kernfs.create(path)),
+    flush: (_path: string, _fd: number, cb: Cb) => cb(0),
+    fsync: (_path: string, _fd: number, _datasync: boolean, cb: Cb) => cb(0),
+    utimens: (path: string, _a: unknown, _m: unknown, cb: Cb) => call('utimens', path, cb, () => kernfs.resolve(path) && undefined),
+    chmod: refuse('chmod'),
+    chown: refuse('chown'),
+    mkdir: refuse('mkdir'),
+    rmdir: refuse('rmdir'),
+    unlink: refuse('unlink'),
+    rename: refuse('rename'),
+    link: refuse('link'),
+    symlink: (target: string, path: string, cb: Cb) => call('symlink', path, cb, () => kernfs.mutate('symlink', path)),
+    mknod: refuse('mknod'),
+    setxattr: refuse('setxattr'),
+  };
+
+  class SysfsFuse extends (Fuse as FuseCtor) {
+    override _fuseOptions(): string {
+      const base = super._fuseOptions();
+      return base ? `${base},direct_io` : '-odirect_io';
+    }
+  }
+  const fuse = new SysfsFuse(mountpoint, ops, {
+    allowOther: true,
+    fsname: 'mdevfs',
+    subtype: 'mdevfs',
+    entryTimeout: '0',
+    attrTimeout: '0',
+    timeout: false,
+    autoUnmount: true,
+  });
+
+  return {
+    name: 'fuse-native',
+    mount: () => new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve()))),
+    unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+  };
+}

@@ -1,0 +1,56 @@
+import { execFile } from 'node:child_process';
+import { promises as fs, readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface MountEntry {
+  mountpoint: string;
+  fstype: string;
+  source: string;
+}
+
+/** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
+function unescape(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
+export function mountAt(dir: string): MountEntry | undefined {
+  let found: MountEntry | undefined;
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [pre, post] = line.split(' - ');
+    if (!pre || !post) continue;
+    const mp = unescape(pre.split(' ')[4] ?? '');
+    const [fstype, source] = post.split(' ');
+    if (mp === dir) found = { mountpoint: mp, fstype: fstype ?? '', source: unescape(source ?? '') };
+  }
+  return found; // the last one is the one on top
+}
+
+export type MountState = { kind: 'free' } | { kind: 'stale'; entry: MountEntry } | { kind: 'live'; entry: MountEntry };
+
+/** Is something mounted at dir, and does it answer? (A dead FUSE daemon leaves ENOTCONN.) */
+export async function inspect(dir: string): Promise<MountState> {
+  const entry = mountAt(dir);
+  if (!entry) return { kind: 'free' };
+  try {
+    await Promise.race([
+      fs.stat(dir),
+      new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), 3000).unref()),
+    ]);
+    return { kind: 'live', entry };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED' || code === 'ETIMEDOUT') return { kind: 'stale', entry };
+    return { kind: 'live', entry };
+  }
+}
+
+/** Detach a mount lazily (works on a dead FUSE mount, and on one still in use). */
+export async function lazyUnmount(dir: string): Promise<void> {
+  try {
+    await run('fusermount', ['-uz', dir]);
+  } catch {
+    await run('umount', ['-l', dir]);
+  }
+}

@@ -1,0 +1,125 @@
+import { Errno, fail } from '../core/errno';
+
+/**
+ * kernfs-like nodes. Directories are computed from the core on every lookup, so the tree
+ * can never disagree with it; an open file keeps its node, whose alive() tells whether
+ * the kernfs node it stands for still exists (else ENODEV, as a deactivated kernfs node).
+ */
+export interface DirNode {
+  readonly kind: 'dir';
+  lookup(name: string): Node | undefined;
+  names(): Iterable<string>;
+  alive(): boolean;
+}
+
+export interface AttrNode {
+  readonly kind: 'attr';
+  readonly mode: number;
+  show?(): string;
+  store?(buf: Buffer): Promise<number> | number;
+  alive(): boolean;
+}
+
+export interface LinkNode {
+  readonly kind: 'link';
+  /** Target path components below the sysfs root. */
+  readonly target: readonly string[];
+  alive(): boolean;
+}
+
+export type Node = DirNode | AttrNode | LinkNode;
+
+export type Alive = () => boolean;
+export const ALWAYS: Alive = () => true;
+
+export function attr(
+  mode: number,
+  show?: () => string,
+  store?: (buf: Buffer) => Promise<number> | number,
+  alive: Alive = ALWAYS,
+): AttrNode {
+  return { kind: 'attr', mode, show, store, alive };
+}
+
+export function ro(text: string | (() => string), alive: Alive = ALWAYS): AttrNode {
+  return attr(0o444, typeof text === 'string' ? () => text : text, undefined, alive);
+}
+
+export function wo(store: (buf: Buffer) => Promise<number> | number, alive: Alive = ALWAYS): AttrNode {
+  return attr(0o200, undefined, store, alive);
+}
+
+export function link(target: readonly string[] | string, alive: Alive = ALWAYS): LinkNode {
+  return { kind: 'link', target: typeof target === 'string' ? target.split('/') : target, alive };
+}
+
+/** A directory whose entries are a fixed table, each computed when looked up. */
+export function dir(entries: Record<string, () => Node | undefined>, alive: Alive = ALWAYS): DirNode {
+  return {
+    kind: 'dir',
+    alive,
+    lookup: (name) => (Object.hasOwn(entries, name) ? entries[name]!() : undefined),
+    *names() {
+      for (const [name, make] of Object.entries(entries)) if (make()) yield name;
+    },
+  };
+}
+
+/** A directory computed by two functions: one lists, one looks up by name. */
+export function dynDir(names: () => Iterable<string>, lookup: (name: string) => Node | undefined, alive: Alive = ALWAYS): DirNode {
+  return { kind: 'dir', alive, names, lookup };
+}
+
+/** Several directories shown as one (a fixed part plus a dynamic part). */
+export function union(parts: DirNode[], alive: Alive = ALWAYS): DirNode {
+  return {
+    kind: 'dir',
+    alive,
+    lookup(name) {
+      for (const p of parts) {
+        const n = p.lookup(name);
+        if (n) return n;
+      }
+      return undefined;
+    },
+    *names() {
+      for (const p of parts) yield* p.names();
+    },
+  };
+}
+
+/** Attributes given by relative paths ("vendor/x") as a tree of group directories. */
+export function groups(attrs: readonly { path: string; node: AttrNode }[], alive: Alive = ALWAYS): DirNode {
+  const files = new Map<string, AttrNode>();
+  const sub = new Map<string, { path: string; node: AttrNode }[]>();
+  for (const a of attrs) {
+    const slash = a.path.indexOf('/');
+    if (slash < 0) files.set(a.path, a.node);
+    else {
+      const head = a.path.slice(0, slash);
+      if (!sub.has(head)) sub.set(head, []);
+      sub.get(head)!.push({ path: a.path.slice(slash + 1), node: a.node });
+    }
+  }
+  return dynDir(
+    () => [...sub.keys(), ...files.keys()],
+    (name) => files.get(name) ?? (sub.has(name) ? groups(sub.get(name)!, alive) : undefined),
+    alive,
+  );
+}
+
+/** The relative target kernfs writes: "../" up to the common ancestor, then down. */
+export function relativeTarget(linkDir: readonly string[], target: readonly string[]): string {
+  let common = 0;
+  while (common < linkDir.length && common < target.length && linkDir[common] === target[common]) common++;
+  return '../'.repeat(linkDir.length - common) + target.slice(common).join('/');
+}
+
+/** Stores that accept one of a set of words (sysfs_streq) and do nothing else. */
+export function acceptWords(words: readonly string[]): (buf: Buffer) => number {
+  return (buf) => {
+    const text = buf.toString('latin1').replace(/\n$/, '');
+    if (!words.includes(text)) fail(Errno.EINVAL, `expected one of ${words.join(', ')}`);
+    return buf.length;
+  };
+}

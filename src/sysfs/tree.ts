@@ -1,0 +1,362 @@
+import type { MdevCore } from '../core/core';
+import { Errno, fail } from '../core/errno';
+import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
+import { kstrtoul } from '../core/parse';
+import {
+  type Alive,
+  type DirNode,
+  type Node,
+  acceptWords,
+  attr,
+  dir,
+  dynDir,
+  groups,
+  link,
+  ro,
+  union,
+  wo,
+} from './nodes';
+
+/** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
+const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
+function ueventStore(buf: Buffer): number {
+  const action = buf.toString('latin1').replace(/\n$/, '').split(' ')[0] ?? '';
+  if (!UEVENT_ACTIONS.includes(action)) fail(Errno.EINVAL, 'unknown uevent action');
+  return buf.length;
+}
+
+/** power/ of a device without runtime PM (Debian's PM config), as the 6.1 transcript shows. */
+function powerDir(alive: Alive): DirNode {
+  return dir(
+    {
+      async: () => attr(0o644, () => 'disabled\n', acceptWords(['enabled', 'disabled']), alive),
+      autosuspend_delay_ms: () =>
+        attr(0o644, () => fail(Errno.EIO, 'autosuspend is off'), () => fail(Errno.EIO, 'autosuspend is off'), alive),
+      control: () => attr(0o644, () => 'auto\n', acceptWords(['auto', 'on']), alive),
+      runtime_active_kids: () => ro('0\n', alive),
+      runtime_active_time: () => ro('0\n', alive),
+      runtime_enabled: () => ro('disabled\n', alive),
+      runtime_status: () => ro('unsupported\n', alive),
+      runtime_suspended_time: () => ro('0\n', alive),
+      runtime_usage: () => ro('0\n', alive),
+    },
+    alive,
+  );
+}
+
+/**
+ * Renders the mdev core as /sys. Nothing here decides policy: every store goes to the core,
+ * every listing is read from it.
+ */
+export class SysfsTree {
+  readonly root: DirNode;
+
+  constructor(private readonly core: MdevCore) {
+    this.root = dir({
+      bus: () => dir({ mdev: () => this.busMdev() }),
+      class: () => this.classDir(),
+      devices: () => this.prefixDir(['devices']),
+      kernel: () => dir({ iommu_groups: () => this.iommuGroupsDir() }),
+      module: () => this.moduleDir(),
+    });
+  }
+
+  // ---- liveness ------------------------------------------------------------------------
+
+  private parentAlive(parent: Parent): Alive {
+    return () => parent.registered && this.core.parents.get(parent.name) === parent;
+  }
+
+  private partAlive(dev: MdevDevice, part: Part): Alive {
+    return () => dev.parts.has(part) && this.core.devices.get(dev.uuid) === dev;
+  }
+
+  private devicePath(dev: MdevDevice): string[] {
+    return [...dev.parent.placement.path, dev.uuid];
+  }
+
+  private registeredParents(): Parent[] {
+    return [...this.core.parents.values()].filter((p) => p.registered);
+  }
+
+  // ---- /devices ------------------------------------------------------------------------
+
+  /** An intermediate directory on the way to parents (devices/, devices/virtual/, ...). */
+  private prefixDir(prefix: readonly string[]): DirNode {
+    const below = () =>
+      this.registeredParents().filter(
+        (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
+      );
+    return dynDir(
+      () => new Set(below().map((p) => p.placement.path[prefix.length]!)),
+      (name) => {
+        const next = [...prefix, name];
+        const here = below().filter((p) => p.placement.path[prefix.length] === name);
+        if (here.length === 0) return undefined;
+        const exact = here.find((p) => p.placement.path.length === next.length);
+        return exact ? this.parentDir(exact) : this.prefixDir(next);
+      },
+    );
+  }
+
+  private parentDir(parent: Parent): DirNode {
+    const alive = this.parentAlive(parent);
+    const pl = parent.placement;
+    const fixed = dir(
+      {
+        mdev_supported_types: () => this.typesDir(parent),
+        power: () => powerDir(alive),
+        subsystem: () => link(pl.pci ? ['bus', 'pci'] : ['class', pl.className ?? parent.driver.name], alive),
+        uevent: () => attr(0o644, () => this.parentUevent(parent), ueventStore, alive),
+      },
+      alive,
+    );
+    const legacy = parent.driver.parentAttrs?.(this.core.abi) ?? [];
+    const vendor = groups(
+      legacy.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })),
+      alive,
+    );
+    const children = dynDir(
+      () => this.visibleChildren(parent),
+      (name) => {
+        const dev = parent.children.get(name);
+        return dev && dev.parts.has('dir') ? this.deviceDir(dev) : undefined;
+      },
+      alive,
+    );
+    return union([fixed, vendor, children], alive);
+  }
+
+  private *visibleChildren(parent: Parent): Iterable<string> {
+    for (const [uuid, dev] of parent.children) if (dev.parts.has('dir')) yield uuid;
+  }
+
+  private parentUevent(parent: Parent): string {
+    const pci = parent.placement.pci;
+    return pci ? `DRIVER=${pci.driver}\nPCI_SLOT_NAME=${parent.name}\n` : '';
+  }
+
+  private typesDir(parent: Parent): DirNode {
+    const alive = this.parentAlive(parent);
+    return dynDir(
+      () => parent.types.keys(),
+      (name) => {
+        const type = parent.types.get(name);
+        return type && this.typeDir(type, alive);
+      },
+      alive,
+    );
+  }
+
+  private typeDir(type: MdevType, alive: Alive): DirNode {
+    const core = this.core;
+    return dir(
+      {
+        available_instances: () => ro(() => `${core.availableInstances(type)}\n`, alive),
+        create: () => wo((buf) => core.createStore(type, buf), alive),
+        description: () => (type.description === undefined ? undefined : ro(`${type.description}\n`, alive)),
+        device_api: () => ro(`${type.deviceApi}\n`, alive),
+        devices: () =>
+          dynDir(
+            () => type.devices.keys(),
+            (name) => {
+              const dev = type.devices.get(name);
+              return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
+            },
+            alive,
+          ),
+        name: () => ro(`${type.name}\n`, alive),
+      },
+      alive,
+    );
+  }
+
+  private deviceDir(dev: MdevDevice): DirNode {
+    const core = this.core;
+    const has = (p: Part) => dev.parts.has(p);
+    const alive = this.partAlive(dev, 'dir');
+    const fixed = dir(
+      {
+        driver: () => (has('bound') ? link(['bus', 'mdev', 'drivers', dev.boundDriver!], this.partAlive(dev, 'bound')) : undefined),
+        iommu_group: () =>
+          has('bound') ? link(['kernel', 'iommu_groups', String(dev.iommuGroup)], this.partAlive(dev, 'bound')) : undefined,
+        mdev_type: () =>
+          has('links')
+            ? link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'))
+            : undefined,
+        power: () => powerDir(alive),
+        remove: () =>
+          has('remove')
+            ? wo(
+                (buf) => core.removeStore(dev, buf),
+                () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
+              )
+            : undefined,
+        subsystem: () => link(['bus', 'mdev'], alive),
+        uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), ueventStore, alive),
+        'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
+      },
+      alive,
+    );
+    if (!has('vendor')) return fixed;
+    const vendorAlive = this.partAlive(dev, 'vendor');
+    const vendor = groups(
+      dev.parent.driver.deviceAttrs(dev, core.abi).map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, vendorAlive) })),
+      vendorAlive,
+    );
+    return union([fixed, vendor], alive);
+  }
+
+  private vfioDevDir(dev: MdevDevice): DirNode {
+    const alive = this.partAlive(dev, 'bound');
+    const name = `vfio${dev.vfioIndex}`;
+    return dir(
+      {
+        [name]: () =>
+          dir(
+            {
+              device: () => link(this.devicePath(dev), alive),
+              power: () => powerDir(alive),
+              subsystem: () => link(['class', 'vfio-dev'], alive),
+              uevent: () => attr(0o644, () => '', ueventStore, alive),
+            },
+            alive,
+          ),
+      },
+      alive,
+    );
+  }
+
+  // ---- /bus/mdev -----------------------------------------------------------------------
+
+  private busMdev(): DirNode {
+    const core = this.core;
+    return dir({
+      devices: () =>
+        dynDir(
+          () => this.listedDevices(),
+          (name) => {
+            const dev = core.devices.get(name);
+            return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
+          },
+        ),
+      drivers: () =>
+        dynDir(
+          () => this.busDrivers().map((d) => d.name),
+          (name) => {
+            const d = this.busDrivers().find((x) => x.name === name);
+            return d && this.busDriverDir(d.name, d.module);
+          },
+        ),
+      drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
+      drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
+      uevent: () => wo(ueventStore),
+    });
+  }
+
+  private *listedDevices(): Iterable<string> {
+    for (const [uuid, dev] of this.core.devices) if (dev.parts.has('dir')) yield uuid;
+  }
+
+  private busDrivers(): { name: string; module: string }[] {
+    return this.core.abi.busDrivers(this.registeredParents().map((p) => p.driver));
+  }
+
+  private busDriverDir(name: string, module: string): DirNode {
+    const core = this.core;
+    const alive = () => this.busDrivers().some((d) => d.name === name);
+    const fixed = dir(
+      {
+        bind: () => wo((buf) => core.bindStore(name, buf), alive),
+        module: () => link(['module', module], alive),
+        uevent: () => wo(ueventStore, alive),
+        unbind: () => wo((buf) => core.unbindStore(name, buf), alive),
+      },
+      alive,
+    );
+    const bound = dynDir(
+      () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')).map((d) => d.uuid),
+      (uuid) => {
+        const dev = core.devices.get(uuid);
+        return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'bound')) : undefined;
+      },
+      alive,
+    );
+    return union([fixed, bound], alive);
+  }
+
+  // ---- /class, /kernel/iommu_groups, /module --------------------------------------------
+
+  private classDir(): DirNode {
+    const classes = () => {
+      const m = new Map<string, Parent[]>();
+      for (const p of this.registeredParents()) {
+        if (!p.placement.className) continue;
+        if (!m.has(p.placement.className)) m.set(p.placement.className, []);
+        m.get(p.placement.className)!.push(p);
+      }
+      return m;
+    };
+    const linkDir = (parents: () => Parent[]) =>
+      dynDir(
+        () => parents().map((p) => p.name),
+        (name) => {
+          const p = parents().find((x) => x.name === name);
+          return p && link(p.placement.path, this.parentAlive(p));
+        },
+      );
+    const vfioDevices = () => [...this.core.devices.values()].filter((d) => d.parts.has('bound') && d.vfioIndex !== undefined);
+    return union([
+      dir({
+        mdev_bus: () => linkDir(() => this.registeredParents()),
+        'vfio-dev': () =>
+          this.core.abi.vfioDev
+            ? dynDir(
+                () => vfioDevices().map((d) => `vfio${d.vfioIndex}`),
+                (name) => {
+                  const dev = vfioDevices().find((d) => `vfio${d.vfioIndex}` === name);
+                  return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
+                },
+              )
+            : undefined,
+      }),
+      dynDir(
+        () => classes().keys(),
+        (name) => (classes().has(name) ? linkDir(() => classes().get(name) ?? []) : undefined),
+      ),
+    ]);
+  }
+
+  private iommuGroupsDir(): DirNode {
+    const core = this.core;
+    return dynDir(
+      () => [...core.iommuGroups.keys()].map(String),
+      (name) => {
+        const dev = /^\d+$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined;
+        if (!dev) return undefined;
+        const alive = () => core.iommuGroups.get(Number(name)) === dev;
+        return dir(
+          {
+            devices: () => dir({ [dev.uuid]: () => link(this.devicePath(dev), alive) }, alive),
+            name: () => ro('vfio-noiommu\n', alive),
+            reserved_regions: () => ro('', alive),
+            type: () => attr(0o644, () => 'unknown\n', () => fail(Errno.EINVAL, 'no default domain'), alive),
+          },
+          alive,
+        );
+      },
+    );
+  }
+
+  private moduleDir(): DirNode {
+    const modules = () => new Set(this.busDrivers().map((d) => d.module));
+    return dynDir(
+      () => modules(),
+      (name) => {
+        if (!modules().has(name)) return undefined;
+        const alive = () => modules().has(name);
+        return dir({ initstate: () => ro('live\n', alive), refcnt: () => ro('0\n', alive) }, alive);
+      },
+    );
+  }
+}
