@@ -1,11 +1,13 @@
-import { mkdirSync, realpathSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { buildEmulation } from '../daemon';
 import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
 import { fuseNativeBackend } from '../fuse/fuse-native-backend';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { parseArgs } from './args';
+import { runOverSys } from './exec';
 
 export const EXIT_USAGE = 2;
 export const EXIT_MOUNT = 3;
@@ -14,6 +16,9 @@ const HELP = `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) 
 
 Usage:
   mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
+  mdevfs exec [options] -- CMD   mount a fresh tree, run CMD with it over /sys (and a scratch
+                                 /etc/mdevctl.d) in a private mount namespace, unmount; exits with
+                                 CMD's status. Needs root (or run it under unshare -Ur).
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
@@ -29,11 +34,40 @@ Options:
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount.
 `;
 
-async function mountCommand(dirArg: string | undefined, options: Map<string, string | true>): Promise<number> {
+type Options = Map<string, string | true>;
+
+async function mountCommand(dirArg: string | undefined, options: Options): Promise<number> {
   if (!dirArg) {
     process.stderr.write('mdevfs mount: missing DIR\n\n' + HELP);
     return EXIT_USAGE;
   }
+  return withMount(dirArg, options, (stopped) => stopped);
+}
+
+async function execCommand(argv: readonly string[], options: Options): Promise<number> {
+  if (argv.length === 0) {
+    process.stderr.write('mdevfs exec: missing command after --\n\n' + HELP);
+    return EXIT_USAGE;
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
+  try {
+    return await withMount(dir, options, (stopped, mountpoint) =>
+      Promise.race([stopped, runOverSys(mountpoint, argv)]),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Mounts, hands `body` a promise that resolves when a signal asks us to stop, and
+ * unmounts when body's promise settles. Resolves with body's exit code.
+ */
+async function withMount(
+  dirArg: string,
+  options: Options,
+  body: (stopped: Promise<number>, mountpoint: string) => Promise<number>,
+): Promise<number> {
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     process.stderr.write(`mdevfs: --log-level must be one of ${LOG_LEVELS.join(', ')}\n`);
@@ -74,29 +108,25 @@ async function mountCommand(dirArg: string | undefined, options: Map<string, str
   await backend.mount();
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
-  return new Promise<number>((resolveExit) => {
-    let stopping = false;
-    const stop = async (why: string, code: number) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ why }, 'unmounting');
-      try {
-        await backend.unmount();
-      } catch (err) {
-        log.warn({ err }, 'unmount failed; detaching lazily');
-        await lazyUnmount(dir).catch(() => undefined);
-      }
-      resolveExit(code);
-    };
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => void stop(sig, 0));
+  const stopped = new Promise<number>((resolveStop) => {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolveStop(0));
     process.on('uncaughtException', (err) => {
       log.fatal({ err }, 'uncaught exception');
-      void stop('crash', 1);
+      resolveStop(1);
     });
-    process.on('unhandledRejection', (err) => {
-      log.error({ err }, 'unhandled rejection');
-    });
+    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   });
+  try {
+    return await body(stopped, dir);
+  } finally {
+    log.info('unmounting');
+    try {
+      await backend.unmount();
+    } catch (err) {
+      log.warn({ err }, 'unmount failed; detaching lazily');
+      await lazyUnmount(dir).catch(() => undefined);
+    }
+  }
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -115,6 +145,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'mount':
       return mountCommand(positionals[0], args.options);
+    case 'exec':
+      return execCommand([...positionals, ...args.rest], args.options);
     case undefined:
       process.stderr.write(HELP);
       return EXIT_USAGE;
