@@ -1,0 +1,80 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const REPO = resolve(__dirname, '..', '..');
+export const CLI = join(REPO, 'scripts', 'mdevfs');
+
+export interface Daemon {
+  dir: string;
+  proc: ChildProcess;
+  /** Everything the daemon wrote on stderr so far. */
+  logs(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  profile?: string | object;
+  abi?: string;
+  logLevel?: string;
+  dir?: string;
+}
+
+/** Runs the real daemon as a child process (it must never read its own mount). */
+export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
+  const work = mkdtempSync(join(tmpdir(), 'mdevfs-test-'));
+  const dir = opts.dir ?? join(work, 'mnt');
+  const args = [CLI, 'mount', dir, '--log-level', opts.logLevel ?? 'info'];
+  if (opts.profile !== undefined) {
+    let p = opts.profile;
+    if (typeof p === 'object') {
+      p = join(work, 'profile.json');
+      writeFileSync(p, JSON.stringify(opts.profile));
+    }
+    args.push('--profile', p);
+  }
+  if (opts.abi) args.push('--abi', opts.abi);
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  for (let i = 0; i < 200 && !existsSync(join(dir, 'bus', 'mdev')); i++) {
+    if (proc.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  if (!existsSync(join(dir, 'bus', 'mdev'))) {
+    proc.kill('SIGKILL');
+    throw new Error(`daemon did not come up: ${stderr}`);
+  }
+  return {
+    dir,
+    proc,
+    logs: () => stderr,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode === null) proc.kill(signal);
+      const code = await exited;
+      rmSync(work, { recursive: true, force: true });
+      return code;
+    },
+  };
+}
+
+export interface ShResult {
+  stdout: string;
+  stderr: string;
+  code: number | null;
+  out: string; // stdout + stderr merged in order is not available; callers use 2>&1
+}
+
+/** Runs a bash script with cwd at the mount (the mount's root plays /sys). */
+export function sh(dir: string, script: string, env: Record<string, string> = {}): ShResult {
+  const r = spawnSync('bash', ['-c', script], { cwd: dir, encoding: 'utf8', env: { ...process.env, LC_ALL: 'C', ...env } });
+  return { stdout: r.stdout, stderr: r.stderr, code: r.status, out: r.stdout + r.stderr };
+}
+
+export function isMounted(dir: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === dir);
+}
