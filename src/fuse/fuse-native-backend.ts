@@ -99,7 +99,8 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     entryTimeout: '0',
     attrTimeout: '0',
     timeout: false,
-    autoUnmount: true,
+    // fusermount3 stays behind and unmounts if we die (kill -9). Tests switch it off to make a stale mount.
+    autoUnmount: process.env.MDEVFS_NO_AUTO_UNMOUNT !== '1',
   });
 
   return {

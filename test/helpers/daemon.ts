@@ -19,6 +19,7 @@ export interface StartOptions {
   abi?: string;
   logLevel?: string;
   dir?: string;
+  env?: Record<string, string>;
 }
 
 /** Runs the real daemon as a child process (it must never read its own mount). */
@@ -35,7 +36,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
     args.push('--profile', p);
   }
   if (opts.abi) args.push('--abi', opts.abi);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));

@@ -14,6 +14,7 @@ U=33333333-0000-0000-0000-000000000001
 T=$MT/mtty-2
 D=/sys/devices/virtual/mtty/mtty/$U
 B=/sys/bus/mdev/devices/$U
+rm -f /tmp/mdevfs-conformance-moved
 
 run "echo $U > $T/create"
 avail
@@ -119,10 +120,10 @@ run "mv $B /sys/bus/mdev/devices/renamed"
 run "mv $T $MT/mtty-9"
 run "mv $D $D.x"
 run "mv $T/nonexistent $T/x"
-run "mv $T/name /tmp/moved-name                # across filesystems: copy, then unlink fails"
-run "cat /tmp/moved-name"
-run "mv -T /tmp/moved-name $T/name             # onto an existing attribute"
-run "ls /tmp/moved-name"
+run "mv $T/name /tmp/mdevfs-conformance-moved                # across filesystems: copy, then unlink fails"
+run "cat /tmp/mdevfs-conformance-moved"
+run "mv -T /tmp/mdevfs-conformance-moved $T/name             # onto an existing attribute"
+run "ls /tmp/mdevfs-conformance-moved"
 
 sec "symlink, hard link, mknod"
 run "ln -s /tmp $T/newlink"
@@ -132,7 +133,7 @@ run "ln -sfn /tmp $D/mdev_type                 # replace an existing link"
 run "ln -sf /tmp $D/mdev_type                  # without -n: follows the link, creates mdev_type/tmp"
 run "ln $T/name $T/name2"
 run "ln $T/name $T/devices/name2"
-run "ln $T/name /tmp/hardlink"
+run "ln $T/name /tmp/mdevfs-conformance-hardlink"
 run "mknod $T/fifo p"
 run "mknod $T/null c 1 3"
 run "mkfifo $D/fifo"
@@ -192,3 +193,4 @@ avail
 run "echo 1 > $D/remove"
 avail
 run "ls $T/devices"
+rm -f /tmp/mdevfs-conformance-moved
