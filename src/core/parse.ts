@@ -35,7 +35,8 @@ const ULONG_MAX = (1n << 64n) - 1n;
 /**
  * kstrtoul(buf, 0): optional '+', base from prefix (0x hex, 0 octal, else decimal),
  * one optional trailing newline, nothing else. The store sees the buffer as a C
- * string, so it ends at the first NUL. Overflow is ERANGE, as _kstrtoull returns.
+ * string, so it ends at the first NUL. Overflow is EINVAL: the 6.1 reference kernel answers
+ * EINVAL to remove writes of 2^64 and above (test/conformance/expected/remove-errors.txt).
  */
 export function kstrtoul(buf: Uint8Array): bigint {
   const nul = buf.indexOf(0);
@@ -63,7 +64,7 @@ export function kstrtoul(buf: Uint8Array): bigint {
   let rest = s.slice(digits);
   if (rest.startsWith('\n')) rest = rest.slice(1);
   if (rest.length > 0) fail(Errno.EINVAL, 'trailing characters');
-  if (overflow) fail(Errno.ERANGE, 'number out of range');
+  if (overflow) fail(Errno.EINVAL, 'number out of range');
   return value;
 }
 

@@ -73,9 +73,11 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     create: (path: string, _mode: number, cb: Cb) => call('create', path, cb, () => kernfs.create(path)),
     flush: (_path: string, _fd: number, cb: Cb) => cb(0),
     fsync: (_path: string, _fd: number, _datasync: boolean, cb: Cb) => cb(0),
-    utimens: (path: string, _a: unknown, _m: unknown, cb: Cb) => call('utimens', path, cb, () => kernfs.resolve(path) && undefined),
-    chmod: refuse('chmod'),
-    chown: refuse('chown'),
+    utimens: (path: string, atime: number, mtime: number, cb: Cb) =>
+      call('utimens', path, cb, () => kernfs.setattr(path, { atime: new Date(atime), mtime: new Date(mtime) })),
+    chmod: (path: string, mode: number, cb: Cb) => call('chmod', path, cb, () => kernfs.setattr(path, { mode: mode & 0o7777 })),
+    chown: (path: string, uid: number, gid: number, cb: Cb) =>
+      call('chown', path, cb, () => kernfs.setattr(path, { uid: uid === 0xffffffff ? undefined : uid, gid: gid === 0xffffffff ? undefined : gid })),
     mkdir: refuse('mkdir'),
     rmdir: refuse('rmdir'),
     unlink: refuse('unlink'),

@@ -22,6 +22,16 @@ const O_RDWR = 2;
 /** sysfs hands store() at most a page. */
 const PAGE_SIZE = 4096;
 
+/** Metadata set by chmod/chown/touch; it lives as long as the node it was set on. */
+interface Override {
+  alive: () => boolean;
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atime?: Date;
+  mtime?: Date;
+}
+
 interface OpenFile {
   node: AttrNode;
   path: string;
@@ -42,6 +52,7 @@ export class Kernfs {
   private readonly files = new Map<number, OpenFile>();
   private nextFh = 1;
   private readonly epoch = new Date();
+  private readonly overrides = new Map<string, Override>();
 
   constructor(
     private readonly root: DirNode,
@@ -61,16 +72,40 @@ export class Kernfs {
 
   getattr(path: string): Stat {
     const node = this.resolve(path);
+    const o = this.override(path);
     const t = this.epoch;
-    const base = { uid: 0, gid: 0, mtime: t, atime: t, ctime: t };
+    const base = { uid: o?.uid ?? 0, gid: o?.gid ?? 0, mtime: o?.mtime ?? t, atime: o?.atime ?? t, ctime: t };
+    const mode = this.modeOf(node, o);
     switch (node.kind) {
       case 'dir':
-        return { ...base, mode: S_IFDIR | 0o755, size: 0, nlink: 2 + this.subdirs(node) };
+        return { ...base, mode: S_IFDIR | mode, size: 0, nlink: 2 + this.subdirs(node) };
       case 'attr':
-        return { ...base, mode: S_IFREG | node.mode, size: PAGE_SIZE, nlink: 1 };
+        return { ...base, mode: S_IFREG | mode, size: PAGE_SIZE, nlink: 1 };
       case 'link':
         return { ...base, mode: S_IFLNK | 0o777, size: 0, nlink: 1 };
     }
+  }
+
+  private modeOf(node: Node, o: Override | undefined): number {
+    if (o?.mode !== undefined) return o.mode;
+    return node.kind === 'attr' ? node.mode : node.kind === 'dir' ? 0o755 : 0o777;
+  }
+
+  private override(path: string): Override | undefined {
+    const o = this.overrides.get(path);
+    if (o && !o.alive()) {
+      this.overrides.delete(path);
+      return undefined;
+    }
+    return o;
+  }
+
+  /** kernfs_iop_setattr: mode, owner and times are kept per node (chmod really changes the mode). */
+  setattr(path: string, change: Omit<Override, 'alive'>): void {
+    const node = this.resolve(path);
+    const o = this.override(path) ?? { alive: () => node.alive() };
+    const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined));
+    this.overrides.set(path, { ...o, ...defined });
   }
 
   private subdirs(node: DirNode): number {
@@ -99,11 +134,11 @@ export class Kernfs {
       return 0;
     }
     if (node.kind !== 'attr') fail(Errno.ELOOP);
+    // The check looks at the current mode bits only; an op the attribute lacks fails later, EIO.
+    const mode = this.modeOf(node, this.override(path));
     const acc = flags & O_ACCMODE;
-    const wantRead = acc !== O_WRONLY;
-    const wantWrite = acc === O_WRONLY || acc === O_RDWR;
-    if (wantRead && (!(node.mode & 0o444) || !node.show)) this.refuse(Errno.EACCES, 'open for reading', path);
-    if (wantWrite && (!(node.mode & 0o222) || !node.store)) this.refuse(Errno.EACCES, 'open for writing', path);
+    if (acc !== O_WRONLY && !(mode & 0o444)) this.refuse(Errno.EACCES, 'open for reading', path);
+    if ((acc === O_WRONLY || acc === O_RDWR) && !(mode & 0o222)) this.refuse(Errno.EACCES, 'open for writing', path);
     const fh = this.nextFh++;
     this.files.set(fh, { node, path });
     return fh;
@@ -115,7 +150,8 @@ export class Kernfs {
 
   read(fh: number, length: number, position: number): Buffer {
     const f = this.handle(fh);
-    if (position === 0 || !f.content) f.content = Buffer.from(f.node.show!(), 'latin1');
+    if (!f.node.show) fail(Errno.EIO, 'attribute has no show');
+    if (position === 0 || !f.content) f.content = Buffer.from(f.node.show(), 'latin1');
     return f.content.subarray(position, position + length);
   }
 
@@ -125,7 +161,8 @@ export class Kernfs {
     if (data.length === 0) return 0;
     const buf = Buffer.from(data.subarray(0, PAGE_SIZE));
     try {
-      return await f.node.store!(buf);
+      if (!f.node.store) fail(Errno.EIO, 'attribute has no store');
+      return await f.node.store(buf);
     } catch (err) {
       if (err instanceof MdevError) this.log.info({ path: f.path, errno: errnoName(err.errno), reason: err.message }, 'write refused');
       throw err;

@@ -108,10 +108,14 @@ export function groups(attrs: readonly { path: string; node: AttrNode }[], alive
   );
 }
 
-/** The relative target kernfs writes: "../" up to the common ancestor, then down. */
+/**
+ * The relative target kernfs_get_target_path writes: "../" until an ancestor of the target's
+ * parent is reached, then down. A link to an ancestor (vfio-dev/vfioN/device) thus climbs
+ * above it and names it: ../../../<uuid>.
+ */
 export function relativeTarget(linkDir: readonly string[], target: readonly string[]): string {
   let common = 0;
-  while (common < linkDir.length && common < target.length && linkDir[common] === target[common]) common++;
+  while (common < linkDir.length && common < target.length - 1 && linkDir[common] === target[common]) common++;
   return '../'.repeat(linkDir.length - common) + target.slice(common).join('/');
 }
 

@@ -349,13 +349,32 @@ export class SysfsTree {
   }
 
   private moduleDir(): DirNode {
-    const modules = () => new Set(this.busDrivers().map((d) => d.module));
+    const drivers = () => this.busDrivers();
+    const modules = () => new Set(drivers().map((d) => d.module));
     return dynDir(
       () => modules(),
       (name) => {
         if (!modules().has(name)) return undefined;
         const alive = () => modules().has(name);
-        return dir({ initstate: () => ro('live\n', alive), refcnt: () => ro('0\n', alive) }, alive);
+        const mine = () => drivers().filter((d) => d.module === name);
+        return dir(
+          {
+            drivers: () =>
+              dynDir(
+                () => mine().map((d) => `mdev:${d.name}`),
+                (entry) => {
+                  const d = mine().find((x) => `mdev:${x.name}` === entry);
+                  return d && link(['bus', 'mdev', 'drivers', d.name], alive);
+                },
+                alive,
+              ),
+            holders: () => dir({}, alive),
+            initstate: () => ro('live\n', alive),
+            refcnt: () => ro('0\n', alive),
+            uevent: () => wo(ueventStore, alive),
+          },
+          alive,
+        );
       },
     );
   }
