@@ -53,7 +53,7 @@ export class SysfsTree {
 
   constructor(private readonly core: MdevCore) {
     this.root = dir({
-      bus: () => dir({ mdev: () => this.busMdev() }),
+      bus: () => dir({ mdev: () => this.busMdev(), pci: () => this.busPci() }),
       class: () => this.classDir(),
       devices: () => this.prefixDir(['devices']),
       kernel: () => dir({ iommu_groups: () => this.iommuGroupsDir() }),
@@ -111,6 +111,18 @@ export class SysfsTree {
       },
       alive,
     );
+    const pci = pl.pci
+      ? dir(
+          {
+            class: () => ro(`${pl.pci!.class}\n`, alive),
+            device: () => ro(`${pl.pci!.device}\n`, alive),
+            driver: () => link(['bus', 'pci', 'drivers', pl.pci!.driver], alive),
+            numa_node: () => ro(`${pl.pci!.numaNode}\n`, alive),
+            vendor: () => ro(`${pl.pci!.vendor}\n`, alive),
+          },
+          alive,
+        )
+      : dir({}, alive);
     const legacy = parent.driver.parentAttrs?.(this.core.abi) ?? [];
     const vendor = groups(
       legacy.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })),
@@ -124,7 +136,7 @@ export class SysfsTree {
       },
       alive,
     );
-    return union([fixed, vendor, children], alive);
+    return union([fixed, pci, vendor, children], alive);
   }
 
   private *visibleChildren(parent: Parent): Iterable<string> {
@@ -283,6 +295,30 @@ export class SysfsTree {
       alive,
     );
     return union([fixed, bound], alive);
+  }
+
+  // ---- /bus/pci (only the parents mdevfs places there) -----------------------------------
+
+  private busPci(): DirNode | undefined {
+    const pciParents = () => this.registeredParents().filter((p) => p.placement.pci);
+    if (pciParents().length === 0) return undefined;
+    const linkDir = (list: () => Parent[]) =>
+      dynDir(
+        () => list().map((p) => p.name),
+        (name) => {
+          const p = list().find((x) => x.name === name);
+          return p && link(p.placement.path, this.parentAlive(p));
+        },
+      );
+    const drivers = () => new Set(pciParents().map((p) => p.placement.pci!.driver));
+    return dir({
+      devices: () => linkDir(pciParents),
+      drivers: () =>
+        dynDir(
+          () => drivers(),
+          (drv) => (drivers().has(drv) ? linkDir(() => pciParents().filter((p) => p.placement.pci!.driver === drv)) : undefined),
+        ),
+    });
   }
 
   // ---- /class, /kernel/iommu_groups, /module --------------------------------------------
