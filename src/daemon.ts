@@ -11,13 +11,15 @@ export interface Emulation {
   core: MdevCore;
   kernfs: Kernfs;
   abi: Abi;
+  clock: Clock;
 }
 
 /** Core + drivers + tree for a profile: everything but the mount. */
 export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logger; clock?: Clock }): Emulation {
   const abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
+  const clock = opts.clock ?? realClock;
   const core = new MdevCore(abi, opts.log);
-  for (const p of profile.parents) registerProfileParent(core, p, opts.clock ?? realClock);
+  for (const p of profile.parents) registerProfileParent(core, p, clock);
   const kernfs = new Kernfs(new SysfsTree(core).root, opts.log);
-  return { core, kernfs, abi };
+  return { core, kernfs, abi, clock };
 }

@@ -1,7 +1,11 @@
-import { mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { request } from '../control/client';
+import { type Request, defaultControlPath } from '../control/protocol';
+import { startControlServer } from '../control/server';
 import { buildEmulation } from '../daemon';
+import type { ParentProfile, Profile } from '../drivers/profile-types';
 import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
 import { fuseNativeBackend } from '../fuse/fuse-native-backend';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
@@ -19,6 +23,11 @@ Usage:
   mdevfs exec [options] -- CMD   mount a fresh tree, run CMD with it over /sys (and a scratch
                                  /etc/mdevctl.d) in a private mount namespace, unmount; exits with
                                  CMD's status. Needs root (or run it under unshare -Ur).
+  mdevfs ctl DIR parents          list the parents of the daemon serving DIR
+  mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
+  mdevfs ctl DIR remove-parent NAME
+                                 unregister a parent as the kernel does: wait for in-flight work, then
+                                 remove its devices, types and class link (later writes get ENODEV)
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
@@ -29,6 +38,7 @@ Options:
                         default: samples = the kernel's mtty, mdpy, mbochs) or a JSON profile file
   --abi 6.1|4.17        kernel ABI to emulate (default: the profile's, else 6.1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
+  --control PATH        control socket for mdevfs ctl (default: derived from DIR, in the temp dir)
   -h, --help            this text
 
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount.
@@ -42,6 +52,54 @@ async function mountCommand(dirArg: string | undefined, options: Options): Promi
     return EXIT_USAGE;
   }
   return withMount(dirArg, options, (stopped) => stopped);
+}
+
+async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
+  const [dirArg, verb, arg] = args;
+  if (!dirArg || !verb) {
+    process.stderr.write('mdevfs ctl: usage: mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME\n');
+    return EXIT_USAGE;
+  }
+  const abs = resolve(dirArg);
+  const path = String(options.get('control') ?? defaultControlPath(resolve(realpathSync(dirname(abs)), basename(abs))));
+  let req: Request;
+  if (verb === 'parents') req = { op: 'parents' };
+  else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
+  else if (verb === 'add-parent' && arg) {
+    let parsed: Profile | ParentProfile;
+    try {
+      parsed = JSON.parse(readFileSync(arg, 'utf8')) as Profile | ParentProfile;
+    } catch (err) {
+      process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
+      return EXIT_USAGE;
+    }
+    const parents = 'parents' in parsed ? parsed.parents : [parsed];
+    for (const parent of parents) {
+      const code = await ctlSend(path, { op: 'add-parent', parent });
+      if (code !== 0) return code;
+    }
+    return 0;
+  } else {
+    process.stderr.write(`mdevfs ctl: unknown or incomplete request "${args.slice(1).join(' ')}"\n`);
+    return EXIT_USAGE;
+  }
+  return ctlSend(path, req);
+}
+
+async function ctlSend(path: string, req: Request): Promise<number> {
+  let reply;
+  try {
+    reply = await request(path, req);
+  } catch (err) {
+    process.stderr.write(`mdevfs ctl: no daemon answers on ${path}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (!reply.ok) {
+    process.stderr.write(`mdevfs ctl: ${reply.error}\n`);
+    return 1;
+  }
+  if (reply.parents) process.stdout.write(reply.parents.map((p) => p + '\n').join(''));
+  return 0;
 }
 
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
@@ -106,6 +164,8 @@ async function withMount(
 
   const backend = fuseNativeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
   await backend.mount();
+  const controlPath = String(options.get('control') ?? defaultControlPath(dir));
+  const control = await startControlServer(controlPath, emulation.core, emulation.clock, log);
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
   const stopped = new Promise<number>((resolveStop) => {
@@ -119,6 +179,8 @@ async function withMount(
   try {
     return await body(stopped, dir);
   } finally {
+    control.close();
+    rmSync(controlPath, { force: true });
     log.info('unmounting');
     try {
       await backend.unmount();
@@ -132,7 +194,7 @@ async function withMount(
 export async function main(argv: readonly string[]): Promise<number> {
   let args;
   try {
-    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level']));
+    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level', 'control']));
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return EXIT_USAGE;
@@ -145,6 +207,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'mount':
       return mountCommand(positionals[0], args.options);
+    case 'ctl':
+      return ctlCommand(positionals, args.options);
     case 'exec':
       return execCommand([...positionals, ...args.rest], args.options);
     case undefined:

@@ -24,7 +24,7 @@ export function loadProfile(nameOrFile: string): Profile {
   return profile;
 }
 
-function validateProfile(p: Profile): void {
+export function validateProfile(p: Profile): void {
   if (!p || !Array.isArray(p.parents)) throw new Error('profile: "parents" must be an array');
   const names = new Set<string>();
   for (const parent of p.parents) {

@@ -1,0 +1,312 @@
+import { spawn } from 'node:child_process';
+
+/**
+ * The measuring clients. They run as separate, long-lived python3 processes (never in the
+ * daemon's process, and never one process per operation), so what is timed is the syscalls,
+ * not process start-up. Each subcommand reads its arguments as JSON on stdin and prints one
+ * JSON object on stdout.
+ */
+const PY = String.raw`
+import json, os, sys, time, random
+
+def out(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+def write_file(path, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        return os.write(fd, data)
+    finally:
+        os.close(fd)
+
+def stats(lat_ns, total_ns, n):
+    lat_ns.sort()
+    return {"n": n, "meanUs": total_ns / n / 1000.0, "p50Us": lat_ns[n // 2] / 1000.0,
+            "p99Us": lat_ns[min(n - 1, int(n * 0.99))] / 1000.0}
+
+# Repeats one syscall sequence on one path: up to n times or for at most 'seconds'.
+def cmd_loop(a):
+    op, path = a["op"], a["path"]
+    if op == "read":
+        def f():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.read(fd, 4096)
+            finally:
+                os.close(fd)
+    elif op == "stat":
+        f = lambda: os.stat(path)
+    elif op == "lstat":
+        f = lambda: os.lstat(path)
+    elif op == "readlink":
+        f = lambda: os.readlink(path)
+    elif op == "listdir":
+        f = lambda: os.listdir(path)
+    else:
+        raise SystemExit("unknown op " + op)
+    for _ in range(a.get("warmup", 20)):
+        f()
+    pc = time.perf_counter_ns
+    limit = pc() + int(a.get("seconds", 1e9) * 1e9)
+    lat = []
+    t0 = pc()
+    n = 0
+    while n < a["n"]:
+        s = pc()
+        f()
+        e = pc()
+        lat.append(e - s)
+        n += 1
+        if e > limit:
+            break
+    out(stats(lat, pc() - t0, n))
+
+# Writes each payload to 'path' in turn (one open/write/close each): creates at a known size.
+def cmd_writes(a):
+    path = a["path"]
+    pc = time.perf_counter_ns
+    lat, errors = [], {}
+    t0 = pc()
+    for data in a["payloads"]:
+        s = pc()
+        try:
+            write_file(path, data.encode())
+        except OSError as e:
+            errors[e.strerror] = errors.get(e.strerror, 0) + 1
+        lat.append(pc() - s)
+    total = pc() - t0
+    r = stats(lat, total, len(lat))
+    r.update({"seconds": total / 1e9, "errors": errors})
+    out(r)
+
+def run_forked(jobs, start_delay=0.3):
+    """Runs each job(deadline) in its own process; all start at one monotonic deadline."""
+    deadline = time.monotonic() + start_delay
+    kids = []
+    for job in jobs:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                res = job(deadline)
+            except BaseException as e:
+                res = {"fatal": repr(e)}
+            os.write(w, json.dumps(res).encode())
+            os._exit(0)
+        os.close(w)
+        kids.append((pid, r))
+    results = []
+    for pid, r in kids:
+        chunks = []
+        while True:
+            c = os.read(r, 65536)
+            if not c:
+                break
+            chunks.append(c)
+        os.close(r)
+        os.waitpid(pid, 0)
+        results.append(json.loads(b"".join(chunks)))
+    return results
+
+def wait_until(deadline):
+    while True:
+        d = deadline - time.monotonic()
+        if d <= 0:
+            return
+        time.sleep(min(d, 0.05))
+
+# Concurrent writes: one process per [path, data], all released at the same instant.
+def cmd_burst(a):
+    def job(path, data):
+        def run(deadline):
+            wait_until(deadline)
+            t0 = time.monotonic()
+            err = None
+            try:
+                write_file(path, data.encode())
+            except OSError as e:
+                err = e.strerror
+            return {"t0": t0, "t1": time.monotonic(), "err": err}
+        return run
+    res = run_forked([job(p, d) for p, d in a["writes"]])
+    t0 = min(r["t0"] for r in res)
+    out({"totalMs": (max(r["t1"] for r in res) - t0) * 1000.0,
+         "each": [{"startMs": (r["t0"] - t0) * 1000.0, "endMs": (r["t1"] - t0) * 1000.0, "err": r["err"]} for r in res]})
+
+# Full create/remove cycles, one worker process per create path, for a fixed time.
+def cmd_cycles(a):
+    import uuid
+    seconds, devdir = a["seconds"], a["devicesDir"]
+    def job(path):
+        def run(deadline):
+            wait_until(deadline)
+            end = deadline + seconds
+            n, errors = 0, {}
+            while time.monotonic() < end:
+                u = str(uuid.uuid4())
+                try:
+                    write_file(path, u.encode())
+                    write_file(os.path.join(devdir, u, "remove"), b"1")
+                    n += 1
+                except OSError as e:
+                    errors[e.strerror] = errors.get(e.strerror, 0) + 1
+            return {"n": n, "seconds": time.monotonic() - deadline, "errors": errors}
+        return run
+    res = run_forked([job(p) for p in a["createPaths"]])
+    n = sum(r["n"] for r in res)
+    secs = max(r["seconds"] for r in res)
+    errors = {}
+    for r in res:
+        for k, v in r.get("errors", {}).items():
+            errors[k] = errors.get(k, 0) + v
+    out({"cycles": n, "seconds": secs, "perSecond": n / secs, "perWorker": [r["n"] for r in res], "errors": errors})
+
+# What mdevctl list does per device: parent = basename(dirname(realpath(link))),
+# type = basename(realpath(dev/mdev_type)). Devices are walked in a shuffled order until
+# all are done or the time budget is spent, so a partial walk is an even sample.
+def cmd_walk(a):
+    root = a["root"]
+    devdir = os.path.join(root, "bus/mdev/devices")
+    pc = time.perf_counter
+    t0 = pc()
+    names = os.listdir(devdir)
+    t1 = pc()
+    order = sorted(names)
+    random.Random(a.get("seed", 1)).shuffle(order)
+    limit = t1 + a.get("budgetS", 1e9)
+    res = {}
+    for n in order:
+        p = os.path.realpath(os.path.join(devdir, n))
+        parent = os.path.basename(os.path.dirname(p))
+        typ = os.path.basename(os.path.realpath(os.path.join(p, "mdev_type")))
+        res[n] = [parent, typ]
+        if pc() > limit:
+            break
+    t2 = pc()
+    done = len(res)
+    out({"devices": len(names), "walked": done, "listMs": (t1 - t0) * 1000.0,
+         "walkMs": (t2 - t1) * 1000.0, "perDeviceMs": (t2 - t1) * 1000.0 / max(done, 1),
+         "fullWalkMs": (t1 - t0) * 1000.0 + (t2 - t1) * 1000.0 / max(done, 1) * len(names),
+         "result": res if a.get("withResult") else None})
+
+# Mirrors a tree (no symlink is followed) into real directories, files and symlinks:
+# readable attributes get their content, the rest (write-only, or a read error) stay empty.
+def cmd_copy(a):
+    src, dst = a["src"], a["dst"]
+    counts = {"dirs": 0, "files": 0, "links": 0, "unreadable": 0}
+    t0 = time.perf_counter()
+    def walk(rel):
+        s = os.path.join(src, rel) if rel else src
+        d = os.path.join(dst, rel) if rel else dst
+        for name in sorted(os.listdir(s)):
+            sp, dp = os.path.join(s, name), os.path.join(d, name)
+            st = os.lstat(sp)
+            mode = st.st_mode
+            if (mode & 0o170000) == 0o040000:
+                os.mkdir(dp)
+                os.chmod(dp, mode & 0o7777)
+                counts["dirs"] += 1
+                walk(os.path.join(rel, name) if rel else name)
+            elif (mode & 0o170000) == 0o120000:
+                os.symlink(os.readlink(sp), dp)
+                counts["links"] += 1
+            else:
+                data = b""
+                if mode & 0o444:
+                    try:
+                        fd = os.open(sp, os.O_RDONLY)
+                        try:
+                            data = os.read(fd, 65536)
+                        finally:
+                            os.close(fd)
+                    except OSError:
+                        counts["unreadable"] += 1
+                with open(dp, "wb") as f:
+                    f.write(data)
+                os.chmod(dp, mode & 0o7777)
+                counts["files"] += 1
+    os.makedirs(dst, exist_ok=True)
+    walk("")
+    counts["seconds"] = time.perf_counter() - t0
+    out(counts)
+
+cmd = sys.argv[1]
+args = json.loads(sys.stdin.read() or "{}")
+{"loop": cmd_loop, "writes": cmd_writes, "burst": cmd_burst, "cycles": cmd_cycles,
+ "walk": cmd_walk, "copy": cmd_copy}[cmd](args)
+`;
+
+/** Runs one python3 subcommand with JSON arguments on stdin; resolves with its JSON output. */
+export function py<T>(cmd: string, args: object): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('python3', ['-c', PY, cmd], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`python3 ${cmd} exited ${code}: ${stderr.trim().slice(-2000)}`));
+      try {
+        resolve(JSON.parse(stdout) as T);
+      } catch {
+        reject(new Error(`python3 ${cmd}: unparsable output: ${stdout.slice(0, 500)} ${stderr.slice(-500)}`));
+      }
+    });
+    child.stdin.end(JSON.stringify(args));
+  });
+}
+
+export interface LoopResult {
+  n: number;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+}
+
+export interface WritesResult extends LoopResult {
+  seconds: number;
+  errors: Record<string, number>;
+}
+
+export interface BurstResult {
+  totalMs: number;
+  each: { startMs: number; endMs: number; err: string | null }[];
+}
+
+export interface CyclesResult {
+  cycles: number;
+  seconds: number;
+  perSecond: number;
+  perWorker: number[];
+  errors: Record<string, number>;
+}
+
+export interface WalkResult {
+  devices: number;
+  walked: number;
+  listMs: number;
+  walkMs: number;
+  perDeviceMs: number;
+  fullWalkMs: number;
+  result: Record<string, [string, string]> | null;
+}
+
+export interface CopyResult {
+  dirs: number;
+  files: number;
+  links: number;
+  unreadable: number;
+  seconds: number;
+}
+
+export const loop = (op: 'read' | 'stat' | 'lstat' | 'readlink' | 'listdir', path: string, n: number, seconds = 3) =>
+  py<LoopResult>('loop', { op, path, n, seconds });
+export const writes = (path: string, payloads: string[]) => py<WritesResult>('writes', { path, payloads });
+export const burst = (w: [string, string][]) => py<BurstResult>('burst', { writes: w });
+export const cycles = (createPaths: string[], devicesDir: string, seconds: number) =>
+  py<CyclesResult>('cycles', { createPaths, devicesDir, seconds });
+export const walk = (root: string, budgetS: number, withResult = true) => py<WalkResult>('walk', { root, budgetS, withResult });
+export const copyTree = (src: string, dst: string) => py<CopyResult>('copy', { src, dst });

@@ -1,0 +1,55 @@
+import { rmSync } from 'node:fs';
+import { type Server, createServer } from 'node:net';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock';
+import type { MdevCore } from '../core/core';
+import { registerProfileParent, validateProfile } from '../drivers/profile';
+import type { Reply, Request } from './protocol';
+
+/** The daemon's control socket: parents come and go while mounted. */
+export function startControlServer(path: string, core: MdevCore, clock: Clock, log: Logger): Promise<Server> {
+  const handle = async (req: Request): Promise<Reply> => {
+    switch (req.op) {
+      case 'add-parent':
+        validateProfile({ parents: [req.parent] });
+        registerProfileParent(core, req.parent, clock);
+        return { ok: true };
+      case 'remove-parent':
+        await core.unregisterParent(req.name);
+        return { ok: true };
+      case 'parents':
+        return { ok: true, parents: [...core.parents.keys()] };
+      default:
+        return { ok: false, error: `unknown op ${(req as { op: unknown }).op}` };
+    }
+  };
+  const server = createServer((sock) => {
+    let buf = '';
+    sock.on('data', (chunk) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let reply: Promise<Reply>;
+        try {
+          const req = JSON.parse(line) as Request;
+          log.info({ op: req.op }, 'control request');
+          reply = handle(req).catch((err: Error) => ({ ok: false as const, error: err.message }));
+        } catch (err) {
+          reply = Promise.resolve({ ok: false as const, error: `bad request: ${(err as Error).message}` });
+        }
+        void reply.then((r) => {
+          if (!r.ok) log.info({ error: r.error }, 'control request refused');
+          if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
+        });
+      }
+    });
+    sock.on('error', () => undefined);
+  });
+  rmSync(path, { force: true });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve(server));
+  });
+}
