@@ -80,8 +80,9 @@ def cmd_writes(a):
     r.update({"seconds": total / 1e9, "errors": errors})
     out(r)
 
-def run_forked(jobs, start_delay=0.3):
-    """Runs each job(deadline) in its own process; all start at one monotonic deadline."""
+def run_forked(jobs, start_delay=0.3, probe=None):
+    """Runs each job(deadline) in its own process; all start at one monotonic deadline.
+    probe(deadline, pids), if given, runs in the parent while the jobs run."""
     deadline = time.monotonic() + start_delay
     kids = []
     for job in jobs:
@@ -97,6 +98,7 @@ def run_forked(jobs, start_delay=0.3):
             os._exit(0)
         os.close(w)
         kids.append((pid, r))
+    probed = probe(deadline, [pid for pid, _ in kids]) if probe else None
     results = []
     for pid, r in kids:
         chunks = []
@@ -108,7 +110,7 @@ def run_forked(jobs, start_delay=0.3):
         os.close(r)
         os.waitpid(pid, 0)
         results.append(json.loads(b"".join(chunks)))
-    return results
+    return (results, probed) if probe else results
 
 def wait_until(deadline):
     while True:
@@ -117,7 +119,15 @@ def wait_until(deadline):
             return
         time.sleep(min(d, 0.05))
 
+def kernel_stack(pid):
+    try:
+        with open("/proc/%d/stack" % pid) as f:
+            return [l.split("] ", 1)[-1].split("+")[0] for l in f.read().splitlines()]
+    except OSError:
+        return None
+
 # Concurrent writes: one process per [path, data], all released at the same instant.
+# With stackAtMs, the kernel stack of every writer is sampled that long after the start.
 def cmd_burst(a):
     def job(path, data):
         def run(deadline):
@@ -130,9 +140,15 @@ def cmd_burst(a):
                 err = e.strerror
             return {"t0": t0, "t1": time.monotonic(), "err": err}
         return run
-    res = run_forked([job(p, d) for p, d in a["writes"]])
+    def probe(deadline, pids):
+        wait_until(deadline + a["stackAtMs"] / 1000.0)
+        return [kernel_stack(p) for p in pids]
+    res = run_forked([job(p, d) for p, d in a["writes"]], probe=probe if a.get("stackAtMs") else None)
+    stacks = None
+    if a.get("stackAtMs"):
+        res, stacks = res
     t0 = min(r["t0"] for r in res)
-    out({"totalMs": (max(r["t1"] for r in res) - t0) * 1000.0,
+    out({"totalMs": (max(r["t1"] for r in res) - t0) * 1000.0, "stacks": stacks,
          "each": [{"startMs": (r["t0"] - t0) * 1000.0, "endMs": (r["t1"] - t0) * 1000.0, "err": r["err"]} for r in res]})
 
 # Full create/remove cycles, one worker process per create path, for a fixed time.
@@ -273,6 +289,8 @@ export interface WritesResult extends LoopResult {
 
 export interface BurstResult {
   totalMs: number;
+  /** Kernel stack (function names, innermost first) of each writer, if sampled. */
+  stacks: (string[] | null)[] | null;
   each: { startMs: number; endMs: number; err: string | null }[];
 }
 
@@ -302,10 +320,10 @@ export interface CopyResult {
   seconds: number;
 }
 
-export const loop = (op: 'read' | 'stat' | 'lstat' | 'readlink' | 'listdir', path: string, n: number, seconds = 3) =>
-  py<LoopResult>('loop', { op, path, n, seconds });
+export const loop = (op: 'read' | 'stat' | 'lstat' | 'readlink' | 'listdir', path: string, n: number, seconds = 3, warmup = 20) =>
+  py<LoopResult>('loop', { op, path, n, seconds, warmup });
 export const writes = (path: string, payloads: string[]) => py<WritesResult>('writes', { path, payloads });
-export const burst = (w: [string, string][]) => py<BurstResult>('burst', { writes: w });
+export const burst = (w: [string, string][], stackAtMs = 0) => py<BurstResult>('burst', { writes: w, stackAtMs });
 export const cycles = (createPaths: string[], devicesDir: string, seconds: number) =>
   py<CyclesResult>('cycles', { createPaths, devicesDir, seconds });
 export const walk = (root: string, budgetS: number, withResult = true) => py<WalkResult>('walk', { root, budgetS, withResult });

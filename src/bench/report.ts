@@ -1,0 +1,79 @@
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, release } from 'node:os';
+
+/** One line of the table: a figure measured against the baseline taken in the same run. */
+export interface Row {
+  fig: string;
+  measure: string;
+  unit: string;
+  value: number | null;
+  /** What the value is compared with (tmpfs copy, one create, 0 devices...). */
+  baselineLabel?: string;
+  baseline?: number | null;
+  /** value / baseline unless given. */
+  ratio?: number | null;
+  note?: string;
+}
+
+export interface Results {
+  date: string;
+  machine: { nproc: number; kernel: string; node: string; python: string; mdevctl: string | null };
+  options: object;
+  rows: Row[];
+  notes: string[];
+  details: Record<string, unknown>;
+  durationS?: number;
+}
+
+function version(cmd: string, args: string[]): string | null {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n')[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function machine(): Results['machine'] {
+  return {
+    nproc: availableParallelism(),
+    kernel: release(),
+    node: process.version,
+    python: version('python3', ['--version']) ?? 'missing',
+    mdevctl: version('mdevctl', ['--version']),
+  };
+}
+
+function fmt(n: number | null | undefined, unit = ''): string {
+  if (n === null || n === undefined || Number.isNaN(n)) return '-';
+  const a = Math.abs(n);
+  const s = a >= 1000 ? n.toFixed(0) : a >= 100 ? n.toFixed(1) : a >= 1 ? n.toFixed(2) : n.toFixed(3);
+  return unit ? `${s} ${unit}` : s;
+}
+
+export function ratioOf(r: Row): number | null {
+  if (r.ratio !== undefined) return r.ratio;
+  if (r.value === null || r.baseline === null || r.baseline === undefined || r.baseline === 0) return null;
+  return r.value / r.baseline;
+}
+
+/** The one table, in Markdown so it can go into docs/benchmarks.md as is. */
+export function table(rows: Row[]): string {
+  const head = ['Fig', 'Measure', 'mdevfs', 'Baseline (same run)', 'Ratio', 'Note'];
+  const body = rows.map((r) => [
+    r.fig,
+    r.measure,
+    fmt(r.value, r.unit),
+    r.baselineLabel ? `${fmt(r.baseline, r.unit)} (${r.baselineLabel})` : '-',
+    ratioOf(r) === null ? '-' : `${fmt(ratioOf(r))}x`,
+    r.note ?? '',
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...body.map(line)].join('\n');
+}
+
+export function writeJson(path: string, results: Results): void {
+  const rows = results.rows.map((r) => ({ ...r, ratio: ratioOf(r) }));
+  writeFileSync(path, JSON.stringify({ ...results, rows }, null, 2) + '\n');
+}
