@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Errno, MdevError, errnoName, fail } from '../core/errno';
-import { type AttrNode, type DirNode, type Node, relativeTarget } from './nodes';
+import { type AttrNode, type DirNode, type Node, countSubdirs, relativeTarget } from './nodes';
 
 export interface Stat {
   mode: number; // with file type bits
@@ -78,7 +78,7 @@ export class Kernfs {
     const mode = this.modeOf(node, o);
     switch (node.kind) {
       case 'dir':
-        return { ...base, mode: S_IFDIR | mode, size: 0, nlink: 2 + this.subdirs(node) };
+        return { ...base, mode: S_IFDIR | mode, size: 0, nlink: 2 + countSubdirs(node) };
       case 'attr':
         return { ...base, mode: S_IFREG | mode, size: PAGE_SIZE, nlink: 1 };
       case 'link':
@@ -106,12 +106,6 @@ export class Kernfs {
     const o = this.override(path) ?? { alive: () => node.alive() };
     const defined = Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined));
     this.overrides.set(path, { ...o, ...defined });
-  }
-
-  private subdirs(node: DirNode): number {
-    let n = 0;
-    for (const name of node.names()) if (node.lookup(name)?.kind === 'dir') n++;
-    return n;
   }
 
   readdir(path: string): string[] {

@@ -10,6 +10,8 @@ export interface DirNode {
   lookup(name: string): Node | undefined;
   names(): Iterable<string>;
   alive(): boolean;
+  /** How many entries are directories (for st_nlink), where known without looking each up. */
+  subdirs?(): number;
 }
 
 export interface AttrNode {
@@ -66,8 +68,21 @@ export function dir(entries: Record<string, () => Node | undefined>, alive: Aliv
 }
 
 /** A directory computed by two functions: one lists, one looks up by name. */
-export function dynDir(names: () => Iterable<string>, lookup: (name: string) => Node | undefined, alive: Alive = ALWAYS): DirNode {
-  return { kind: 'dir', alive, names, lookup };
+export function dynDir(
+  names: () => Iterable<string>,
+  lookup: (name: string) => Node | undefined,
+  alive: Alive = ALWAYS,
+  subdirs?: () => number,
+): DirNode {
+  return { kind: 'dir', alive, names, lookup, subdirs };
+}
+
+/** Counts the subdirectories of a directory, cheaply where it says how. */
+export function countSubdirs(node: DirNode): number {
+  if (node.subdirs) return node.subdirs();
+  let n = 0;
+  for (const name of node.names()) if (node.lookup(name)?.kind === 'dir') n++;
+  return n;
 }
 
 /** Several directories shown as one (a fixed part plus a dynamic part). */
@@ -85,6 +100,7 @@ export function union(parts: DirNode[], alive: Alive = ALWAYS): DirNode {
     *names() {
       for (const p of parts) yield* p.names();
     },
+    subdirs: () => parts.reduce((n, p) => n + countSubdirs(p), 0),
   };
 }
 

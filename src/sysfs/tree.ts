@@ -135,6 +135,7 @@ export class SysfsTree {
         return dev && dev.parts.has('dir') ? this.deviceDir(dev) : undefined;
       },
       alive,
+      () => [...this.visibleChildren(parent)].length,
     );
     return union([fixed, pci, vendor, children], alive);
   }
@@ -176,6 +177,7 @@ export class SysfsTree {
               return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
             },
             alive,
+            () => 0,
           ),
         name: () => ro(`${type.name}\n`, alive),
       },
@@ -251,6 +253,8 @@ export class SysfsTree {
             const dev = core.devices.get(name);
             return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
           },
+          undefined,
+          () => 0,
         ),
       drivers: () =>
         dynDir(
@@ -293,6 +297,7 @@ export class SysfsTree {
         return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'bound')) : undefined;
       },
       alive,
+      () => 0,
     );
     return union([fixed, bound], alive);
   }
@@ -381,6 +386,8 @@ export class SysfsTree {
           alive,
         );
       },
+      undefined,
+      () => core.iommuGroups.size,
     );
   }
 

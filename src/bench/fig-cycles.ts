@@ -1,0 +1,63 @@
+import type { Ctx } from './context';
+import { Daemon } from './daemon';
+import { cycles } from './py';
+import { createPath, cyclesProfile, typeIds } from './profiles';
+
+const SECONDS = 4;
+
+function errs(e: Record<string, number>): string {
+  const list = Object.entries(e);
+  return list.length ? `; ERRORS ${list.map(([k, v]) => `${v}x ${k}`).join(', ')}` : '';
+}
+
+/** Figure 3: full create+remove cycles per second, one client, then 8 clients on 8 types. */
+export async function figCycles(ctx: Ctx): Promise<void> {
+  const profile = cyclesProfile();
+  const p = profile.parents[0]!;
+  const ids = typeIds(p);
+  const d = await Daemon.start({ profile });
+  let seq, conc;
+  try {
+    const devs = d.path('bus', 'mdev', 'devices');
+    ctx.log('fig 3: sequential create/remove cycles');
+    seq = await cycles([createPath(d.dir, p.name, ids[0]!)], devs, SECONDS);
+    ctx.log('fig 3: 8 concurrent clients on 8 types');
+    conc = await cycles(ids.slice(0, 8).map((id) => createPath(d.dir, p.name, id)), devs, SECONDS);
+  } finally {
+    await d.stop();
+  }
+
+  // Callbacks per cycle, from a traced daemon.
+  const t = await Daemon.start({ profile, traced: true });
+  let perCycle = '';
+  try {
+    await t.trace();
+    const r = await cycles([createPath(t.dir, p.name, ids[0]!)], t.path('bus', 'mdev', 'devices'), 1);
+    const counts = (await t.trace()).counts;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    perCycle = `${(total / r.cycles).toFixed(0)} daemon calls per cycle (${Object.entries(counts)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${(v / r.cycles).toFixed(0)} ${k}`)
+      .join(', ')})`;
+  } finally {
+    await t.stop();
+  }
+
+  ctx.rows.push({
+    fig: '3',
+    measure: 'create+remove cycles, 1 client',
+    unit: '/s',
+    value: seq.perSecond,
+    note: `${(1000 / seq.perSecond).toFixed(2)} ms per cycle; ${perCycle}${errs(seq.errors)}`,
+  });
+  ctx.rows.push({
+    fig: '3',
+    measure: 'create+remove cycles, 8 clients on 8 types',
+    unit: '/s',
+    value: conc.perSecond,
+    baselineLabel: '1 client',
+    baseline: seq.perSecond,
+    note: `per client ${Math.min(...conc.perWorker)}-${Math.max(...conc.perWorker)} cycles in ${SECONDS} s${errs(conc.errors)}`,
+  });
+  ctx.details.fig3 = { sequential: seq, concurrent: conc, perCycle };
+}

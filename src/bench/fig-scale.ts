@@ -1,0 +1,167 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import type { Ctx } from './context';
+import { latestProfile, summarize } from './cpuprofile';
+import { Daemon } from './daemon';
+import { createLatency, fill, present } from './fill';
+import { loop, walk } from './py';
+import { scaleProfile, typeIds } from './profiles';
+import { dumpTree, scratch } from './static-copy';
+
+const LATENCY_N = 20;
+
+/** Wall time of one `ls DIR > /dev/null` process, median of `runs`. */
+export async function timeLs(dir: string, runs = 3): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const c = spawn('ls', [dir], { stdio: 'ignore' });
+      c.on('error', reject);
+      c.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ls ${dir} exited ${code}`))));
+    });
+    times.push(performance.now() - t0);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
+}
+
+const mb = (kb: number) => kb / 1024;
+
+/**
+ * Figure 5: 10,000 devices. ls of bus/mdev/devices, an mdevctl-style walk (parent and type of
+ * every device through realpath), one create's latency and the daemon's RSS, each against its
+ * baseline (tmpfs copy, or the same daemon at 0 devices).
+ */
+export async function figScale(ctx: Ctx): Promise<void> {
+  const N = ctx.opts.devices;
+  const profile = scaleProfile(4);
+  const p = profile.parents[0]!;
+  const ids = typeIds(p);
+  const d = await Daemon.start({ profile, cpuProfDir: ctx.opts.cpuProf ?? undefined });
+  const parentDir = d.path(...p.path.split('/'));
+  const busDevices = d.path('bus', 'mdev', 'devices');
+  let rss0, rssN, lat0, latN, f, statParent0, statParentN, statBus0, statBusN, lsMount, lsCopy, walkMount, walkCopy, devices, dumped;
+  const copy = scratch('fig5');
+  try {
+    rss0 = d.rssKb();
+    statParent0 = await loop('stat', parentDir, 200, 2);
+    statBus0 = await loop('stat', busDevices, 200, 2);
+    const first = await createLatency(d, p.name, ids[0]!, LATENCY_N);
+    lat0 = first.result;
+    ctx.log(`fig 5: creating ${N} devices with ${ctx.opts.writers} writers`);
+    f = await fill(d, p.name, ids, N - 2 * LATENCY_N, ctx.opts.writers);
+    ctx.log(`fig 5: ${f.devices.length} created in ${f.seconds.toFixed(1)} s`);
+    const last = await createLatency(d, p.name, ids[0]!, LATENCY_N);
+    latN = last.result;
+    rssN = d.rssKb();
+    statParentN = await loop('stat', parentDir, 20, 3, 2);
+    statBusN = await loop('stat', busDevices, 20, 3, 2);
+    devices = await present(d, [...first.devices, ...f.devices, ...last.devices]);
+
+    ctx.log(`fig 5: writing the tmpfs copy of ${devices.length} devices`);
+    dumped = await dumpTree(profile, devices, copy);
+    lsMount = await timeLs(busDevices);
+    lsCopy = await timeLs(join(copy, 'bus', 'mdev', 'devices'));
+    ctx.log('fig 5: mdevctl-style walk on the tmpfs copy');
+    walkCopy = await walk(copy, 600);
+    ctx.log(`fig 5: mdevctl-style walk through the mount (budget ${ctx.opts.walkBudgetS} s)`);
+    walkMount = await walk(d.dir, ctx.opts.walkBudgetS);
+  } finally {
+    await d.stop();
+  }
+
+  // The walk must give the same answer on both trees.
+  let mismatches = 0;
+  for (const [u, pt] of Object.entries(walkMount.result ?? {})) {
+    const c = walkCopy.result?.[u];
+    if (!c || c[0] !== pt[0] || c[1] !== pt[1]) mismatches++;
+  }
+  const partial = walkMount.walked < walkMount.devices;
+  const n = devices.length;
+  ctx.rows.push(
+    {
+      fig: '5',
+      measure: `fill: create ${f.devices.length} devices, ${ctx.opts.writers} writers`,
+      unit: '/s',
+      value: f.devices.length / f.seconds,
+      note: `${f.seconds.toFixed(1)} s in all${Object.keys(f.errors).length ? `; ERRORS ${JSON.stringify(f.errors)}` : ''}`,
+    },
+    {
+      fig: '5',
+      measure: `one create at ${n} devices`,
+      unit: 'ms',
+      value: latN.meanUs / 1000,
+      baselineLabel: 'at 0',
+      baseline: lat0.meanUs / 1000,
+      note: `mean of ${LATENCY_N} sequential creates each`,
+    },
+    {
+      fig: '5',
+      measure: `daemon VmRSS at ${n} devices`,
+      unit: 'MB',
+      value: mb(rssN),
+      baselineLabel: 'at 0',
+      baseline: mb(rss0),
+      note: `${(((rssN - rss0) * 1024) / n).toFixed(0)} bytes per device`,
+    },
+    {
+      fig: '5',
+      measure: `ls bus/mdev/devices (${n} entries)`,
+      unit: 'ms',
+      value: lsMount,
+      baselineLabel: 'tmpfs copy',
+      baseline: lsCopy,
+      note: 'one ls process, median of 3',
+    },
+    {
+      fig: '5',
+      measure: `mdevctl-style walk of ${n} devices`,
+      unit: 'ms',
+      value: walkMount.fullWalkMs,
+      baselineLabel: 'tmpfs copy',
+      baseline: walkCopy.walkMs + walkCopy.listMs,
+      note:
+        (partial
+          ? `EXTRAPOLATED: ${walkMount.walked} of ${n} devices walked in ${(walkMount.walkMs / 1000).toFixed(1)} s (budget), `
+          : '') +
+        `${walkMount.perDeviceMs.toFixed(2)} ms per device vs ${walkCopy.perDeviceMs.toFixed(3)}; ` +
+        `results ${mismatches === 0 ? 'agree' : `DISAGREE on ${mismatches}`}`,
+    },
+    {
+      fig: '5',
+      measure: `stat of the parent dir at ${n} devices`,
+      unit: 'us',
+      value: statParentN.meanUs,
+      baselineLabel: 'at 0',
+      baseline: statParent0.meanUs,
+      note: `devices/virtual/p0/p0; bus/mdev/devices: ${statBusN.meanUs.toFixed(0)} us vs ${statBus0.meanUs.toFixed(0)} us at 0`,
+    },
+  );
+  ctx.details.fig5 = {
+    devices: n,
+    fill: { seconds: f.seconds, errors: f.errors },
+    createLatency: { at0: lat0, atN: latN },
+    rssKb: { at0: rss0, atN: rssN },
+    statParent: { at0: statParent0, atN: statParentN },
+    statBusDevices: { at0: statBus0, atN: statBusN },
+    ls: { mount: lsMount, copy: lsCopy },
+    walk: { mount: { ...walkMount, result: undefined }, copy: { ...walkCopy, result: undefined }, mismatches },
+    copy: dumped,
+  };
+
+  if (ctx.opts.cpuProf) {
+    const file = latestProfile(ctx.opts.cpuProf);
+    if (file) {
+      const s = summarize(file, 15);
+      ctx.details.fig5CpuProfile = { file, ...s };
+      const line = (h: { fn: string; selfMs: number; totalMs: number }) =>
+        `  ${(h.totalMs / 1000).toFixed(1)} s total, ${(h.selfMs / 1000).toFixed(1)} s self: ${h.fn}`;
+      ctx.notes.push(
+        `Daemon CPU profile during figure 5 (${(s.sampledMs / 1000).toFixed(0)} s sampled, ${file}); mdevfs functions by inclusive time:\n` +
+          s.byTotal.slice(0, 10).map(line).join('\n') +
+          '\n  by self time (all code):\n' +
+          s.bySelf.slice(0, 8).map(line).join('\n'),
+      );
+    } else ctx.notes.push(`No .cpuprofile found in ${ctx.opts.cpuProf}`);
+  }
+}

@@ -1,0 +1,43 @@
+import { randomUUID } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import type { Daemon } from './daemon';
+import { type WritesResult, writes } from './py';
+import { createPath } from './profiles';
+
+export interface Fill {
+  /** [uuid, type-id] of every device created, in the order the bench issued them. */
+  devices: [string, string][];
+  seconds: number;
+  errors: Record<string, number>;
+}
+
+/**
+ * Creates `count` devices through the mount: `writers` long-lived python3 processes, writer i
+ * on type i mod types.length, each doing one open/write/close per device.
+ */
+export async function fill(d: Daemon, parentName: string, types: string[], count: number, writers: number): Promise<Fill> {
+  const per = Array.from({ length: writers }, (_, i) => Math.floor(count / writers) + (i < count % writers ? 1 : 0));
+  const jobs = per.map((n, i) => ({ type: types[i % types.length]!, uuids: Array.from({ length: n }, () => randomUUID()) }));
+  const t0 = performance.now();
+  const results: WritesResult[] = await Promise.all(jobs.map((j) => (j.uuids.length ? writes(createPath(d.dir, parentName, j.type), j.uuids) : null))).then(
+    (rs) => rs.filter((r): r is WritesResult => r !== null),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const errors: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  return { devices: jobs.flatMap((j) => j.uuids.map((u) => [u, j.type] as [string, string])), seconds, errors };
+}
+
+/** Sequential creates on one type: per-create latency at the current population. */
+export async function createLatency(d: Daemon, parentName: string, type: string, n: number): Promise<{ result: WritesResult; devices: [string, string][] }> {
+  const uuids = Array.from({ length: n }, () => randomUUID());
+  const result = await writes(createPath(d.dir, parentName, type), uuids);
+  return { result, devices: uuids.map((u) => [u, type]) };
+}
+
+/** The devices that really exist, in the daemon's order, with the type the bench asked for. */
+export async function present(d: Daemon, asked: [string, string][]): Promise<[string, string][]> {
+  const typeOf = new Map(asked);
+  const names = await fsp.readdir(d.path('bus', 'mdev', 'devices'));
+  return names.filter((u) => typeOf.has(u)).map((u) => [u, typeOf.get(u)!]);
+}
