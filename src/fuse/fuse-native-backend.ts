@@ -89,9 +89,10 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
   };
 
   class SysfsFuse extends (Fuse as FuseCtor) {
+    // nonempty: the repository's mount/ keeps a placeholder file; it is only hidden while mounted.
     override _fuseOptions(): string {
       const base = super._fuseOptions();
-      return base ? `${base},direct_io` : '-odirect_io';
+      return base ? `${base},direct_io,nonempty` : '-odirect_io,nonempty';
     }
   }
   const fuse = new SysfsFuse(mountpoint, ops, {
