@@ -209,6 +209,7 @@ export class MdevCore {
       dev.boundDriver = this.abi.boundDriver(dev.parent.driver);
     }
     if (part === 'links') dev.type.devices.set(dev.uuid, dev);
+    if (part === 'dir') dev.parent.visibleDevices++;
     dev.parts.add(part);
   }
 
@@ -223,6 +224,7 @@ export class MdevCore {
       dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
     }
     if (part === 'links') dev.type.devices.delete(dev.uuid);
+    if (part === 'dir') dev.parent.visibleDevices--;
   }
 
   /** mdev_device_release: the UUID and any core-counted slot become free again. */

@@ -72,6 +72,8 @@ export class Parent {
   /** 6.1 core counter for drivers without get_available. */
   counter: number;
   registered = true;
+  /** Children whose directory is shown (st_nlink of the parent, without a walk). */
+  visibleDevices = 0;
 
   constructor(
     readonly placement: ParentPlacement,

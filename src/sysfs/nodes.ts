@@ -104,6 +104,17 @@ export function union(parts: DirNode[], alive: Alive = ALWAYS): DirNode {
   };
 }
 
+/** A directory's entries, shown only while cond() holds. */
+export function onlyWhen(cond: () => boolean, inner: DirNode): DirNode {
+  return {
+    kind: 'dir',
+    alive: inner.alive,
+    lookup: (name) => (cond() ? inner.lookup(name) : undefined),
+    names: () => (cond() ? inner.names() : []),
+    subdirs: () => (cond() ? countSubdirs(inner) : 0),
+  };
+}
+
 /** Attributes given by relative paths ("vendor/x") as a tree of group directories. */
 export function groups(attrs: readonly { path: string; node: AttrNode }[], alive: Alive = ALWAYS): DirNode {
   const files = new Map<string, AttrNode>();

@@ -12,6 +12,7 @@ import {
   dynDir,
   groups,
   link,
+  onlyWhen,
   ro,
   union,
   wo,
@@ -61,6 +62,22 @@ export class SysfsTree {
     });
   }
 
+  // ---- node identity -------------------------------------------------------------------
+
+  /**
+   * One node object per core object: lookups still consult the core every time (so nothing
+   * goes stale), but a path walk no longer rebuilds the closures of every directory on it.
+   */
+  private readonly nodes = new WeakMap<object, Map<string, DirNode>>();
+
+  private cached(owner: object, kind: string, make: () => DirNode): DirNode {
+    let m = this.nodes.get(owner);
+    if (!m) this.nodes.set(owner, (m = new Map()));
+    let node = m.get(kind);
+    if (!node) m.set(kind, (node = make()));
+    return node;
+  }
+
   // ---- liveness ------------------------------------------------------------------------
 
   private parentAlive(parent: Parent): Alive {
@@ -83,61 +100,65 @@ export class SysfsTree {
 
   /** An intermediate directory on the way to parents (devices/, devices/virtual/, ...). */
   private prefixDir(prefix: readonly string[]): DirNode {
-    const below = () =>
-      this.registeredParents().filter(
-        (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
+    return this.cached(this, `prefix:${prefix.join('/')}`, () => {
+      const below = () =>
+        this.registeredParents().filter(
+          (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
+        );
+      return dynDir(
+        () => new Set(below().map((p) => p.placement.path[prefix.length]!)),
+        (name) => {
+          const next = [...prefix, name];
+          const here = below().filter((p) => p.placement.path[prefix.length] === name);
+          if (here.length === 0) return undefined;
+          const exact = here.find((p) => p.placement.path.length === next.length);
+          return exact ? this.parentDir(exact) : this.prefixDir(next);
+        },
       );
-    return dynDir(
-      () => new Set(below().map((p) => p.placement.path[prefix.length]!)),
-      (name) => {
-        const next = [...prefix, name];
-        const here = below().filter((p) => p.placement.path[prefix.length] === name);
-        if (here.length === 0) return undefined;
-        const exact = here.find((p) => p.placement.path.length === next.length);
-        return exact ? this.parentDir(exact) : this.prefixDir(next);
-      },
-    );
+    });
   }
 
   private parentDir(parent: Parent): DirNode {
-    const alive = this.parentAlive(parent);
-    const pl = parent.placement;
-    const fixed = dir(
-      {
-        mdev_supported_types: () => this.typesDir(parent),
-        power: () => powerDir(alive),
-        subsystem: () => link(pl.pci ? ['bus', 'pci'] : ['class', pl.className ?? parent.driver.name], alive),
-        uevent: () => attr(0o644, () => this.parentUevent(parent), ueventStore, alive),
-      },
-      alive,
-    );
-    const pci = pl.pci
-      ? dir(
-          {
-            class: () => ro(`${pl.pci!.class}\n`, alive),
-            device: () => ro(`${pl.pci!.device}\n`, alive),
-            driver: () => link(['bus', 'pci', 'drivers', pl.pci!.driver], alive),
-            numa_node: () => ro(`${pl.pci!.numaNode}\n`, alive),
-            vendor: () => ro(`${pl.pci!.vendor}\n`, alive),
-          },
-          alive,
-        )
-      : dir({}, alive);
-    const legacy = parent.driver.parentAttrs?.(this.core.abi) ?? [];
-    const vendor = groups(
-      legacy.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })),
-      alive,
-    );
-    const children = dynDir(
-      () => this.visibleChildren(parent),
-      (name) => {
-        const dev = parent.children.get(name);
-        return dev && dev.parts.has('dir') ? this.deviceDir(dev) : undefined;
-      },
-      alive,
-      () => [...this.visibleChildren(parent)].length,
-    );
-    return union([fixed, pci, vendor, children], alive);
+    return this.cached(parent, 'dir', () => {
+      const alive = this.parentAlive(parent);
+      const pl = parent.placement;
+      const fixed = dir(
+        {
+          mdev_supported_types: () => this.typesDir(parent),
+          power: () => powerDir(alive),
+          subsystem: () => link(pl.pci ? ['bus', 'pci'] : ['class', pl.className ?? parent.driver.name], alive),
+          uevent: () => attr(0o644, () => this.parentUevent(parent), ueventStore, alive),
+        },
+        alive,
+      );
+      const pci = pl.pci
+        ? dir(
+            {
+              class: () => ro(`${pl.pci!.class}\n`, alive),
+              device: () => ro(`${pl.pci!.device}\n`, alive),
+              driver: () => link(['bus', 'pci', 'drivers', pl.pci!.driver], alive),
+              numa_node: () => ro(`${pl.pci!.numaNode}\n`, alive),
+              vendor: () => ro(`${pl.pci!.vendor}\n`, alive),
+            },
+            alive,
+          )
+        : dir({}, alive);
+      const legacy = parent.driver.parentAttrs?.(this.core.abi) ?? [];
+      const vendor = groups(
+        legacy.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })),
+        alive,
+      );
+      const children = dynDir(
+        () => this.visibleChildren(parent),
+        (name) => {
+          const dev = parent.children.get(name);
+          return dev && dev.parts.has('dir') ? this.deviceDir(dev) : undefined;
+        },
+        alive,
+        () => parent.visibleDevices,
+      );
+      return union([fixed, pci, vendor, children], alive);
+    });
   }
 
   private *visibleChildren(parent: Parent): Iterable<string> {
@@ -150,75 +171,80 @@ export class SysfsTree {
   }
 
   private typesDir(parent: Parent): DirNode {
-    const alive = this.parentAlive(parent);
-    return dynDir(
-      () => parent.types.keys(),
-      (name) => {
-        const type = parent.types.get(name);
-        return type && this.typeDir(type, alive);
-      },
-      alive,
-    );
+    return this.cached(parent, 'types', () => {
+      const alive = this.parentAlive(parent);
+      return dynDir(
+        () => parent.types.keys(),
+        (name) => {
+          const type = parent.types.get(name);
+          return type && this.typeDir(type, alive);
+        },
+        alive,
+      );
+    });
   }
 
   private typeDir(type: MdevType, alive: Alive): DirNode {
-    const core = this.core;
-    return dir(
-      {
-        available_instances: () => ro(() => `${core.availableInstances(type)}\n`, alive),
-        create: () => wo((buf) => core.createStore(type, buf), alive),
-        description: () => (type.description === undefined ? undefined : ro(`${type.description}\n`, alive)),
-        device_api: () => ro(`${type.deviceApi}\n`, alive),
-        devices: () =>
-          dynDir(
-            () => type.devices.keys(),
-            (name) => {
-              const dev = type.devices.get(name);
-              return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
-            },
-            alive,
-            () => 0,
-          ),
-        name: () => ro(`${type.name}\n`, alive),
-      },
-      alive,
-    );
+    return this.cached(type, 'dir', () => {
+      const core = this.core;
+      return dir(
+        {
+          available_instances: () => ro(() => `${core.availableInstances(type)}\n`, alive),
+          create: () => wo((buf) => core.createStore(type, buf), alive),
+          description: () => (type.description === undefined ? undefined : ro(`${type.description}\n`, alive)),
+          device_api: () => ro(`${type.deviceApi}\n`, alive),
+          devices: () =>
+            dynDir(
+              () => type.devices.keys(),
+              (name) => {
+                const dev = type.devices.get(name);
+                return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
+              },
+              alive,
+              () => 0,
+            ),
+          name: () => ro(`${type.name}\n`, alive),
+        },
+        alive,
+      );
+    });
   }
 
   private deviceDir(dev: MdevDevice): DirNode {
-    const core = this.core;
-    const has = (p: Part) => dev.parts.has(p);
-    const alive = this.partAlive(dev, 'dir');
-    const fixed = dir(
-      {
-        driver: () => (has('bound') ? link(['bus', 'mdev', 'drivers', dev.boundDriver!], this.partAlive(dev, 'bound')) : undefined),
-        iommu_group: () =>
-          has('bound') ? link(['kernel', 'iommu_groups', String(dev.iommuGroup)], this.partAlive(dev, 'bound')) : undefined,
-        mdev_type: () =>
-          has('links')
-            ? link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'))
-            : undefined,
-        power: () => powerDir(alive),
-        remove: () =>
-          has('remove')
-            ? wo(
-                (buf) => core.removeStore(dev, buf),
-                () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
-              )
-            : undefined,
-        subsystem: () => link(['bus', 'mdev'], alive),
-        uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), ueventStore, alive),
-        'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
-      },
-      alive,
-    );
-    if (!has('vendor')) return fixed;
-    const vendorAlive = this.partAlive(dev, 'vendor');
-    const vendor = groups(
-      dev.parent.driver.deviceAttrs(dev, core.abi).map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, vendorAlive) })),
-      vendorAlive,
-    );
-    return union([fixed, vendor], alive);
+    return this.cached(dev, 'dir', () => {
+      const core = this.core;
+      const has = (p: Part) => dev.parts.has(p);
+      const alive = this.partAlive(dev, 'dir');
+      const fixed = dir(
+        {
+          driver: () => (has('bound') ? link(['bus', 'mdev', 'drivers', dev.boundDriver!], this.partAlive(dev, 'bound')) : undefined),
+          iommu_group: () =>
+            has('bound') ? link(['kernel', 'iommu_groups', String(dev.iommuGroup)], this.partAlive(dev, 'bound')) : undefined,
+          mdev_type: () =>
+            has('links')
+              ? link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'))
+              : undefined,
+          power: () => powerDir(alive),
+          remove: () =>
+            has('remove')
+              ? wo(
+                  (buf) => core.removeStore(dev, buf),
+                  () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
+                )
+              : undefined,
+          subsystem: () => link(['bus', 'mdev'], alive),
+          uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), ueventStore, alive),
+          'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
+        },
+        alive,
+      );
+      const vendorAlive = this.partAlive(dev, 'vendor');
+      const vendor = groups(
+        dev.parent.driver.deviceAttrs(dev, core.abi).map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, vendorAlive) })),
+        vendorAlive,
+      );
+      return union([fixed, onlyWhen(() => has('vendor'), vendor)], alive);
+    });
   }
 
   private vfioDevDir(dev: MdevDevice): DirNode {
@@ -244,29 +270,31 @@ export class SysfsTree {
   // ---- /bus/mdev -----------------------------------------------------------------------
 
   private busMdev(): DirNode {
-    const core = this.core;
-    return dir({
-      devices: () =>
-        dynDir(
-          () => this.listedDevices(),
-          (name) => {
-            const dev = core.devices.get(name);
-            return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
-          },
-          undefined,
-          () => 0,
-        ),
-      drivers: () =>
-        dynDir(
-          () => this.busDrivers().map((d) => d.name),
-          (name) => {
-            const d = this.busDrivers().find((x) => x.name === name);
-            return d && this.busDriverDir(d.name, d.module);
-          },
-        ),
-      drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
-      drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
-      uevent: () => wo(ueventStore),
+    return this.cached(this, 'bus/mdev', () => {
+      const core = this.core;
+      return dir({
+        devices: () =>
+          dynDir(
+            () => this.listedDevices(),
+            (name) => {
+              const dev = core.devices.get(name);
+              return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
+            },
+            undefined,
+            () => 0,
+          ),
+        drivers: () =>
+          dynDir(
+            () => this.busDrivers().map((d) => d.name),
+            (name) => {
+              const d = this.busDrivers().find((x) => x.name === name);
+              return d && this.busDriverDir(d.name, d.module);
+            },
+          ),
+        drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
+        drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
+        uevent: () => wo(ueventStore),
+      });
     });
   }
 
@@ -279,27 +307,29 @@ export class SysfsTree {
   }
 
   private busDriverDir(name: string, module: string): DirNode {
-    const core = this.core;
-    const alive = () => this.busDrivers().some((d) => d.name === name);
-    const fixed = dir(
-      {
-        bind: () => wo((buf) => core.bindStore(name, buf), alive),
-        module: () => link(['module', module], alive),
-        uevent: () => wo(ueventStore, alive),
-        unbind: () => wo((buf) => core.unbindStore(name, buf), alive),
-      },
-      alive,
-    );
-    const bound = dynDir(
-      () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')).map((d) => d.uuid),
-      (uuid) => {
-        const dev = core.devices.get(uuid);
-        return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'bound')) : undefined;
-      },
-      alive,
-      () => 0,
-    );
-    return union([fixed, bound], alive);
+    return this.cached(this, `driver:${name}:${module}`, () => {
+      const core = this.core;
+      const alive = () => this.busDrivers().some((d) => d.name === name);
+      const fixed = dir(
+        {
+          bind: () => wo((buf) => core.bindStore(name, buf), alive),
+          module: () => link(['module', module], alive),
+          uevent: () => wo(ueventStore, alive),
+          unbind: () => wo((buf) => core.unbindStore(name, buf), alive),
+        },
+        alive,
+      );
+      const bound = dynDir(
+        () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')).map((d) => d.uuid),
+        (uuid) => {
+          const dev = core.devices.get(uuid);
+          return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'bound')) : undefined;
+        },
+        alive,
+        () => 0,
+      );
+      return union([fixed, bound], alive);
+    });
   }
 
   // ---- /bus/pci (only the parents mdevfs places there) -----------------------------------
@@ -329,96 +359,102 @@ export class SysfsTree {
   // ---- /class, /kernel/iommu_groups, /module --------------------------------------------
 
   private classDir(): DirNode {
-    const classes = () => {
-      const m = new Map<string, Parent[]>();
-      for (const p of this.registeredParents()) {
-        if (!p.placement.className) continue;
-        if (!m.has(p.placement.className)) m.set(p.placement.className, []);
-        m.get(p.placement.className)!.push(p);
-      }
-      return m;
-    };
-    const linkDir = (parents: () => Parent[]) =>
-      dynDir(
-        () => parents().map((p) => p.name),
-        (name) => {
-          const p = parents().find((x) => x.name === name);
-          return p && link(p.placement.path, this.parentAlive(p));
-        },
-      );
-    const vfioDevices = () => [...this.core.devices.values()].filter((d) => d.parts.has('bound') && d.vfioIndex !== undefined);
-    return union([
-      dir({
-        mdev_bus: () => linkDir(() => this.registeredParents()),
-        'vfio-dev': () =>
-          this.core.abi.vfioDev
-            ? dynDir(
-                () => vfioDevices().map((d) => `vfio${d.vfioIndex}`),
-                (name) => {
-                  const dev = vfioDevices().find((d) => `vfio${d.vfioIndex}` === name);
-                  return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
-                },
-              )
-            : undefined,
-      }),
-      dynDir(
-        () => classes().keys(),
-        (name) => (classes().has(name) ? linkDir(() => classes().get(name) ?? []) : undefined),
-      ),
-    ]);
+    return this.cached(this, 'class', () => {
+      const classes = () => {
+        const m = new Map<string, Parent[]>();
+        for (const p of this.registeredParents()) {
+          if (!p.placement.className) continue;
+          if (!m.has(p.placement.className)) m.set(p.placement.className, []);
+          m.get(p.placement.className)!.push(p);
+        }
+        return m;
+      };
+      const linkDir = (parents: () => Parent[]) =>
+        dynDir(
+          () => parents().map((p) => p.name),
+          (name) => {
+            const p = parents().find((x) => x.name === name);
+            return p && link(p.placement.path, this.parentAlive(p));
+          },
+        );
+      const vfioDevices = () => [...this.core.devices.values()].filter((d) => d.parts.has('bound') && d.vfioIndex !== undefined);
+      return union([
+        dir({
+          mdev_bus: () => linkDir(() => this.registeredParents()),
+          'vfio-dev': () =>
+            this.core.abi.vfioDev
+              ? dynDir(
+                  () => vfioDevices().map((d) => `vfio${d.vfioIndex}`),
+                  (name) => {
+                    const dev = vfioDevices().find((d) => `vfio${d.vfioIndex}` === name);
+                    return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
+                  },
+                )
+              : undefined,
+        }),
+        dynDir(
+          () => classes().keys(),
+          (name) => (classes().has(name) ? linkDir(() => classes().get(name) ?? []) : undefined),
+        ),
+      ]);
+    });
   }
 
   private iommuGroupsDir(): DirNode {
-    const core = this.core;
-    return dynDir(
-      () => [...core.iommuGroups.keys()].map(String),
-      (name) => {
-        const dev = /^\d+$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined;
-        if (!dev) return undefined;
-        const alive = () => core.iommuGroups.get(Number(name)) === dev;
-        return dir(
-          {
-            devices: () => dir({ [dev.uuid]: () => link(this.devicePath(dev), alive) }, alive),
-            name: () => ro('vfio-noiommu\n', alive),
-            reserved_regions: () => ro('', alive),
-            type: () => attr(0o644, () => 'unknown\n', () => fail(Errno.EINVAL, 'no default domain'), alive),
-          },
-          alive,
-        );
-      },
-      undefined,
-      () => core.iommuGroups.size,
-    );
+    return this.cached(this, 'kernel/iommu_groups', () => {
+      const core = this.core;
+      return dynDir(
+        () => [...core.iommuGroups.keys()].map(String),
+        (name) => {
+          const dev = /^\d+$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined;
+          if (!dev) return undefined;
+          const alive = () => core.iommuGroups.get(Number(name)) === dev;
+          return dir(
+            {
+              devices: () => dir({ [dev.uuid]: () => link(this.devicePath(dev), alive) }, alive),
+              name: () => ro('vfio-noiommu\n', alive),
+              reserved_regions: () => ro('', alive),
+              type: () => attr(0o644, () => 'unknown\n', () => fail(Errno.EINVAL, 'no default domain'), alive),
+            },
+            alive,
+          );
+        },
+        undefined,
+        () => core.iommuGroups.size,
+      );
+    });
   }
 
   private moduleDir(): DirNode {
-    const drivers = () => this.busDrivers();
-    const modules = () => new Set(drivers().map((d) => d.module));
-    return dynDir(
-      () => modules(),
-      (name) => {
-        if (!modules().has(name)) return undefined;
-        const alive = () => modules().has(name);
-        const mine = () => drivers().filter((d) => d.module === name);
-        return dir(
-          {
-            drivers: () =>
-              dynDir(
-                () => mine().map((d) => `mdev:${d.name}`),
-                (entry) => {
-                  const d = mine().find((x) => `mdev:${x.name}` === entry);
-                  return d && link(['bus', 'mdev', 'drivers', d.name], alive);
-                },
-                alive,
-              ),
-            holders: () => dir({}, alive),
-            initstate: () => ro('live\n', alive),
-            refcnt: () => ro('0\n', alive),
-            uevent: () => wo(ueventStore, alive),
-          },
-          alive,
-        );
-      },
-    );
+    return this.cached(this, 'module', () => {
+      const drivers = () => this.busDrivers();
+      const modules = () => new Set(drivers().map((d) => d.module));
+      return dynDir(
+        () => modules(),
+        (name) => {
+          if (!modules().has(name)) return undefined;
+          const alive = () => modules().has(name);
+          const mine = () => drivers().filter((d) => d.module === name);
+          return dir(
+            {
+              drivers: () =>
+                dynDir(
+                  () => mine().map((d) => `mdev:${d.name}`),
+                  (entry) => {
+                    const d = mine().find((x) => `mdev:${x.name}` === entry);
+                    return d && link(['bus', 'mdev', 'drivers', d.name], alive);
+                  },
+                  alive,
+                ),
+              holders: () => dir({}, alive),
+              initstate: () => ro('live\n', alive),
+              refcnt: () => ro('0\n', alive),
+              uevent: () => wo(ueventStore, alive),
+            },
+            alive,
+          );
+        },
+      );
+    });
   }
 }
