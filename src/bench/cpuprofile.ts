@@ -1,9 +1,10 @@
-import { readFileSync, readdirSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   children?: number[];
 }
 
@@ -21,10 +22,25 @@ export interface HotSpot {
 
 const ROOT = resolve(__dirname, '..', '..');
 
+const maps = new Map<string, SourceMap | null>();
+
+/** dist/x.js:line -> src/x.ts:line through the compiler's source map, where there is one. */
+function original(file: string, line: number, column: number): string | undefined {
+  if (!maps.has(file)) {
+    const mapFile = `${file}.map`;
+    maps.set(file, existsSync(mapFile) ? new SourceMap(JSON.parse(readFileSync(mapFile, 'utf8'))) : null);
+  }
+  const entry = maps.get(file)?.findEntry(line, column) as { originalSource?: string; originalLine?: number } | undefined;
+  if (!entry?.originalSource || entry.originalLine === undefined) return undefined;
+  const src = entry.originalSource.startsWith('file://') ? entry.originalSource.slice(7) : resolve(dirname(file), entry.originalSource);
+  return `${relative(ROOT, src)}:${entry.originalLine + 1}`;
+}
+
 function label(n: ProfileNode): string {
-  const { functionName, url, lineNumber } = n.callFrame;
-  const file = url.startsWith('file://') ? relative(ROOT, url.slice(7)) : url;
-  return `${functionName || '(anonymous)'}${file ? ` ${file}:${lineNumber + 1}` : ''}`;
+  const { functionName, url, lineNumber, columnNumber } = n.callFrame;
+  const abs = url.startsWith('file://') ? url.slice(7) : '';
+  const where = abs ? (original(abs, lineNumber, columnNumber) ?? `${relative(ROOT, abs)}:${lineNumber + 1}`) : url;
+  return `${functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
 }
 
 /**
@@ -54,7 +70,7 @@ export function summarize(file: string, top = 12): { byTotal: HotSpot[]; bySelf:
     }
   });
   const spots = [...total.keys()].map((fn) => ({ fn, selfMs: self.get(fn) ?? 0, totalMs: total.get(fn)! }));
-  const ours = (s: HotSpot) => s.fn.includes(' dist/') && !s.fn.includes('dist/bench/');
+  const ours = (s: HotSpot) => / (src|dist)\//.test(s.fn) && !/ (src|dist)\/bench\//.test(s.fn);
   return {
     byTotal: spots.filter(ours).sort((a, b) => b.totalMs - a.totalMs).slice(0, top),
     bySelf: spots.filter((s) => !s.fn.startsWith('(idle)') && !s.fn.startsWith('(program)')).sort((a, b) => b.selfMs - a.selfMs).slice(0, top),

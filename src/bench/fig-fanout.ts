@@ -22,17 +22,22 @@ export function inFlight(writesSeen: Trace['writes']): { maxInFlight: number; af
   return { maxInFlight, afterPrevious, spanMs };
 }
 
-/** Where each writer is in the kernel a moment after the start (from /proc/PID/stack). */
+/**
+ * Where each writer is in the kernel a moment after the start (/proc/PID/stat and stack).
+ * /proc/PID/stack hides __sched frames (down_write, rwsem_down_write_slowpath, schedule), so a
+ * writer asleep in fuse_file_write_iter itself, before fuse_direct_io has sent the WRITE, is
+ * waiting for the inode lock that fuse_file_write_iter takes for a direct write without
+ * FOPEN_PARALLEL_DIRECT_WRITES; one in request_wait_answer has its WRITE at the daemon.
+ */
 export function classifyStacks(stacks: BurstResult['stacks']): Record<string, number> {
   const out: Record<string, number> = {};
   for (const s of stacks ?? []) {
-    let k = 'other';
-    if (!s || s.length === 0) k = 'done/unknown';
-    else if (s.some((f) => f.includes('request_wait_answer'))) k = 'waiting for the daemon (request_wait_answer)';
-    else if (s.some((f) => /rwsem_down_write|down_write/.test(f))) {
-      const where = s.find((f) => /fuse_.*write/.test(f));
-      k = `blocked on the inode lock (down_write${where ? ` in ${where}` : ''})`;
-    } else k = `other: ${s.slice(0, 3).join(' < ')}`;
+    let k: string;
+    const top = s?.frames[0] ?? '';
+    if (!s || s.frames.length === 0) k = 'done/unknown';
+    else if (s.frames.some((f) => f.startsWith('request_wait_answer'))) k = 'in request_wait_answer (WRITE sent, waiting for the daemon)';
+    else if (top.startsWith('fuse_file_write_iter')) k = `asleep (${s.state}) at ${top} before any request (inode lock)`;
+    else k = `other (${s.state}): ${s.frames.slice(0, 3).join(' < ')}`;
     out[k] = (out[k] ?? 0) + 1;
   }
   return out;

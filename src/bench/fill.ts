@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import type { Daemon } from './daemon';
+import type { Profile } from '../drivers/profile-types';
+import { Daemon } from './daemon';
 import { type WritesResult, writes } from './py';
-import { createPath } from './profiles';
+import { createPath, typeIds } from './profiles';
 
 export interface Fill {
   /** [uuid, type-id] of every device created, in the order the bench issued them. */
@@ -40,4 +41,28 @@ export async function present(d: Daemon, asked: [string, string][]): Promise<[st
   const typeOf = new Map(asked);
   const names = await fsp.readdir(d.path('bus', 'mdev', 'devices'));
   return names.filter((u) => typeOf.has(u)).map((u) => [u, typeOf.get(u)!]);
+}
+
+/** Daemon callbacks per device of `action`, on a traced daemon holding `n` devices. */
+export async function callsPerDevice(
+  profile: Profile,
+  n: number,
+  action: (d: Daemon) => Promise<unknown>,
+): Promise<{ perDevice: number; counts: Record<string, number>; summary: string }> {
+  const p = profile.parents[0]!;
+  const d = await Daemon.start({ profile, traced: true });
+  try {
+    await fill(d, p.name, typeIds(p), n, 4);
+    await d.trace();
+    await action(d);
+    const counts = (await d.trace()).counts;
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    const summary = `${(total / n).toFixed(0)} daemon calls per device (${Object.entries(counts)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${(v / n).toFixed(v / n < 1 ? 2 : 0)} ${k}`)
+      .join(', ')}; traced run, ${n} devices)`;
+    return { perDevice: total / n, counts, summary };
+  } finally {
+    await d.stop();
+  }
 }

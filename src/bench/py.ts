@@ -120,9 +120,13 @@ def wait_until(deadline):
         time.sleep(min(d, 0.05))
 
 def kernel_stack(pid):
+    """Scheduler state and kernel stack (innermost first; __sched frames are not shown)."""
     try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
         with open("/proc/%d/stack" % pid) as f:
-            return [l.split("] ", 1)[-1].split("+")[0] for l in f.read().splitlines()]
+            frames = [l.split("] ", 1)[-1].split("/")[0] for l in f.read().splitlines()]
+        return {"state": state, "frames": frames}
     except OSError:
         return None
 
@@ -248,10 +252,29 @@ def cmd_copy(a):
     counts["seconds"] = time.perf_counter() - t0
     out(counts)
 
+# Machine calibration: round trip of one byte between two processes over pipes (two wakeups).
+def cmd_pingpong(a):
+    n = a["n"]
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        for _ in range(n):
+            os.read(r1, 1)
+            os.write(w2, b"x")
+        os._exit(0)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+    us = (time.perf_counter() - t0) / n * 1e6
+    os.waitpid(pid, 0)
+    out({"roundTripUs": us})
+
 cmd = sys.argv[1]
 args = json.loads(sys.stdin.read() or "{}")
 {"loop": cmd_loop, "writes": cmd_writes, "burst": cmd_burst, "cycles": cmd_cycles,
- "walk": cmd_walk, "copy": cmd_copy}[cmd](args)
+ "walk": cmd_walk, "copy": cmd_copy, "pingpong": cmd_pingpong}[cmd](args)
 `;
 
 /** Runs one python3 subcommand with JSON arguments on stdin; resolves with its JSON output. */
@@ -289,8 +312,8 @@ export interface WritesResult extends LoopResult {
 
 export interface BurstResult {
   totalMs: number;
-  /** Kernel stack (function names, innermost first) of each writer, if sampled. */
-  stacks: (string[] | null)[] | null;
+  /** Scheduler state and kernel stack (function+offset, innermost first) of each writer, if sampled. */
+  stacks: ({ state: string; frames: string[] } | null)[] | null;
   each: { startMs: number; endMs: number; err: string | null }[];
 }
 
@@ -328,3 +351,4 @@ export const cycles = (createPaths: string[], devicesDir: string, seconds: numbe
   py<CyclesResult>('cycles', { createPaths, devicesDir, seconds });
 export const walk = (root: string, budgetS: number, withResult = true) => py<WalkResult>('walk', { root, budgetS, withResult });
 export const copyTree = (src: string, dst: string) => py<CopyResult>('copy', { src, dst });
+export const pingPong = (n = 20000) => py<{ roundTripUs: number }>('pingpong', { n });

@@ -18,7 +18,7 @@ export interface Row {
 
 export interface Results {
   date: string;
-  machine: { nproc: number; kernel: string; node: string; python: string; mdevctl: string | null };
+  machine: { nproc: number; kernel: string; node: string; python: string; mdevctl: string | null; pipeRoundTripUs?: number };
   options: object;
   rows: Row[];
   notes: string[];

@@ -7,13 +7,14 @@
  *   --only 1,2,5           run only these figures (1 and 2 run together)
  *   --devices N            devices for figure 5 (default 10000)
  *   --mdevctl-devices N    devices for figure 6 (default 1000)
- *   --walk-budget S        seconds the figure-5 walk through the mount may take (default 40);
+ *   --walk-budget S        seconds the figure-5 walk through the mount may take (default 60);
  *                          past that it is extrapolated from an even sample
  *   --writers N            writer processes filling the tree (default 4)
  *   --delay-ms N           vendor create delay for figure 4 (default 50)
  *   --cpu-prof DIR         run the figure-5 daemon under node --cpu-prof, summarise the profile
  */
 import { mkdirSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import type { Ctx, Options } from './context';
 import { Daemon } from './daemon';
@@ -23,6 +24,7 @@ import { figFanout } from './fig-fanout';
 import { figMdevctl } from './fig-mdevctl';
 import { figScale } from './fig-scale';
 import { type Results, machine, table, writeJson } from './report';
+import { pingPong } from './py';
 import { removeScratch } from './static-copy';
 
 const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR]';
@@ -32,7 +34,7 @@ function parseOptions(argv: string[]): Options {
     json: 'bench-results.json',
     devices: 10_000,
     mdevctlDevices: 1000,
-    walkBudgetS: 40,
+    walkBudgetS: 60,
     writers: 4,
     delayMs: 50,
     only: null,
@@ -124,9 +126,14 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  ctx.details.pipeRoundTripUsAtStart = (await pingPong()).roundTripUs;
   let failed = 0;
+  // Load averages before each figure: this is a shared 2-CPU machine, and other work skews figures.
+  const load: Record<string, number[]> = {};
+  ctx.details.loadavg = load;
   for (const f of FIGURES) {
     if (opts.only && !f.ids.some((id) => opts.only!.has(id))) continue;
+    load[`before ${f.ids.join('+')}`] = loadavg();
     ctx.log(`figure ${f.ids.join('+')}: ${f.name}`);
     try {
       await f.run(ctx);
@@ -141,12 +148,16 @@ async function main(): Promise<number> {
       removeScratch();
     }
   }
+  load.end = loadavg();
+  // How long a wakeup of another process takes here: every FUSE request needs several.
+  const before = ctx.details.pipeRoundTripUsAtStart as number;
+  const after = (await pingPong()).roundTripUs;
   // Figures in numeric order in the table, whatever order they ran in.
   ctx.rows.sort((a, b) => Number(a.fig) - Number(b.fig));
 
   const results: Results = {
     date: new Date().toISOString(),
-    machine: machine(),
+    machine: { ...machine(), pipeRoundTripUs: (before + after) / 2 },
     options: { ...opts, only: opts.only ? [...opts.only] : null },
     rows: ctx.rows,
     notes: ctx.notes,
@@ -155,7 +166,8 @@ async function main(): Promise<number> {
   };
   const m = results.machine;
   process.stdout.write(
-    `mdevfs bench, ${results.date.slice(0, 10)}: ${m.nproc} CPUs, kernel ${m.kernel}, node ${m.node}, ${m.python}, mdevctl ${m.mdevctl ?? 'missing'}; ${results.durationS!.toFixed(0)} s\n\n`,
+    `mdevfs bench, ${results.date.slice(0, 10)}: ${m.nproc} CPUs, kernel ${m.kernel}, node ${m.node}, ${m.python}, mdevctl ${m.mdevctl ?? 'missing'}; ${results.durationS!.toFixed(0)} s\n` +
+      `process-to-process pipe round trip (two wakeups): ${before.toFixed(1)} us at the start, ${after.toFixed(1)} us at the end\n\n`,
   );
   process.stdout.write(table(ctx.rows) + '\n');
   if (ctx.notes.length) process.stdout.write('\n' + ctx.notes.map((n) => `- ${n}`).join('\n') + '\n');

@@ -1,8 +1,14 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+
+const scratch = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+};
 import { CLI, sh, startDaemon } from '../helpers/daemon';
 
 // Parents come and go while mounted (spec §3.5): in-flight work finishes, later writes get
@@ -21,7 +27,7 @@ const slow = {
 t.test('add a parent, use it, remove it while a create is in flight, add it back', async (t) => {
   const d = await startDaemon();
   t.teardown(() => d.stop());
-  const file = join(mkdtempSync(join(tmpdir(), 'mdevfs-hp-')), 'slow.json');
+  const file = join(scratch('mdevfs-hp-'), 'slow.json');
   writeFileSync(file, JSON.stringify(slow));
 
   t.equal(ctl(d.dir, 'parents').stdout, 'mtty\nmdpy\nmbochs\n');
@@ -62,13 +68,13 @@ t.test('add a parent, use it, remove it while a create is in flight, add it back
 });
 
 t.test('ctl without a daemon, and bad requests', async (t) => {
-  const none = ctl(mkdtempSync(join(tmpdir(), 'mdevfs-none-')), 'parents');
+  const none = ctl(scratch('mdevfs-none-'), 'parents');
   t.equal(none.status, 1);
   t.match(none.stderr, 'mdevfs ctl: no daemon answers on');
   t.equal(ctl('.', 'frobnicate').status, 2);
   const d = await startDaemon();
   t.teardown(() => d.stop());
-  const bad = join(mkdtempSync(join(tmpdir(), 'mdevfs-bad-')), 'bad.json');
+  const bad = join(scratch('mdevfs-bad-'), 'bad.json');
   writeFileSync(bad, JSON.stringify({ name: 'x', path: 'sys/x', mdevDriver: 'x', capacity: { model: 'counter', max: 1 }, types: [{ name: 'a' }] }));
   const r = ctl(d.dir, 'add-parent', bad);
   t.equal(r.status, 1);

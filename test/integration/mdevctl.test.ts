@@ -1,8 +1,14 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+
+const scratch = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+};
 import { CLI } from '../helpers/daemon';
 
 // The full mdevctl session is a real-kernel fixture (test/conformance/scenarios/mdevctl.sh). mdevctl
@@ -19,7 +25,7 @@ const parent = (name: string, errno: string) => ({
 });
 
 t.test('mdevctl start reports the kernel errno of a failed create', async (t) => {
-  const file = join(mkdtempSync(join(tmpdir(), 'mdevfs-mdevctl-')), 'profile.json');
+  const file = join(scratch('mdevfs-mdevctl-'), 'profile.json');
   writeFileSync(file, JSON.stringify({ parents: [parent('busy', 'EUSERS'), parent('full', 'ENOSPC')] }));
   const script = `for p in busy full; do for n in 1 2; do
       mdevctl start -u 00000000-0000-0000-0000-0000000000$n$([ $p = busy ] && echo 0 || echo 1) -p $p -t $p-t; echo "rc=$?"
