@@ -19,6 +19,8 @@ export class MdevCore {
   readonly parents = new Map<string, Parent>();
   /** iommu group number -> device, while the device is bound. */
   readonly iommuGroups = new Map<number, MdevDevice>();
+  /** vfio device index -> device, while bound (6.1 vfio-dev/vfioN). */
+  readonly vfioDevices = new Map<number, MdevDevice>();
   private readonly groupIds = new Ida();
   private readonly vfioIds = new Ida();
 
@@ -205,7 +207,10 @@ export class MdevCore {
     if (part === 'bound') {
       dev.iommuGroup = this.groupIds.alloc();
       this.iommuGroups.set(dev.iommuGroup, dev);
-      if (this.abi.vfioDev) dev.vfioIndex = this.vfioIds.alloc();
+      if (this.abi.vfioDev) {
+        dev.vfioIndex = this.vfioIds.alloc();
+        this.vfioDevices.set(dev.vfioIndex, dev);
+      }
       dev.boundDriver = this.abi.boundDriver(dev.parent.driver);
     }
     if (part === 'links') dev.type.devices.set(dev.uuid, dev);
@@ -220,7 +225,10 @@ export class MdevCore {
         this.iommuGroups.delete(dev.iommuGroup);
         this.groupIds.free(dev.iommuGroup);
       }
-      if (dev.vfioIndex !== undefined) this.vfioIds.free(dev.vfioIndex);
+      if (dev.vfioIndex !== undefined) {
+        this.vfioDevices.delete(dev.vfioIndex);
+        this.vfioIds.free(dev.vfioIndex);
+      }
       dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
     }
     if (part === 'links') dev.type.devices.delete(dev.uuid);

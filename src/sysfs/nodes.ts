@@ -64,6 +64,7 @@ export function dir(entries: Record<string, () => Node | undefined>, alive: Aliv
     *names() {
       for (const [name, make] of Object.entries(entries)) if (make()) yield name;
     },
+    subdirs: () => Object.values(entries).reduce((n, make) => n + (make()?.kind === 'dir' ? 1 : 0), 0),
   };
 }
 

@@ -377,18 +377,20 @@ export class SysfsTree {
             return p && link(p.placement.path, this.parentAlive(p));
           },
         );
-      const vfioDevices = () => [...this.core.devices.values()].filter((d) => d.parts.has('bound') && d.vfioIndex !== undefined);
       return union([
         dir({
           mdev_bus: () => linkDir(() => this.registeredParents()),
           'vfio-dev': () =>
             this.core.abi.vfioDev
               ? dynDir(
-                  () => vfioDevices().map((d) => `vfio${d.vfioIndex}`),
+                  () => [...this.core.vfioDevices.keys()].map((n) => `vfio${n}`),
                   (name) => {
-                    const dev = vfioDevices().find((d) => `vfio${d.vfioIndex}` === name);
+                    const m = /^vfio(\d+)$/.exec(name);
+                    const dev = m ? this.core.vfioDevices.get(Number(m[1])) : undefined;
                     return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
                   },
+                  undefined,
+                  () => 0,
                 )
               : undefined,
         }),
