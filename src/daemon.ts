@@ -20,6 +20,8 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const clock = opts.clock ?? realClock;
   const core = new MdevCore(abi, opts.log);
   for (const p of profile.parents) registerProfileParent(core, p, clock);
-  const kernfs = new Kernfs(new SysfsTree(core).root, opts.log);
+  const tree = new SysfsTree(core);
+  const kernfs = new Kernfs(tree.root, opts.log);
+  core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   return { core, kernfs, abi, clock };
 }

@@ -13,6 +13,11 @@ import type { VendorDriver } from './vendor';
  * check and the reservation below happen in one such stretch, and nothing else is ever
  * serialized — vendor calls of different devices overlap freely.
  */
+/** What changed in the core, for whoever renders it (the tree turns these into cache invalidations). */
+export type CoreEvent =
+  | { kind: 'part'; dev: MdevDevice; part: Part; shown: boolean }
+  | { kind: 'parent'; parent: Parent; registered: boolean };
+
 export class MdevCore {
   /** Global registry (mdev_list): every device from reservation until release. */
   readonly devices = new Map<string, MdevDevice>();
@@ -21,6 +26,7 @@ export class MdevCore {
   readonly iommuGroups = new Map<number, MdevDevice>();
   /** vfio device index -> device, while bound (6.1 vfio-dev/vfioN). */
   readonly vfioDevices = new Map<number, MdevDevice>();
+  private readonly listeners: ((ev: CoreEvent) => void)[] = [];
   private readonly groupIds = new Ida();
   private readonly vfioIds = new Ida();
 
@@ -28,6 +34,14 @@ export class MdevCore {
     readonly abi: Abi,
     private readonly log: Logger,
   ) {}
+
+  subscribe(listener: (ev: CoreEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(ev: CoreEvent): void {
+    for (const l of this.listeners) l(ev);
+  }
 
   // ---- parents -------------------------------------------------------------------------
 
@@ -39,6 +53,7 @@ export class MdevCore {
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, t.prettyName ?? t.sysfsName, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
+    this.emit({ kind: 'parent', parent, registered: true });
     this.log.info({ parent: placement.name, types: [...parent.types.keys()] }, 'parent registered');
     return parent;
   }
@@ -57,6 +72,7 @@ export class MdevCore {
       this.release(dev);
     }
     this.parents.delete(name);
+    this.emit({ kind: 'parent', parent, registered: false });
     this.log.info({ parent: name }, 'parent unregistered');
   }
 
@@ -216,10 +232,12 @@ export class MdevCore {
     if (part === 'links') dev.type.devices.set(dev.uuid, dev);
     if (part === 'dir') dev.parent.visibleDevices++;
     dev.parts.add(part);
+    this.emit({ kind: 'part', dev, part, shown: true });
   }
 
   private hide(dev: MdevDevice, part: Part): void {
     if (!dev.parts.delete(part)) return;
+    this.emit({ kind: 'part', dev, part, shown: false });
     if (part === 'bound') {
       if (dev.iommuGroup !== undefined) {
         this.iommuGroups.delete(dev.iommuGroup);

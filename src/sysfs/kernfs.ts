@@ -54,10 +54,25 @@ export class Kernfs {
   private readonly epoch = new Date();
   private readonly overrides = new Map<string, Override>();
 
+  private readonly invalidationListeners: ((inv: { entries: string[]; attrs: string[] }) => void)[] = [];
+
   constructor(
     private readonly root: DirNode,
     private readonly log: Logger,
   ) {}
+
+  /**
+   * Backends that let the kernel cache lookups and attributes hear here, exactly, what to
+   * drop: `entries` (absolute paths whose name is gone) and `attrs` (paths whose stat changed).
+   */
+  onInvalidate(listener: (inv: { entries: string[]; attrs: string[] }) => void): void {
+    this.invalidationListeners.push(listener);
+  }
+
+  invalidate(inv: { entries: string[]; attrs: string[] }): void {
+    if (inv.entries.length === 0 && inv.attrs.length === 0) return;
+    for (const l of this.invalidationListeners) l(inv);
+  }
 
   resolve(path: string): Node {
     let node: Node = this.root;

@@ -1,4 +1,4 @@
-import type { MdevCore } from '../core/core';
+import type { CoreEvent, MdevCore } from '../core/core';
 import { Errno, fail } from '../core/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
 import { kstrtoul } from '../core/parse';
@@ -17,6 +17,11 @@ import {
   union,
   wo,
 } from './nodes';
+
+export interface Invalidation {
+  entries: string[];
+  attrs: string[];
+}
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
 const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
@@ -60,6 +65,64 @@ export class SysfsTree {
       kernel: () => dir({ iommu_groups: () => this.iommuGroupsDir() }),
       module: () => this.moduleDir(),
     });
+  }
+
+  // ---- cache invalidation --------------------------------------------------------------
+
+  /**
+   * Paths whose directory entry is gone after ev (a kernel caching lookups must drop them;
+   * dropping a directory drops its subtree) and paths whose attributes (st_nlink) changed.
+   * New names need nothing: lookups that failed are never cached.
+   */
+  invalidations(ev: CoreEvent): Invalidation {
+    const at = (...parts: string[]) => '/' + parts.join('/');
+    const entries: string[] = [];
+    const attrs: string[] = [];
+    if (ev.kind === 'part') {
+      const { dev, part, shown } = ev;
+      const devPath = at(...this.devicePath(dev));
+      const parentPath = at(...dev.parent.placement.path);
+      if (part === 'dir') {
+        attrs.push(parentPath);
+        if (!shown) entries.push(devPath, at('bus', 'mdev', 'devices', dev.uuid));
+      } else if (part === 'remove') {
+        if (!shown) entries.push(`${devPath}/remove`);
+      } else if (part === 'links') {
+        if (!shown) entries.push(`${devPath}/mdev_type`, `${parentPath}/mdev_supported_types/${dev.type.id}/devices/${dev.uuid}`);
+      } else if (part === 'vendor') {
+        attrs.push(devPath);
+        if (!shown) {
+          const tops = new Set(dev.parent.driver.deviceAttrs(dev, this.core.abi).map((a) => a.path.split('/')[0]!));
+          for (const top of tops) entries.push(`${devPath}/${top}`);
+        }
+      } else if (part === 'bound') {
+        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'));
+        if (!shown) {
+          entries.push(`${devPath}/driver`, `${devPath}/iommu_group`, `${devPath}/vfio-dev`);
+          if (dev.boundDriver) entries.push(at('bus', 'mdev', 'drivers', dev.boundDriver, dev.uuid));
+          if (dev.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.iommuGroup)));
+          if (dev.vfioIndex !== undefined) entries.push(at('class', 'vfio-dev', `vfio${dev.vfioIndex}`));
+        }
+      }
+    } else {
+      const { parent } = ev;
+      const pl = parent.placement;
+      // Every directory on the way to the parent may have gained or lost a child.
+      for (let i = 1; i < pl.path.length; i++) attrs.push(at(...pl.path.slice(0, i)));
+      attrs.push(at('class'), at('class', 'mdev_bus'), at('bus', 'mdev', 'drivers'), at('module'), at('bus'));
+      if (!ev.registered) {
+        // A superset is harmless: an entry dropped needlessly is simply looked up again.
+        for (let i = 2; i <= pl.path.length; i++) entries.push(at(...pl.path.slice(0, i)));
+        entries.push(at('class', 'mdev_bus', parent.name));
+        if (pl.className) entries.push(at('class', pl.className, parent.name), at('class', pl.className));
+        entries.push(at('bus', 'mdev', 'drivers', parent.driver.name), at('module', parent.driver.module));
+        if (pl.pci) {
+          entries.push(at('bus', 'pci', 'devices', parent.name), at('bus', 'pci', 'drivers', pl.pci.driver, parent.name));
+          entries.push(at('bus', 'pci', 'drivers', pl.pci.driver), at('bus', 'pci'));
+        }
+      }
+    }
+    return { entries, attrs };
   }
 
   // ---- node identity -------------------------------------------------------------------
