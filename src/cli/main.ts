@@ -7,7 +7,7 @@ import { startControlServer } from '../control/server';
 import { buildEmulation } from '../daemon';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
 import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
-import { fuseNativeBackend } from '../fuse/fuse-native-backend';
+import { BACKENDS, DEFAULT_BACKEND } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { parseArgs } from './args';
@@ -39,6 +39,8 @@ Options:
   --abi 6.1|4.17        kernel ABI to emulate (default: the profile's, else 6.1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
   --control PATH        control socket for mdevfs ctl (default: derived from DIR, in the temp dir)
+  --backend NAME        fuse-native (default: libfuse2, no kernel caching) or direct (speaks the FUSE
+                        protocol itself: kernel caching with exact invalidation, parallel writes)
   -h, --help            this text
 
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount.
@@ -132,6 +134,12 @@ async function withMount(
     return EXIT_USAGE;
   }
   const log = createLogger(level);
+  const backendName = String(options.get('backend') ?? DEFAULT_BACKEND);
+  const makeBackend = BACKENDS[backendName];
+  if (!makeBackend) {
+    process.stderr.write(`mdevfs: --backend must be one of ${Object.keys(BACKENDS).join(', ')}\n`);
+    return EXIT_USAGE;
+  }
   const abiOpt = options.get('abi');
   if (abiOpt !== undefined && abiOpt !== '6.1' && abiOpt !== '4.17') {
     process.stderr.write('mdevfs: --abi must be 6.1 or 4.17\n');
@@ -162,10 +170,10 @@ async function withMount(
   }
   mkdirSync(dir, { recursive: true });
 
-  const backend = fuseNativeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
+  const backend = makeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
   await backend.mount();
   const controlPath = String(options.get('control') ?? defaultControlPath(dir));
-  const control = await startControlServer(controlPath, emulation.core, emulation.clock, log);
+  const control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled());
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
   const stopped = new Promise<number>((resolveStop) => {
@@ -194,7 +202,7 @@ async function withMount(
 export async function main(argv: readonly string[]): Promise<number> {
   let args;
   try {
-    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level', 'control']));
+    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level', 'control', 'backend']));
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return EXIT_USAGE;

@@ -7,15 +7,24 @@ import { registerProfileParent, validateProfile } from '../drivers/profile';
 import type { Reply, Request } from './protocol';
 
 /** The daemon's control socket: parents come and go while mounted. */
-export function startControlServer(path: string, core: MdevCore, clock: Clock, log: Logger): Promise<Server> {
+export function startControlServer(
+  path: string,
+  core: MdevCore,
+  clock: Clock,
+  log: Logger,
+  /** Resolves when every cache has dropped what the last change removed. */
+  settled: () => Promise<void>,
+): Promise<Server> {
   const handle = async (req: Request): Promise<Reply> => {
     switch (req.op) {
       case 'add-parent':
         validateProfile({ parents: [req.parent] });
         registerProfileParent(core, req.parent, clock);
+        await settled();
         return { ok: true };
       case 'remove-parent':
         await core.unregisterParent(req.name);
+        await settled();
         return { ok: true };
       case 'parents':
         return { ok: true, parents: [...core.parents.keys()] };

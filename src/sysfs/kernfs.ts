@@ -54,7 +54,8 @@ export class Kernfs {
   private readonly epoch = new Date();
   private readonly overrides = new Map<string, Override>();
 
-  private readonly invalidationListeners: ((inv: { entries: string[]; attrs: string[] }) => void)[] = [];
+  private readonly invalidationListeners: ((inv: { entries: string[]; attrs: string[] }) => Promise<void> | void)[] = [];
+  private readonly undelivered = new Set<Promise<void>>();
 
   constructor(
     private readonly root: DirNode,
@@ -65,13 +66,23 @@ export class Kernfs {
    * Backends that let the kernel cache lookups and attributes hear here, exactly, what to
    * drop: `entries` (absolute paths whose name is gone) and `attrs` (paths whose stat changed).
    */
-  onInvalidate(listener: (inv: { entries: string[]; attrs: string[] }) => void): void {
+  onInvalidate(listener: (inv: { entries: string[]; attrs: string[] }) => Promise<void> | void): void {
     this.invalidationListeners.push(listener);
   }
 
   invalidate(inv: { entries: string[]; attrs: string[] }): void {
     if (inv.entries.length === 0 && inv.attrs.length === 0) return;
-    for (const l of this.invalidationListeners) l(inv);
+    for (const l of this.invalidationListeners) {
+      const delivered = l(inv);
+      if (!delivered) continue;
+      const tracked: Promise<void> = delivered.catch(() => undefined).then(() => void this.undelivered.delete(tracked));
+      this.undelivered.add(tracked);
+    }
+  }
+
+  /** Resolves once every invalidation announced so far has reached the kernel. */
+  async settled(): Promise<void> {
+    while (this.undelivered.size > 0) await Promise.all([...this.undelivered]);
   }
 
   resolve(path: string): Node {
@@ -175,6 +186,9 @@ export class Kernfs {
     } catch (err) {
       if (err instanceof MdevError) this.log.info({ path: f.path, errno: errnoName(err.errno), reason: err.message }, 'write refused');
       throw err;
+    } finally {
+      // What the store changed is gone from every cache before write(2) returns.
+      await this.settled();
     }
   }
 

@@ -5,6 +5,19 @@ import { join, resolve } from 'node:path';
 
 export const REPO = resolve(__dirname, '..', '..');
 export const CLI = join(REPO, 'scripts', 'mdevfs');
+/** The suite runs once per backend: `MDEVFS_TEST_BACKEND=fuse-native tap ...` (unset: the default). */
+export const BACKEND = process.env.MDEVFS_TEST_BACKEND;
+export const backendArgs = BACKEND ? ['--backend', BACKEND] : [];
+
+/**
+ * The environment for mdevfs processes: the test's, without what tap injects into child node
+ * processes (NODE_OPTIONS loaders, TAP_* and _TAPJS_* variables), so daemons run as users run them.
+ */
+export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (k !== 'NODE_OPTIONS' && !/^_?TAP/.test(k)) env[k] = v;
+  return { ...env, ...extra };
+}
 
 export interface Daemon {
   dir: string;
@@ -36,7 +49,8 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
     args.push('--profile', p);
   }
   if (opts.abi) args.push('--abi', opts.abi);
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
+  if (BACKEND) args.push('--backend', BACKEND);
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv(opts.env) });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));

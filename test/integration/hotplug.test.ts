@@ -9,11 +9,11 @@ const scratch = (prefix: string) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 };
-import { CLI, sh, startDaemon } from '../helpers/daemon';
+import { CLI, cliEnv, sh, startDaemon } from '../helpers/daemon';
 
 // Parents come and go while mounted (spec §3.5): in-flight work finishes, later writes get
 // ENODEV, the class link, children and types disappear, stale fds get ENODEV.
-const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ctl', ...args], { encoding: 'utf8', timeout: 30000 });
+const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ctl', ...args], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
 const slow = {
   name: 'slow',
   path: 'devices/virtual/slow/slow',

@@ -9,7 +9,7 @@ const scratch = (prefix: string) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 };
-import { CLI } from '../helpers/daemon';
+import { CLI, backendArgs, cliEnv } from '../helpers/daemon';
 
 // The full mdevctl session is a real-kernel fixture (test/conformance/scenarios/mdevctl.sh). mdevctl
 // checks available_instances before it writes, so the kernel's own create errors reach its users
@@ -30,9 +30,10 @@ t.test('mdevctl start reports the kernel errno of a failed create', async (t) =>
   const script = `for p in busy full; do for n in 1 2; do
       mdevctl start -u 00000000-0000-0000-0000-0000000000$n$([ $p = busy ] && echo 0 || echo 1) -p $p -t $p-t; echo "rc=$?"
     done; done; mdevctl list`;
-  const r = spawnSync(process.execPath, [CLI, 'exec', '--profile', file, '--', 'bash', '-c', `(${script}) 2>&1`], {
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', file, '--', 'bash', '-c', `(${script}) 2>&1`], {
     encoding: 'utf8',
     timeout: 60000,
+    env: cliEnv(),
   });
   t.equal(
     r.stdout,

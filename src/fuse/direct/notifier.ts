@@ -1,0 +1,49 @@
+import { Worker } from 'node:worker_threads';
+
+// The worker only writes: each message is one notification, answered once the kernel took it.
+const WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const fs = require('node:fs');
+parentPort.on('message', ({ id, buf }) => {
+  let error = null;
+  try { fs.writeSync(workerData.fd, buf); } catch (e) { error = e.code || String(e); }
+  parentPort.postMessage({ id, error });
+});
+`;
+
+/**
+ * Writes FUSE notifications from a thread of its own. They cannot go from the main thread
+ * (the kernel may block one on a directory lock held by a request that waits for our
+ * answer) and must not depend on libuv's thread pool, whose threads the /dev/fuse readers
+ * occupy: if the pool is smaller than planned, a notification would never be written.
+ */
+export class Notifier {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, (error: string | null) => void>();
+  private nextId = 0;
+
+  constructor(fd: number) {
+    this.worker = new Worker(WORKER, { eval: true, workerData: { fd } });
+    this.worker.on('message', ({ id, error }: { id: number; error: string | null }) => {
+      const done = this.pending.get(id);
+      this.pending.delete(id);
+      done?.(error);
+    });
+    this.worker.unref();
+  }
+
+  /** Resolves with the errno code of a failed write (ENOENT: nothing cached by that name), or null. */
+  write(buf: Buffer): Promise<string | null> {
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      this.worker.postMessage({ id, buf });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const done of this.pending.values()) done('ECANCELED');
+    this.pending.clear();
+    await this.worker.terminate();
+  }
+}

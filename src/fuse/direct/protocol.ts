@@ -1,0 +1,298 @@
+/**
+ * The kernel's FUSE wire format (include/uapi/linux/fuse.h), the part mdevfs speaks.
+ * Little-endian, 64-bit aligned; u64 ids are BigInt.
+ */
+
+export const FUSE_KERNEL_VERSION = 7;
+/** The newest minor whose structures this file knows; we reply min(kernel's, this). */
+export const FUSE_KERNEL_MINOR_VERSION = 31;
+export const FUSE_ROOT_ID = 1n;
+
+export const Op = {
+  LOOKUP: 1,
+  FORGET: 2,
+  GETATTR: 3,
+  SETATTR: 4,
+  READLINK: 5,
+  SYMLINK: 6,
+  MKNOD: 8,
+  MKDIR: 9,
+  UNLINK: 10,
+  RMDIR: 11,
+  RENAME: 12,
+  LINK: 13,
+  OPEN: 14,
+  READ: 15,
+  WRITE: 16,
+  STATFS: 17,
+  RELEASE: 18,
+  FSYNC: 20,
+  SETXATTR: 21,
+  GETXATTR: 22,
+  LISTXATTR: 23,
+  REMOVEXATTR: 24,
+  FLUSH: 25,
+  INIT: 26,
+  OPENDIR: 27,
+  READDIR: 28,
+  RELEASEDIR: 29,
+  FSYNCDIR: 30,
+  ACCESS: 34,
+  CREATE: 35,
+  INTERRUPT: 36,
+  DESTROY: 38,
+  BATCH_FORGET: 42,
+  RENAME2: 45,
+  STATX: 52,
+} as const;
+
+export const NotifyCode = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const;
+
+// INIT flags (fuse_init_in/out.flags)
+export const FUSE_ASYNC_READ = 1 << 0;
+export const FUSE_ATOMIC_O_TRUNC = 1 << 3;
+export const FUSE_BIG_WRITES = 1 << 5;
+export const FUSE_PARALLEL_DIROPS = 1 << 18;
+
+// OPEN reply flags
+export const FOPEN_DIRECT_IO = 1 << 0;
+export const FOPEN_NOFLUSH = 1 << 5;
+export const FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6;
+
+// SETATTR valid bits
+export const FATTR_MODE = 1 << 0;
+export const FATTR_UID = 1 << 1;
+export const FATTR_GID = 1 << 2;
+export const FATTR_SIZE = 1 << 3;
+export const FATTR_ATIME = 1 << 4;
+export const FATTR_MTIME = 1 << 5;
+export const FATTR_ATIME_NOW = 1 << 7;
+export const FATTR_MTIME_NOW = 1 << 8;
+
+export const FUSE_GETATTR_FH = 1 << 0;
+
+// Sizes (bytes)
+export const IN_HEADER_SIZE = 40;
+export const OUT_HEADER_SIZE = 16;
+export const ATTR_SIZE = 88;
+export const ENTRY_OUT_SIZE = 40 + ATTR_SIZE; // 128
+export const ATTR_OUT_SIZE = 16 + ATTR_SIZE; // 104
+export const INIT_OUT_SIZE = 64;
+export const OPEN_OUT_SIZE = 16;
+export const WRITE_IN_SIZE = 40;
+export const WRITE_OUT_SIZE = 8;
+export const STATFS_OUT_SIZE = 80;
+export const DIRENT_HEADER_SIZE = 24;
+
+// d_type values for READDIR records
+export const DT_DIR = 4;
+export const DT_REG = 8;
+export const DT_LNK = 10;
+
+export interface InHeader {
+  len: number;
+  opcode: number;
+  unique: bigint;
+  nodeid: bigint;
+  uid: number;
+  gid: number;
+  pid: number;
+  totalExtlen: number;
+}
+
+export function parseInHeader(buf: Buffer): InHeader {
+  return {
+    len: buf.readUInt32LE(0),
+    opcode: buf.readUInt32LE(4),
+    unique: buf.readBigUInt64LE(8),
+    nodeid: buf.readBigUInt64LE(16),
+    uid: buf.readUInt32LE(24),
+    gid: buf.readUInt32LE(28),
+    pid: buf.readUInt32LE(32),
+    totalExtlen: buf.readUInt16LE(36),
+  };
+}
+
+/** out_header + payload, as one buffer for one write(2). */
+export function frame(unique: bigint, error: number, payload?: Buffer): Buffer {
+  const len = OUT_HEADER_SIZE + (payload?.length ?? 0);
+  const out = Buffer.allocUnsafe(len);
+  out.writeUInt32LE(len, 0);
+  out.writeInt32LE(error, 4);
+  out.writeBigUInt64LE(unique, 8);
+  if (payload) payload.copy(out, OUT_HEADER_SIZE);
+  return out;
+}
+
+/** The attributes we report; times in ms since the epoch. */
+export interface Attr {
+  ino: bigint;
+  size: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+function writeTime(buf: Buffer, secOff: number, nsecOff: number, ms: number): void {
+  const sec = Math.floor(ms / 1000);
+  buf.writeBigUInt64LE(BigInt(sec), secOff);
+  buf.writeUInt32LE(Math.round((ms - sec * 1000) * 1e6) % 1e9, nsecOff);
+}
+
+/** struct fuse_attr (88 bytes) at off. */
+export function writeAttr(buf: Buffer, off: number, a: Attr): void {
+  buf.fill(0, off, off + ATTR_SIZE);
+  buf.writeBigUInt64LE(a.ino, off + 0);
+  buf.writeBigUInt64LE(BigInt(a.size), off + 8);
+  buf.writeBigUInt64LE(0n, off + 16); // blocks
+  writeTime(buf, off + 24, off + 48, a.atimeMs);
+  writeTime(buf, off + 32, off + 52, a.mtimeMs);
+  writeTime(buf, off + 40, off + 56, a.ctimeMs);
+  buf.writeUInt32LE(a.mode >>> 0, off + 60);
+  buf.writeUInt32LE(a.nlink >>> 0, off + 64);
+  buf.writeUInt32LE(a.uid >>> 0, off + 68);
+  buf.writeUInt32LE(a.gid >>> 0, off + 72);
+  buf.writeUInt32LE(0, off + 76); // rdev
+  buf.writeUInt32LE(4096, off + 80); // blksize
+  buf.writeUInt32LE(0, off + 84); // flags
+}
+
+function splitValid(seconds: number): [bigint, number] {
+  const s = Math.floor(seconds);
+  return [BigInt(s), Math.round((seconds - s) * 1e9)];
+}
+
+/** struct fuse_entry_out. */
+export function entryOut(nodeid: bigint, generation: bigint, entryValid: number, attrValid: number, a: Attr): Buffer {
+  const b = Buffer.alloc(ENTRY_OUT_SIZE);
+  const [es, ens] = splitValid(entryValid);
+  const [as, ans] = splitValid(attrValid);
+  b.writeBigUInt64LE(nodeid, 0);
+  b.writeBigUInt64LE(generation, 8);
+  b.writeBigUInt64LE(es, 16);
+  b.writeBigUInt64LE(as, 24);
+  b.writeUInt32LE(ens, 32);
+  b.writeUInt32LE(ans, 36);
+  writeAttr(b, 40, a);
+  return b;
+}
+
+/** struct fuse_attr_out. */
+export function attrOut(attrValid: number, a: Attr): Buffer {
+  const b = Buffer.alloc(ATTR_OUT_SIZE);
+  const [s, ns] = splitValid(attrValid);
+  b.writeBigUInt64LE(s, 0);
+  b.writeUInt32LE(ns, 8);
+  writeAttr(b, 16, a);
+  return b;
+}
+
+/** struct fuse_open_out. */
+export function openOut(fh: bigint, openFlags: number): Buffer {
+  const b = Buffer.alloc(OPEN_OUT_SIZE);
+  b.writeBigUInt64LE(fh, 0);
+  b.writeUInt32LE(openFlags, 8);
+  return b;
+}
+
+export function writeOut(size: number): Buffer {
+  const b = Buffer.alloc(WRITE_OUT_SIZE);
+  b.writeUInt32LE(size, 0);
+  return b;
+}
+
+/** struct fuse_statfs_out (fuse_kstatfs): an empty filesystem with 4 KiB blocks. */
+export function statfsOut(): Buffer {
+  const b = Buffer.alloc(STATFS_OUT_SIZE);
+  b.writeUInt32LE(4096, 40); // bsize
+  b.writeUInt32LE(255, 44); // namelen
+  b.writeUInt32LE(4096, 48); // frsize
+  return b;
+}
+
+export interface InitIn {
+  major: number;
+  minor: number;
+  maxReadahead: number;
+  flags: number;
+}
+
+export function parseInitIn(body: Buffer): InitIn {
+  return {
+    major: body.readUInt32LE(0),
+    minor: body.readUInt32LE(4),
+    maxReadahead: body.length >= 12 ? body.readUInt32LE(8) : 0,
+    flags: body.length >= 16 ? body.readUInt32LE(12) : 0,
+  };
+}
+
+/** struct fuse_init_out (64 bytes, minor >= 23). */
+export function initOut(o: {
+  minor: number;
+  maxReadahead: number;
+  flags: number;
+  maxBackground: number;
+  congestionThreshold: number;
+  maxWrite: number;
+}): Buffer {
+  const b = Buffer.alloc(INIT_OUT_SIZE);
+  b.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
+  b.writeUInt32LE(o.minor, 4);
+  b.writeUInt32LE(o.maxReadahead, 8);
+  b.writeUInt32LE(o.flags >>> 0, 12);
+  b.writeUInt16LE(o.maxBackground, 16);
+  b.writeUInt16LE(o.congestionThreshold, 18);
+  b.writeUInt32LE(o.maxWrite, 20);
+  b.writeUInt32LE(1, 24); // time_gran: ns
+  // max_pages, map_alignment, flags2, unused: 0
+  return b;
+}
+
+/** One READDIR record: fuse_dirent + name, padded to 8. */
+export function direntSize(nameLen: number): number {
+  return (DIRENT_HEADER_SIZE + nameLen + 7) & ~7;
+}
+
+export function writeDirent(buf: Buffer, off: number, ino: bigint, nextOff: number, type: number, name: Buffer): number {
+  const size = direntSize(name.length);
+  buf.fill(0, off, off + size);
+  buf.writeBigUInt64LE(ino, off);
+  buf.writeBigUInt64LE(BigInt(nextOff), off + 8);
+  buf.writeUInt32LE(name.length, off + 16);
+  buf.writeUInt32LE(type, off + 20);
+  name.copy(buf, off + DIRENT_HEADER_SIZE);
+  return size;
+}
+
+/** FUSE_NOTIFY_INVAL_ENTRY: fuse_notify_inval_entry_out + name + NUL. */
+export function invalEntry(parent: bigint, name: string): Buffer {
+  const n = Buffer.from(name);
+  const b = Buffer.alloc(16 + n.length + 1);
+  b.writeBigUInt64LE(parent, 0);
+  b.writeUInt32LE(n.length, 8);
+  b.writeUInt32LE(0, 12); // flags
+  n.copy(b, 16);
+  return frame(0n, NotifyCode.INVAL_ENTRY, b);
+}
+
+/**
+ * FUSE_NOTIFY_INVAL_INODE: off < 0 drops the attributes only (the data cache is not
+ * used: every file is direct_io); len 0 would mean "to the end" if off were >= 0.
+ */
+export function invalInode(ino: bigint): Buffer {
+  const b = Buffer.alloc(24);
+  b.writeBigUInt64LE(ino, 0);
+  b.writeBigInt64LE(-1n, 8);
+  b.writeBigInt64LE(0n, 16);
+  return frame(0n, NotifyCode.INVAL_INODE, b);
+}
+
+/** A NUL-terminated name at off in body. */
+export function cString(body: Buffer, off = 0): string {
+  const end = body.indexOf(0, off);
+  return body.toString('utf8', off, end < 0 ? body.length : end);
+}

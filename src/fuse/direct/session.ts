@@ -1,0 +1,457 @@
+import { Notifier } from './notifier';
+import * as fs from 'node:fs';
+import type { Logger } from 'pino';
+import { MdevError } from '../../core/errno';
+import type { Kernfs, Stat } from '../../sysfs/kernfs';
+import { type FuseNode, NodeTable, childPath } from './nodes';
+import * as P from './protocol';
+
+const ENOENT = 2;
+const EIO = 5;
+const ENODEV = 19;
+const ENOTDIR = 20;
+const ENOSYS = 38;
+
+export interface SessionOptions {
+  fd: number;
+  kernfs: Kernfs;
+  log: Logger;
+  /** Outstanding reads on /dev/fuse; each pins a libuv worker thread. */
+  readers: number;
+  /** Largest WRITE payload the kernel may send (at most 128 KiB: no FUSE_MAX_PAGES). */
+  maxWrite?: number;
+  /** Write replies with writeSync from the main thread instead of the thread pool. */
+}
+
+/** Seconds the kernel may cache entries and attributes when every change is notified. */
+const LONG_TIMEOUT = 3600;
+
+interface DirHandle {
+  node: FuseNode;
+  names?: string[];
+}
+
+type Invalidation = { entries: string[]; attrs: string[] };
+
+/**
+ * One FUSE connection: reads requests from /dev/fuse (several reads outstanding in the
+ * thread pool), answers each from Kernfs on the main thread, and writes the kernel
+ * cache invalidations Kernfs announces. Every request but WRITE is answered before the
+ * next is looked at; WRITE (a vendor create can take seconds) is answered when its
+ * store() settles, so a slow write never holds up anything else.
+ */
+export class Session {
+  private readonly fd: number;
+  private readonly kernfs: Kernfs;
+  private readonly log: Logger;
+  private readonly maxWrite: number;
+  readonly nodes = new NodeTable();
+  private readonly dirs = new Map<bigint, DirHandle>();
+  private nextDirFh = 1n;
+  private stopping = false;
+  private running = 0;
+  private readonly readersDone: Promise<void>;
+  private resolveReadersDone!: () => void;
+  /** Notifications, written one after another by the notifier thread. */
+  private notifyChain: Promise<void> = Promise.resolve();
+  private readonly notifier: Notifier;
+  /** How long the kernel may cache entries and attributes: Kernfs announces every change. */
+  readonly timeout = LONG_TIMEOUT;
+  private initDone = false;
+
+  constructor(private readonly opts: SessionOptions) {
+    this.fd = opts.fd;
+    this.kernfs = opts.kernfs;
+    this.log = opts.log;
+    this.maxWrite = Math.min(opts.maxWrite ?? 128 * 1024, 128 * 1024);
+    this.readersDone = new Promise((resolve) => (this.resolveReadersDone = resolve));
+    this.notifier = new Notifier(this.fd);
+    this.kernfs.onInvalidate((inv) => this.invalidate(inv));
+  }
+
+  start(): void {
+    const n = Math.max(1, this.opts.readers);
+    this.running = n;
+    for (let i = 0; i < n; i++) this.readLoop(Buffer.allocUnsafe(this.maxWrite + 4096));
+  }
+
+  /** Resolves when every reader has stopped (ENODEV after unmount, or stop()). */
+  get done(): Promise<void> {
+    return this.readersDone;
+  }
+
+  /** No more requests are handled; reads already outstanding end with the connection. */
+  stop(): void {
+    this.stopping = true;
+    void this.notifier.close();
+  }
+
+  get readersRunning(): number {
+    return this.running;
+  }
+
+  // ---- reading ---------------------------------------------------------------------------
+
+  private readLoop(buf: Buffer): void {
+    fs.read(this.fd, buf, 0, buf.length, null, (err, n) => {
+      if (err) {
+        const code = err.code;
+        if (!this.stopping && (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT')) return this.readLoop(buf);
+        if (code !== 'ENODEV' && code !== 'ECONNABORTED' && !this.stopping) this.log.error({ err }, 'fuse: read from /dev/fuse failed');
+        return this.readerExit();
+      }
+      if (this.stopping) return this.readerExit();
+      try {
+        this.dispatch(buf.subarray(0, n));
+      } catch (e) {
+        this.log.error({ err: e }, 'fuse: request handling failed');
+      }
+      this.readLoop(buf);
+    });
+  }
+
+  private readerExit(): void {
+    this.stopping = true;
+    if (--this.running === 0) this.resolveReadersDone();
+  }
+
+  // ---- writing ---------------------------------------------------------------------------
+
+  private writeFailed(err: NodeJS.ErrnoException): void {
+    // ENOENT: the request was interrupted or aborted; ENODEV: the connection is gone.
+    if (err.code === 'ENOENT' || err.code === 'ENODEV' || this.stopping) return;
+    this.log.warn({ err }, 'fuse: write to /dev/fuse failed');
+  }
+
+  private reply(unique: bigint, payload?: Buffer): void {
+    this.send(P.frame(unique, 0, payload));
+  }
+
+  private replyError(unique: bigint, errno: number): void {
+    this.send(P.frame(unique, -errno));
+  }
+
+  /**
+   * Replies are written synchronously: the kernel takes them without blocking, and going
+   * through the thread pool would let busy pool threads (the readers are there too) delay
+   * every answer — under a loaded pool, starve them entirely.
+   */
+  private send(buf: Buffer): void {
+    try {
+      fs.writeSync(this.fd, buf);
+    } catch (err) {
+      this.writeFailed(err as NodeJS.ErrnoException);
+    }
+  }
+
+  /**
+   * Notifications go out one at a time, after every reply written before them (replies
+   * are synchronous, so a LOOKUP answered just before a removal cannot re-create the entry
+   * after its invalidation), and never from the main thread: the kernel may block the
+   * write on a directory lock that a request waiting for our answer holds.
+   */
+  private notify(buf: Buffer): void {
+    this.notifyChain = this.notifyChain.then(async () => {
+      if (this.stopping) return;
+      const error = await this.notifier.write(buf);
+      // ENOENT: the kernel had nothing cached under that name; anything else is worth a word.
+      if (error && error !== 'ENOENT' && error !== 'ENODEV' && !this.stopping) this.log.warn({ error }, 'fuse: notification failed');
+    });
+  }
+
+  /** Resolves when the kernel has taken every notification this change needs. */
+  private invalidate(inv: Invalidation): Promise<void> {
+    if (!this.initDone || this.stopping) return Promise.resolve();
+    for (const path of inv.entries) {
+      const node = this.nodes.atPath(path);
+      if (!node || !node.parent) continue;
+      const parent = this.nodes.atPath(node.parent.path);
+      if (parent) this.notify(P.invalEntry(parent.id, node.name));
+      // A superset is allowed: only a name that really went away loses its node id.
+      if (!this.exists(path)) this.nodes.detach(node);
+    }
+    for (const path of inv.attrs) {
+      const node = this.nodes.atPath(path);
+      if (node) this.notify(P.invalInode(node.id));
+    }
+    return this.notifyChain;
+  }
+
+  private exists(path: string): boolean {
+    try {
+      this.kernfs.resolve(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---- requests ----------------------------------------------------------------------------
+
+  private dispatch(req: Buffer): void {
+    if (req.length < P.IN_HEADER_SIZE) return;
+    const h = P.parseInHeader(req);
+    const body = req.subarray(P.IN_HEADER_SIZE, h.len - h.totalExtlen * 8);
+    try {
+      this.handle(h, body);
+    } catch (err) {
+      this.replyError(h.unique, this.errnoOf(err, h));
+    }
+  }
+
+  private errnoOf(err: unknown, h: P.InHeader): number {
+    if (err instanceof MdevError) return err.errno;
+    this.log.error({ err, opcode: h.opcode, nodeid: String(h.nodeid) }, 'internal error');
+    return EIO;
+  }
+
+  private node(h: P.InHeader): FuseNode {
+    const node = this.nodes.get(h.nodeid);
+    if (!node) throw new MdevError(ENOENT, 'unknown node id');
+    return node;
+  }
+
+  /** A node that still stands for its path (a removed one: ENOENT). */
+  private live(h: P.InHeader): FuseNode {
+    const node = this.node(h);
+    if (node.detached) throw new MdevError(ENOENT, 'removed');
+    return node;
+  }
+
+  private attrOf(node: FuseNode, s: Stat): P.Attr {
+    const a: P.Attr = {
+      ino: node.id,
+      size: s.size,
+      mode: s.mode,
+      nlink: s.nlink,
+      uid: s.uid,
+      gid: s.gid,
+      atimeMs: s.atime.getTime(),
+      mtimeMs: s.mtime.getTime(),
+      ctimeMs: s.ctime.getTime(),
+    };
+    node.lastAttr = a;
+    return a;
+  }
+
+  /** Current attributes, or the last ones reported if the node's name is gone (stale fd). */
+  private currentAttr(node: FuseNode): P.Attr {
+    if (!node.detached) {
+      try {
+        return this.attrOf(node, this.kernfs.getattr(node.path));
+      } catch (err) {
+        if (!(err instanceof MdevError) || !node.lastAttr) throw err;
+      }
+    }
+    if (!node.lastAttr) throw new MdevError(ENOENT, 'removed');
+    return node.lastAttr;
+  }
+
+  private handle(h: P.InHeader, body: Buffer): void {
+    const u = h.unique;
+    switch (h.opcode) {
+      case P.Op.INIT:
+        return this.init(u, body);
+      case P.Op.DESTROY:
+        this.reply(u);
+        this.stop();
+        return;
+      case P.Op.INTERRUPT:
+        return; // let the request finish; its answer is the answer
+      case P.Op.FORGET:
+        this.nodes.forget(h.nodeid, Number(body.readBigUInt64LE(0)));
+        return;
+      case P.Op.BATCH_FORGET: {
+        const count = body.readUInt32LE(0);
+        for (let i = 0; i < count; i++) {
+          const off = 8 + i * 16;
+          if (off + 16 > body.length) break;
+          this.nodes.forget(body.readBigUInt64LE(off), Number(body.readBigUInt64LE(off + 8)));
+        }
+        return;
+      }
+      case P.Op.LOOKUP: {
+        const parent = this.live(h);
+        const name = P.cString(body);
+        // ENOENT is not cached by the kernel: a name that appears later is found at once.
+        const s = this.kernfs.getattr(childPath(parent.path, name));
+        const node = this.nodes.lookedUp(parent, name);
+        return this.reply(u, P.entryOut(node.id, 0n, this.timeout, this.timeout, this.attrOf(node, s)));
+      }
+      case P.Op.GETATTR:
+        // With FUSE_GETATTR_FH the kernel names the open file; its node is the same inode.
+        return this.reply(u, P.attrOut(this.timeout, this.currentAttr(this.node(h))));
+      case P.Op.SETATTR:
+        return this.setattr(u, this.live(h), body);
+      case P.Op.READLINK:
+        return this.reply(u, Buffer.from(this.kernfs.readlink(this.live(h).path)));
+      case P.Op.OPEN: {
+        const node = this.node(h);
+        if (node.detached) throw new MdevError(ENODEV, 'stale');
+        const fh = this.kernfs.open(node.path, body.readUInt32LE(0));
+        return this.reply(u, P.openOut(BigInt(fh), P.FOPEN_DIRECT_IO | P.FOPEN_PARALLEL_DIRECT_WRITES | P.FOPEN_NOFLUSH));
+      }
+      case P.Op.READ: {
+        const fh = Number(body.readBigUInt64LE(0));
+        const offset = Number(body.readBigUInt64LE(8));
+        const size = body.readUInt32LE(16);
+        return this.reply(u, this.kernfs.read(fh, size, offset));
+      }
+      case P.Op.WRITE:
+        return this.write_(h, body);
+      case P.Op.RELEASE:
+        this.kernfs.release(Number(body.readBigUInt64LE(0)));
+        return this.reply(u);
+      case P.Op.FLUSH:
+      case P.Op.FSYNC:
+        return this.reply(u);
+      case P.Op.OPENDIR: {
+        const node = this.live(h);
+        if (this.kernfs.resolve(node.path).kind !== 'dir') throw new MdevError(ENOTDIR);
+        const fh = this.nextDirFh++;
+        this.dirs.set(fh, { node });
+        return this.reply(u, P.openOut(fh, 0));
+      }
+      case P.Op.READDIR:
+        return this.readdir(u, body);
+      case P.Op.RELEASEDIR:
+        this.dirs.delete(body.readBigUInt64LE(0));
+        return this.reply(u);
+      case P.Op.STATFS:
+        return this.reply(u, P.statfsOut());
+      case P.Op.CREATE: {
+        const parent = this.live(h);
+        this.kernfs.create(childPath(parent.path, P.cString(body, 16)));
+        return; // create() always throws: sysfs directories have no create op
+      }
+      case P.Op.MKDIR:
+        return this.refuse(h, 'mkdir', P.cString(body, 8));
+      case P.Op.MKNOD:
+        return this.refuse(h, 'mknod', P.cString(body, 16));
+      case P.Op.UNLINK:
+        return this.refuse(h, 'unlink', P.cString(body));
+      case P.Op.RMDIR:
+        return this.refuse(h, 'rmdir', P.cString(body));
+      case P.Op.RENAME:
+        return this.refuse(h, 'rename', P.cString(body, 8));
+      case P.Op.RENAME2:
+        return this.refuse(h, 'rename', P.cString(body, 16));
+      case P.Op.SYMLINK:
+        return this.refuse(h, 'symlink', P.cString(body));
+      case P.Op.LINK:
+        return this.refuse(h, 'link', P.cString(body, 8));
+      default:
+        // ACCESS, *XATTR, STATX, POLL, LSEEK, FALLOCATE, IOCTL, locks, ...: the kernel
+        // remembers ENOSYS and stops asking (or falls back to its generic code).
+        return this.replyError(u, ENOSYS);
+    }
+  }
+
+  private init(u: bigint, body: Buffer): void {
+    const init = P.parseInitIn(body);
+    if (init.major !== P.FUSE_KERNEL_VERSION) {
+      // A newer major: answer with ours and let the kernel retry or give up.
+      this.log.error({ major: init.major, minor: init.minor }, 'fuse: unsupported kernel protocol');
+      if (init.major < P.FUSE_KERNEL_VERSION) return this.replyError(u, EIO);
+    }
+    const minor = Math.min(init.minor, P.FUSE_KERNEL_MINOR_VERSION);
+    const want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS; // never FUSE_ATOMIC_O_TRUNC
+    this.initDone = true;
+    this.log.debug({ kernel: `${init.major}.${init.minor}`, minor, flags: init.flags & want }, 'fuse: init');
+    this.reply(
+      u,
+      P.initOut({
+        minor,
+        maxReadahead: init.maxReadahead,
+        flags: init.flags & want,
+        maxBackground: 64,
+        congestionThreshold: 48,
+        maxWrite: this.maxWrite,
+      }),
+    );
+  }
+
+  private setattr(u: bigint, node: FuseNode, body: Buffer): void {
+    const valid = body.readUInt32LE(0);
+    if (valid & P.FATTR_SIZE) this.kernfs.truncate(node.path);
+    const change: { mode?: number; uid?: number; gid?: number; atime?: Date; mtime?: Date } = {};
+    if (valid & P.FATTR_MODE) change.mode = body.readUInt32LE(68) & 0o7777;
+    if (valid & P.FATTR_UID) change.uid = body.readUInt32LE(76);
+    if (valid & P.FATTR_GID) change.gid = body.readUInt32LE(80);
+    // As libfuse2 (the other backend): times are set only when both come (utimensat), not
+    // for the mtime-only change the VFS adds to O_TRUNC/truncate.
+    if ((valid & P.FATTR_ATIME) && (valid & P.FATTR_MTIME)) {
+      const time = (now: number, secOff: number, nsecOff: number) =>
+        valid & now ? new Date() : new Date(Number(body.readBigUInt64LE(secOff)) * 1000 + Math.floor(body.readUInt32LE(nsecOff) / 1e6));
+      change.atime = time(P.FATTR_ATIME_NOW, 32, 56);
+      change.mtime = time(P.FATTR_MTIME_NOW, 40, 60);
+    }
+    if (Object.keys(change).length > 0) this.kernfs.setattr(node.path, change);
+    this.reply(u, P.attrOut(this.timeout, this.currentAttr(node)));
+  }
+
+  private write_(h: P.InHeader, body: Buffer): void {
+    const fh = Number(body.readBigUInt64LE(0));
+    const size = body.readUInt32LE(16);
+    // The read buffer is reused as soon as we return: copy the data before going async.
+    const data = Buffer.from(body.subarray(P.WRITE_IN_SIZE, P.WRITE_IN_SIZE + size));
+    this.kernfs.write(fh, data).then(
+      (n) => this.reply(h.unique, P.writeOut(n)),
+      (err) => this.replyError(h.unique, this.errnoOf(err, h)),
+    );
+  }
+
+  private readdir(u: bigint, body: Buffer): void {
+    const d = this.dirs.get(body.readBigUInt64LE(0));
+    if (!d) throw new MdevError(9 /* EBADF */);
+    const offset = Number(body.readBigUInt64LE(8));
+    const size = body.readUInt32LE(16);
+    // The listing is taken when reading starts (offset 0) so that cookies stay stable.
+    if (offset === 0 || !d.names) {
+      try {
+        d.names = d.node.detached ? ['.', '..'] : this.kernfs.readdir(d.node.path);
+      } catch (err) {
+        if (!(err instanceof MdevError)) throw err;
+        d.names = ['.', '..'];
+      }
+    }
+    const out = Buffer.alloc(size);
+    let used = 0;
+    for (let i = offset; i < d.names.length; i++) {
+      const name = d.names[i]!;
+      const nameBuf = Buffer.from(name);
+      const recSize = P.direntSize(nameBuf.length);
+      if (used + recSize > size) break;
+      let type = P.DT_DIR;
+      let ino = d.node.id;
+      if (name === '..') ino = d.node.parent?.id ?? d.node.id;
+      else if (name !== '.') {
+        const path = childPath(d.node.path, name);
+        try {
+          const kind = this.kernfs.resolve(path).kind;
+          type = kind === 'dir' ? P.DT_DIR : kind === 'link' ? P.DT_LNK : P.DT_REG;
+        } catch {
+          continue; // gone since the listing was taken
+        }
+        ino = this.nodes.atPath(path)?.id ?? pathIno(path);
+      }
+      used += P.writeDirent(out, used, ino, i + 1, type, nameBuf);
+    }
+    this.reply(u, out.subarray(0, used));
+  }
+
+  private refuse(h: P.InHeader, op: string, name: string): void {
+    const parent = this.node(h);
+    this.kernfs.mutate(op, childPath(parent.path, name));
+  }
+}
+
+/** A stable, non-zero d_ino for a name never looked up (bit 40 set: no clash with node ids). */
+function pathIno(path: string): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (let i = 0; i < path.length; i++) {
+    h ^= BigInt(path.charCodeAt(i));
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return (h & 0xffffffffffn) | 0x10000000000n;
+}
