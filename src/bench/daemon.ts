@@ -67,7 +67,8 @@ export class Daemon {
     }
     const traceFile = opts.traced ? join(work, 'trace.json') : undefined;
     const nodeArgs = [...(opts.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', opts.cpuProfDir] : []), opts.traced ? TRACED : CLI];
-    const args = ['mount', dir, '--profile', profileArg, '--log-level', opts.logLevel ?? 'warn'];
+    const backend = process.env.MDEVFS_BENCH_BACKEND;
+    const args = ['mount', dir, '--profile', profileArg, '--log-level', opts.logLevel ?? 'warn', ...(backend ? ['--backend', backend] : [])];
     const logFd = openSync(logFile, 'a');
     const child = spawn(process.execPath, [...nodeArgs, ...args], {
       stdio: ['ignore', logFd, logFd],

@@ -5,6 +5,7 @@
  *
  *   --json PATH            where to write the JSON (default: bench-results.json in the cwd)
  *   --only 1,2,5           run only these figures (1 and 2 run together)
+ *   --backend NAME         the daemon's FUSE backend (default: the CLI's)
  *   --devices N            devices for figure 5 (default 10000)
  *   --mdevctl-devices N    devices for figure 6 (default 1000)
  *   --walk-budget S        seconds the figure-5 walk through the mount may take (default 60);
@@ -27,7 +28,7 @@ import { type Results, machine, table, writeJson } from './report';
 import { pingPong } from './py';
 import { removeScratch } from './static-copy';
 
-const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR]';
+const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR] [--backend fuse-native|direct]';
 
 function parseOptions(argv: string[]): Options {
   const o: Options = {
@@ -52,6 +53,12 @@ function parseOptions(argv: string[]): Options {
       case '--json':
         if (!v) throw new Error('--json needs a path');
         o.json = v;
+        i++;
+        break;
+      case '--backend':
+        if (!v) throw new Error('--backend needs a name');
+        // Read by the daemon launcher (src/bench/daemon.ts) for every daemon of this run.
+        process.env.MDEVFS_BENCH_BACKEND = v;
         i++;
         break;
       case '--only':
