@@ -4,9 +4,9 @@ import type { MdevCore } from '../core/core';
 import type { Parent, ParentPlacement } from '../core/model';
 import { ConfiguredDriver } from './configured-driver';
 import type { ParentProfile, Profile } from './profile-types';
-import { GVT, SAMPLES } from './samples';
+import { AP, GVT, SAMPLES } from './samples';
 
-export const BUILTIN_PROFILES: Record<string, Profile> = { samples: SAMPLES, gvt: GVT };
+export const BUILTIN_PROFILES: Record<string, Profile> = { samples: SAMPLES, gvt: GVT, ap: AP };
 
 /** A built-in profile by name, or a JSON file by path. */
 export function loadProfile(nameOrFile: string): Profile {

@@ -73,3 +73,22 @@ export const GVT: Profile = {
 function gvtDescription(low: number, high: number, fence: number, resolution: string, weight: number): string {
   return `low_gm_size: ${low}MB\nhigh_gm_size: ${high}MB\nfence: ${fence}\nresolution: ${resolution}\nweight: ${weight}`;
 }
+
+/**
+ * s390 vfio-ap: the AP matrix device (spec §4.3). 6.1 counts up to MAX_ZDEV_ENTRIES_EXT (65536)
+ * in the core (EUSERS); the 4.17-era driver counted itself and answered EPERM.
+ */
+export const AP: Profile = {
+  description: 's390 vfio-ap matrix device',
+  parents: [
+    {
+      name: 'matrix',
+      path: 'devices/vfio_ap/matrix',
+      class: 'vfio_ap',
+      mdevDriver: 'vfio_ap_mdev',
+      module: 'vfio_ap',
+      capacity: { model: 'counter', max: 65536, legacyErrno: 'EPERM' },
+      types: [{ name: 'passthrough', prettyName: 'VFIO AP Passthrough Device', deviceApi: 'vfio-ap' }],
+    },
+  ],
+};

@@ -63,7 +63,7 @@ t.test('usage: --help, bad options, bad profiles', async (t) => {
   t.equal(badAbi.stderr, 'mdevfs: --abi must be 6.1 or 4.17\n');
   const badProfile = cli('mount', '/nonexistent-mdevfs-dir', '--profile', 'no-such-profile');
   t.equal(badProfile.status, 2);
-  t.match(badProfile.stderr, 'profile "no-such-profile" is neither a built-in (samples, gvt) nor a readable file');
+  t.match(badProfile.stderr, 'profile "no-such-profile" is neither a built-in (samples, gvt, ap) nor a readable file');
   t.equal(cli('mount', '/nonexistent-mdevfs-dir', '--log-level', 'loud').status, 2);
 });
 
@@ -80,4 +80,27 @@ t.test('the 4.17 ABI switch: vfio_mdev driver, no vfio-dev, remove created last'
   for (let i = 1; i <= 12; i++) sh(d.dir, `echo 00000000-0000-0000-0000-0000000000${String(i).padStart(2, '0')} > class/mdev_bus/mtty/mdev_supported_types/mtty-2/create`);
   t.equal(sh(d.dir, 'cat class/mdev_bus/mtty/mdev_supported_types/mtty-1/available_instances').stdout, '-2\n',
     'legacy mtty does not enforce its ports and reads negative');
+});
+
+t.test('4.17: a vendor remove that fails vetoes with EBUSY; the device and its remove file stay', async (t) => {
+  const d = await startDaemon({
+    abi: '4.17',
+    profile: {
+      parents: [{
+        name: 'busy', path: 'devices/virtual/busy/busy', class: 'busy', mdevDriver: 'busy',
+        capacity: { model: 'counter', max: 4 }, faults: { removeErrno: 'EIO', removeFailEvery: 2 },
+        types: [{ name: 't' }],
+      }],
+    },
+  });
+  t.teardown(() => d.stop());
+  const U = '00000000-0000-0000-0000-000000000001';
+  t.equal(sh(d.dir, `echo ${U} > class/mdev_bus/busy/mdev_supported_types/busy-t/create`).code, 0);
+  t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U}/remove`).code, 0, 'the first vendor remove succeeds');
+  t.equal(sh(d.dir, `echo ${U} > class/mdev_bus/busy/mdev_supported_types/busy-t/create`).code, 0);
+  const r = sh(d.dir, `echo 1 > bus/mdev/devices/${U}/remove; ls bus/mdev/devices/${U}`);
+  t.equal(r.stderr, 'bash: line 1: echo: write error: Device or resource busy\n', 'the second is vetoed');
+  t.equal(r.stdout, 'driver\niommu_group\nmdev_type\npower\nremove\nsubsystem\nuevent\n', 'fully present, remove back');
+  t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U}/remove; test -e bus/mdev/devices/${U}; echo $?`).stdout, '1\n',
+    'active again: the next remove works');
 });

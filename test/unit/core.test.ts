@@ -3,7 +3,7 @@ import { Errno, MdevError } from '../../src/core/errno';
 import type { MdevType } from '../../src/core/model';
 import { buildEmulation } from '../../src/daemon';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
-import { SAMPLES } from '../../src/drivers/samples';
+import { AP, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/log';
 import { ManualClock, tick } from '../helpers/manual-clock';
 
@@ -229,4 +229,14 @@ t.test('unregistering a parent waits for in-flight work, then refuses with ENODE
   t.notOk(core.parents.has('slow'));
   t.notOk(core.devices.has(uuid(1)), 'children removed');
   t.ok(core.parents.has('other'));
+});
+
+t.test('vfio-ap: EUSERS from the 6.1 core, EPERM from the 4.17 vendor', async (t) => {
+  const small: Profile = { parents: [{ ...AP.parents[0]!, capacity: { model: 'counter', max: 2, legacyErrno: 'EPERM' } }] };
+  for (const [abi, errno] of [['6.1', Errno.EUSERS], ['4.17', Errno.EPERM]] as const) {
+    const { core, type } = setup(small, abi);
+    await core.createStore(type('vfio_ap-passthrough'), line(uuid(1)));
+    await core.createStore(type('vfio_ap-passthrough'), line(uuid(2)));
+    t.equal(await errnoOf(core.createStore(type('vfio_ap-passthrough'), line(uuid(3)))), errno, abi);
+  }
 });
