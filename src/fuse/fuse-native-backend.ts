@@ -83,7 +83,7 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     unlink: refuse('unlink'),
     rename: refuse('rename'),
     link: refuse('link'),
-    symlink: (target: string, path: string, cb: Cb) => call('symlink', path, cb, () => kernfs.mutate('symlink', path)),
+    symlink: (_target: string, path: string, cb: Cb) => call('symlink', path, cb, () => kernfs.mutate('symlink', path)),
     mknod: refuse('mknod'),
     setxattr: refuse('setxattr'),
   };

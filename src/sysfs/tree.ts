@@ -5,7 +5,6 @@ import { kstrtoul } from '../core/parse';
 import {
   type Alive,
   type DirNode,
-  type Node,
   acceptWords,
   attr,
   dir,
