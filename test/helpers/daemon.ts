@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import t from 'tap';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -92,4 +93,11 @@ export function isMounted(dir: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .some((l) => l.split(' ')[4] === dir);
+}
+
+/** A temporary directory removed when the test file ends. */
+export function scratch(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -1,15 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-
-const scratch = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-};
-import { CLI, cliEnv, sh, startDaemon } from '../helpers/daemon';
+import { CLI, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // Parents come and go while mounted (spec §3.5): in-flight work finishes, later writes get
 // ENODEV, the class link, children and types disappear, stale fds get ENODEV.

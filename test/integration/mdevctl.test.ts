@@ -1,15 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-
-const scratch = (prefix: string) => {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-};
-import { CLI, backendArgs, cliEnv } from '../helpers/daemon';
+import { backendArgs, CLI, cliEnv, scratch } from '../helpers/daemon';
 
 // The full mdevctl session is a real-kernel fixture (test/conformance/scenarios/mdevctl.sh). mdevctl
 // checks available_instances before it writes, so the kernel's own create errors reach its users
