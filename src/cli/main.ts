@@ -48,6 +48,12 @@ Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live m
 
 type Options = Map<string, string | true>;
 
+/** The absolute mountpoint for DIR, resolving links above it but not DIR itself (it may be a dead mount). */
+function mountpointOf(dirArg: string): string {
+  const abs = resolve(dirArg);
+  return resolve(realpathSync(dirname(abs)), basename(abs));
+}
+
 async function mountCommand(dirArg: string | undefined, options: Options): Promise<number> {
   if (!dirArg) {
     process.stderr.write('mdevfs mount: missing DIR\n\n' + HELP);
@@ -62,8 +68,7 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
     process.stderr.write('mdevfs ctl: usage: mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME\n');
     return EXIT_USAGE;
   }
-  const abs = resolve(dirArg);
-  const path = String(options.get('control') ?? defaultControlPath(resolve(realpathSync(dirname(abs)), basename(abs))));
+  const path = String(options.get('control') ?? defaultControlPath(mountpointOf(dirArg)));
   let req: Request;
   if (verb === 'parents') req = { op: 'parents' };
   else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
@@ -154,9 +159,7 @@ async function withMount(
     return EXIT_USAGE;
   }
 
-  // realpath of the parent only: the mountpoint itself may be a dead mount (ENOTCONN).
-  const abs = resolve(dirArg);
-  const dir = resolve(realpathSync(dirname(abs)), basename(abs));
+  const dir = mountpointOf(dirArg);
   const state = await inspect(dir);
   if (state.kind === 'live') {
     process.stderr.write(

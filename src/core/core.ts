@@ -6,6 +6,11 @@ import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from '.
 import { kstrtoul, parseCreateUuid, sysfsStreq } from './parse';
 import type { VendorDriver } from './vendor';
 
+/** What changed in the core, for whoever renders it (the tree turns these into cache invalidations). */
+export type CoreEvent =
+  | { kind: 'part'; dev: MdevDevice; part: Part; shown: boolean }
+  | { kind: 'parent'; parent: Parent; registered: boolean };
+
 /**
  * The mdev core (drivers/vfio/mdev/mdev_core.c): parents, types, the global UUID registry
  * and the device state machine. JavaScript runs one callback at a time, so every stretch
@@ -13,11 +18,6 @@ import type { VendorDriver } from './vendor';
  * check and the reservation below happen in one such stretch, and nothing else is ever
  * serialized — vendor calls of different devices overlap freely.
  */
-/** What changed in the core, for whoever renders it (the tree turns these into cache invalidations). */
-export type CoreEvent =
-  | { kind: 'part'; dev: MdevDevice; part: Part; shown: boolean }
-  | { kind: 'parent'; parent: Parent; registered: boolean };
-
 export class MdevCore {
   /** Global registry (mdev_list): every device from reservation until release. */
   readonly devices = new Map<string, MdevDevice>();

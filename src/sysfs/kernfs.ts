@@ -22,6 +22,12 @@ const O_RDWR = 2;
 /** sysfs hands store() at most a page. */
 const PAGE_SIZE = 4096;
 
+/** What a change took away: names (absolute paths) whose entry is gone, paths whose stat changed. */
+export interface Invalidation {
+  entries: string[];
+  attrs: string[];
+}
+
 /** Metadata set by chmod/chown/touch; it lives as long as the node it was set on. */
 interface Override {
   alive: () => boolean;
@@ -54,7 +60,7 @@ export class Kernfs {
   private readonly epoch = new Date();
   private readonly overrides = new Map<string, Override>();
 
-  private readonly invalidationListeners: ((inv: { entries: string[]; attrs: string[] }) => Promise<void> | void)[] = [];
+  private readonly invalidationListeners: ((inv: Invalidation) => Promise<void> | void)[] = [];
   private readonly undelivered = new Set<Promise<void>>();
 
   constructor(
@@ -66,11 +72,11 @@ export class Kernfs {
    * Backends that let the kernel cache lookups and attributes hear here, exactly, what to
    * drop: `entries` (absolute paths whose name is gone) and `attrs` (paths whose stat changed).
    */
-  onInvalidate(listener: (inv: { entries: string[]; attrs: string[] }) => Promise<void> | void): void {
+  onInvalidate(listener: (inv: Invalidation) => Promise<void> | void): void {
     this.invalidationListeners.push(listener);
   }
 
-  invalidate(inv: { entries: string[]; attrs: string[] }): void {
+  invalidate(inv: Invalidation): void {
     if (inv.entries.length === 0 && inv.attrs.length === 0) return;
     for (const l of this.invalidationListeners) {
       const delivered = l(inv);

@@ -1,4 +1,5 @@
 import type { CoreEvent, MdevCore } from '../core/core';
+import type { Invalidation } from './kernfs';
 import { Errno, fail } from '../core/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
 import { kstrtoul } from '../core/parse';
@@ -16,11 +17,6 @@ import {
   union,
   wo,
 } from './nodes';
-
-export interface Invalidation {
-  entries: string[];
-  attrs: string[];
-}
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
 const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];

@@ -2,7 +2,7 @@ import { Notifier } from './notifier';
 import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { MdevError } from '../../core/errno';
-import type { Kernfs, Stat } from '../../sysfs/kernfs';
+import type { Invalidation, Kernfs, Stat } from '../../sysfs/kernfs';
 import { type FuseNode, NodeTable, childPath } from './nodes';
 import * as P from './protocol';
 
@@ -31,7 +31,6 @@ interface DirHandle {
   names?: string[];
 }
 
-type Invalidation = { entries: string[]; attrs: string[] };
 
 /**
  * One FUSE connection: reads requests from /dev/fuse (several reads outstanding in the
