@@ -390,26 +390,31 @@ export class SysfsTree {
     });
   }
 
+  /** A directory of links named after parents (class/mdev_bus, class/<class>, bus/pci/devices, ...). */
+  private parentLinks(parents: () => Parent[]): DirNode {
+    return dynDir(
+      () => parents().map((p) => p.name),
+      (name) => {
+        const p = parents().find((x) => x.name === name);
+        return p && link(p.placement.path, this.parentAlive(p));
+      },
+      undefined,
+      () => 0,
+    );
+  }
+
   // ---- /bus/pci (only the parents mdevfs places there) -----------------------------------
 
   private busPci(): DirNode | undefined {
     const pciParents = () => this.registeredParents().filter((p) => p.placement.pci);
     if (pciParents().length === 0) return undefined;
-    const linkDir = (list: () => Parent[]) =>
-      dynDir(
-        () => list().map((p) => p.name),
-        (name) => {
-          const p = list().find((x) => x.name === name);
-          return p && link(p.placement.path, this.parentAlive(p));
-        },
-      );
     const drivers = () => new Set(pciParents().map((p) => p.placement.pci!.driver));
     return dir({
-      devices: () => linkDir(pciParents),
+      devices: () => this.parentLinks(pciParents),
       drivers: () =>
         dynDir(
           () => drivers(),
-          (drv) => (drivers().has(drv) ? linkDir(() => pciParents().filter((p) => p.placement.pci!.driver === drv)) : undefined),
+          (drv) => (drivers().has(drv) ? this.parentLinks(() => pciParents().filter((p) => p.placement.pci!.driver === drv)) : undefined),
         ),
     });
   }
@@ -427,17 +432,9 @@ export class SysfsTree {
         }
         return m;
       };
-      const linkDir = (parents: () => Parent[]) =>
-        dynDir(
-          () => parents().map((p) => p.name),
-          (name) => {
-            const p = parents().find((x) => x.name === name);
-            return p && link(p.placement.path, this.parentAlive(p));
-          },
-        );
       return union([
         dir({
-          mdev_bus: () => linkDir(() => this.registeredParents()),
+          mdev_bus: () => this.parentLinks(() => this.registeredParents()),
           'vfio-dev': () =>
             this.core.abi.vfioDev
               ? dynDir(
@@ -454,7 +451,7 @@ export class SysfsTree {
         }),
         dynDir(
           () => classes().keys(),
-          (name) => (classes().has(name) ? linkDir(() => classes().get(name) ?? []) : undefined),
+          (name) => (classes().has(name) ? this.parentLinks(() => classes().get(name) ?? []) : undefined),
         ),
       ]);
     });
