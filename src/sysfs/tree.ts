@@ -440,7 +440,7 @@ export class SysfsTree {
               ? dynDir(
                   () => [...this.core.vfioDevices.keys()].map((n) => `vfio${n}`),
                   (name) => {
-                    const m = /^vfio(\d+)$/.exec(name);
+                    const m = /^vfio(0|[1-9]\d*)$/.exec(name); // no numeric aliases: vfio00 is ENOENT
                     const dev = m ? this.core.vfioDevices.get(Number(m[1])) : undefined;
                     return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
                   },
@@ -463,7 +463,7 @@ export class SysfsTree {
       return dynDir(
         () => [...core.iommuGroups.keys()].map(String),
         (name) => {
-          const dev = /^\d+$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined;
+          const dev = /^(0|[1-9]\d*)$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined; // 00 is ENOENT
           if (!dev) return undefined;
           const alive = () => core.iommuGroups.get(Number(name)) === dev;
           return dir(
