@@ -90,9 +90,10 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
 
   class SysfsFuse extends (Fuse as FuseCtor) {
     // nonempty: the repository's mount/ keeps a placeholder file; it is only hidden while mounted.
+    // default_permissions: the kernel checks modes and owners as for sysfs (only root writes).
     override _fuseOptions(): string {
       const base = super._fuseOptions();
-      return base ? `${base},direct_io,nonempty` : '-odirect_io,nonempty';
+      return base ? `${base},direct_io,nonempty,default_permissions` : '-odirect_io,nonempty,default_permissions';
     }
   }
   const fuse = new SysfsFuse(mountpoint, ops, {

@@ -90,7 +90,8 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
 
     async mount() {
       fd = fs.openSync('/dev/fuse', fs.constants.O_RDWR);
-      const options = 'fd=3,rootmode=40000,user_id=0,group_id=0,allow_other';
+      // default_permissions: the kernel checks modes and owners as for sysfs (only root writes).
+      const options = 'fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions';
       try {
         await new Promise<void>((resolve, reject) => {
           const child = spawn('mount', ['-i', '-n', '-t', 'fuse.mdevfs', '-o', options, 'mdevfs', mountpoint], {
