@@ -64,15 +64,16 @@ export class MdevCore {
     if (!parent) fail(Errno.ENODEV, `no parent ${name}`);
     if (parent.gate.isClosing) fail(Errno.EBUSY, `parent ${name} is already unregistering`);
     await parent.gate.close();
+    // The parent leaves the tree now (every listing filters on `registered`): say so now.
     parent.registered = false;
+    this.emit({ kind: 'parent', parent, registered: false });
     for (const dev of [...parent.children.values()]) {
       dev.state = 'removing';
-      dev.parts.delete('remove');
-      await this.runSteps(dev, this.abi.removeSteps, { force: true });
+      this.hide(dev, 'remove');
+      await dev.lock.runExclusive(() => this.runSteps(dev, this.abi.removeSteps, { force: true }));
       this.release(dev);
     }
     this.parents.delete(name);
-    this.emit({ kind: 'parent', parent, registered: false });
     this.log.info({ parent: name }, 'parent unregistered');
   }
 
@@ -104,15 +105,20 @@ export class MdevCore {
       fail(Errno.ENODEV, `parent ${parent.name} is unregistering`);
     }
     try {
-      await this.runSteps(dev, this.abi.createSteps, { force: false });
+      // device_driver_attach probes under the device lock.
+      await dev.lock.runExclusive(async () => {
+        try {
+          await this.runSteps(dev, this.abi.createSteps, { force: false });
+        } catch (err) {
+          // A failed create leaves no trace: undo what was shown, give everything back.
+          await this.runSteps(dev, this.abi.removeSteps, { force: true });
+          this.release(dev);
+          throw err;
+        }
+      });
       dev.state = 'active';
       this.log.debug({ uuid, type: type.id }, 'device created');
       return dev;
-    } catch (err) {
-      // A failed create leaves no trace: undo what was shown, give everything back.
-      await this.runSteps(dev, this.abi.removeSteps, { force: true });
-      this.release(dev);
-      throw err;
     } finally {
       parent.gate.leave();
     }
@@ -129,13 +135,14 @@ export class MdevCore {
       await dev.removal.catch(() => undefined);
       return buf.length;
     }
-    dev.parts.delete('remove');
+    // device_remove_file_self: the file goes for good unless the ABI restores it below.
+    this.hide(dev, 'remove');
     const removal = this.remove(dev);
     dev.removal = removal;
     try {
       await removal;
     } catch (err) {
-      if (this.abi.restoreRemoveFile && this.devices.get(dev.uuid) === dev) dev.parts.add('remove');
+      if (this.abi.restoreRemoveFile && this.devices.get(dev.uuid) === dev) this.show(dev, 'remove');
       throw err;
     } finally {
       dev.removal = undefined;
@@ -151,7 +158,8 @@ export class MdevCore {
     const parent = dev.parent;
     if (!parent.gate.tryEnter()) fail(Errno.ENODEV, `parent ${parent.name} is unregistering`);
     try {
-      await this.runSteps(dev, this.abi.removeSteps, { force: false });
+      // device_del releases the driver under the device lock (it waits for an unbind).
+      await dev.lock.runExclusive(() => this.runSteps(dev, this.abi.removeSteps, { force: false }));
       this.release(dev);
       this.log.debug({ uuid: dev.uuid }, 'device removed');
     } catch (err) {
@@ -164,11 +172,15 @@ export class MdevCore {
 
   // ---- bus driver bind/unbind ----------------------------------------------------------
 
-  /** bus/mdev/drivers/<drv>/unbind: detach a bound device (it stays, without a driver). */
+  /**
+   * bus/mdev/drivers/<drv>/unbind: detach a bound device (it stays, without a driver).
+   * unbind_store checks the driver, then device_release_driver waits for the device lock:
+   * a removal that got there first leaves nothing to do, and the write still succeeds.
+   */
   async unbindStore(driverName: string, buf: Buffer): Promise<number> {
     const dev = this.findByName(buf);
     if (!dev || dev.boundDriver !== driverName || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such bound device');
-    await this.runSteps(dev, [{ vendor: 'remove' }, { hide: 'vendor' }, { hide: 'bound' }], { force: true });
+    await dev.lock.runExclusive(() => this.runSteps(dev, [{ vendor: 'remove' }, { hide: 'vendor' }, { hide: 'bound' }], { force: true }));
     return buf.length;
   }
 
@@ -202,15 +214,17 @@ export class MdevCore {
         await dev.parent.driver.probe(dev, this.abi);
         dev.vendorActive = true;
       } else if (dev.vendorActive) {
+        const mayVeto = this.abi.vendorMayVeto && !opts.force;
         try {
-          await dev.parent.driver.remove(dev, this.abi);
+          await dev.parent.driver.remove(dev, this.abi, { mayVeto });
           dev.vendorActive = false;
         } catch (err) {
           const errno = err instanceof MdevError ? err.errno : Errno.EIO;
-          if (this.abi.vendorMayVeto && !opts.force) {
+          if (mayVeto) {
             this.log.info({ uuid: dev.uuid, errno: errnoName(errno) }, 'vendor vetoed remove');
             fail(Errno.EBUSY, `vendor remove of ${dev.uuid} failed`);
           }
+          // The vendor released its resources all the same (VendorDriver.remove's contract).
           this.log.warn({ uuid: dev.uuid, errno: errnoName(errno) }, 'vendor remove failed; removing anyway');
           dev.vendorActive = false;
         }
@@ -237,7 +251,6 @@ export class MdevCore {
 
   private hide(dev: MdevDevice, part: Part): void {
     if (!dev.parts.delete(part)) return;
-    this.emit({ kind: 'part', dev, part, shown: false });
     if (part === 'bound') {
       if (dev.iommuGroup !== undefined) {
         this.iommuGroups.delete(dev.iommuGroup);
@@ -247,10 +260,12 @@ export class MdevCore {
         this.vfioDevices.delete(dev.vfioIndex);
         this.vfioIds.free(dev.vfioIndex);
       }
-      dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
     }
     if (part === 'links') dev.type.devices.delete(dev.uuid);
     if (part === 'dir') dev.parent.visibleDevices--;
+    // Listeners see the tree without the part, and the numbers it had (their paths are what goes).
+    this.emit({ kind: 'part', dev, part, shown: false });
+    if (part === 'bound') dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
   }
 
   /** mdev_device_release: the UUID and any core-counted slot become free again. */

@@ -1,3 +1,4 @@
+import { Mutex } from 'async-mutex';
 import type { VendorDriver } from './vendor';
 
 /** What a device has in sysfs right now; the ABI decides the order these appear and go. */
@@ -100,6 +101,11 @@ export class MdevDevice {
   removal: Promise<void> | undefined;
   /** Driver-private state (e.g. reserved pool units). */
   vendorData: unknown;
+  /**
+   * The kernel's device_lock: probe, driver release (unbind, and device_del on removal or
+   * parent unregistration) run one at a time per device, so the vendor's remove runs once.
+   */
+  readonly lock = new Mutex();
 
   constructor(
     readonly uuid: string,

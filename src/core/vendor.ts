@@ -31,8 +31,13 @@ export interface VendorDriver {
   getAvailable?(type: MdevType, abi: Abi): number;
   /** Vendor create / probe: reserve resources or throw MdevError. */
   probe(dev: MdevDevice, abi: Abi): Promise<void>;
-  /** Vendor remove: release resources. In 4.17 a throw vetoes the removal. */
-  remove(dev: MdevDevice, abi: Abi): Promise<void>;
+  /**
+   * Vendor remove: release resources. With `mayVeto` (a 4.17 remove_store) a throw vetoes the
+   * removal and the device keeps everything. Without it (6.1, where the driver's remove returns
+   * void, or a forced removal) the device goes whatever happens: the vendor must release its
+   * resources even when it reports a failure, which the core only logs.
+   */
+  remove(dev: MdevDevice, abi: Abi, opts: { mayVeto: boolean }): Promise<void>;
   deviceAttrs(dev: MdevDevice, abi: Abi): readonly VendorAttr[];
   /** 4.17 parent attribute groups (e.g. mtty_dev/sample_mtty_dev). */
   parentAttrs?(abi: Abi): readonly VendorAttr[];

@@ -136,13 +136,16 @@ export class ConfiguredDriver implements VendorDriver {
     dev.vendorData = units;
   }
 
-  async remove(dev: MdevDevice, _abi: Abi): Promise<void> {
+  async remove(dev: MdevDevice, _abi: Abi, opts: { mayVeto: boolean }): Promise<void> {
     const s = this.state(dev.type);
     await this.clock.sleep(s.faults.removeDelayMs ?? 0);
-    if (s.faults.removeErrno && s.removeFaults.fires()) fail(errnoByName(s.faults.removeErrno), 'injected remove fault');
+    const fault = s.faults.removeErrno && s.removeFaults.fires() ? errnoByName(s.faults.removeErrno) : undefined;
+    if (fault !== undefined && opts.mayVeto) fail(fault, 'injected remove fault (vetoed)');
+    // A remove that cannot veto gives the resources back even when it fails.
     this.used -= dev.vendorData as number;
     this.usedByType.set(dev.type.id, (this.usedByType.get(dev.type.id) ?? 1) - 1);
     dev.vendorData = 0;
+    if (fault !== undefined) fail(fault, 'injected remove fault (resources released)');
   }
 
   deviceAttrs(dev: MdevDevice): VendorAttr[] {

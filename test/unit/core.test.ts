@@ -240,3 +240,58 @@ t.test('vfio-ap: EUSERS from the 6.1 core, EPERM from the 4.17 vendor', async (t
     t.equal(await errnoOf(core.createStore(type('vfio_ap-passthrough'), line(uuid(3)))), errno, abi);
   }
 });
+
+t.test('6.1: a failing vendor remove gives the pool back (capacity returns exactly once)', async (t) => {
+  for (const capacity of [{ model: 'pool', size: 4 }, { model: 'exclusive' }, { model: 'counter', max: 4 }] as const) {
+    const flaky = { ...slowParent('flaky', { removeErrno: 'EIO', removeFailEvery: 1 }, capacity), types: [{ name: 'a', max: 4 }, { name: 'b' }] };
+    const { core, type, avail } = setup({ parents: [flaky] });
+    for (let round = 1; round <= 5; round++) {
+      t.equal(await core.createStore(type('flaky-a'), line(uuid(round))), 37, `${capacity.model}: create ${round}`);
+      t.equal(await core.removeStore(core.devices.get(uuid(round))!, line('1')), 2, `${capacity.model}: remove ${round} cannot fail`);
+    }
+    t.equal(core.devices.size, 0);
+    t.same([avail('flaky-a'), avail('flaky-b')], [4, capacity.model === 'exclusive' ? 1 : 4], `${capacity.model}: all capacity back`);
+    t.same([...core.iommuGroups.keys()], [], `${capacity.model}: no iommu group left`);
+  }
+});
+
+t.test('4.17: a vetoed remove keeps the device and its resources; a later remove releases them once', async (t) => {
+  const flaky = slowParent('flaky', { removeErrno: 'EIO', removeFailEvery: 2 }, { model: 'pool', size: 4 });
+  const { core, type, avail } = setup({ parents: [flaky] }, '4.17');
+  await core.createStore(type('flaky-a'), line(uuid(1)));
+  await core.createStore(type('flaky-a'), line(uuid(2)));
+  const dev = core.devices.get(uuid(1))!;
+  t.equal(await core.removeStore(dev, line('1')), 2, 'the 1st vendor remove succeeds');
+  t.equal(await errnoOf(core.removeStore(core.devices.get(uuid(2))!, line('1'))), Errno.EBUSY, 'the 2nd is vetoed');
+  t.equal(avail('flaky-a'), 3, 'the vetoed device keeps its unit');
+  t.equal(await core.removeStore(core.devices.get(uuid(2))!, line('1')), 2);
+  t.equal(avail('flaky-a'), 4, 'released once');
+});
+
+t.test('unbind and remove of one device are serialized like device_lock: the vendor remove runs once', async (t) => {
+  for (const abi of ['6.1', '4.17']) {
+    const clock = new ManualClock();
+    const excl = { ...slowParent('slow', { removeDelayMs: 10 }, { model: 'exclusive' }), types: [{ name: 'a', max: 2 }, { name: 'b' }] };
+    const { core, type, avail } = setup({ parents: [excl] }, abi, clock);
+    await core.createStore(type('slow-a'), line(uuid(1)));
+    await core.createStore(type('slow-a'), line(uuid(2)));
+    const drv = core.devices.get(uuid(1))!.boundDriver!;
+    const unbind = core.unbindStore(drv, line(uuid(1)));
+    const remove = core.removeStore(core.devices.get(uuid(1))!, line('1'));
+    await tick();
+    t.equal(clock.waiting, 1, `${abi}: one vendor remove in flight, the other side waits for the lock`);
+    clock.releaseAll();
+    await tick();
+    t.equal(clock.waiting, 0, `${abi}: no second vendor remove`);
+    t.same(await Promise.all([unbind, remove]), [37, 2]);
+    t.equal(avail('slow-a'), 1, `${abi}: one instance of type a is back, not two`);
+    // The other order: a remove in flight, an unbind that already passed its check succeeds doing nothing.
+    const remove2 = core.removeStore(core.devices.get(uuid(2))!, line('1'));
+    const unbind2 = core.unbindStore(drv, line(uuid(2)));
+    await tick();
+    t.equal(clock.waiting, 1, `${abi}: one vendor remove`);
+    clock.releaseAll();
+    t.same(await Promise.all([remove2, unbind2]), [2, 37]);
+    t.same([avail('slow-a'), avail('slow-b')], [2, 1], `${abi}: everything back exactly once`);
+  }
+});
