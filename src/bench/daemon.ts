@@ -25,8 +25,18 @@ export interface Trace {
   writes: { path: string; t0: number; t1: number; result: number }[];
 }
 
-/** Every daemon still running, so an interrupted bench can stop them all. */
-const running = new Set<Daemon>();
+/** Every daemon still running (mdevfs or the C floor), so an interrupted bench can stop them all. */
+const running = new Set<{ stop(): Promise<void> }>();
+
+/** Registers a daemon for stopAll() until its stop() runs. */
+export function track(d: { stop(): Promise<void> }): void {
+  running.add(d);
+  const stop = d.stop.bind(d);
+  d.stop = () => {
+    running.delete(d);
+    return stop();
+  };
+}
 
 /**
  * One mdevfs daemon, always a child process: the bench never touches the mount from the
@@ -76,7 +86,7 @@ export class Daemon {
     });
     closeSync(logFd);
     const d = new Daemon(work, dir, child, logFile, traceFile);
-    running.add(d);
+    track(d);
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (d.done) throw new Error(`mdevfs exited before it was ready:\n${d.logTail()}`);
@@ -121,18 +131,8 @@ export class Daemon {
   }
 
   /** SIGTERM, wait for the clean unmount; detach lazily if it does not come. */
-  async stop(): Promise<void> {
-    running.delete(this);
-    if (!this.done) {
-      this.child.kill('SIGTERM');
-      const t = await Promise.race([this.exited.then(() => 'exited'), sleep(15_000).then(() => 'timeout')]);
-      if (t === 'timeout') {
-        this.child.kill('SIGKILL');
-        await this.exited;
-      }
-    }
-    if (isMounted(this.dir)) await lazyUnmount(this.dir);
-    if (!isMounted(this.dir)) rmSync(this.work, { recursive: true, force: true });
+  stop(): Promise<void> {
+    return stopMounted(this.child, this.done ? null : this.exited, this.dir, this.work, 15_000);
   }
 
   static async stopAll(): Promise<void> {
@@ -140,12 +140,29 @@ export class Daemon {
   }
 }
 
-function isMounted(dir: string): boolean {
+/**
+ * Stops a daemon serving `dir` (SIGTERM; SIGKILL after graceMs), unmounts lazily what it
+ * left mounted and removes `work` once nothing is mounted there. exited: null if it has.
+ */
+export async function stopMounted(child: ChildProcess, exited: Promise<unknown> | null, dir: string, work: string, graceMs: number): Promise<void> {
+  if (exited) {
+    child.kill('SIGTERM');
+    const t = await Promise.race([exited.then(() => 'exited'), sleep(graceMs).then(() => 'timeout')]);
+    if (t === 'timeout') {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  if (isMounted(dir)) await lazyUnmount(dir);
+  if (!isMounted(dir)) rmSync(work, { recursive: true, force: true });
+}
+
+export function isMounted(dir: string): boolean {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .some((l) => l.split(' ')[4] === dir);
 }
 
-function lazyUnmount(dir: string): Promise<void> {
+export function lazyUnmount(dir: string): Promise<void> {
   return new Promise((r) => execFile('fusermount', ['-uz', dir], (err) => (err ? execFile('umount', ['-l', dir], () => r()) : r())));
 }

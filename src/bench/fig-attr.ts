@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { Ctx } from './context';
 import { Daemon, type Trace } from './daemon';
+import { Floor } from './floor';
 import { type LoopResult, loop, writes } from './py';
 import { copyMount, diffTrees, dumpTree, scratch } from './static-copy';
 
@@ -16,7 +17,7 @@ function perCall(trace: Trace, calls: number): string {
     .sort((a, b) => b[1] - a[1])
     .map(([op, n]) => {
       const k = n / calls;
-      return Math.abs(k - 1) < 0.01 ? op : `${Number.isInteger(k) ? k : k.toFixed(1)} ${op}`;
+      return Math.abs(k - 1) < 0.01 ? op : `${Number.isInteger(k) ? k : k.toFixed(2)} ${op}`;
     });
   const total = Object.values(trace.counts).reduce((a, b) => a + b, 0) / calls;
   return `${total.toFixed(0)} daemon calls per syscall: ${parts.join(', ')}`;
@@ -30,13 +31,14 @@ export async function figAttr(ctx: Ctx): Promise<void> {
   const uuid = randomUUID();
   const copy = scratch('fig12');
   const cases: { fig: string; op: Op; rel: string; label: string }[] = [
-    { fig: '1', op: 'read', rel: ATTR, label: 'read available_instances (open+read+close)' },
+    { fig: '1', op: 'read', rel: ATTR, label: 'read available_instances (open+fstat+read+close)' },
     { fig: '2', op: 'stat', rel: `bus/mdev/devices/${uuid}/mdev_type`, label: 'stat bus/mdev/devices/<uuid>/mdev_type' },
     { fig: '2', op: 'readlink', rel: `bus/mdev/devices/${uuid}/mdev_type`, label: 'readlink bus/mdev/devices/<uuid>/mdev_type' },
   ];
-  const timed: { mount: LoopResult; tmpfs: LoopResult }[] = [];
+  const timed: { mount: LoopResult; tmpfs: LoopResult; floor: LoopResult | null }[] = [];
 
   const d = await Daemon.start();
+  let floor: Floor | null = null;
   try {
     await writes(join(d.dir, CREATE), [uuid]);
     ctx.log('fig 1-2: copying the mount to tmpfs');
@@ -52,13 +54,17 @@ export async function figAttr(ctx: Ctx): Promise<void> {
         ? `Static copies: a python walk of the live mount (${c.dirs} dirs, ${c.files} files, ${c.links} links) and dump-tree's rendering are identical (diff -r --no-dereference).`
         : `Static copies DIFFER between the mount walk and dump-tree (${diff.differences.length} differences, see JSON).`,
     );
+    // The C floor serves the same copy (same contents, links and directories).
+    floor = await Floor.start(ctx, copy);
     for (const k of cases) {
       ctx.log(`fig ${k.fig}: ${k.label}`);
       const mount = await loop(k.op, join(d.dir, k.rel), 5000, 3);
+      const onFloor = floor ? await loop(k.op, floor.path(k.rel), 5000, 3) : null;
       const tmpfs = await loop(k.op, join(copy, k.rel), 200_000, 1);
-      timed.push({ mount, tmpfs });
+      timed.push({ mount, tmpfs, floor: onFloor });
     }
   } finally {
+    await floor?.stop();
     await d.stop();
   }
 
@@ -77,7 +83,7 @@ export async function figAttr(ctx: Ctx): Promise<void> {
   }
 
   cases.forEach((k, i) => {
-    const { mount, tmpfs } = timed[i]!;
+    const { mount, tmpfs, floor: onFloor } = timed[i]!;
     ctx.rows.push({
       fig: k.fig,
       measure: k.label,
@@ -85,6 +91,7 @@ export async function figAttr(ctx: Ctx): Promise<void> {
       value: mount.meanUs,
       baselineLabel: 'tmpfs copy',
       baseline: tmpfs.meanUs,
+      floor: onFloor?.meanUs ?? null,
       note: `p50 ${mount.p50Us.toFixed(0)} us, n=${mount.n}; ${perSyscall[i]}`,
     });
   });

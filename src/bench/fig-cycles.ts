@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import type { Ctx } from './context';
 import { Daemon } from './daemon';
-import { cycles } from './py';
+import { Floor } from './floor';
+import { cycles, writes } from './py';
+import { copyMount, scratch } from './static-copy';
 import { createPath, cyclesProfile, typeIds } from './profiles';
 
 const SECONDS = 4;
@@ -17,13 +20,31 @@ export async function figCycles(ctx: Ctx): Promise<void> {
   const ids = typeIds(p);
   const d = await Daemon.start({ profile });
   let seq, conc;
+  let floorSeq = null;
+  let floorConc = null;
+  let floor: Floor | null = null;
   try {
     const devs = d.path('bus', 'mdev', 'devices');
     ctx.log('fig 3: sequential create/remove cycles');
     seq = await cycles([createPath(d.dir, p.name, ids[0]!)], devs, SECONDS);
     ctx.log('fig 3: 8 concurrent clients on 8 types');
     conc = await cycles(ids.slice(0, 8).map((id) => createPath(d.dir, p.name, id)), devs, SECONDS);
+    // The floor serves a copy of this tree with one device: each cycle writes the same create
+    // file and that device's remove file (the floor accepts writes and changes nothing).
+    const kept = randomUUID();
+    await writes(createPath(d.dir, p.name, ids[0]!), [kept]);
+    const copy = scratch('fig3');
+    await copyMount(d.dir, copy);
+    floor = await Floor.start(ctx, copy);
+    if (floor) {
+      ctx.log('fig 3: the same write(2)s on the C floor');
+      const remove = floor.path('bus', 'mdev', 'devices', kept, 'remove');
+      const fdevs = floor.path('bus', 'mdev', 'devices');
+      floorSeq = await cycles([createPath(floor.dir, p.name, ids[0]!)], fdevs, SECONDS, remove);
+      floorConc = await cycles(ids.slice(0, 8).map((id) => createPath(floor!.dir, p.name, id)), fdevs, SECONDS, remove);
+    }
   } finally {
+    await floor?.stop();
     await d.stop();
   }
 
@@ -48,6 +69,8 @@ export async function figCycles(ctx: Ctx): Promise<void> {
     measure: 'create+remove cycles, 1 client',
     unit: '/s',
     value: seq.perSecond,
+    floor: floorSeq?.perSecond ?? null,
+    floorNote: floorSeq ? 'the same write(2)s, static tree' : undefined,
     note: `${(1000 / seq.perSecond).toFixed(2)} ms per cycle; ${perCycle}${errs(seq.errors)}`,
   });
   ctx.rows.push({
@@ -57,7 +80,8 @@ export async function figCycles(ctx: Ctx): Promise<void> {
     value: conc.perSecond,
     baselineLabel: '1 client',
     baseline: seq.perSecond,
+    floor: floorConc?.perSecond ?? null,
     note: `per client ${Math.min(...conc.perWorker)}-${Math.max(...conc.perWorker)} cycles in ${SECONDS} s${errs(conc.errors)}`,
   });
-  ctx.details.fig3 = { sequential: seq, concurrent: conc, perCycle };
+  ctx.details.fig3 = { sequential: seq, concurrent: conc, perCycle, floor: { sequential: floorSeq, concurrent: floorConc } };
 }

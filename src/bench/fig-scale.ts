@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import type { Ctx } from './context';
 import { latestProfile, summarize } from './cpuprofile';
 import { Daemon } from './daemon';
+import { Floor } from './floor';
 import { callsPerDevice, createLatency, fill, present } from './fill';
-import { cycles, loop, walk } from './py';
+import { type LoopResult, type WalkResult, cycles, loop, walk } from './py';
 import { createPath, scaleProfile, typeIds } from './profiles';
 import { dumpTree, scratch } from './static-copy';
 
@@ -76,6 +77,24 @@ export async function figScale(ctx: Ctx): Promise<void> {
   } finally {
     await d.stop();
   }
+  // The C floor serving the same tree (the copy): the same ls, walk and stats.
+  let fl: { ls: number; walk: WalkResult; statParent: LoopResult; statBus: LoopResult; vfio: LoopResult } | null = null;
+  const floor = await Floor.start(ctx, copy);
+  if (floor) {
+    try {
+      ctx.log('fig 5: the same on the C floor');
+      fl = {
+        statParent: await loop('stat', floor.path(...p.path.split('/')), 20, 3, 2),
+        statBus: await loop('stat', floor.path('bus', 'mdev', 'devices'), 20, 3, 2),
+        vfio: await loop('lstat', floor.path('class', 'vfio-dev', 'vfio0'), 3, 1, 0),
+        ls: await timeLs(floor.path('bus', 'mdev', 'devices')),
+        walk: await walk(floor.dir, ctx.opts.walkBudgetS, false),
+      };
+    } finally {
+      await floor.stop();
+    }
+  }
+  const noFloor = fl ? undefined : null;
   const calls = await callsPerDevice(profile, 100, (t) => walk(t.dir, 600, false));
 
   // The walk must give the same answer on both trees.
@@ -92,6 +111,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
       measure: `fill: create ${f.devices.length} devices, ${ctx.opts.writers} writers`,
       unit: '/s',
       value: f.devices.length / f.seconds,
+      floorNote: 'n/a (creates)',
       note: `${f.seconds.toFixed(1)} s in all${Object.keys(f.errors).length ? `; ERRORS ${JSON.stringify(f.errors)}` : ''}`,
     },
     {
@@ -101,6 +121,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: latN.meanUs / 1000,
       baselineLabel: 'at 0',
       baseline: lat0.meanUs / 1000,
+      floorNote: 'n/a (creates)',
       note: `mean of ${LATENCY_N} sequential creates each`,
     },
     {
@@ -110,6 +131,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: mb(rssN),
       baselineLabel: 'at 0',
       baseline: mb(rss0),
+      floorNote: 'n/a',
       note: `${(((rssN - rss0) * 1024) / n).toFixed(0)} bytes per device`,
     },
     {
@@ -119,6 +141,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: lsMount,
       baselineLabel: 'tmpfs copy',
       baseline: lsCopy,
+      floor: fl?.ls ?? noFloor,
       note: 'one ls process, median of 3',
     },
     {
@@ -128,6 +151,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: walkMount.fullWalkMs,
       baselineLabel: 'tmpfs copy',
       baseline: walkCopy.walkMs + walkCopy.listMs,
+      floor: fl?.walk.fullWalkMs ?? noFloor,
       note:
         (partial
           ? `EXTRAPOLATED: ${walkMount.walked} of ${n} devices walked in ${(walkMount.walkMs / 1000).toFixed(1)} s (budget), `
@@ -142,7 +166,8 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: statParentN.meanUs,
       baselineLabel: 'at 0',
       baseline: statParent0.meanUs,
-      note: `devices/virtual/p0/p0; bus/mdev/devices: ${statBusN.meanUs.toFixed(0)} us vs ${statBus0.meanUs.toFixed(0)} us at 0`,
+      floor: fl?.statParent.meanUs ?? noFloor,
+      note: `devices/virtual/p0/p0; bus/mdev/devices: ${statBusN.meanUs.toFixed(1)} us vs ${statBus0.meanUs.toFixed(1)} us at 0${fl ? `, ${fl.statBus.meanUs.toFixed(1)} us on the floor` : ''}`,
     },
     {
       fig: '5',
@@ -151,7 +176,8 @@ export async function figScale(ctx: Ctx): Promise<void> {
       value: vfioN.meanUs,
       baselineLabel: 'at 20',
       baseline: vfio20.meanUs,
-      note: `n=${vfioN.n}; the LOOKUP of class/vfio-dev looks up every entry, each lookup filters every device`,
+      floor: fl?.vfio.meanUs ?? noFloor,
+      note: `n=${vfioN.n}`,
     },
   );
   ctx.details.fig5 = {
@@ -164,6 +190,7 @@ export async function figScale(ctx: Ctx): Promise<void> {
     lstatVfioDev: { at20: vfio20, atN: vfioN },
     ls: { mount: lsMount, copy: lsCopy },
     walk: { mount: { ...walkMount, result: undefined }, copy: { ...walkCopy, result: undefined }, mismatches, calls },
+    floor: fl,
     copy: dumped,
   };
 

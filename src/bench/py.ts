@@ -29,9 +29,11 @@ def stats(lat_ns, total_ns, n):
 def cmd_loop(a):
     op, path = a["op"], a["path"]
     if op == "read":
+        # As python's open().read() and cat: open, fstat, read, close.
         def f():
             fd = os.open(path, os.O_RDONLY)
             try:
+                os.fstat(fd)
                 os.read(fd, 4096)
             finally:
                 os.close(fd)
@@ -159,6 +161,8 @@ def cmd_burst(a):
 def cmd_cycles(a):
     import uuid
     seconds, devdir = a["seconds"], a["devicesDir"]
+    # On the floor (a static tree) every cycle writes the remove file of one existing device.
+    fixed_remove = a.get("removePath")
     def job(path):
         def run(deadline):
             wait_until(deadline)
@@ -168,7 +172,7 @@ def cmd_cycles(a):
                 u = str(uuid.uuid4())
                 try:
                     write_file(path, u.encode())
-                    write_file(os.path.join(devdir, u, "remove"), b"1")
+                    write_file(fixed_remove or os.path.join(devdir, u, "remove"), b"1")
                     n += 1
                 except OSError as e:
                     errors[e.strerror] = errors.get(e.strerror, 0) + 1
@@ -347,8 +351,8 @@ export const loop = (op: 'read' | 'stat' | 'lstat' | 'readlink' | 'listdir', pat
   py<LoopResult>('loop', { op, path, n, seconds, warmup });
 export const writes = (path: string, payloads: string[]) => py<WritesResult>('writes', { path, payloads });
 export const burst = (w: [string, string][], stackAtMs = 0) => py<BurstResult>('burst', { writes: w, stackAtMs });
-export const cycles = (createPaths: string[], devicesDir: string, seconds: number) =>
-  py<CyclesResult>('cycles', { createPaths, devicesDir, seconds });
+export const cycles = (createPaths: string[], devicesDir: string, seconds: number, removePath?: string) =>
+  py<CyclesResult>('cycles', { createPaths, devicesDir, seconds, removePath });
 export const walk = (root: string, budgetS: number, withResult = true) => py<WalkResult>('walk', { root, budgetS, withResult });
 export const copyTree = (src: string, dst: string) => py<CopyResult>('copy', { src, dst });
 export const pingPong = (n = 20000) => py<{ roundTripUs: number }>('pingpong', { n });

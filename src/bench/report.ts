@@ -13,6 +13,12 @@ export interface Row {
   baseline?: number | null;
   /** value / baseline unless given. */
   ratio?: number | null;
+  /**
+   * The same measure on the C floor daemon (src/bench/floor/floor.c), same run; null: no floor
+   * in this run (say why in floorNote); undefined: the measure has none (floorNote says why).
+   */
+  floor?: number | null;
+  floorNote?: string;
   note?: string;
 }
 
@@ -57,15 +63,23 @@ export function ratioOf(r: Row): number | null {
   return r.value / r.baseline;
 }
 
+export function floorRatioOf(r: Row): number | null {
+  if (r.value === null || r.floor === null || r.floor === undefined || r.floor === 0) return null;
+  // For rates (per second) more is better: the ratio is how many times slower mdevfs is.
+  return r.unit === '/s' ? r.floor / r.value : r.value / r.floor;
+}
+
 /** The one table, in Markdown so it can go into docs/benchmarks.md as is. */
 export function table(rows: Row[]): string {
-  const head = ['Fig', 'Measure', 'mdevfs', 'Baseline (same run)', 'Ratio', 'Note'];
+  const head = ['Fig', 'Measure', 'mdevfs', 'Baseline (same run)', 'Ratio', 'C floor (same run)', 'vs floor', 'Note'];
   const body = rows.map((r) => [
     r.fig,
     r.measure,
     fmt(r.value, r.unit),
     r.baselineLabel ? `${fmt(r.baseline, r.unit)} (${r.baselineLabel})` : '-',
     ratioOf(r) === null ? '-' : `${fmt(ratioOf(r))}x`,
+    r.floor === undefined || r.floor === null ? (r.floorNote ?? '-') : `${fmt(r.floor, r.unit)}${r.floorNote ? ` (${r.floorNote})` : ''}`,
+    floorRatioOf(r) === null ? '-' : `${fmt(floorRatioOf(r))}x`,
     r.note ?? '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
@@ -74,6 +88,6 @@ export function table(rows: Row[]): string {
 }
 
 export function writeJson(path: string, results: Results): void {
-  const rows = results.rows.map((r) => ({ ...r, ratio: ratioOf(r) }));
+  const rows = results.rows.map((r) => ({ ...r, ratio: ratioOf(r), floorRatio: floorRatioOf(r) }));
   writeFileSync(path, JSON.stringify({ ...results, rows }, null, 2) + '\n');
 }

@@ -1,7 +1,7 @@
 /**
- * `node dist/bench/traced-daemon.js mount DIR ...`: the ordinary mdevfs CLI, with fuse-native
- * wrapped so that every libfuse callback is counted and every write is timed (arrival in the
- * JS loop, reply). On SIGUSR2 it writes {counts, writes} as JSON to $MDEVFS_BENCH_TRACE and
+ * `node dist/bench/traced-daemon.js mount DIR ...`: the ordinary mdevfs CLI, counting what
+ * reaches the daemon (fuse-native: every libfuse callback; direct: every FUSE request, by
+ * opcode) and timing every write (Kernfs.write, call to settling). On SIGUSR2 it writes {counts, writes} as JSON to $MDEVFS_BENCH_TRACE and
  * starts over. Used only for evidence (requests per syscall, how writes reach the daemon);
  * the timed figures run the plain CLI.
  */
@@ -24,20 +24,36 @@ function wrapOps(ops: Record<string, unknown>): Record<string, unknown> {
     const fn = value as Fn;
     wrapped[name] = (...args: unknown[]) => {
       trace.counts[name] = (trace.counts[name] ?? 0) + 1;
-      if (name === 'write') {
-        const t0 = performance.now();
-        const cb = args[args.length - 1] as Fn;
-        const path = String(args[0]);
-        args[args.length - 1] = (...r: unknown[]) => {
-          trace.writes.push({ path, t0, t1: performance.now(), result: Number(r[0]) });
-          return cb(...r);
-        };
-      }
       return fn(...args);
     };
   }
   return wrapped;
 }
+
+// The direct backend: count requests by opcode (its handle() sees every request but INIT's retries).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Session } = require('../fuse/direct/session') as typeof import('../fuse/direct/session');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Op } = require('../fuse/direct/protocol') as typeof import('../fuse/direct/protocol');
+const opName = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k]));
+const proto = Session.prototype as unknown as { handle(h: { opcode: number }, body: Buffer): unknown };
+const handle = proto.handle;
+proto.handle = function (this: unknown, h: { opcode: number }, body: Buffer) {
+  const name = opName.get(h.opcode) ?? `op${h.opcode}`;
+  trace.counts[name] = (trace.counts[name] ?? 0) + 1;
+  return handle.call(this, h, body);
+};
+// Writes on either backend: from Kernfs.write's call to its settling (the reply follows at once).
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Kernfs } = require('../sysfs/kernfs') as typeof import('../sysfs/kernfs');
+const write = Kernfs.prototype.write;
+Kernfs.prototype.write = function (this: InstanceType<typeof Kernfs>, fh: number, data: Buffer) {
+  const t0 = performance.now();
+  const r = write.call(this, fh, data);
+  const done = (result: number) => trace.writes.push({ path: `fh ${fh}`, t0, t1: performance.now(), result });
+  r.then(done, (e: { errno?: number }) => done(-(e?.errno ?? 5)));
+  return r;
+};
 
 // Replace fuse-native in the module cache before the backend requires it.
 const resolved = require.resolve('fuse-native');

@@ -1,8 +1,11 @@
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { request } from '../control/client';
-import { type Request, defaultControlPath } from '../control/protocol';
+import { lockForLife } from '../control/lock';
+import { ensurePrivateDir } from '../control/private-dir';
+import { type Request, controlDir, lockPath } from '../control/protocol';
 import { startControlServer } from '../control/server';
 import { buildEmulation } from '../daemon';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
@@ -10,8 +13,14 @@ import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
 import { BACKENDS, DEFAULT_BACKEND } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
-import { parseArgs } from './args';
+import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
+import { eventsCommand } from './events';
 import { runOverSys } from './exec';
+import type { Uevents } from '../events/uevents';
+import { feedUdevSender, startUdevSender } from '../events/udev';
+import type { Logger } from 'pino';
+import { onOrphaned } from './orphan';
+import { waitCommand } from './wait';
 
 export const EXIT_USAGE = 2;
 export const EXIT_MOUNT = 3;
@@ -28,49 +37,58 @@ Usage:
   mdevfs ctl DIR remove-parent NAME
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
+  mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
+  mdevfs events DIR [--since N] [--until ACTION:NAME] [--timeout S]
+                                 print the uevents of the daemon serving DIR as JSON lines (ACTION, DEVPATH,
+                                 SUBSYSTEM, ..., SEQNUM, in the kernel's order). --until add:UUID exits 0 once
+                                 that event was printed (NAME: the last part of DEVPATH); --since 0 first
+                                 prints the events already sent (the last 1024), so nothing is missed
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
-The daemon is ready once DIR/bus/mdev exists.
+Only root changes the tree; other users read what sysfs lets them read. A script starts the daemon in
+the background and waits for it with \`mdevfs mount DIR & mdevfs wait DIR\`; \`kill $!\` stops it.
 
 Options:
   --profile NAME|FILE   parents, types and capacity models (built-in: ${Object.keys(BUILTIN_PROFILES).join(', ')};
                         default: samples = the kernel's mtty, mdpy, mbochs) or a JSON profile file
   --abi 6.1|4.17        kernel ABI to emulate (default: the profile's, else 6.1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
-  --control PATH        control socket for mdevfs ctl (default: derived from DIR, in the temp dir)
+  --control PATH        control socket for ctl and wait (default: /run/mdevfs/<hash of DIR>.sock for root,
+                        else $XDG_RUNTIME_DIR/mdevfs/...), mode 0600
+  --udev                also deliver the uevents as udevd does, on the udev netlink group (libudev's format),
+                        so libudev monitors hear them (libvirt, pyudev, udevadm monitor --udev). Needs
+                        python3. With exec: in a private network namespace of CMD's, and nothing else
+                        hears them. With mount: in the daemon's own network namespace, where EVERY
+                        libudev listener (the host's too, if the daemon runs there) hears the
+                        emulated devices come and go; run the daemon in its own namespace
+                        (unshare -n) unless that is what you want. Without --udev nothing is sent.
   --backend NAME        fuse-native (default: libfuse2, no kernel caching) or direct (speaks the FUSE
                         protocol itself: kernel caching with exact invalidation, parallel writes)
   -h, --help            this text
 
-Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount.
+Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount or another
+daemon is serving it.
 `;
 
-type Options = Map<string, string | true>;
+type Options = Map<string, string>;
 
-/** The absolute mountpoint for DIR, resolving links above it but not DIR itself (it may be a dead mount). */
-function mountpointOf(dirArg: string): string {
-  const abs = resolve(dirArg);
-  return resolve(realpathSync(dirname(abs)), basename(abs));
-}
-
-async function mountCommand(dirArg: string | undefined, options: Options): Promise<number> {
-  if (!dirArg) {
-    process.stderr.write('mdevfs mount: missing DIR\n\n' + HELP);
-    return EXIT_USAGE;
-  }
-  return withMount(dirArg, options, (stopped) => stopped);
+async function mountCommand(dirArg: string, options: Options): Promise<number> {
+  return withMount(dirArg, options, async (stopped, _dir, { uevents, log }) => {
+    const sender = options.has('udev') ? startUdevSender(uevents, log) : undefined;
+    try {
+      return await stopped;
+    } finally {
+      sender?.stop();
+    }
+  });
 }
 
 async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
-  const [dirArg, verb, arg] = args;
-  if (!dirArg || !verb) {
-    process.stderr.write('mdevfs ctl: usage: mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME\n');
-    return EXIT_USAGE;
-  }
-  const path = String(options.get('control') ?? defaultControlPath(mountpointOf(dirArg)));
+  const [dirArg, verb, arg] = args as [string, string, string | undefined];
+  const path = controlPathFor(dirArg, options);
   let req: Request;
-  if (verb === 'parents') req = { op: 'parents' };
+  if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
   else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
   else if (verb === 'add-parent' && arg) {
     let parsed: Profile | ParentProfile;
@@ -110,15 +128,12 @@ async function ctlSend(path: string, req: Request): Promise<number> {
 }
 
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
-  if (argv.length === 0) {
-    process.stderr.write('mdevfs exec: missing command after --\n\n' + HELP);
-    return EXIT_USAGE;
-  }
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
-    return await withMount(dir, options, (stopped, mountpoint) =>
-      Promise.race([stopped, runOverSys(mountpoint, argv)]),
-    );
+    return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
+      const udev = options.has('udev') ? (out: Writable) => feedUdevSender(uevents, out, log) : undefined;
+      return Promise.race([stopped, runOverSys(mountpoint, argv, { udev })]);
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -131,7 +146,7 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
 async function withMount(
   dirArg: string,
   options: Options,
-  body: (stopped: Promise<number>, mountpoint: string) => Promise<number>,
+  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger }) => Promise<number>,
 ): Promise<number> {
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
@@ -159,7 +174,21 @@ async function withMount(
     return EXIT_USAGE;
   }
 
-  const dir = mountpointOf(dirArg);
+  // Everything that can fail happens before mounting: usage, the control directory, the lock, DIR, the socket.
+  const dir = mountpointOf(dirArg); // these two throw UsageError
+  const controlPath = controlPathFor(dir, options);
+  try {
+    const cdir = controlDir();
+    if (cdir) ensurePrivateDir(cdir);
+    // One daemon per DIR: the loser of a race exits 3 before looking at DIR.
+    if (!lockForLife(lockPath(dir, controlPath))) {
+      process.stderr.write(`mdevfs: another mdevfs daemon is serving ${dir} (or starting to)\n`);
+      return EXIT_MOUNT;
+    }
+  } catch (err) {
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return 1;
+  }
   const state = await inspect(dir);
   if (state.kind === 'live') {
     process.stderr.write(
@@ -171,16 +200,35 @@ async function withMount(
     log.warn({ dir, fstype: state.entry.fstype }, 'recovering a stale mount left by a dead daemon');
     await lazyUnmount(dir);
   }
-  mkdirSync(dir, { recursive: true });
+  if (statSync(dir, { throwIfNoEntry: false })?.isDirectory() === false) {
+    process.stderr.write(`mdevfs: ${dir} exists and is not a directory\n`);
+    return EXIT_USAGE;
+  }
+  let mounted = false;
+  let control;
+  try {
+    mkdirSync(dir, { recursive: true });
+    control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled(),
+      () => ({ mountpoint: dir, mounted }), emulation.uevents);
+  } catch (err) {
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return 1;
+  }
 
   const backend = makeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
-  await backend.mount();
-  const controlPath = String(options.get('control') ?? defaultControlPath(dir));
-  const control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled());
+  try {
+    await backend.mount();
+  } catch (err) {
+    control.close();
+    rmSync(controlPath, { force: true });
+    throw err;
+  }
+  mounted = true;
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
   const stopped = new Promise<number>((resolveStop) => {
     for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolveStop(0));
+    onOrphaned(() => resolveStop(0)); // npx: `kill $!` reaches npm and its shell, not us
     process.on('uncaughtException', (err) => {
       log.fatal({ err }, 'uncaught exception');
       resolveStop(1);
@@ -188,7 +236,7 @@ async function withMount(
     process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   });
   try {
-    return await body(stopped, dir);
+    return await body(stopped, dir, { uevents: emulation.uevents, log });
   } finally {
     control.close();
     rmSync(controlPath, { force: true });
@@ -203,31 +251,34 @@ async function withMount(
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  let args;
   try {
-    args = parseArgs(argv, new Set(['profile', 'abi', 'log-level', 'control', 'backend']));
+    return await dispatch(parseCommandLine(argv));
   } catch (err) {
-    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`mdevfs: ${err.message}\nTry mdevfs --help.\n`);
     return EXIT_USAGE;
   }
-  const [command, ...positionals] = args.positionals;
-  if (args.options.has('help') || command === 'help') {
+}
+
+async function dispatch(args: Invocation): Promise<number> {
+  const { command, positionals, options } = args;
+  if (args.help || command === 'help') {
     process.stdout.write(HELP);
     return 0;
   }
   switch (command) {
     case 'mount':
-      return mountCommand(positionals[0], args.options);
+      return mountCommand(positionals[0]!, options);
     case 'ctl':
-      return ctlCommand(positionals, args.options);
+      return ctlCommand(positionals, options);
     case 'exec':
-      return execCommand([...positionals, ...args.rest], args.options);
-    case undefined:
-      process.stderr.write(HELP);
-      return EXIT_USAGE;
+      return execCommand(args.rest, options);
+    case 'wait':
+      return waitCommand(positionals[0]!, options);
+    case 'events':
+      return eventsCommand(positionals[0]!, options);
     default:
-      process.stderr.write(`mdevfs: unknown command "${command}"\n\n${HELP}`);
-      return EXIT_USAGE;
+      throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }
 }
 

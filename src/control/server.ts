@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { chmodSync, lstatSync, rmSync } from 'node:fs';
 import { type Server, createServer } from 'node:net';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
@@ -14,6 +14,8 @@ export function startControlServer(
   log: Logger,
   /** Resolves when every cache has dropped what the last change removed. */
   settled: () => Promise<void>,
+  /** What `ping` answers: the mountpoint served, and whether it is mounted yet. */
+  status: () => { mountpoint: string; mounted: boolean },
 ): Promise<Server> {
   const handle = async (req: Request): Promise<Reply> => {
     switch (req.op) {
@@ -28,6 +30,8 @@ export function startControlServer(
         return { ok: true };
       case 'parents':
         return { ok: true, parents: [...core.parents.keys()] };
+      case 'ping':
+        return { ok: true, ...status() };
       default:
         return { ok: false, error: `unknown op ${(req as { op: unknown }).op}` };
     }
@@ -56,9 +60,29 @@ export function startControlServer(
     });
     sock.on('error', () => undefined);
   });
-  rmSync(path, { force: true });
+  removeStaleSocket(path);
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(path, () => resolve(server));
+    server.once('error', (err) => reject(new Error(`cannot listen on the control socket ${path}: ${err.message}`)));
+    server.listen(path, () => {
+      try {
+        chmodSync(path, 0o600); // root only (the directory is private too)
+        resolve(server);
+      } catch (err) {
+        server.close();
+        reject(err as Error);
+      }
+    });
   });
+}
+
+/** A socket left by a dead daemon goes (our lock says no live one uses it); anything else at `path` is not ours to delete. */
+function removeStaleSocket(path: string): void {
+  let isSocket: boolean;
+  try {
+    isSocket = lstatSync(path).isSocket();
+  } catch {
+    return; // nothing there
+  }
+  if (!isSocket) throw new Error(`the control socket path ${path} exists and is not a socket`);
+  rmSync(path, { force: true });
 }

@@ -1,0 +1,66 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { request } from '../control/client';
+import { mountAt } from '../fuse/mountpoint';
+import { UsageError, controlPathFor, mountpointOf } from './args';
+
+const POLL_MS = 50;
+
+/**
+ * `mdevfs wait DIR [--timeout SECONDS]`: exits 0 once the daemon serving DIR answers, nonzero
+ * on timeout. A dead mount cannot fake it: the daemon must answer a ping on its control socket
+ * and say DIR is mounted, DIR must be an mdevfs mount, and a read that only the daemon can
+ * answer (a file's content is never cached) must succeed, done in a child with a time limit so
+ * that a hung mount cannot block us.
+ */
+export async function waitCommand(dirArg: string, options: ReadonlyMap<string, string>): Promise<number> {
+  const seconds = Number(options.get('timeout') ?? '10');
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not "${options.get('timeout')}"`);
+  const dir = mountpointOf(dirArg); // these two throw UsageError
+  const socket = controlPathFor(dir, options);
+  const deadline = Date.now() + seconds * 1000;
+  let why = 'not checked';
+  for (;;) {
+    why = await check(dir, socket, Math.max(100, Math.min(2000, deadline - Date.now())));
+    if (!why) return 0;
+    if (Date.now() + POLL_MS >= deadline) break;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  process.stderr.write(`mdevfs wait: ${dir} is not ready after ${seconds} s: ${why}\n`);
+  return 1;
+}
+
+/** '' when ready, else what is missing. */
+async function check(dir: string, socket: string, timeoutMs: number): Promise<string> {
+  try {
+    const reply = await request(socket, { op: 'ping' }, timeoutMs);
+    if (!reply.ok) return `the daemon on ${socket} refused the ping: ${reply.error}`;
+    if (reply.mountpoint !== dir) return `the daemon on ${socket} serves ${reply.mountpoint ?? 'something else'}`;
+    if (!reply.mounted) return 'the daemon is still mounting';
+  } catch (err) {
+    return `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+  }
+  const entry = mountAt(dir);
+  if (!entry?.fstype.endsWith('mdevfs')) return `${dir} is not an mdevfs mount`;
+  return readInChild(join(dir, 'bus', 'mdev', 'drivers_autoprobe'), timeoutMs);
+}
+
+function readInChild(file: string, timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    const child = spawn('head', ['-c', '16', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve(`reading ${file} took over ${timeoutMs} ms`);
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      resolve(`cannot run head: ${err.message}`);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code === 0 ? '' : stderr.trim() || `head ${file} exited ${code}`);
+    });
+  });
+}
