@@ -14,6 +14,8 @@ const Fuse: FuseCtor & { EIO: number } = require('fuse-native');
 
 type Cb = (code: number, ...rest: unknown[]) => void;
 
+const ENODEV = 19;
+
 /** Turns a thrown MdevError into fuse-native's negative errno; anything else is a bug: EIO. */
 function errnoOf(err: unknown, log: BackendOptions['log'], op: string, path: string): number {
   if (err instanceof MdevError) return -err.errno;
@@ -40,6 +42,8 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     const cb = args[args.length - 1] as Cb;
     call(op, path, cb, () => kernfs.mutate(op, path));
   };
+  /** Answers of WRITEs still waiting for a vendor; unmount() gives them ENODEV (as kernfs does for a node going away). */
+  const pendingWrites = new Set<(code: number) => void>();
   const toFuseStat = (s: Stat) => ({ ...s, blocks: 0, blksize: 4096, dev: 0, ino: 0, rdev: 0 });
 
   const ops = {
@@ -63,9 +67,13 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     },
     write: (path: string, fd: number, buf: Buffer, len: number, _pos: number, cb: Cb) => {
       // fuse-native reuses buf once we return: copy before going async.
+      const answer = (code: number) => {
+        if (pendingWrites.delete(answer)) cb(code); // once: the vendor's result, or unmount's ENODEV
+      };
+      pendingWrites.add(answer);
       kernfs.write(fd, Buffer.from(buf.subarray(0, len))).then(
-        (n) => cb(n),
-        (err) => cb(errnoOf(err, log, 'write', path)),
+        (n) => answer(n),
+        (err) => answer(errnoOf(err, log, 'write', path)),
       );
     },
     truncate: (path: string, _size: number, cb: Cb) => call('truncate', path, cb, () => kernfs.truncate(path)),
@@ -110,6 +118,12 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
   return {
     name: 'fuse-native',
     mount: () => new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve()))),
-    unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+    // Detaches lazily (fusermount -uz): open files keep the superblock alive, answered until
+    // the process exits, whose closing of /dev/fuse aborts the connection (they get ENOTCONN).
+    // libfuse's threads are its own, not libuv's: they never hold up the exit.
+    unmount: () => {
+      for (const answer of [...pendingWrites]) answer(-ENODEV);
+      return new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
+    },
   };
 }

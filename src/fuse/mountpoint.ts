@@ -8,6 +8,8 @@ export interface MountEntry {
   mountpoint: string;
   fstype: string;
   source: string;
+  /** major:minor of the mount's st_dev (for FUSE, the connection's fusectl name is (major << 20) | minor). */
+  dev: string;
 }
 
 /** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
@@ -20,22 +22,28 @@ export function mountAt(dir: string): MountEntry | undefined {
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const [pre, post] = line.split(' - ');
     if (!pre || !post) continue;
-    const mp = unescape(pre.split(' ')[4] ?? '');
+    const f = pre.split(' ');
+    const mp = unescape(f[4] ?? '');
     const [fstype, source] = post.split(' ');
-    if (mp === dir) found = { mountpoint: mp, fstype: fstype ?? '', source: unescape(source ?? '') };
+    if (mp === dir) found = { mountpoint: mp, fstype: fstype ?? '', source: unescape(source ?? ''), dev: f[2] ?? '' };
   }
   return found; // the last one is the one on top
 }
 
 export type MountState = { kind: 'free' } | { kind: 'stale'; entry: MountEntry } | { kind: 'live'; entry: MountEntry };
 
-/** Is something mounted at dir, and does it answer? (A dead FUSE daemon leaves ENOTCONN.) */
+/**
+ * Is something mounted at dir, and does it answer? A dead FUSE daemon leaves ENOTCONN, but
+ * only on requests that reach the connection: the direct backend lets the kernel cache
+ * entries and attributes for an hour, so stat(DIR) or [ -d DIR/bus/mdev ] still succeed
+ * on a dead mount. statfs(2) is never cached: FUSE always sends it to the daemon.
+ */
 export async function inspect(dir: string): Promise<MountState> {
   const entry = mountAt(dir);
   if (!entry) return { kind: 'free' };
   try {
     await Promise.race([
-      fs.stat(dir),
+      fs.statfs(dir),
       new Promise((_, reject) => setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), 3000).unref()),
     ]);
     return { kind: 'live', entry };

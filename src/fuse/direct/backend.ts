@@ -1,7 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
-import type { BackendOptions, FuseBackend } from '../backend';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type BackendOptions, type FuseBackend, reportBlockedThreads } from '../backend';
+import { mountAt } from '../mountpoint';
 import { Session } from './session';
 
 /** Largest WRITE the kernel may send; the read buffer is this plus room for the headers. */
@@ -13,23 +16,34 @@ function run(cmd: string, args: string[]): Promise<void> {
   );
 }
 
-/** /proc/self/mountinfo escapes space, tab, newline and backslash as octal. */
-function unescape(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+/** The FUSE connection id (st_dev of the mount, the name of its fusectl directory). */
+function connectionId(mountpoint: string): number | undefined {
+  const entry = mountAt(mountpoint);
+  if (entry?.fstype !== 'fuse.mdevfs') return undefined;
+  const [major, minor] = entry.dev.split(':').map(Number);
+  return major !== undefined && minor !== undefined ? (major << 20) | minor : undefined;
 }
 
-/** The FUSE connection id (st_dev of the mount, the name of its /sys/fs/fuse/connections dir). */
-function connectionId(mountpoint: string): number | undefined {
-  let id: number | undefined;
-  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const [pre, post] = line.split(' - ');
-    if (!pre || !post || !post.startsWith('fuse.mdevfs ')) continue;
-    const f = pre.split(' ');
-    if (unescape(f[4] ?? '') !== mountpoint) continue;
-    const [major, minor] = (f[2] ?? '').split(':').map(Number);
-    if (major !== undefined && minor !== undefined) id = (major << 20) | minor;
+/**
+ * Aborts FUSE connection `id` through fusectl: every request waiting on it fails, every
+ * reader of its /dev/fuse returns. fusectl has one superblock however often it is mounted,
+ * so where /sys/fs/fuse/connections is not mounted it is mounted at a private temporary
+ * directory for the write. Fails where mounting is not allowed (a user namespace).
+ */
+async function abortConnection(id: number): Promise<void> {
+  const standard = '/sys/fs/fuse/connections';
+  if (fs.existsSync(`${standard}/${id}`)) return fs.writeFileSync(`${standard}/${id}/abort`, '1');
+  const dir = fs.mkdtempSync(join(tmpdir(), 'mdevfs-fusectl-'));
+  try {
+    await run('mount', ['-i', '-n', '-t', 'fusectl', 'fusectl', dir]);
+    try {
+      fs.writeFileSync(join(dir, String(id), 'abort'), '1');
+    } finally {
+      await run('umount', ['-i', '-n', dir]);
+    }
+  } finally {
+    fs.rmdirSync(dir);
   }
-  return id;
 }
 
 /**
@@ -42,7 +56,29 @@ export function readerCount(): number {
   return 2;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** open(2)'s O_PATH on Linux (Node has no constant for it). */
+const O_PATH = 0o10000000;
+
+/**
+ * Sends `count` requests to the connection, one after another, from a child process that
+ * looks up names that do not exist under the (possibly detached) root given as its fd 3:
+ * each wakes one reader blocked in read(2). Not waited for: once no reader is left, its
+ * last lookup waits until the connection is aborted, and then fails.
+ */
+function wakeReaders(rootFd: number, count: number): void {
+  if (count === 0) return;
+  const script = 'i=0; while [ $i -lt "$1" ]; do i=$((i+1)); test -e /proc/self/fd/3/.mdevfs-wake-$i; done';
+  const child = spawn('sh', ['-c', script, 'mdevfs-wake', String(count)], { stdio: ['ignore', 'ignore', 'ignore', rootFd] });
+  child.on('error', () => undefined);
+  child.unref();
+}
+
+/** Resolves true if p settles within ms, false otherwise. */
+const within = (p: Promise<unknown>, ms: number): Promise<boolean> => {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+  return Promise.race([p.then(() => true), late]).finally(() => clearTimeout(timer));
+};
 
 /**
  * Serves the tree by speaking the kernel's FUSE protocol on /dev/fuse directly (no
@@ -55,6 +91,8 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
   let session: Session | undefined;
   let watchdog: ChildProcess | undefined;
   let connId: number | undefined;
+  /** An O_PATH handle on the mount's root: it reaches the tree after the lazy unmount detached it. */
+  let rootFd: number | undefined;
 
   /** A detached sh that unmounts lazily when our end of its stdin closes (we died). */
   const startWatchdog = () => {
@@ -74,15 +112,6 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
     if (watchdog.exitCode === null && watchdog.signalCode === null) watchdog.kill('SIGKILL');
     watchdog.stdin?.destroy();
     watchdog = undefined;
-  };
-
-  const abortConnection = () => {
-    if (connId === undefined) return;
-    try {
-      fs.writeFileSync(`/sys/fs/fuse/connections/${connId}/abort`, '1');
-    } catch (err) {
-      log.debug({ err }, 'fuse: could not abort the connection');
-    }
   };
 
   return {
@@ -119,18 +148,35 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
       });
       session.start();
       connId = connectionId(mountpoint);
+      // Asynchronously: the main thread must stay free to answer, should the open ask anything.
+      fs.open(mountpoint, O_PATH | fs.constants.O_DIRECTORY, (err, f) => {
+        if (err) log.warn({ err }, 'fuse: no handle on the mount root; unmounting will rely on fusectl');
+        else if (session) rootFd = f;
+        else fs.closeSync(f);
+      });
       // As fuse-native's auto_unmount: tests switch it off to leave a stale mount behind.
       if (process.env.MDEVFS_NO_AUTO_UNMOUNT !== '1') startWatchdog();
       log.debug({ mountpoint, readers: readerCount(), connection: connId, cacheTimeout: session.timeout }, 'fuse: direct backend mounted');
     },
 
+    /**
+     * Ends the connection within about a second whatever holds the mount: requests read
+     * from now on, and writes still waiting for a vendor, get ENODEV; the mount is detached;
+     * each reader is handed one last request and leaves; closing the fd then aborts the
+     * connection in the kernel (open files in the detached tree get ENOTCONN). fusectl's
+     * abort is the fallback if readers do not come back; a thread that still does not
+     * return is reported, and the CLI ends the process with SIGKILL rather than wait for
+     * it in exit (Node joins its pool threads, and would wait for ever).
+     */
     async unmount() {
       stopWatchdog();
       if (fd === undefined || !session) return;
       const s = session;
+      const t0 = Date.now();
+      const notifierDone = s.stop();
       let unmountErr: unknown;
       try {
-        await run('umount', ['-l', mountpoint]);
+        await run('umount', ['-i', '-l', mountpoint]);
       } catch (err) {
         try {
           await run('fusermount', ['-uz', mountpoint]);
@@ -138,24 +184,30 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
           unmountErr = err;
         }
       }
-      s.stop();
-      // Readers end with ENODEV once the superblock is gone; if something still holds
-      // the detached mount (an open file, another namespace), cut the connection.
-      const t0 = Date.now();
-      const done = s.done.then(() => true);
+      s.release();
+      if (rootFd !== undefined) wakeReaders(rootFd, s.readersRunning);
       let aborted = false;
-      if (!(await Promise.race([done, sleep(300).then(() => false)]))) {
-        aborted = true;
-        abortConnection();
-        await Promise.race([done, sleep(1000)]);
+      if (!(await within(s.done, 300)) && connId !== undefined) {
+        try {
+          await abortConnection(connId);
+          aborted = true;
+        } catch (err) {
+          log.warn({ err }, 'fuse: could not abort the connection through fusectl');
+        }
+        await within(s.done, 300);
       }
-      log.debug({ ms: Date.now() - t0, aborted, readers: s.readersRunning }, 'fuse: readers stopped');
+      const notifierEnded = await within(notifierDone, 200);
+      log.debug({ ms: Date.now() - t0, aborted, readers: s.readersRunning, notifierEnded }, 'fuse: readers stopped');
+      if (rootFd !== undefined) fs.closeSync(rootFd);
+      rootFd = undefined;
       if (s.readersRunning === 0) {
-        fs.closeSync(fd);
-      } else {
-        // A read still blocked in a worker thread holds the fd: closing could let the
-        // number be reused under it. It goes with the process.
-        log.warn({ readers: s.readersRunning }, 'fuse: readers still blocked after unmount');
+        fs.closeSync(fd); // the last reference: the kernel aborts the connection if the mount is still held
+      }
+      const blocked = s.readersRunning + (notifierEnded ? 0 : 1);
+      if (blocked > 0) {
+        // Closing the fd under a blocked read could let the number be reused under it.
+        log.error({ blocked }, 'fuse: threads still blocked on /dev/fuse after unmount; the process will end with SIGKILL');
+        reportBlockedThreads(blocked);
       }
       fd = undefined;
       session = undefined;

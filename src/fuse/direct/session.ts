@@ -48,7 +48,11 @@ export class Session {
   private readonly dirs = new Map<bigint, DirHandle>();
   private nextDirFh = 1n;
   private stopping = false;
+  /** Set by release(): each reader leaves after the next request it reads. */
+  private leaving = false;
   private running = 0;
+  /** WRITEs waiting for a vendor: failed with ENODEV by stop(), as kernfs fails writes to a node going away. */
+  private readonly pendingWrites = new Set<bigint>();
   private readonly readersDone: Promise<void>;
   private resolveReadersDone!: () => void;
   /** Notifications, written one after another by the notifier thread. */
@@ -79,10 +83,28 @@ export class Session {
     return this.readersDone;
   }
 
-  /** No more requests are handled; reads already outstanding end with the connection. */
-  stop(): void {
+  /**
+   * No more requests are served: from now on every request read is answered ENODEV (never
+   * dropped: the caller would wait for ever), and so are the WRITEs still waiting for a
+   * vendor. Readers go on reading until the connection ends or release() sends them away.
+   * Resolves when the notifier thread has ended.
+   */
+  stop(): Promise<void> {
     this.stopping = true;
-    void this.notifier.close();
+    for (const unique of this.pendingWrites) this.replyError(unique, ENODEV);
+    this.pendingWrites.clear();
+    return this.notifier.close();
+  }
+
+  /**
+   * Makes every reader leave after the next request it reads (answered ENODEV like every
+   * request after stop()). The caller makes sure there are requests to read: a lazily
+   * detached mount lives on while anything holds a file in it, and none may ever come.
+   * Once every reader is out of read(2), closing the fd aborts the connection in the kernel.
+   */
+  release(): void {
+    this.stopping = true;
+    this.leaving = true;
   }
 
   get readersRunning(): number {
@@ -95,16 +117,17 @@ export class Session {
     fs.read(this.fd, buf, 0, buf.length, null, (err, n) => {
       if (err) {
         const code = err.code;
-        if (!this.stopping && (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT')) return this.readLoop(buf);
+        if (!this.leaving && (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT')) return this.readLoop(buf);
         if (code !== 'ENODEV' && code !== 'ECONNABORTED' && !this.stopping) this.log.error({ err }, 'fuse: read from /dev/fuse failed');
         return this.readerExit();
       }
-      if (this.stopping) return this.readerExit();
       try {
-        this.dispatch(buf.subarray(0, n));
+        if (this.stopping) this.refuseWhileStopping(buf.subarray(0, n));
+        else this.dispatch(buf.subarray(0, n));
       } catch (e) {
         this.log.error({ err: e }, 'fuse: request handling failed');
       }
+      if (this.leaving) return this.readerExit();
       this.readLoop(buf);
     });
   }
@@ -112,6 +135,14 @@ export class Session {
   private readerExit(): void {
     this.stopping = true;
     if (--this.running === 0) this.resolveReadersDone();
+  }
+
+  /** After stop(): every request that expects an answer gets ENODEV. */
+  private refuseWhileStopping(req: Buffer): void {
+    if (req.length < P.IN_HEADER_SIZE) return;
+    const h = P.parseInHeader(req);
+    if (NO_REPLY.has(h.opcode)) return;
+    this.replyError(h.unique, ENODEV);
   }
 
   // ---- writing ---------------------------------------------------------------------------
@@ -253,7 +284,7 @@ export class Session {
         return this.init(u, body);
       case P.Op.DESTROY:
         this.reply(u);
-        this.stop();
+        void this.stop();
         return;
       case P.Op.INTERRUPT:
         return; // let the request finish; its answer is the answer
@@ -394,9 +425,12 @@ export class Session {
     const size = body.readUInt32LE(16);
     // The read buffer is reused as soon as we return: copy the data before going async.
     const data = Buffer.from(body.subarray(P.WRITE_IN_SIZE, P.WRITE_IN_SIZE + size));
+    this.pendingWrites.add(h.unique);
+    // Answered once: by the vendor's result, or by stop() if that comes first.
+    const settled = () => this.pendingWrites.delete(h.unique);
     this.kernfs.write(fh, data).then(
-      (n) => this.reply(h.unique, P.writeOut(n)),
-      (err) => this.replyError(h.unique, this.errnoOf(err, h)),
+      (n) => settled() && this.reply(h.unique, P.writeOut(n)),
+      (err) => settled() && this.replyError(h.unique, this.errnoOf(err, h)),
     );
   }
 
@@ -444,6 +478,9 @@ export class Session {
     this.kernfs.mutate(op, childPath(parent.path, name));
   }
 }
+
+/** Requests the kernel expects no answer to. */
+const NO_REPLY = new Set<number>([P.Op.FORGET, P.Op.BATCH_FORGET, P.Op.INTERRUPT]);
 
 /** A stable, non-zero d_ino for a name never looked up (bit 40 set: no clash with node ids). */
 function pathIno(path: string): bigint {
