@@ -3,6 +3,7 @@ import { type Abi, abiFor } from './core/abi';
 import { type Clock, realClock } from './core/clock';
 import { MdevCore } from './core/core';
 import { registerProfileParent } from './drivers/profile';
+import { Uevents } from './events/uevents';
 import type { Profile } from './drivers/profile-types';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
@@ -12,6 +13,8 @@ export interface Emulation {
   kernfs: Kernfs;
   abi: Abi;
   clock: Clock;
+  /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
+  uevents: Uevents;
 }
 
 /** Core + drivers + tree for a profile: everything but the mount. */
@@ -23,5 +26,6 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const tree = new SysfsTree(core);
   const kernfs = new Kernfs(tree.root, opts.log);
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
-  return { core, kernfs, abi, clock };
+  const uevents = new Uevents(core, tree, () => kernfs.settled());
+  return { core, kernfs, abi, clock, uevents };
 }

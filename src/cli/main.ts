@@ -1,6 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { request } from '../control/client';
 import { lockForLife } from '../control/lock';
 import { ensurePrivateDir } from '../control/private-dir';
@@ -13,7 +14,11 @@ import { BACKENDS, DEFAULT_BACKEND } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
+import { eventsCommand } from './events';
 import { runOverSys } from './exec';
+import type { Uevents } from '../events/uevents';
+import { feedUdevSender, startUdevSender } from '../events/udev';
+import type { Logger } from 'pino';
 import { onOrphaned } from './orphan';
 import { waitCommand } from './wait';
 
@@ -33,6 +38,11 @@ Usage:
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
   mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
+  mdevfs events DIR [--since N] [--until ACTION:NAME] [--timeout S]
+                                 print the uevents of the daemon serving DIR as JSON lines (ACTION, DEVPATH,
+                                 SUBSYSTEM, ..., SEQNUM, in the kernel's order). --until add:UUID exits 0 once
+                                 that event was printed (NAME: the last part of DEVPATH); --since 0 first
+                                 prints the events already sent (the last 1024), so nothing is missed
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
@@ -46,6 +56,13 @@ Options:
   --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
   --control PATH        control socket for ctl and wait (default: /run/mdevfs/<hash of DIR>.sock for root,
                         else $XDG_RUNTIME_DIR/mdevfs/...), mode 0600
+  --udev                also deliver the uevents as udevd does, on the udev netlink group (libudev's format),
+                        so libudev monitors hear them (libvirt, pyudev, udevadm monitor --udev). Needs
+                        python3. With exec: in a private network namespace of CMD's, and nothing else
+                        hears them. With mount: in the daemon's own network namespace, where EVERY
+                        libudev listener (the host's too, if the daemon runs there) hears the
+                        emulated devices come and go; run the daemon in its own namespace
+                        (unshare -n) unless that is what you want. Without --udev nothing is sent.
   --backend NAME        fuse-native (default: libfuse2, no kernel caching) or direct (speaks the FUSE
                         protocol itself: kernel caching with exact invalidation, parallel writes)
   -h, --help            this text
@@ -57,7 +74,14 @@ daemon is serving it.
 type Options = Map<string, string>;
 
 async function mountCommand(dirArg: string, options: Options): Promise<number> {
-  return withMount(dirArg, options, (stopped) => stopped);
+  return withMount(dirArg, options, async (stopped, _dir, { uevents, log }) => {
+    const sender = options.has('udev') ? startUdevSender(uevents, log) : undefined;
+    try {
+      return await stopped;
+    } finally {
+      sender?.stop();
+    }
+  });
 }
 
 async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
@@ -106,9 +130,10 @@ async function ctlSend(path: string, req: Request): Promise<number> {
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
-    return await withMount(dir, options, (stopped, mountpoint) =>
-      Promise.race([stopped, runOverSys(mountpoint, argv)]),
-    );
+    return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
+      const udev = options.has('udev') ? (out: Writable) => feedUdevSender(uevents, out, log) : undefined;
+      return Promise.race([stopped, runOverSys(mountpoint, argv, { udev })]);
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -121,7 +146,7 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
 async function withMount(
   dirArg: string,
   options: Options,
-  body: (stopped: Promise<number>, mountpoint: string) => Promise<number>,
+  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger }) => Promise<number>,
 ): Promise<number> {
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
@@ -184,7 +209,7 @@ async function withMount(
   try {
     mkdirSync(dir, { recursive: true });
     control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled(),
-      () => ({ mountpoint: dir, mounted }));
+      () => ({ mountpoint: dir, mounted }), emulation.uevents);
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return 1;
@@ -211,7 +236,7 @@ async function withMount(
     process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   });
   try {
-    return await body(stopped, dir);
+    return await body(stopped, dir, { uevents: emulation.uevents, log });
   } finally {
     control.close();
     rmSync(controlPath, { force: true });
@@ -250,6 +275,8 @@ async function dispatch(args: Invocation): Promise<number> {
       return execCommand(args.rest, options);
     case 'wait':
       return waitCommand(positionals[0]!, options);
+    case 'events':
+      return eventsCommand(positionals[0]!, options);
     default:
       throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }

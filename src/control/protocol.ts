@@ -7,9 +7,11 @@ export type Request =
   | { op: 'add-parent'; parent: ParentProfile }
   | { op: 'remove-parent'; name: string }
   | { op: 'parents' }
-  | { op: 'ping' };
+  | { op: 'ping' }
+  /** Stream the uevents sent from now on (with `since`: first the retained ones with a greater SEQNUM). */
+  | { op: 'events'; since?: number };
 export type Reply =
-  | { ok: true; parents?: string[]; mountpoint?: string; mounted?: boolean }
+  | { ok: true; parents?: string[]; mountpoint?: string; mounted?: boolean; seqnum?: number; event?: Record<string, string> }
   | { ok: false; error: string };
 
 /**

@@ -1,8 +1,9 @@
 import { chmodSync, lstatSync, rmSync } from 'node:fs';
-import { type Server, createServer } from 'node:net';
+import { type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
+import type { Uevents } from '../events/uevents';
 import { registerProfileParent, validateProfile } from '../drivers/profile';
 import type { Reply, Request } from './protocol';
 
@@ -16,6 +17,8 @@ export function startControlServer(
   settled: () => Promise<void>,
   /** What `ping` answers: the mountpoint served, and whether it is mounted yet. */
   status: () => { mountpoint: string; mounted: boolean },
+  /** What the `events` op streams. */
+  uevents?: Uevents,
 ): Promise<Server> {
   const handle = async (req: Request): Promise<Reply> => {
     switch (req.op) {
@@ -48,6 +51,10 @@ export function startControlServer(
         try {
           const req = JSON.parse(line) as Request;
           log.info({ op: req.op }, 'control request');
+          if (req.op === 'events' && uevents) {
+            streamEvents(sock, uevents, req.since);
+            continue;
+          }
           reply = handle(req).catch((err: Error) => ({ ok: false as const, error: err.message }));
         } catch (err) {
           reply = Promise.resolve({ ok: false as const, error: `bad request: ${(err as Error).message}` });
@@ -73,6 +80,14 @@ export function startControlServer(
       }
     });
   });
+}
+
+/** `events`: an acknowledgement with the last SEQNUM sent, then one `{ok, event}` line per uevent until the client hangs up. */
+function streamEvents(sock: Socket, uevents: Uevents, since: number | undefined): void {
+  const send = (r: Reply) => void (!sock.destroyed && sock.write(JSON.stringify(r) + '\n'));
+  send({ ok: true, seqnum: uevents.lastSeqnum });
+  const unsubscribe = uevents.subscribe((event) => send({ ok: true, event }), typeof since === 'number' ? since : undefined);
+  sock.on('close', unsubscribe);
 }
 
 /** A socket left by a dead daemon goes (our lock says no live one uses it); anything else at `path` is not ours to delete. */

@@ -28,6 +28,8 @@ export interface Abi {
   busDrivers(drivers: Iterable<VendorDriver>): { name: string; module: string }[];
   /** 6.1: each bound vfio device has a vfio-dev/vfioN child. */
   readonly vfioDev: boolean;
+  /** mdev_(un)register_parent send KOBJ_CHANGE with MDEV_STATE=registered|unregistered (v5.3+). */
+  readonly mdevStateUevents: boolean;
   /** available_instances is printed signed (4.17 "%d") and may be negative. */
   readonly signedAvailable: boolean;
 }
@@ -55,6 +57,7 @@ export const ABI_6_1: Abi = {
   boundDriver: (d) => d.name,
   busDrivers: (ds) => uniqueByName([...ds].map((d) => ({ name: d.name, module: d.module }))),
   vfioDev: true,
+  mdevStateUevents: true,
   signedAvailable: false,
 };
 
@@ -81,6 +84,7 @@ export const ABI_4_17: Abi = {
   boundDriver: () => 'vfio_mdev',
   busDrivers: () => [{ name: 'vfio_mdev', module: 'vfio_mdev' }],
   vfioDev: false,
+  mdevStateUevents: false,
   signedAvailable: true,
 };
 

@@ -4,12 +4,19 @@ import { Errno, MdevError, errnoName, fail } from './errno';
 import { Ida } from './ida';
 import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
 import { kstrtoul, parseCreateUuid, sysfsStreq } from './parse';
+import { type Kobj, type KobjAction, parseSynthUevent } from './uevent';
 import type { VendorDriver } from './vendor';
 
 /** What changed in the core, for whoever renders it (the tree turns these into cache invalidations). */
 export type CoreEvent =
   | { kind: 'part'; dev: MdevDevice; part: Part; shown: boolean }
-  | { kind: 'parent'; parent: Parent; registered: boolean };
+  | { kind: 'parent'; parent: Parent; registered: boolean }
+  /** A create or remove of dev began or ended (dev.state changed). */
+  | { kind: 'state'; dev: MdevDevice }
+  /** The unregistration of parent is complete: its children are released, the MDEV_STATE event sent. */
+  | { kind: 'unregistered'; parent: Parent }
+  /** A uevent the mdev core itself sends (MDEV_STATE, a write to a `uevent` file). */
+  | { kind: 'uevent'; kobj: Kobj; action: KobjAction; env: string[] };
 
 /**
  * The mdev core (drivers/vfio/mdev/mdev_core.c): parents, types, the global UUID registry
@@ -54,6 +61,8 @@ export class MdevCore {
     }
     this.parents.set(placement.name, parent);
     this.emit({ kind: 'parent', parent, registered: true });
+    // The types and the class link exist: KOBJ_CHANGE on the parent (v5.3+).
+    if (this.abi.mdevStateUevents) this.mdevState(parent, 'registered');
     this.log.info({ parent: placement.name, types: [...parent.types.keys()] }, 'parent registered');
     return parent;
   }
@@ -68,12 +77,15 @@ export class MdevCore {
     parent.registered = false;
     this.emit({ kind: 'parent', parent, registered: false });
     for (const dev of [...parent.children.values()]) {
-      dev.state = 'removing';
+      this.setState(dev, 'removing');
       this.hide(dev, 'remove');
       await dev.lock.runExclusive(() => this.runSteps(dev, this.abi.removeSteps, { force: true }));
       this.release(dev);
     }
     this.parents.delete(name);
+    // Every child, the types and the class link are gone: KOBJ_CHANGE on the parent (v5.3+).
+    if (this.abi.mdevStateUevents) this.mdevState(parent, 'unregistered');
+    this.emit({ kind: 'unregistered', parent });
     this.log.info({ parent: name }, 'parent unregistered');
   }
 
@@ -116,7 +128,7 @@ export class MdevCore {
           throw err;
         }
       });
-      dev.state = 'active';
+      this.setState(dev, 'active');
       this.log.debug({ uuid, type: type.id }, 'device created');
       return dev;
     } finally {
@@ -154,7 +166,7 @@ export class MdevCore {
   async remove(dev: MdevDevice): Promise<void> {
     if (this.devices.get(dev.uuid) !== dev) fail(Errno.ENODEV, `${dev.uuid} is not registered`);
     if (dev.state !== 'active') fail(Errno.EAGAIN, `${dev.uuid} is ${dev.state}`);
-    dev.state = 'removing';
+    this.setState(dev, 'removing');
     const parent = dev.parent;
     if (!parent.gate.tryEnter()) fail(Errno.ENODEV, `parent ${parent.name} is unregistering`);
     try {
@@ -163,7 +175,7 @@ export class MdevCore {
       this.release(dev);
       this.log.debug({ uuid: dev.uuid }, 'device removed');
     } catch (err) {
-      dev.state = 'active'; // 4.17 vendor veto: the device stays, fully present
+      this.setState(dev, 'active'); // 4.17 vendor veto: the device stays, fully present
       throw err;
     } finally {
       parent.gate.leave();
@@ -268,12 +280,28 @@ export class MdevCore {
     if (part === 'bound') dev.iommuGroup = dev.vfioIndex = dev.boundDriver = undefined;
   }
 
+  private mdevState(parent: Parent, state: 'registered' | 'unregistered'): void {
+    this.emit({ kind: 'uevent', kobj: { kind: 'parent', parent }, action: 'change', env: [`MDEV_STATE=${state}`] });
+  }
+
+  private setState(dev: MdevDevice, state: MdevDevice['state']): void {
+    dev.state = state;
+    this.emit({ kind: 'state', dev });
+  }
+
+  /** kobject_synth_uevent: a write to a `uevent` file sends that event (EINVAL: nothing is sent). */
+  synthUevent(kobj: Kobj, buf: Buffer): number {
+    const { action, env } = parseSynthUevent(buf);
+    this.emit({ kind: 'uevent', kobj, action, env });
+    return buf.length;
+  }
+
   /** mdev_device_release: the UUID and any core-counted slot become free again. */
   private release(dev: MdevDevice): void {
     for (const part of [...dev.parts]) this.hide(dev, part);
     if (this.devices.get(dev.uuid) === dev) this.devices.delete(dev.uuid);
     dev.parent.children.delete(dev.uuid);
     if (this.abi.coreCounts(dev.parent.driver)) dev.parent.counter++;
-    dev.state = 'released';
+    this.setState(dev, 'released');
   }
 }

@@ -1,4 +1,5 @@
 import type { CoreEvent, MdevCore } from '../core/core';
+import type { Kobj } from '../core/uevent';
 import type { Invalidation } from './kernfs';
 import { Errno, fail } from '../core/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
@@ -18,12 +19,12 @@ import {
   wo,
 } from './nodes';
 
-/** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
-const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
-function ueventStore(buf: Buffer): number {
-  const action = buf.toString('latin1').replace(/\n$/, '').split(' ')[0] ?? '';
-  if (!UEVENT_ACTIONS.includes(action)) fail(Errno.EINVAL, 'unknown uevent action');
-  return buf.length;
+/** What a uevent about a kobject carries besides ACTION, the caller's variables and SEQNUM. */
+export interface KobjectInfo {
+  devpath: string;
+  subsystem: string;
+  /** The `uevent` file's KEY=VALUE lines (dev_uevent), in order. */
+  vars: string[];
 }
 
 /** power/ of a device without runtime PM (Debian's PM config), as the 6.1 transcript shows. */
@@ -99,7 +100,7 @@ export class SysfsTree {
           if (dev.vfioIndex !== undefined) entries.push(at('class', 'vfio-dev', `vfio${dev.vfioIndex}`));
         }
       }
-    } else {
+    } else if (ev.kind === 'parent') {
       const { parent } = ev;
       const pl = parent.placement;
       // Every directory on the way to the parent may have gained or lost a child.
@@ -150,6 +151,54 @@ export class SysfsTree {
     return [...dev.parent.placement.path, dev.uuid];
   }
 
+  // ---- uevents -------------------------------------------------------------------------
+
+  /** A `uevent` file's store: kobject_synth_uevent in the core. */
+  private ueventStore(k: Kobj): (buf: Buffer) => number {
+    return (buf) => this.core.synthUevent(k, buf);
+  }
+
+  /**
+   * DEVPATH, SUBSYSTEM and the `uevent` file's variables of a kobject, read from the nodes the
+   * tree shows for it (so a uevent says what a reader of sysfs finds). Works for an object that
+   * is already gone: its nodes still render it.
+   */
+  kobject(k: Kobj): KobjectInfo {
+    const at = (...parts: string[]) => '/' + parts.join('/');
+    let path: string[];
+    let node: DirNode | undefined;
+    switch (k.kind) {
+      case 'bus':
+        return { devpath: at('bus', 'mdev'), subsystem: 'bus', vars: [] };
+      case 'driver':
+        return { devpath: at('bus', 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
+      case 'module':
+        return { devpath: at('module', k.name), subsystem: 'module', vars: [] };
+      case 'device':
+        path = this.devicePath(k.dev);
+        node = this.deviceDir(k.dev);
+        break;
+      case 'vfio-dev': {
+        const name = `vfio${k.dev.vfioIndex}`;
+        path = [...this.devicePath(k.dev), 'vfio-dev', name];
+        const d = this.vfioDevDir(k.dev).lookup(name);
+        node = d?.kind === 'dir' ? d : undefined;
+        break;
+      }
+      case 'parent':
+        path = [...k.parent.placement.path];
+        node = this.parentDir(k.parent);
+        break;
+    }
+    const subsystem = node?.lookup('subsystem');
+    const uevent = node?.lookup('uevent');
+    return {
+      devpath: at(...path),
+      subsystem: subsystem?.kind === 'link' ? subsystem.target[subsystem.target.length - 1]! : '',
+      vars: uevent?.kind === 'attr' && uevent.show ? uevent.show().split('\n').filter((l) => l !== '') : [],
+    };
+  }
+
   private registeredParents(): Parent[] {
     return [...this.core.parents.values()].filter((p) => p.registered);
   }
@@ -185,7 +234,7 @@ export class SysfsTree {
           mdev_supported_types: () => this.typesDir(parent),
           power: () => powerDir(alive),
           subsystem: () => link(pl.pci ? ['bus', 'pci'] : ['class', pl.className ?? parent.driver.name], alive),
-          uevent: () => attr(0o644, () => this.parentUevent(parent), ueventStore, alive),
+          uevent: () => attr(0o644, () => this.parentUevent(parent), this.ueventStore({ kind: 'parent', parent }), alive),
         },
         alive,
       );
@@ -291,7 +340,7 @@ export class SysfsTree {
                 )
               : undefined,
           subsystem: () => link(['bus', 'mdev'], alive),
-          uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), ueventStore, alive),
+          uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), this.ueventStore({ kind: 'device', dev }), alive),
           'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
         },
         alive,
@@ -316,7 +365,7 @@ export class SysfsTree {
               device: () => link(this.devicePath(dev), alive),
               power: () => powerDir(alive),
               subsystem: () => link(['class', 'vfio-dev'], alive),
-              uevent: () => attr(0o644, () => '', ueventStore, alive),
+              uevent: () => attr(0o644, () => '', this.ueventStore({ kind: 'vfio-dev', dev }), alive),
             },
             alive,
           ),
@@ -351,7 +400,7 @@ export class SysfsTree {
           ),
         drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
         drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
-        uevent: () => wo(ueventStore),
+        uevent: () => wo(this.ueventStore({ kind: 'bus' })),
       });
     });
   }
@@ -372,7 +421,7 @@ export class SysfsTree {
         {
           bind: () => wo((buf) => core.bindStore(name, buf), alive),
           module: () => link(['module', module], alive),
-          uevent: () => wo(ueventStore, alive),
+          uevent: () => wo(this.ueventStore({ kind: 'driver', name }), alive),
           unbind: () => wo((buf) => core.unbindStore(name, buf), alive),
         },
         alive,
@@ -506,7 +555,7 @@ export class SysfsTree {
               holders: () => dir({}, alive),
               initstate: () => ro('live\n', alive),
               refcnt: () => ro('0\n', alive),
-              uevent: () => wo(ueventStore, alive),
+              uevent: () => wo(this.ueventStore({ kind: 'module', name }), alive),
             },
             alive,
           );

@@ -1,0 +1,225 @@
+import type { CoreEvent, MdevCore } from '../core/core';
+import type { MdevDevice, Parent } from '../core/model';
+import type { Kobj, KobjAction } from '../core/uevent';
+import type { KobjectInfo } from '../sysfs/tree';
+
+/**
+ * One uevent as kobject_uevent_env builds it: ACTION, DEVPATH, SUBSYSTEM, the caller's variables,
+ * the kobject's own (`uevent` file) variables, SEQNUM — in that order (keys keep insertion order).
+ */
+export type Uevent = Readonly<Record<string, string>>;
+
+/** The layer that knows paths: DEVPATH, SUBSYSTEM and `uevent` variables of a kobject. */
+export interface KobjectSource {
+  kobject(k: Kobj): KobjectInfo;
+}
+
+/** A uevent rendered but not sent yet: it waits while its device is half made or half gone. */
+interface Pending {
+  /** Everything but SEQNUM, which is taken when it is sent. */
+  env: [string, string][];
+  dev?: MdevDevice;
+  /** Order of rendering (the invalidations of everything rendered up to here are announced). */
+  id: number;
+}
+
+/** Events kept for late subscribers (`mdevfs events --since`). */
+const HISTORY = 1024;
+
+/**
+ * Turns the core's events into the uevents the kernel's driver core and mdev core send
+ * (spec §5), and hands them to subscribers once the tree they describe is complete: a device's
+ * events wait until its create or remove has finished (so a listener reading sysfs on `add`
+ * finds the whole device), and every event waits until the invalidations announced before it
+ * have reached the kernel. SEQNUM increases by one per event sent.
+ */
+export class Uevents {
+  private readonly queue: Pending[] = [];
+  private rendered = 0;
+  private seqnum = 0;
+  private readonly history: Uevent[] = [];
+  private readonly listeners = new Set<(ev: Uevent) => void>();
+  /** bus/mdev drivers (name -> module) the tree shows: their appearance and departure are uevents too. */
+  private drivers: Map<string, string>;
+  /** Module adds that follow a parent's MDEV_STATE=registered (do_init_module sends KOBJ_ADD last). */
+  private readonly afterRegistered = new Map<Parent, [string, string][][]>();
+  private flushScheduled = false;
+
+  constructor(
+    private readonly core: MdevCore,
+    private readonly tree: KobjectSource,
+    /** Resolves once every invalidation announced so far has reached the kernel. */
+    private readonly settled: () => Promise<void>,
+  ) {
+    this.drivers = this.busDrivers();
+    core.subscribe((ev) => this.onCore(ev));
+  }
+
+  /**
+   * Calls listener with every event sent from now on; with `since`, first with the retained
+   * events whose SEQNUM is greater. Returns the unsubscribe function.
+   */
+  subscribe(listener: (ev: Uevent) => void, since?: number): () => void {
+    if (since !== undefined) for (const ev of this.history) if (Number(ev.SEQNUM) > since) listener(ev);
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** SEQNUM of the last event sent (0: none yet). */
+  get lastSeqnum(): number {
+    return this.seqnum;
+  }
+
+  // ---- rendering -----------------------------------------------------------------------
+
+  private onCore(ev: CoreEvent): void {
+    for (const p of this.render(ev)) this.queue.push(p);
+    // Any core event may end a create or remove that holds events back.
+    if (this.queue.length > 0) this.scheduleFlush();
+  }
+
+  private event(kobj: Kobj, action: KobjAction, extra: readonly string[] = [], drop?: string): Pending {
+    const info = this.tree.kobject(kobj);
+    const env: [string, string][] = [
+      ['ACTION', action],
+      ['DEVPATH', info.devpath],
+      ['SUBSYSTEM', info.subsystem],
+    ];
+    for (const kv of [...extra, ...info.vars]) {
+      const eq = kv.indexOf('=');
+      const key = eq < 0 ? kv : kv.slice(0, eq);
+      if (key !== drop) env.push([key, eq < 0 ? '' : kv.slice(eq + 1)]);
+    }
+    const dev = kobj.kind === 'device' || kobj.kind === 'vfio-dev' ? kobj.dev : undefined;
+    return { env, dev, id: ++this.rendered };
+  }
+
+  private render(ev: CoreEvent): Pending[] {
+    switch (ev.kind) {
+      case 'part':
+        return this.renderPart(ev.dev, ev.part, ev.shown);
+      case 'uevent': {
+        const out = [this.event(ev.kobj, ev.action, ev.env)];
+        if (ev.kobj.kind === 'parent') {
+          const after = this.afterRegistered.get(ev.kobj.parent);
+          this.afterRegistered.delete(ev.kobj.parent);
+          for (const env of after ?? []) out.push({ env, id: ++this.rendered });
+        }
+        return out;
+      }
+      case 'parent':
+        return ev.registered ? this.renderRegistered(ev.parent) : [];
+      case 'unregistered':
+        return this.renderUnregistered(ev.parent);
+      case 'state':
+        return [];
+    }
+  }
+
+  /** device_add, driver bind (probe registers the vfio device), driver unbind, device_del. */
+  private renderPart(dev: MdevDevice, part: string, shown: boolean): Pending[] {
+    const device: Kobj = { kind: 'device', dev };
+    const vfio: Kobj[] = this.core.abi.vfioDev && dev.vfioIndex !== undefined ? [{ kind: 'vfio-dev', dev }] : [];
+    if (part === 'dir') return [this.event(device, shown ? 'add' : 'remove')];
+    if (part !== 'bound') return [];
+    if (shown) return [...vfio.map((k) => this.event(k, 'add')), this.event(device, 'bind')];
+    // KOBJ_UNBIND is sent after dev->driver is cleared: no DRIVER=.
+    return [...vfio.map((k) => this.event(k, 'remove')), this.event(device, 'unbind', [], 'DRIVER')];
+  }
+
+  /**
+   * A parent registering is its module loading (mtty_dev_init): mdev_register_driver (the
+   * driver's KOBJ_ADD), device_register of a class device, mdev_register_parent (MDEV_STATE,
+   * sent by the core), and KOBJ_ADD of the module once init is done.
+   */
+  private renderRegistered(parent: Parent): Pending[] {
+    const before = this.drivers;
+    this.drivers = this.busDrivers();
+    const out: Pending[] = [];
+    const moduleAdds: [string, string][][] = [];
+    const modulesBefore = new Set(before.values());
+    for (const [name, module] of this.drivers) {
+      if (before.has(name)) continue;
+      out.push(this.event({ kind: 'driver', name }, 'add'));
+      if (!modulesBefore.has(module)) {
+        modulesBefore.add(module);
+        moduleAdds.push(this.event({ kind: 'module', name: module }, 'add').env);
+      }
+    }
+    if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'add'));
+    if (this.core.abi.mdevStateUevents) this.afterRegistered.set(parent, moduleAdds);
+    else for (const env of moduleAdds) out.push({ env, id: ++this.rendered });
+    return out;
+  }
+
+  /** The module going (mtty_dev_exit): device_unregister, driver unregister, module removal. */
+  private renderUnregistered(parent: Parent): Pending[] {
+    const before = this.drivers;
+    this.drivers = this.busDrivers();
+    const out: Pending[] = [];
+    if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'remove'));
+    const modulesAfter = new Set(this.drivers.values());
+    const modules: string[] = [];
+    for (const [name, module] of before) {
+      if (this.drivers.has(name)) continue;
+      out.push(this.event({ kind: 'driver', name }, 'remove'));
+      if (!modulesAfter.has(module) && !modules.includes(module)) modules.push(module);
+    }
+    for (const name of modules) out.push(this.event({ kind: 'module', name }, 'remove'));
+    return out;
+  }
+
+  /** A parent that is a class device of its own module (mtty), not a device of a bus (PCI). */
+  private isClassDevice(parent: Parent): boolean {
+    return parent.placement.className !== undefined;
+  }
+
+  private busDrivers(): Map<string, string> {
+    const registered = [...this.core.parents.values()].filter((p) => p.registered).map((p) => p.driver);
+    return new Map(this.core.abi.busDrivers(registered).map((d) => [d.name, d.module]));
+  }
+
+  // ---- sending -------------------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    const upTo = this.rendered;
+    void this.settled().then(() => {
+      this.flushScheduled = false;
+      this.flush(upTo);
+    });
+  }
+
+  /** Sends, in order, every event rendered up to `upTo` whose device is not in mid-change. */
+  private flush(upTo: number): void {
+    const waiting = new Set<MdevDevice>();
+    let i = 0;
+    while (i < this.queue.length) {
+      const p = this.queue[i]!;
+      const dev = p.dev;
+      if (p.id > upTo || (dev && (waiting.has(dev) || dev.state === 'reserved' || dev.state === 'removing'))) {
+        if (dev) waiting.add(dev); // later events of the same device keep their order
+        i++;
+        continue;
+      }
+      this.queue.splice(i, 1);
+      this.send(p.env);
+    }
+    // Events rendered meanwhile get a flush of their own (their invalidations may still be in flight).
+    if (this.queue.some((p) => p.id > upTo)) this.scheduleFlush();
+  }
+
+  private send(env: [string, string][]): void {
+    const ev: Uevent = Object.freeze(Object.fromEntries([...env, ['SEQNUM', String(++this.seqnum)]]));
+    this.history.push(ev);
+    if (this.history.length > HISTORY) this.history.shift();
+    for (const l of this.listeners) {
+      try {
+        l(ev);
+      } catch {
+        // A sink's failure is the sink's business; the others still hear the event.
+      }
+    }
+  }
+}

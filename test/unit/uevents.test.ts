@@ -1,0 +1,169 @@
+import t from 'tap';
+import { Errno } from '../../src/core/errno';
+import { buildEmulation } from '../../src/daemon';
+import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
+import { SAMPLES } from '../../src/drivers/samples';
+import type { Uevent } from '../../src/events/uevents';
+import { silentLogger } from '../../src/log';
+import { ManualClock, tick } from '../helpers/manual-clock';
+
+const U1 = '11111111-1111-1111-1111-111111111111';
+const U2 = '22222222-2222-2222-2222-222222222222';
+const MTTY = '/devices/virtual/mtty/mtty';
+
+/** Everything but SEQNUM, one line per event: what the kernel fixtures compare. */
+const line = (ev: Uevent) =>
+  Object.entries(ev)
+    .filter(([k]) => k !== 'SEQNUM')
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+
+function emulation(profile: Profile = SAMPLES, opts: { abi?: string; clock?: ManualClock } = {}) {
+  const e = buildEmulation(profile, { log: silentLogger, ...opts });
+  const seen: Uevent[] = [];
+  e.uevents.subscribe((ev) => seen.push(ev));
+  /** The events sent since the last call, as lines. */
+  const take = async () => {
+    await e.kernfs.settled();
+    await tick();
+    return seen.splice(0).map(line);
+  };
+  return { ...e, seen, take };
+}
+
+t.test('create, unbind, remove: the driver core order, SEQNUM increasing', async (t) => {
+  const { core, take, uevents } = emulation();
+  const mtty = core.parents.get('mtty')!.types.get('mtty-2')!;
+  const all: Uevent[] = [];
+  uevents.subscribe((ev) => all.push(ev));
+  await core.createStore(mtty, Buffer.from(U1));
+  t.same(await take(), [
+    `ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=add DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    `ACTION=bind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev DRIVER=mtty`,
+  ]);
+  await core.unbindStore('mtty', Buffer.from(U1 + '\n'));
+  t.same(await take(), [`ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`, `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`]);
+  await core.removeStore(core.devices.get(U1)!, Buffer.from('1'));
+  t.same(await take(), [`ACTION=remove DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`]);
+  t.same(
+    all.map((e) => Number(e.SEQNUM)),
+    [1, 2, 3, 4, 5, 6],
+    'SEQNUM counts every event from 1',
+  );
+  t.equal(uevents.lastSeqnum, 6);
+});
+
+t.test('4.17: bind to vfio_mdev, no vfio-dev child', async (t) => {
+  const { core, take } = emulation(SAMPLES, { abi: '4.17' });
+  const mtty = core.parents.get('mtty')!.types.get('mtty-2')!;
+  await core.createStore(mtty, Buffer.from(U1));
+  t.same(await take(), [`ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`, `ACTION=bind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev DRIVER=vfio_mdev`]);
+});
+
+const slow: ParentProfile = {
+  name: 'slow',
+  path: 'devices/virtual/slow/slow',
+  class: 'slow',
+  mdevDriver: 'slow',
+  capacity: { model: 'pool', size: 8 },
+  faults: { createDelayMs: 10, removeDelayMs: 10 },
+  types: [{ name: 'a' }],
+};
+
+t.test('a device is announced only once the whole of it is there, and its removal once it is gone', async (t) => {
+  const clock = new ManualClock();
+  const { core, kernfs, uevents, take } = emulation({ parents: [slow] }, { clock });
+  const type = core.parents.get('slow')!.types.get('slow-a')!;
+  const dir = `/devices/virtual/slow/slow/${U1}`;
+  // What a listener finds when it reads sysfs as each event arrives.
+  const found: string[] = [];
+  const exists = (p: string) => {
+    try {
+      kernfs.resolve(p);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  uevents.subscribe((ev) => {
+    const has = ['mdev_type', 'driver', 'iommu_group', 'vfio-dev/vfio0'].filter((f) => exists(`${dir}/${f}`));
+    found.push(`${ev.ACTION} ${exists(dir) ? has.join(',') : 'gone'}`);
+  });
+  const creating = core.createStore(type, Buffer.from(U1));
+  await tick();
+  t.ok(exists(dir), 'the directory is there while the vendor probes');
+  t.same(await take(), [], 'nothing is sent while the create is in flight');
+  while (clock.waiting === 0) await tick();
+  clock.releaseAll();
+  await creating;
+  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=add', 'ACTION=add', 'ACTION=bind']);
+
+  const removing = core.removeStore(core.devices.get(U1)!, Buffer.from('1'));
+  await tick();
+  t.same(await take(), [], 'nothing is sent while the remove is in flight');
+  while (clock.waiting === 0) await tick();
+  clock.releaseAll();
+  await removing;
+  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=remove', 'ACTION=unbind', 'ACTION=remove']);
+  const whole = 'mdev_type,driver,iommu_group,vfio-dev/vfio0';
+  t.same(found, [`add ${whole}`, `add ${whole}`, `bind ${whole}`, 'remove gone', 'unbind gone', 'remove gone']);
+});
+
+t.test('a create the vendor refuses: add, then remove (the device appeared briefly)', async (t) => {
+  const flaky: ParentProfile = { ...slow, name: 'flaky', path: 'devices/virtual/flaky/flaky', class: 'flaky', mdevDriver: 'flaky', faults: { createErrno: 'EIO', createFailEvery: 1 } };
+  const { core, take } = emulation({ parents: [flaky] });
+  const type = core.parents.get('flaky')!.types.get('flaky-a')!;
+  await t.rejects(core.createStore(type, Buffer.from(U1)), { errno: Errno.EIO });
+  t.same(await take(), [`ACTION=add DEVPATH=/devices/virtual/flaky/flaky/${U1} SUBSYSTEM=mdev`, `ACTION=remove DEVPATH=/devices/virtual/flaky/flaky/${U1} SUBSYSTEM=mdev`]);
+  await t.rejects(core.createStore(type, Buffer.from('not-a-uuid')), { errno: Errno.EINVAL });
+  t.same(await take(), [], 'a create refused before device_add sends nothing');
+});
+
+t.test('writes to uevent files send synthetic events (kobject_synth_uevent)', async (t) => {
+  const { core, kernfs, take } = emulation();
+  await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
+  await take();
+  const write = async (path: string, text: string) => {
+    const fh = kernfs.open(path, 1);
+    try {
+      return await kernfs.write(fh, Buffer.from(text));
+    } finally {
+      kernfs.release(fh);
+    }
+  };
+  await write(`${MTTY}/${U1}/uevent`, 'add\n');
+  await write(`${MTTY}/${U1}/vfio-dev/vfio0/uevent`, 'change');
+  await write(`${MTTY}/uevent`, `change ${U2} A=1 bc=Xy\n`);
+  await write('/bus/mdev/drivers/mtty/uevent', 'add');
+  await write('/module/mtty/uevent', 'remove');
+  await write('/bus/mdev/uevent', 'online');
+  t.same(await take(), [
+    `ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev SYNTH_UUID=0 DRIVER=mtty`,
+    `ACTION=change DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev SYNTH_UUID=0`,
+    `ACTION=change DEVPATH=${MTTY} SUBSYSTEM=mtty SYNTH_UUID=${U2} SYNTH_ARG_A=1 SYNTH_ARG_bc=Xy`,
+    'ACTION=add DEVPATH=/bus/mdev/drivers/mtty SUBSYSTEM=drivers SYNTH_UUID=0',
+    'ACTION=remove DEVPATH=/module/mtty SUBSYSTEM=module SYNTH_UUID=0',
+    'ACTION=online DEVPATH=/bus/mdev SUBSYSTEM=bus SYNTH_UUID=0',
+  ]);
+  for (const bad of ['\n', 'added', 'add ', `add ${U2} `, `add ${U2} a`, `add ${U2} a=`, `add ${U2} a-b=c`, `add ${U2}x`, 'add not-a-uuid', 'add\n\n']) {
+    await t.rejects(write(`${MTTY}/${U1}/uevent`, bad), { errno: Errno.EINVAL }, JSON.stringify(bad));
+  }
+  t.same(await take(), [], 'a refused write sends nothing');
+});
+
+t.test('parents: module load and unload order, children first', async (t) => {
+  const { core, take } = emulation();
+  await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
+  await take();
+  await core.unregisterParent('mtty');
+  t.same(await take(), [
+    `ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=remove DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=change DEVPATH=${MTTY} SUBSYSTEM=mtty MDEV_STATE=unregistered`,
+    `ACTION=remove DEVPATH=${MTTY} SUBSYSTEM=mtty`,
+    'ACTION=remove DEVPATH=/bus/mdev/drivers/mtty SUBSYSTEM=drivers',
+    'ACTION=remove DEVPATH=/module/mtty SUBSYSTEM=module',
+  ]);
+});
