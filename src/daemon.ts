@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { type Abi, abiFor } from './core/abi';
 import { type Clock, realClock } from './core/clock';
 import { MdevCore } from './core/core';
-import { registerProfileParent } from './drivers/profile';
+import { hostOf, registerProfileParent } from './drivers/profile';
 import { Uevents } from './events/uevents';
 import type { Profile } from './drivers/profile-types';
 import { Kernfs } from './sysfs/kernfs';
@@ -23,9 +23,11 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const clock = opts.clock ?? realClock;
   const core = new MdevCore(abi, opts.log);
   for (const p of profile.parents) registerProfileParent(core, p, clock);
-  const tree = new SysfsTree(core);
+  const devices = hostOf(core).model;
+  const tree = new SysfsTree(core, devices);
   const kernfs = new Kernfs(tree.root, opts.log);
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
+  devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
   const uevents = new Uevents(core, tree, () => kernfs.settled());
   return { core, kernfs, abi, clock, uevents };
 }

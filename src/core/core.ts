@@ -34,7 +34,8 @@ export class MdevCore {
   /** vfio device index -> device, while bound (6.1 vfio-dev/vfioN). */
   readonly vfioDevices = new Map<number, MdevDevice>();
   private readonly listeners: ((ev: CoreEvent) => void)[] = [];
-  private readonly groupIds = new Ida();
+  /** iommu group numbers: one numbering with the host devices' own groups (kernel/iommu_groups). */
+  readonly groupIds = new Ida();
   private readonly vfioIds = new Ida();
 
   constructor(

@@ -1,4 +1,5 @@
 import { Mutex } from 'async-mutex';
+import type { HostDevice } from '../devices/model';
 import type { VendorDriver } from './vendor';
 
 /** What a device has in sysfs right now; the ABI decides the order these appear and go. */
@@ -18,8 +19,11 @@ export interface ParentPlacement {
   readonly path: readonly string[];
   /** Class of a virtual parent (its subsystem), e.g. "mtty". */
   readonly className?: string;
-  /** PCI parents: the bus they sit on and what tools read of them. */
-  readonly pci?: { vendor: string; device: string; class: string; driver: string; numaNode: number };
+  /**
+   * The host device the parent is (a PCI function, the vfio-ap matrix device, a subchannel):
+   * it owns the directory, uevent and subsystem; absent for a virtual class device.
+   */
+  readonly device?: HostDevice;
 }
 
 export class MdevType {

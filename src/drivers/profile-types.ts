@@ -47,8 +47,10 @@ export interface ParentProfile {
   path: string;
   /** Class of a virtual parent (devices/virtual/<class>/...). */
   class?: string;
-  /** PCI identity for parents on the PCI bus. */
-  pci?: { vendor: string; device: string; class: string; driver: string; numaNode?: number };
+  /** A parent on the PCI bus: the whole PCI function (see PciProfile). */
+  pci?: PciProfile;
+  /** A parent on another bus (s390 `matrix`, `css`): see BusProfile. */
+  bus?: BusProfile;
   /** dev_driver_string(parent): prefix of type-ids. Default: the PCI driver, else the class. */
   driverString?: string;
   /** Name of the mdev bus driver (bus/mdev/drivers/<name>). */
@@ -68,3 +70,95 @@ export interface Profile {
   abi?: '6.1' | '4.17';
   parents: ParentProfile[];
 }
+
+// ---- placement: the host device a parent sits on (src/devices/) -----------------------------
+
+/** A hex id as sysfs prints it ("0x10de"), or a number. */
+export type HexId = string | number;
+
+/**
+ * A PCI function (drivers/pci/pci-sysfs.c): what lspci, libvirt, go-nvlib and driverctl read.
+ * The parent's `name` is its address (0000:00:02.0) and its `path` ends with it.
+ */
+export interface PciProfile {
+  vendor: HexId;
+  device: HexId;
+  /** Default 0x0000. */
+  subsystemVendor?: HexId;
+  subsystemDevice?: HexId;
+  /** 24-bit class code, e.g. 0x030000 (VGA) or 0x030200 (3D). */
+  class: HexId;
+  /** Default 0x00. */
+  revision?: HexId;
+  /** The PCI driver bound at start, which registers the mdev parent (i915, nvidia). */
+  driver: string;
+  /** The driver's module (default: the driver's name with '-' as '_'). */
+  module?: string;
+  /** Default -1 (no NUMA affinity). */
+  numaNode?: number;
+  /** Legacy IRQ line the `irq` file shows (default 16; VFs 0). */
+  irq?: number;
+  /** local_cpulist, e.g. "0-7" (default "0-7"). */
+  localCpus?: string;
+  /** dma_mask_bits and consistent_dma_mask_bits (default 64). */
+  dmaMaskBits?: number;
+  /** PCI Express (default true): 4096-byte config space; false: a 256-byte conventional one. */
+  express?: boolean;
+  /** Memory and I/O BARs (default: one 16 MB 32-bit memory BAR 0). */
+  bars?: PciBarProfile[];
+  /** An SR-IOV physical function and its virtual functions. */
+  sriov?: SriovProfile;
+}
+
+export interface PciBarProfile {
+  /** BAR number 0-5; a 64-bit BAR also takes the next one. */
+  index: number;
+  /** Bytes, a power of two (a number or "0x..." hex). */
+  size: HexId;
+  /** Default mem32. */
+  kind?: 'mem32' | 'mem64' | 'io';
+  prefetchable?: boolean;
+  /** Bus address (default: assigned, aligned to the size). */
+  address?: HexId;
+}
+
+/** drivers/pci/iov.c: VF n sits at routing id PF + offset + n * stride. */
+export interface SriovProfile {
+  totalVfs: number;
+  /** VFs enabled at start (default: totalVfs). */
+  numVfs?: number;
+  /** First VF offset and VF stride (defaults 1 and 1). */
+  offset?: number;
+  stride?: number;
+  /** The VFs' device id (their vendor is the PF's). */
+  vfDevice: HexId;
+  /** One VF's BARs (default: one 16 MB 32-bit memory BAR 0). */
+  vfBars?: PciBarProfile[];
+  /** The driver the VFs bind to (default: the PF's). */
+  vfDriver?: string;
+  /**
+   * Where the mdev parent is: the PF itself (`pf`, default), or each enabled VF (`vfs`: one
+   * parent per VF named by its address, with this parent's types, capacity and attributes; the
+   * PF is then no mdev parent).
+   */
+  mdevOn?: 'pf' | 'vfs';
+}
+
+/**
+ * A parent on a bus other than PCI, e.g. vfio-ap's matrix device (bus `matrix`, driver `vfio_ap`,
+ * path devices/vfio_ap/matrix) or a vfio-ccw subchannel (bus `css`, driver `vfio_ccw`, path
+ * devices/css0/0.0.0008). Known buses (matrix, css) bring the kernel's defaults.
+ */
+export interface BusProfile {
+  name: string;
+  driver: string;
+  /** The driver's module; default for css: vfio_ccw; none for matrix (no module link). */
+  module?: string;
+  /** false: the driver suppresses bind/unbind (vfio_ap). Default: true, false on matrix. */
+  bindAttrs?: boolean;
+  /** uevent variables after DRIVER= (css default: ST=0, MODALIAS=css:t0). */
+  uevent?: Record<string, string>;
+  /** Extra read-only attributes of the device, name -> content (css default: type, modalias). */
+  attrs?: Record<string, string>;
+}
+

@@ -1,14 +1,20 @@
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Ajv, { type ErrorObject } from 'ajv';
 import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
-import type { Parent, ParentPlacement } from '../core/model';
+import { Errno } from '../core/errno';
+import type { Parent } from '../core/model';
+import { DeviceModel } from '../devices/model';
+import { parseBdf } from '../devices/pci';
 import { ConfiguredDriver } from './configured-driver';
-import type { ParentProfile, Profile } from './profile-types';
+import { BarAllocator, type PlacedParent, hexValue, parentNames, placeParent } from './placement';
+import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
 import { AP, GVT, SAMPLES } from './samples';
 
 export const BUILTIN_PROFILES: Record<string, Profile> = { samples: SAMPLES, gvt: GVT, ap: AP };
 
-/** A built-in profile by name, or a JSON file by path. */
+/** A built-in profile by name, or a JSON file by path; a file is validated before anything else. */
 export function loadProfile(nameOrFile: string): Profile {
   const builtin = BUILTIN_PROFILES[nameOrFile];
   if (builtin) return builtin;
@@ -19,35 +25,348 @@ export function loadProfile(nameOrFile: string): Profile {
     const names = Object.keys(BUILTIN_PROFILES).join(', ');
     throw new Error(`profile "${nameOrFile}" is neither a built-in (${names}) nor a readable file: ${(err as Error).message}`);
   }
-  const profile = JSON.parse(text) as Profile;
-  validateProfile(profile);
+  let profile: unknown;
+  try {
+    profile = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`profile ${nameOrFile}: not JSON: ${(err as Error).message}`);
+  }
+  validateProfile(profile, nameOrFile);
   return profile;
 }
 
-export function validateProfile(p: Profile): void {
-  if (!p || !Array.isArray(p.parents)) throw new Error('profile: "parents" must be an array');
-  const names = new Set<string>();
-  for (const parent of p.parents) {
-    for (const key of ['name', 'path', 'mdevDriver'] as const) {
-      if (typeof parent[key] !== 'string' || parent[key] === '') throw new Error(`profile: parent needs a string "${key}"`);
-    }
-    if (names.has(parent.name)) throw new Error(`profile: parent "${parent.name}" appears twice`);
-    names.add(parent.name);
-    if (!parent.capacity || typeof parent.capacity.model !== 'string') throw new Error(`profile: parent "${parent.name}" needs a capacity model`);
-    if (!Array.isArray(parent.types) || parent.types.length === 0) throw new Error(`profile: parent "${parent.name}" needs types`);
-    if (parent.path.split('/')[0] !== 'devices') throw new Error(`profile: parent path "${parent.path}" must start with devices/`);
+// ---- validation ------------------------------------------------------------------------
+
+/** The published schema (src/drivers/profile.schema.json), read from the source tree in both src/ and dist/. */
+const SCHEMA_PATH = join(__dirname, '..', '..', 'src', 'drivers', 'profile.schema.json');
+let compiled: ReturnType<Ajv['compile']> | undefined;
+function schemaValidator(): ReturnType<Ajv['compile']> {
+  if (!compiled) {
+    const ajv = new Ajv({ allErrors: true, verbose: true, discriminator: true, strict: false });
+    compiled = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as object);
+  }
+  return compiled;
+}
+
+/** A refused profile: every message names its field (`parents[2].types[0].cost: must be a number`). */
+export class ProfileError extends Error {
+  constructor(
+    readonly problems: string[],
+    source?: string,
+  ) {
+    super(`profile${source ? ` ${source}` : ''} refused:\n  ${problems.join('\n  ')}`);
+    this.name = 'ProfileError';
   }
 }
 
-export function placementOf(p: ParentProfile): ParentPlacement {
-  return {
-    name: p.name,
-    path: p.path.split('/').filter(Boolean),
-    className: p.class,
-    pci: p.pci && { ...p.pci, numaNode: p.pci.numaNode ?? -1 },
-  };
+/** Throws a ProfileError unless the profile is complete and consistent. */
+export function validateProfile(p: unknown, source?: string): asserts p is Profile {
+  const problems = profileProblems(p);
+  if (problems.length > 0) throw new ProfileError(problems, source);
 }
 
+/** Everything wrong with a profile: the schema's findings first; the cross-field rules once the shape is right. */
+export function profileProblems(p: unknown): string[] {
+  const validate = schemaValidator();
+  if (!validate(p)) return schemaMessages(validate.errors ?? []);
+  return semanticProblems(p as Profile);
+}
+
+/** "/parents/2/types/0/cost" -> "parents[2].types[0].cost". */
+function fieldPath(pointer: string, extra?: string): string {
+  const tokens = pointer.split('/').slice(1).map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (extra !== undefined) tokens.push(extra);
+  let out = '';
+  for (const t of tokens) {
+    if (/^\d+$/.test(t)) out += `[${t}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(t)) out += out ? `.${t}` : t;
+    else out += `[${JSON.stringify(t)}]`;
+  }
+  return out || 'profile';
+}
+
+const ARTICLE: Record<string, string> = { integer: 'an integer', object: 'an object', array: 'an array', null: 'null' };
+
+function closest(word: string, candidates: string[]): string | undefined {
+  const dist = (a: string, b: string) => {
+    const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+    for (let i = 1; i <= a.length; i++)
+      for (let j = 1; j <= b.length; j++)
+        d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    return d[a.length]![b.length]!;
+  };
+  let best: string | undefined;
+  let bestD = 3;
+  for (const c of candidates) {
+    const dd = dist(word.toLowerCase(), c.toLowerCase());
+    if (dd < bestD) [best, bestD] = [c, dd];
+  }
+  return best;
+}
+
+/** One message per offending field: the deepest finding wins, a union's own description over its branches'. */
+function schemaMessages(errors: ErrorObject[]): string[] {
+  const byPath = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    const key =
+      e.keyword === 'required'
+        ? fieldPath(e.instancePath, (e.params as { missingProperty: string }).missingProperty)
+        : e.keyword === 'additionalProperties'
+          ? fieldPath(e.instancePath, (e.params as { additionalProperty: string }).additionalProperty)
+          : e.propertyName !== undefined
+            ? `${fieldPath(e.instancePath)}[${JSON.stringify(e.propertyName)}]`
+            : fieldPath(e.instancePath);
+    if (!byPath.has(key)) byPath.set(key, []);
+    byPath.get(key)!.push(e);
+  }
+  const keys = [...byPath.keys()];
+  // A finding on a field whose child also has one is the union's echo of it: keep the child's.
+  const leaves = keys.filter((k) => !keys.some((o) => o !== k && (o.startsWith(`${k}.`) || o.startsWith(`${k}[`))) || k === 'profile');
+  return leaves.map((k) => `${k}: ${describe(byPath.get(k)!)}`);
+}
+
+function describe(errs: ErrorObject[]): string {
+  // An object of a known kind speaks for itself; otherwise a union says what it accepts.
+  const union = errs.find((e) => (e.keyword === 'oneOf' || e.keyword === 'anyOf') && (e.parentSchema as { description?: string }).description);
+  const tagged = errs.find((e) => e.keyword === 'discriminator');
+  if (union && !tagged) return `must be ${(union.parentSchema as { description: string }).description}`;
+  const e = tagged ?? errs.find((x) => x.keyword !== 'oneOf' && x.keyword !== 'anyOf' && x.keyword !== 'propertyNames') ?? errs[0]!;
+  const params = e.params as Record<string, unknown>;
+  switch (e.keyword) {
+    case 'type': {
+      const t = String(params.type).split(',')[0]!;
+      if (t === 'integer' && typeof e.data !== 'number') return 'must be a number';
+      return `must be ${ARTICLE[t] ?? `a ${t}`}`;
+    }
+    case 'required':
+      return 'is required';
+    case 'additionalProperties': {
+      const known = Object.keys((e.parentSchema as { properties?: object }).properties ?? {});
+      const hint = closest(String(params.additionalProperty), known);
+      return `unknown key${hint ? ` (did you mean "${hint}"?)` : ''}`;
+    }
+    case 'enum':
+      return `must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'const':
+      return `must be ${JSON.stringify(params.allowedValue)}`;
+    case 'discriminator': {
+      const branches = ((e.parentSchema as { oneOf: { $ref: string }[] }).oneOf ?? []).flatMap((b) => constsOf(b.$ref, String(params.tag)));
+      return `${String(params.tag)} must be one of ${branches.map((v) => JSON.stringify(v)).join(', ')}`;
+    }
+    case 'pattern': {
+      const d = (e.parentSchema as { description?: string }).description;
+      return d ? `must be ${d}` : `must match ${String(params.pattern)}`;
+    }
+    case 'minLength':
+    case 'minItems':
+      return params.limit === 1 ? 'must not be empty' : e.message ?? 'is too short';
+    default:
+      return e.message ?? 'is invalid';
+  }
+}
+
+/** The discriminator values of a $ref'd branch (its tag's const or enum). */
+function constsOf(ref: string, tag: string): unknown[] {
+  const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { $defs: Record<string, { properties: Record<string, { const?: unknown; enum?: unknown[] }> }> };
+  const p = schema.$defs[ref.replace('#/$defs/', '')]?.properties[tag];
+  return p?.const !== undefined ? [p.const] : (p?.enum ?? []);
+}
+
+/** Type fields each capacity model needs (the schema cannot say it across objects). */
+const TYPE_FIELDS_BY_MODEL: Record<string, string[]> = {
+  'nvidia-vgpu': ['framebufferMb', 'max'],
+  gvt: ['lowGmMb', 'highGmMb', 'fence'],
+};
+
+/** Names an mdev device directory already has: vendor attributes must not shadow them. */
+const DEVICE_FILES = new Set(['driver', 'iommu_group', 'mdev_type', 'power', 'remove', 'subsystem', 'uevent', 'vfio-dev']);
+/** Names a parent directory already has. */
+const PARENT_FILES = new Set(['mdev_supported_types', 'power', 'subsystem', 'uevent', 'driver', 'driver_override']);
+/** Classes mdevfs renders itself. */
+const RESERVED_CLASSES = new Set(['mdev_bus', 'vfio-dev']);
+
+function semanticProblems(profile: Profile): string[] {
+  const out: string[] = [];
+  const claimed = new Map<string, string>(); // directory -> who
+  const names = new Map<string, string>(); // mdev parent name -> who
+  const claim = (dir: string[], who: string, field: string) => {
+    const key = dir.join('/');
+    for (const [other, by] of claimed) {
+      if (other === key) out.push(`${field}: ${key} collides with ${by}`);
+      else if (other.startsWith(`${key}/`) || key.startsWith(`${other}/`)) out.push(`${field}: ${key} nests with ${other} of ${by}`);
+    }
+    claimed.set(key, who);
+  };
+  profile.parents.forEach((p, i) => {
+    const at = `parents[${i}]`;
+    const path = p.path.split('/');
+    const before = out.length;
+    for (const c of path) if (c === '.' || c === '..') out.push(`${at}.path: "${c}" would leave the parent's directory`);
+    if (path[path.length - 1] !== p.name) out.push(`${at}.path: must end with the parent's name "${p.name}"`);
+    if (p.name === '.' || p.name === '..') out.push(`${at}.name: must be a directory name`);
+    const placements = ['class', 'pci', 'bus'].filter((k) => p[k as keyof ParentProfile] !== undefined);
+    if (placements.length > 1) out.push(`${at}: ${placements.join(' and ')} exclude each other (a parent is on one bus or in one class)`);
+    if (p.class !== undefined && (p.class === '.' || p.class === '..' || RESERVED_CLASSES.has(p.class))) {
+      out.push(`${at}.class: "${p.class}" is not a class a parent can have`);
+    }
+    if (p.bus && ['pci', 'mdev'].includes(p.bus.name)) out.push(`${at}.bus.name: "${p.bus.name}" is not for this block${p.bus.name === 'pci' ? ' (use "pci")' : ''}`);
+    if ((p.pci || p.bus) && path.length < 3) out.push(`${at}.path: a device needs a root directory: devices/<root>/${p.name}`);
+    if (p.pci) pciProblems(p, at, out);
+    if (out.length > before) return;
+    for (const { name, path: dir } of parentNames(p)) {
+      const who = `${at} (${name})`;
+      if (names.has(name)) out.push(`${at}.name: "${name}" is also the name of ${names.get(name)}`);
+      names.set(name, who);
+      claim(dir, who, `${at}.path`);
+    }
+    if (p.pci?.sriov?.mdevOn === 'vfs') claim(path, `${at} (its PF)`, `${at}.path`);
+    else if (p.pci?.sriov) for (const { path: dir, name } of parentNames({ ...p, pci: { ...p.pci, sriov: { ...p.pci.sriov, mdevOn: 'vfs' } } })) claim(dir, `${at} (VF ${name})`, `${at}.pci.sriov`);
+    typeProblems(p, at, out);
+    errnoProblems(p, at, out);
+    attrProblems(p.deviceAttrs, DEVICE_FILES, `${at}.deviceAttrs`, out);
+    attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out);
+  });
+  return out;
+}
+
+function pciProblems(p: ParentProfile, at: string, out: string[]): void {
+  const pci = p.pci!;
+  const addr = parseBdf(p.name);
+  if (!addr) {
+    out.push(`${at}.name: must be a PCI address such as 0000:00:02.0 for a parent on PCI`);
+    return;
+  }
+  const root = p.path.split('/')[1] ?? '';
+  if (!/^pci[0-9a-f]{4}:[0-9a-f]{2}$/.test(root) || root.slice(3, 7) !== p.name.slice(0, 4)) {
+    out.push(`${at}.path: must be below the host bridge of its domain, devices/pci${p.name.slice(0, 4)}:<bus>/...`);
+  }
+  const limits: [string, bigint][] = [['vendor', 0xffffn], ['device', 0xffffn], ['subsystemVendor', 0xffffn], ['subsystemDevice', 0xffffn], ['class', 0xffffffn], ['revision', 0xffn]];
+  for (const [k, max] of limits) {
+    const v = (pci as unknown as Record<string, string | number | undefined>)[k];
+    if (v !== undefined && hexValue(v) > max) out.push(`${at}.pci.${k}: must be at most 0x${max.toString(16)}`);
+  }
+  barProblems(pci.bars, `${at}.pci.bars`, out);
+  const s = pci.sriov;
+  if (!s) return;
+  if (hexValue(s.vfDevice) > 0xffffn) out.push(`${at}.pci.sriov.vfDevice: must be at most 0xffff`);
+  barProblems(s.vfBars, `${at}.pci.sriov.vfBars`, out);
+  const num = s.numVfs ?? s.totalVfs;
+  if (num > s.totalVfs) out.push(`${at}.pci.sriov.numVfs: must be at most totalVfs (${s.totalVfs})`);
+  if ((s.mdevOn ?? 'pf') === 'vfs' && num === 0) out.push(`${at}.pci.sriov.numVfs: must be at least 1 when the VFs are the mdev parents`);
+  const last = (addr.bus << 8) + (addr.slot << 3) + addr.fn + (s.offset ?? 1) + (s.stride ?? 1) * Math.max(0, s.totalVfs - 1);
+  if (last > 0xffff) out.push(`${at}.pci.sriov: VF ${s.totalVfs - 1} would be past bus ff (offset/stride too large)`);
+}
+
+function barProblems(bars: PciBarProfile[] | undefined, at: string, out: string[]): void {
+  const used = new Map<number, number>();
+  (bars ?? []).forEach((b, j) => {
+    const size = hexValue(b.size);
+    const kind = b.kind ?? 'mem32';
+    if (size < (kind === 'io' ? 4n : 16n) || (size & (size - 1n)) !== 0n) out.push(`${at}[${j}].size: must be a power of two of at least ${kind === 'io' ? 4 : 16}`);
+    if (kind === 'io' && b.prefetchable) out.push(`${at}[${j}].prefetchable: an I/O BAR cannot be prefetchable`);
+    if (kind === 'mem32' && size > 0x80000000n) out.push(`${at}[${j}].size: a 32-bit BAR holds at most 2 GB`);
+    if (b.address !== undefined && hexValue(b.address) % size !== 0n) out.push(`${at}[${j}].address: must be aligned to the size`);
+    const slots = kind === 'mem64' ? [b.index, b.index + 1] : [b.index];
+    if (kind === 'mem64' && b.index === 5) out.push(`${at}[${j}].index: a 64-bit BAR takes two registers: 0-4`);
+    for (const s of slots) {
+      if (used.has(s)) out.push(`${at}[${j}].index: BAR register ${s} is also used by ${at}[${used.get(s)}]`);
+      used.set(s, j);
+    }
+  });
+}
+
+function typeProblems(p: ParentProfile, at: string, out: string[]): void {
+  const seen = new Map<string, number>();
+  const needs = TYPE_FIELDS_BY_MODEL[p.capacity.model] ?? [];
+  p.types.forEach((t, j) => {
+    if (t.name === '.' || t.name === '..') out.push(`${at}.types[${j}].name: must be a directory name`);
+    if (seen.has(t.name)) out.push(`${at}.types[${j}].name: "${t.name}" is also types[${seen.get(t.name)}]`);
+    seen.set(t.name, j);
+    for (const f of needs) {
+      if ((t as unknown as Record<string, unknown>)[f] === undefined) out.push(`${at}.types[${j}].${f}: is required by capacity model ${p.capacity.model}`);
+    }
+  });
+  (p.devices ?? []).forEach((d, j) => {
+    if (!seen.has(d.type)) out.push(`${at}.devices[${j}].type: no type "${d.type}" in this parent`);
+  });
+}
+
+const ERRNO_NAMES = Object.keys(Errno);
+
+function errnoProblems(p: ParentProfile, at: string, out: string[]): void {
+  const check = (v: unknown, field: string) => {
+    if (typeof v === 'string' && !ERRNO_NAMES.includes(v)) out.push(`${field}: "${v}" is not an errno the emulation knows (${ERRNO_NAMES.join(', ')})`);
+  };
+  const cap = p.capacity as unknown as Record<string, unknown>;
+  for (const k of ['errno', 'legacyErrno']) check(cap[k], `${at}.capacity.${k}`);
+  const faults = (f: ParentProfile['faults'], where: string) => {
+    if (!f) return;
+    check(f.createErrno, `${where}.createErrno`);
+    check(f.removeErrno, `${where}.removeErrno`);
+  };
+  faults(p.faults, `${at}.faults`);
+  p.types.forEach((t, j) => faults(t.faults, `${at}.types[${j}].faults`));
+}
+
+function attrProblems(attrs: Record<string, unknown> | undefined, reserved: Set<string>, at: string, out: string[]): void {
+  for (const key of Object.keys(attrs ?? {})) {
+    const parts = key.split('/');
+    if (parts.some((c) => c === '.' || c === '..')) out.push(`${at}[${JSON.stringify(key)}]: "." and ".." would leave the directory`);
+    else if (reserved.has(parts[0]!)) out.push(`${at}[${JSON.stringify(key)}]: collides with the kernel's own "${parts[0]}"`);
+  }
+}
+
+// ---- registration ----------------------------------------------------------------------
+
+/** The host side of one emulation: its devices and buses, and where BARs go. */
+export interface Host {
+  model: DeviceModel;
+  bars: BarAllocator;
+}
+
+const hosts = new WeakMap<MdevCore, Host>();
+
+/** The host devices of a core's emulation (made on first use). */
+export function hostOf(core: MdevCore): Host {
+  let h = hosts.get(core);
+  if (!h) hosts.set(core, (h = { model: new DeviceModel(), bars: new BarAllocator() }));
+  return h;
+}
+
+/**
+ * Puts a profile parent's host devices in place and registers its mdev parent(s) as their
+ * drivers' probe does; unbinding the device from its driver unregisters them, binding it back
+ * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF).
+ */
 export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: Clock): Parent {
-  return core.registerParent(placementOf(p), new ConfiguredDriver(p, clock));
+  const host = hostOf(core);
+  const placed = parentNames(p);
+  for (const { name } of placed) if (core.parents.has(name)) throw new Error(`parent ${name} exists`);
+  for (const { path } of placed) {
+    const taken = [...core.parents.values()].find((x) => x.registered && x.placement.path.join('/') === path.join('/'));
+    if (taken) throw new Error(`parent ${p.name}: ${path.join('/')} is ${taken.name}'s directory`);
+  }
+  const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
+  return parents[0]!;
+}
+
+function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock): Parent {
+  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock));
+  const dev = placement.device;
+  if (!dev) return register();
+  const driverName = profile.pci?.sriov?.mdevOn === 'vfs' ? (profile.pci.sriov.vfDriver ?? profile.pci.driver) : (profile.pci?.driver ?? profile.bus!.driver);
+  dev.hooks.set(driverName, {
+    probe: () => {
+      if (!core.parents.has(placement.name)) register();
+    },
+    remove: async () => {
+      const parent = core.parents.get(placement.name);
+      if (parent && parent.placement.device === dev) await core.unregisterParent(placement.name);
+    },
+  });
+  const drv = dev.bus!.drivers.get(driverName)!;
+  if (dev.driver === drv) register();
+  else if (!dev.driver) model.bindNow(dev, drv);
+  return core.parents.get(placement.name)!;
 }

@@ -4,10 +4,12 @@ import type { Invalidation } from './kernfs';
 import { Errno, fail } from '../core/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
 import { kstrtoul } from '../core/parse';
+import { type DeviceEvent, DeviceModel } from '../devices/model';
+import { BusesRenderer } from './buses';
+import { powerDir } from './common';
 import {
   type Alive,
   type DirNode,
-  acceptWords,
   attr,
   dir,
   dynDir,
@@ -27,25 +29,6 @@ export interface KobjectInfo {
   vars: string[];
 }
 
-/** power/ of a device without runtime PM (Debian's PM config), as the 6.1 transcript shows. */
-function powerDir(alive: Alive): DirNode {
-  return dir(
-    {
-      async: () => attr(0o644, () => 'disabled\n', acceptWords(['enabled', 'disabled']), alive),
-      autosuspend_delay_ms: () =>
-        attr(0o644, () => fail(Errno.EIO, 'autosuspend is off'), () => fail(Errno.EIO, 'autosuspend is off'), alive),
-      control: () => attr(0o644, () => 'auto\n', acceptWords(['auto', 'on']), alive),
-      runtime_active_kids: () => ro('0\n', alive),
-      runtime_active_time: () => ro('0\n', alive),
-      runtime_enabled: () => ro('disabled\n', alive),
-      runtime_status: () => ro('unsupported\n', alive),
-      runtime_suspended_time: () => ro('0\n', alive),
-      runtime_usage: () => ro('0\n', alive),
-    },
-    alive,
-  );
-}
-
 /**
  * Renders the mdev core as /sys. Nothing here decides policy: every store goes to the core,
  * every listing is read from it.
@@ -53,9 +36,28 @@ function powerDir(alive: Alive): DirNode {
 export class SysfsTree {
   readonly root: DirNode;
 
-  constructor(private readonly core: MdevCore) {
+  /** The driver core's devices and buses that parents sit on (PCI functions, matrix, css). */
+  private readonly buses: BusesRenderer;
+
+  constructor(
+    private readonly core: MdevCore,
+    devices: DeviceModel = new DeviceModel(),
+  ) {
+    // A device's directory also holds an mdev parent's entries and the devices below it.
+    this.buses = new BusesRenderer(devices, (dev) => {
+      const parent = this.registeredParents().find((p) => p.placement.device === dev);
+      const below = this.prefixDir(dev.path);
+      return parent ? union([this.parentDir(parent), below]) : below;
+    });
     this.root = dir({
-      bus: () => dir({ mdev: () => this.busMdev(), pci: () => this.busPci() }),
+      bus: () =>
+        union([
+          dir({ mdev: () => this.busMdev() }),
+          dynDir(
+            () => this.buses.busNames(),
+            (name) => this.buses.busDir(name),
+          ),
+        ]),
       class: () => this.classDir(),
       devices: () => this.prefixDir(['devices']),
       kernel: () => dir({ iommu_groups: () => this.iommuGroupsDir() }),
@@ -112,13 +114,14 @@ export class SysfsTree {
         entries.push(at('class', 'mdev_bus', parent.name));
         if (pl.className) entries.push(at('class', pl.className, parent.name), at('class', pl.className));
         entries.push(at('bus', 'mdev', 'drivers', parent.driver.name), at('module', parent.driver.module));
-        if (pl.pci) {
-          entries.push(at('bus', 'pci', 'devices', parent.name), at('bus', 'pci', 'drivers', pl.pci.driver, parent.name));
-          entries.push(at('bus', 'pci', 'drivers', pl.pci.driver), at('bus', 'pci'));
-        }
       }
     }
     return { entries, attrs };
+  }
+
+  /** What a change of the host devices (a bind, an unbind) took away. */
+  deviceInvalidations(ev: DeviceEvent): Invalidation {
+    return this.buses.invalidations(ev);
   }
 
   // ---- node identity -------------------------------------------------------------------
@@ -213,11 +216,14 @@ export class SysfsTree {
           (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
         );
       return dynDir(
-        () => new Set(below().map((p) => p.placement.path[prefix.length]!)),
+        () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix)]),
         (name) => {
           const next = [...prefix, name];
+          // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
+          const device = this.buses.deviceAt(next);
+          if (device) return this.buses.deviceDir(device);
           const here = below().filter((p) => p.placement.path[prefix.length] === name);
-          if (here.length === 0) return undefined;
+          if (here.length === 0) return this.buses.namesBelow(next).length > 0 ? this.prefixDir(next) : undefined;
           const exact = here.find((p) => p.placement.path.length === next.length);
           return exact ? this.parentDir(exact) : this.prefixDir(next);
         },
@@ -229,27 +235,18 @@ export class SysfsTree {
     return this.cached(parent, 'dir', () => {
       const alive = this.parentAlive(parent);
       const pl = parent.placement;
+      // On a host device (PCI, matrix, css) the device owns uevent, power/ and subsystem.
       const fixed = dir(
-        {
-          mdev_supported_types: () => this.typesDir(parent),
-          power: () => powerDir(alive),
-          subsystem: () => link(pl.pci ? ['bus', 'pci'] : ['class', pl.className ?? parent.driver.name], alive),
-          uevent: () => attr(0o644, () => this.parentUevent(parent), this.ueventStore({ kind: 'parent', parent }), alive),
-        },
+        pl.device
+          ? { mdev_supported_types: () => this.typesDir(parent) }
+          : {
+              mdev_supported_types: () => this.typesDir(parent),
+              power: () => powerDir(alive),
+              subsystem: () => link(['class', pl.className ?? parent.driver.name], alive),
+              uevent: () => attr(0o644, () => '', this.ueventStore({ kind: 'parent', parent }), alive),
+            },
         alive,
       );
-      const pci = pl.pci
-        ? dir(
-            {
-              class: () => ro(`${pl.pci!.class}\n`, alive),
-              device: () => ro(`${pl.pci!.device}\n`, alive),
-              driver: () => link(['bus', 'pci', 'drivers', pl.pci!.driver], alive),
-              numa_node: () => ro(`${pl.pci!.numaNode}\n`, alive),
-              vendor: () => ro(`${pl.pci!.vendor}\n`, alive),
-            },
-            alive,
-          )
-        : dir({}, alive);
       const legacy = parent.driver.parentAttrs?.(this.core.abi) ?? [];
       const vendor = groups(
         legacy.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })),
@@ -264,17 +261,12 @@ export class SysfsTree {
         alive,
         () => parent.visibleDevices,
       );
-      return union([fixed, pci, vendor, children], alive);
+      return union([fixed, vendor, children], alive);
     });
   }
 
   private *visibleChildren(parent: Parent): Iterable<string> {
     for (const [uuid, dev] of parent.children) if (dev.parts.has('dir')) yield uuid;
-  }
-
-  private parentUevent(parent: Parent): string {
-    const pci = parent.placement.pci;
-    return pci ? `DRIVER=${pci.driver}\nPCI_SLOT_NAME=${parent.name}\n` : '';
   }
 
   private typesDir(parent: Parent): DirNode {
@@ -452,22 +444,6 @@ export class SysfsTree {
     );
   }
 
-  // ---- /bus/pci (only the parents mdevfs places there) -----------------------------------
-
-  private busPci(): DirNode | undefined {
-    const pciParents = () => this.registeredParents().filter((p) => p.placement.pci);
-    if (pciParents().length === 0) return undefined;
-    const drivers = () => new Set(pciParents().map((p) => p.placement.pci!.driver));
-    return dir({
-      devices: () => this.parentLinks(pciParents),
-      drivers: () =>
-        dynDir(
-          () => drivers(),
-          (drv) => (drivers().has(drv) ? this.parentLinks(() => pciParents().filter((p) => p.placement.pci!.driver === drv)) : undefined),
-        ),
-    });
-  }
-
   // ---- /class, /kernel/iommu_groups, /module --------------------------------------------
 
   private classDir(): DirNode {
@@ -510,9 +486,12 @@ export class SysfsTree {
     return this.cached(this, 'kernel/iommu_groups', () => {
       const core = this.core;
       return dynDir(
-        () => [...core.iommuGroups.keys()].map(String),
+        () => [...this.buses.iommuGroups().keys(), ...core.iommuGroups.keys()].map(String),
         (name) => {
-          const dev = /^(0|[1-9]\d*)$/.test(name) ? core.iommuGroups.get(Number(name)) : undefined; // 00 is ENOENT
+          const n = /^(0|[1-9]\d*)$/.test(name) ? Number(name) : undefined; // 00 is ENOENT
+          const host = n === undefined ? undefined : this.buses.iommuGroups().get(n);
+          if (host) return this.buses.iommuGroupDir(host);
+          const dev = n === undefined ? undefined : core.iommuGroups.get(n);
           if (!dev) return undefined;
           const alive = () => core.iommuGroups.get(Number(name)) === dev;
           return dir(
@@ -526,7 +505,7 @@ export class SysfsTree {
           );
         },
         undefined,
-        () => core.iommuGroups.size,
+        () => core.iommuGroups.size + this.buses.iommuGroups().size,
       );
     });
   }
@@ -534,7 +513,9 @@ export class SysfsTree {
   private moduleDir(): DirNode {
     return this.cached(this, 'module', () => {
       const drivers = () => this.busDrivers();
-      const modules = () => new Set(drivers().map((d) => d.module));
+      // Modules of mdev drivers and of the host devices' drivers (pci:i915, css:vfio_ccw, ...).
+      const hostDrivers = (name: string) => this.buses.modules().get(name) ?? new Map<string, string[]>();
+      const modules = () => new Set([...drivers().map((d) => d.module), ...this.buses.modules().keys()]);
       return dynDir(
         () => modules(),
         (name) => {
@@ -545,10 +526,11 @@ export class SysfsTree {
             {
               drivers: () =>
                 dynDir(
-                  () => mine().map((d) => `mdev:${d.name}`),
+                  () => [...mine().map((d) => `mdev:${d.name}`), ...hostDrivers(name).keys()],
                   (entry) => {
                     const d = mine().find((x) => `mdev:${x.name}` === entry);
-                    return d && link(['bus', 'mdev', 'drivers', d.name], alive);
+                    const host = hostDrivers(name).get(entry);
+                    return d ? link(['bus', 'mdev', 'drivers', d.name], alive) : host && link(host, alive);
                   },
                   alive,
                 ),

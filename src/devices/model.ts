@@ -1,0 +1,211 @@
+import { Errno, fail } from '../core/errno';
+import type { PciFunction } from './pci';
+
+/**
+ * The kernel's driver core in small (drivers/base/): buses, the devices on them and the drivers
+ * that bind to those devices. mdev parents sit on these devices; nothing here knows mdev or a
+ * filesystem. A device's directory is its path below the sysfs root; a device without a bus
+ * is a root device (devices/pci0000:00, devices/vfio_ap, devices/css0).
+ */
+
+/** The PCI driver that binds only through driver_override or new_id (vfio-pci has no id table). */
+export const VFIO_PCI = 'vfio-pci';
+
+/** A sysfs attribute a bound driver adds to its device (show/store as a device attribute). */
+export interface DriverAttr {
+  readonly path: string;
+  readonly mode: number;
+  show?(): string;
+  store?(buf: Buffer): Promise<number> | number;
+}
+
+/** What a driver does when it binds to or leaves a device (its probe and remove). */
+export interface DriverHooks {
+  probe(dev: HostDevice): void;
+  remove(dev: HostDevice): Promise<void>;
+}
+
+export class BusDriver {
+  /** Dynamic ids added through new_id (PCI): "vvvv:dddd" keys, lower-case hex. */
+  readonly dynIds = new Set<string>();
+  constructor(
+    readonly bus: Bus,
+    readonly name: string,
+    /** The module that provides the driver (bus/<bus>/drivers/<drv>/module), if any. */
+    readonly module: string | undefined,
+    /** false: suppress_bind_attrs (no bind/unbind files), as vfio_ap's matrix driver. */
+    readonly bindAttrs: boolean,
+  ) {}
+
+  /** Devices this driver's id table matches (the devices it was bound to at start). */
+  readonly claimed = new Set<HostDevice>();
+}
+
+export class Bus {
+  readonly drivers = new Map<string, BusDriver>();
+  autoprobe = true;
+  constructor(readonly name: string) {}
+}
+
+export class HostDevice {
+  /** Bound driver, if any. */
+  driver: BusDriver | undefined;
+  /** driver_override (PCI, css); undefined reads "(null)". */
+  driverOverride: string | undefined;
+  /** Hooks run when this device binds to / leaves a driver (e.g. an mdev parent registers). */
+  hooks = new Map<string, DriverHooks>();
+  /**
+   * Attributes the bound driver adds to the device's directory, at paths relative to it (NVIDIA's
+   * nvidia/ group on a VF): set by the driver's probe hook, cleared by its remove.
+   */
+  driverAttrs: readonly DriverAttr[] = [];
+  /** A bind or unbind in progress (device_lock): a second one waits. */
+  private lock: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly name: string,
+    readonly path: readonly string[],
+    readonly bus: Bus | undefined,
+    /** PCI functions: identity, config space and SR-IOV (pci.ts). */
+    readonly pci?: PciFunction,
+    /** Other buses: uevent variables after DRIVER= and read-only attributes, in order. */
+    readonly uevent: readonly [string, string][] = [],
+    readonly attrs: Readonly<Record<string, string>> = {},
+    /** Root devices: the module that registered them (a `module` link), if any. */
+    readonly module?: string,
+    /** Bus devices with a driver_override file (PCI, css). */
+    readonly hasOverride = false,
+  ) {}
+
+  get isRoot(): boolean {
+    return this.bus === undefined;
+  }
+
+  serialize<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(op);
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+}
+
+export type DeviceEvent =
+  | { kind: 'device'; dev: HostDevice; present: boolean }
+  | { kind: 'bind'; dev: HostDevice; driver: BusDriver; bound: boolean }
+  | { kind: 'driver'; driver: BusDriver; present: boolean };
+
+/** All host devices, by path and by bus; binding follows drivers/base/dd.c. */
+export class DeviceModel {
+  readonly buses = new Map<string, Bus>();
+  /** Devices by their path joined with '/'. */
+  readonly devices = new Map<string, HostDevice>();
+  private readonly listeners: ((ev: DeviceEvent) => void)[] = [];
+
+  subscribe(listener: (ev: DeviceEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(ev: DeviceEvent): void {
+    for (const l of this.listeners) l(ev);
+  }
+
+  bus(name: string): Bus {
+    let b = this.buses.get(name);
+    if (!b) this.buses.set(name, (b = new Bus(name)));
+    return b;
+  }
+
+  /** driver_register: a driver already there is returned as it is. */
+  driver(
+    bus: Bus,
+    name: string,
+    opts: { module?: string; bindAttrs?: boolean } = {},
+  ): BusDriver {
+    let d = bus.drivers.get(name);
+    if (!d) {
+      d = new BusDriver(bus, name, opts.module, opts.bindAttrs ?? true);
+      bus.drivers.set(name, d);
+      this.emit({ kind: 'driver', driver: d, present: true });
+    }
+    return d;
+  }
+
+  get(path: readonly string[]): HostDevice | undefined {
+    return this.devices.get(path.join('/'));
+  }
+
+  onBus(bus: Bus): HostDevice[] {
+    return [...this.devices.values()].filter((d) => d.bus === bus);
+  }
+
+  boundTo(driver: BusDriver): HostDevice[] {
+    return [...this.devices.values()].filter((d) => d.driver === driver);
+  }
+
+  /** device_add: a device directory appears (its root device first, if it has none yet). */
+  add(dev: HostDevice): HostDevice {
+    const key = dev.path.join('/');
+    if (this.devices.has(key)) fail(Errno.EEXIST, `device ${key} exists`);
+    this.devices.set(key, dev);
+    this.emit({ kind: 'device', dev, present: true });
+    return dev;
+  }
+
+  /** device_del: unbind, then the directory goes. */
+  async remove(dev: HostDevice): Promise<void> {
+    if (dev.driver) await this.unbind(dev);
+    this.devices.delete(dev.path.join('/'));
+    this.emit({ kind: 'device', dev, present: false });
+  }
+
+  /** driver_match_device: driver_override decides when set, else dynamic ids and the id table. */
+  matches(drv: BusDriver, dev: HostDevice): boolean {
+    if (dev.bus !== drv.bus) return false;
+    if (dev.driverOverride !== undefined) return dev.driverOverride === drv.name;
+    if (dev.pci && drv.dynIds.has(dev.pci.idKey)) return true;
+    return drv.claimed.has(dev);
+  }
+
+  /** really_probe: bind and run the driver's probe hook. */
+  bind(dev: HostDevice, drv: BusDriver): Promise<void> {
+    return dev.serialize(async () => {
+      if (!this.devices.has(dev.path.join('/'))) fail(Errno.ENODEV, `${dev.name} is gone`);
+      if (dev.driver) fail(Errno.EBUSY, `${dev.name} is bound to ${dev.driver.name}`);
+      this.attachDriver(dev, drv);
+    });
+  }
+
+  /** device_release_driver: the driver's remove runs to the end, then the links go. */
+  unbind(dev: HostDevice): Promise<void> {
+    return dev.serialize(async () => {
+      const drv = dev.driver;
+      if (!drv) return;
+      await dev.hooks.get(drv.name)?.remove(dev);
+      if (dev.pci && drv.name !== VFIO_PCI && dev.pci.enableCount > 0) dev.pci.enableCount--;
+      dev.driver = undefined;
+      this.emit({ kind: 'bind', dev, driver: drv, bound: false });
+    });
+  }
+
+  /** Binding at boot, before anyone looks: the probe hook runs now. */
+  bindNow(dev: HostDevice, drv: BusDriver): void {
+    if (!dev.driver) this.attachDriver(dev, drv);
+  }
+
+  /** The driver's probe enables the PCI function (pci_enable_device); vfio-pci waits for an open. */
+  private attachDriver(dev: HostDevice, drv: BusDriver): void {
+    dev.driver = drv;
+    if (dev.pci && drv.name !== VFIO_PCI) dev.pci.enableCount++;
+    this.emit({ kind: 'bind', dev, driver: drv, bound: true });
+    dev.hooks.get(drv.name)?.probe(dev);
+  }
+
+  /** device_attach: the first driver of the bus that matches; nothing when none does. */
+  async attach(dev: HostDevice): Promise<void> {
+    if (dev.driver || !dev.bus) return;
+    const drv = [...dev.bus.drivers.values()].find((d) => this.matches(d, dev));
+    if (drv) await this.bind(dev, drv);
+  }
+}

@@ -1,0 +1,159 @@
+import type { Ida } from '../core/ida';
+import type { ParentPlacement } from '../core/model';
+import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
+import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';
+import { KNOWN_BUSES } from '../devices/known-buses';
+import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciProfile } from './profile-types';
+
+/** One mdev parent a profile parent yields: itself, or one per VF (sriov.mdevOn = vfs). */
+export interface PlacedParent {
+  profile: ParentProfile;
+  placement: ParentPlacement;
+}
+
+export function hexValue(v: HexId): bigint {
+  return typeof v === 'number' ? BigInt(v) : BigInt(v);
+}
+
+/** The mdev parents of a profile parent, without touching any model (names and paths only). */
+export function parentNames(p: ParentProfile): { name: string; path: string[] }[] {
+  const path = p.path.split('/').filter(Boolean);
+  const s = p.pci?.sriov;
+  if (!s || (s.mdevOn ?? 'pf') === 'pf') return [{ name: p.name, path }];
+  const pf = parseBdf(p.name);
+  if (!pf) return [{ name: p.name, path }];
+  return Array.from({ length: s.numVfs ?? s.totalVfs }, (_, i) => {
+    const name = formatBdf(vfAddress(pf, s.offset ?? 1, s.stride ?? 1, i));
+    return { name, path: [...path.slice(0, -1), name] };
+  });
+}
+
+/**
+ * Bus addresses for BARs, from the top of a 32-bit window and a 64-bit one, each aligned to its
+ * size, so no two devices of a profile overlap.
+ */
+export class BarAllocator {
+  private mem32 = 0xc0000000n;
+  private mem64 = 0x38000000000n;
+  private io = 0x3000n;
+
+  place(bars: readonly PciBarProfile[] | undefined, count = 1): Bar[] {
+    const list = bars ?? [{ index: 0, size: 0x1000000 }];
+    return list.map((b) => {
+      const kind = b.kind ?? 'mem32';
+      const size = hexValue(b.size);
+      const span = size * BigInt(count);
+      let address: bigint;
+      if (b.address !== undefined) address = hexValue(b.address);
+      else if (kind === 'io') address = this.io = align(this.io, size) + span;
+      else if (kind === 'mem64' && b.prefetchable) address = this.mem64 = align(this.mem64, span) + span;
+      else address = this.mem32 = align(this.mem32, span) + span;
+      if (b.address === undefined) address -= span;
+      return { index: b.index, kind, prefetchable: b.prefetchable ?? false, size, address };
+    });
+  }
+}
+
+function align(at: bigint, size: bigint): bigint {
+  return ((at + size - 1n) / size) * size;
+}
+
+function pciFunction(name: string, pci: PciProfile, bars: Bar[], device: HexId, irq: number): PciFunction {
+  const addr = parseBdf(name)!;
+  return new PciFunction(
+    addr,
+    {
+      vendor: Number(hexValue(pci.vendor)),
+      device: Number(hexValue(device)),
+      subsystemVendor: Number(hexValue(pci.subsystemVendor ?? 0)),
+      subsystemDevice: Number(hexValue(pci.subsystemDevice ?? 0)),
+      classCode: Number(hexValue(pci.class)),
+      revision: Number(hexValue(pci.revision ?? 0)),
+    },
+    bars,
+    pci.numaNode ?? -1,
+    irq,
+    parseCpuList(pci.localCpus ?? '0-7') ?? [0],
+    pci.dmaMaskBits ?? 64,
+    pci.express ?? true,
+  );
+}
+
+function moduleOf(driver: string): string {
+  return driver.replace(/-/g, '_');
+}
+
+/** A root device (no bus) for the first component below devices/, if the model has none yet. */
+function ensureRoot(model: DeviceModel, path: readonly string[], module?: string): void {
+  if (path.length < 3) return;
+  const rootPath = path.slice(0, 2);
+  if (!model.get(rootPath)) model.add(new HostDevice(rootPath[1]!, rootPath, undefined, undefined, [], {}, module));
+}
+
+/**
+ * Adds the host devices a profile parent sits on to the model (a device already there is reused,
+ * so a parent removed and added again finds its PCI function) and says which mdev parents
+ * result. Each mdev parent's device is bound to its driver by the caller.
+ */
+export function placeParent(model: DeviceModel, groups: Ida, bars: BarAllocator, p: ParentProfile): PlacedParent[] {
+  const path = p.path.split('/').filter(Boolean);
+  if (p.pci) return placePci(model, groups, bars, p, p.pci, path);
+  if (p.bus) return [{ profile: p, placement: { name: p.name, path, device: placeOnBus(model, p.bus, p.name, path) } }];
+  return [{ profile: p, placement: { name: p.name, path, className: p.class } }];
+}
+
+function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: ParentProfile, pci: PciProfile, path: string[]): PlacedParent[] {
+  const bus = model.bus('pci');
+  // vfio-pci is there for passthrough (driverctl set-override DEV vfio-pci), claiming nothing.
+  model.driver(bus, VFIO_PCI, { module: 'vfio_pci' });
+  ensureRoot(model, path);
+  let dev = model.get(path);
+  if (!dev) {
+    const fn = pciFunction(p.name, pci, bars.place(pci.bars), pci.device, pci.irq ?? 16);
+    fn.iommuGroup = groups.alloc();
+    dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
+    const s = pci.sriov;
+    if (s) {
+      const vfBars = bars.place(s.vfBars, s.totalVfs);
+      fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [] };
+      for (const { name, path: vfPath } of parentNames({ ...p, pci: { ...pci, sriov: { ...s, mdevOn: 'vfs' } } })) {
+        const perVf = vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(fn.sriov!.vfs.length) }));
+        const vf = pciFunction(name, { ...pci, express: true }, perVf, s.vfDevice, 0);
+        vf.physfn = fn;
+        vf.iommuGroup = groups.alloc();
+        fn.sriov.vfs.push(vf);
+        model.add(new HostDevice(name, vfPath, bus, vf, [], {}, undefined, true));
+      }
+    }
+  }
+  const mdevOn = pci.sriov?.mdevOn ?? 'pf';
+  const vfDriver = pci.sriov?.vfDriver ?? pci.driver;
+  claim(model, dev, pci.driver, pci.module);
+  for (const vf of dev.pci?.sriov?.vfs ?? []) claim(model, model.get([...path.slice(0, -1), vf.name])!, vfDriver, pci.module);
+  if (mdevOn === 'pf') return [{ profile: p, placement: { name: p.name, path, device: dev } }];
+  // The PF is no mdev parent: its driver simply has it.
+  model.bindNow(dev, bus.drivers.get(pci.driver)!);
+  return parentNames(p).map(({ name, path: vfPath }) => ({
+    profile: { ...p, name, path: vfPath.join('/'), pci: { ...pci, driver: vfDriver } },
+    placement: { name, path: vfPath, device: model.get(vfPath)! },
+  }));
+}
+
+/** The driver claims the device by its id table (it was bound at boot); the driver exists. */
+function claim(model: DeviceModel, dev: HostDevice, driver: string, module: string | undefined): void {
+  model.driver(dev.bus!, driver, { module: module ?? moduleOf(driver) }).claimed.add(dev);
+}
+
+function placeOnBus(model: DeviceModel, b: BusProfile, name: string, path: string[]): HostDevice {
+  const known = KNOWN_BUSES[b.name];
+  const bus = model.bus(b.name);
+  ensureRoot(model, path, known?.rootModule);
+  let dev = model.get(path);
+  if (!dev) {
+    const uevent = Object.entries(b.uevent ?? known?.uevent ?? {});
+    const attrs = b.attrs ?? known?.attrs ?? {};
+    dev = model.add(new HostDevice(name, path, bus, undefined, uevent, attrs, undefined, known?.driverOverride ?? false));
+  }
+  model.driver(bus, b.driver, { module: b.module ?? known?.module, bindAttrs: b.bindAttrs ?? known?.bindAttrs ?? true }).claimed.add(dev);
+  return dev;
+}

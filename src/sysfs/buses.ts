@@ -1,0 +1,384 @@
+import { Errno, fail } from '../core/errno';
+import { kstrtoul, sysfsStreq } from '../core/parse';
+import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
+import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
+import { powerDir, ueventStore } from './common';
+import type { Invalidation } from './kernfs';
+import { type Alive, type DirNode, type Node, attr, dir, dynDir, groups, link, ro, union, wo } from './nodes';
+
+const PAGE_SIZE = 4096;
+
+/** The first non-blank word of a store, as bus_find_device_by_name compares it (sysfs_streq). */
+function deviceName(buf: Buffer): string {
+  return buf.toString('latin1').split('\0')[0]!;
+}
+
+/** Stores of an unsigned flag (kstrtoul, EINVAL on anything else). */
+function flagStore(set: (v: boolean) => void): (buf: Buffer) => number {
+  return (buf) => {
+    set(kstrtoul(buf) !== 0n);
+    return buf.length;
+  };
+}
+
+/**
+ * Renders the driver core's devices and buses (drivers/base/, drivers/pci/pci-sysfs.c,
+ * drivers/pci/iov.c): device directories, bus/<bus>/ with devices/ and drivers/, the host
+ * devices' iommu groups and the modules of their drivers. mdev parents add their own entries
+ * to their device's directory through `extras`.
+ */
+export class BusesRenderer {
+  private readonly nodes = new WeakMap<object, DirNode>();
+
+  constructor(
+    private readonly model: DeviceModel,
+    /** What else is in a device's directory (an mdev parent's types and children). */
+    private readonly extras: (dev: HostDevice) => DirNode | undefined,
+  ) {}
+
+  private cached(owner: object, make: () => DirNode): DirNode {
+    let n = this.nodes.get(owner);
+    if (!n) this.nodes.set(owner, (n = make()));
+    return n;
+  }
+
+  private present(dev: HostDevice): Alive {
+    return () => this.model.devices.get(dev.path.join('/')) === dev;
+  }
+
+  // ---- devices/ ------------------------------------------------------------------------
+
+  /** Names of the next path component below prefix that lead to a device. */
+  namesBelow(prefix: readonly string[]): string[] {
+    const out: string[] = [];
+    for (const d of this.model.devices.values()) {
+      if (d.path.length > prefix.length && prefix.every((c, i) => d.path[i] === c)) out.push(d.path[prefix.length]!);
+    }
+    return out;
+  }
+
+  deviceAt(path: readonly string[]): HostDevice | undefined {
+    return this.model.get(path);
+  }
+
+  deviceDir(dev: HostDevice): DirNode {
+    return this.cached(dev, () => {
+      const alive = this.present(dev);
+      const common: Record<string, () => Node | undefined> = {
+        power: () => powerDir(alive),
+        uevent: () => attr(0o644, () => this.uevent(dev), ueventStore, alive),
+      };
+      if (dev.bus) {
+        common.subsystem = () => link(['bus', dev.bus!.name], alive);
+        common.driver = () => (dev.driver ? link(['bus', dev.bus!.name, 'drivers', dev.driver.name], alive) : undefined);
+      } else if (dev.module) {
+        common.module = () => link(['module', dev.module!], alive);
+      }
+      if (dev.isRoot && dev.name.startsWith('pci')) common.waiting_for_supplier = () => ro('0\n', alive);
+      if (dev.hasOverride) common.driver_override = () => attr(0o644, () => `${dev.driverOverride ?? '(null)'}\n`, (b) => this.overrideStore(dev, b), alive);
+      for (const [name, text] of Object.entries(dev.attrs)) common[name] = () => ro(text, alive);
+      const parts = [dir(common, alive)];
+      if (dev.pci) parts.push(this.pciFiles(dev, dev.pci, alive));
+      const extra = dynDir(
+        () => this.extras(dev)?.names() ?? [],
+        (name) => this.extras(dev)?.lookup(name),
+        alive,
+        () => {
+          const e = this.extras(dev);
+          return e?.subdirs ? e.subdirs() : 0;
+        },
+      );
+      // What the bound driver added (e.g. nvidia/ on a VF), as it is now.
+      const driverAttrs = () => groups(dev.driverAttrs.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })), alive);
+      const added = dynDir(() => driverAttrs().names(), (name) => driverAttrs().lookup(name), alive);
+      return union([...parts, extra, added], alive);
+    });
+  }
+
+  private uevent(dev: HostDevice): string {
+    const vars: [string, string][] = [];
+    if (dev.driver) vars.push(['DRIVER', dev.driver.name]);
+    vars.push(...dev.uevent);
+    if (dev.pci) vars.push(...dev.pci.ueventVars());
+    return vars.map(([k, v]) => `${k}=${v}\n`).join('');
+  }
+
+  /** driver_set_override: "\n" (or a NUL-led write) clears, the first line is kept, a page is too much. */
+  private overrideStore(dev: HostDevice, buf: Buffer): number {
+    if (buf.length >= PAGE_SIZE - 1) fail(Errno.EINVAL, 'driver_override too long');
+    let s = buf.toString('latin1');
+    const nul = s.indexOf('\0');
+    if (nul >= 0) s = s.slice(0, nul);
+    const nl = s.indexOf('\n');
+    if (nl >= 0) s = s.slice(0, nl);
+    dev.driverOverride = s === '' ? undefined : s;
+    return buf.length;
+  }
+
+  private pciFiles(dev: HostDevice, fn: PciFunction, alive: Alive): DirNode {
+    const id = fn.id;
+    const h = (n: number, w: number) => `0x${hex(n, w)}\n`;
+    const vfs = fn.sriov?.vfs ?? [];
+    const sibling = (f: PciFunction) => [...dev.path.slice(0, -1), f.name];
+    const entries: Record<string, () => Node | undefined> = {
+      ari_enabled: () => ro('0\n', alive),
+      broken_parity_status: () => attr(0o644, () => `${fn.brokenParity ? 1 : 0}\n`, flagStore((v) => (fn.brokenParity = v)), alive),
+      class: () => ro(h(id.classCode, 6), alive),
+      // 0644 as in the kernel; writes need the offset, which a store does not get: EIO (docs/deviations.md).
+      config: () => attr(0o644, () => fn.config().toString('latin1'), () => fail(Errno.EIO, 'config space writes are not emulated'), alive),
+      consistent_dma_mask_bits: () => ro(`${fn.dmaMaskBits}\n`, alive),
+      d3cold_allowed: () => attr(0o644, () => `${fn.d3coldAllowed ? 1 : 0}\n`, flagStore((v) => (fn.d3coldAllowed = v)), alive),
+      device: () => ro(h(id.device, 4), alive),
+      dma_mask_bits: () => ro(`${fn.dmaMaskBits}\n`, alive),
+      enable: () => attr(0o644, () => `${fn.enableCount}\n`, (b) => this.enableStore(fn, b), alive),
+      iommu_group: () => (fn.iommuGroup === undefined ? undefined : link(['kernel', 'iommu_groups', String(fn.iommuGroup)], alive)),
+      irq: () => ro(`${fn.irq}\n`, alive),
+      local_cpulist: () => ro(`${cpuList(fn.localCpus)}\n`, alive),
+      local_cpus: () => ro(`${cpuMask(fn.localCpus)}\n`, alive),
+      modalias: () => ro(`${fn.modalias()}\n`, alive),
+      msi_bus: () => attr(0o644, () => `${fn.noMsi ? 0 : 1}\n`, flagStore((v) => (fn.noMsi = !v)), alive),
+      numa_node: () => attr(0o644, () => `${fn.numaNode}\n`, (b) => this.numaStore(fn, b), alive),
+      power_state: () => ro('D0\n', alive),
+      resource: () => ro(fn.resourceText(), alive),
+      revision: () => ro(h(id.revision, 2), alive),
+      subsystem_device: () => ro(h(id.subsystemDevice, 4), alive),
+      subsystem_vendor: () => ro(h(id.subsystemVendor, 4), alive),
+      vendor: () => ro(h(id.vendor, 4), alive),
+    };
+    if (fn.physfn) entries.physfn = () => link(sibling(fn.physfn!), alive);
+    const s = fn.sriov;
+    if (s) {
+      entries.sriov_drivers_autoprobe = () => attr(0o644, () => '1\n', (b) => (kstrtoul(b), b.length), alive);
+      entries.sriov_numvfs = () => attr(0o664, () => `${s.numVfs}\n`, (b) => this.numVfsStore(dev, fn, b), alive);
+      entries.sriov_offset = () => ro(`${s.offset}\n`, alive);
+      entries.sriov_stride = () => ro(`${s.stride}\n`, alive);
+      entries.sriov_totalvfs = () => ro(`${s.totalVfs}\n`, alive);
+      entries.sriov_vf_device = () => ro(`${s.vfDevice.toString(16)}\n`, alive);
+      vfs.forEach((vf, i) => (entries[`virtfn${i}`] = () => link(sibling(vf), alive)));
+    }
+    return dir(entries, alive);
+  }
+
+  /** enable_store: 1 enables (counted), 0 disables an enabled device, else EIO. */
+  private enableStore(fn: PciFunction, buf: Buffer): number {
+    const v = kstrtoul(buf);
+    if (v !== 0n) fn.enableCount++;
+    else if (fn.enableCount > 0) fn.enableCount--;
+    else fail(Errno.EIO, 'device is not enabled');
+    return buf.length;
+  }
+
+  /** numa_node_store: NUMA_NO_NODE or an online node (the nodes this profile's devices name, and 0). */
+  private numaStore(fn: PciFunction, buf: Buffer): number {
+    const text = buf.toString('latin1').replace(/\n$/, '');
+    if (!/^[+-]?(0x[0-9a-fA-F]+|\d+)$/.test(text)) fail(Errno.EINVAL, 'not a number');
+    const node = Number(text);
+    const online = new Set([0, ...[...this.model.devices.values()].map((d) => d.pci?.numaNode ?? 0)]);
+    if (node !== -1 && !online.has(node)) fail(Errno.EINVAL, `node ${node} is not online`);
+    fn.numaNode = node;
+    return buf.length;
+  }
+
+  /**
+   * sriov_numvfs_store: kstrtou16, ERANGE above sriov_totalvfs, the current count is a no-op,
+   * ENOENT without a bound driver. The emulated PF drivers have no sriov_configure, so any other
+   * count is ENOENT too, as the kernel answers for such a driver: VFs are fixed by the profile.
+   */
+  private numVfsStore(dev: HostDevice, fn: PciFunction, buf: Buffer): number {
+    const n = kstrtoul(buf);
+    if (n > 0xffffn || n > BigInt(fn.sriov!.totalVfs)) fail(Errno.ERANGE, 'more VFs than sriov_totalvfs');
+    if (Number(n) === fn.sriov!.numVfs) return buf.length;
+    if (!dev.driver) fail(Errno.ENOENT, 'no driver bound to device; cannot configure SR-IOV');
+    fail(Errno.ENOENT, 'driver does not support SR-IOV configuration via sysfs');
+  }
+
+  // ---- bus/ ----------------------------------------------------------------------------
+
+  busNames(): string[] {
+    return [...this.model.buses.values()].filter((b) => this.model.onBus(b).length > 0).map((b) => b.name);
+  }
+
+  busDir(name: string): DirNode | undefined {
+    const bus = this.model.buses.get(name);
+    if (!bus || this.model.onBus(bus).length === 0) return undefined;
+    return this.cached(bus, () => {
+      const devices = () => this.model.onBus(bus);
+      const entries: Record<string, () => Node | undefined> = {
+        devices: () =>
+          dynDir(
+            () => devices().map((d) => d.name),
+            (n) => {
+              const d = devices().find((x) => x.name === n);
+              return d && link(d.path, this.present(d));
+            },
+            undefined,
+            () => 0,
+          ),
+        drivers: () =>
+          dynDir(
+            () => bus.drivers.keys(),
+            (n) => {
+              const drv = bus.drivers.get(n);
+              return drv && this.driverDir(drv);
+            },
+          ),
+        drivers_autoprobe: () => attr(0o644, () => `${bus.autoprobe ? 1 : 0}\n`, flagStore((v) => (bus.autoprobe = v))),
+        drivers_probe: () => wo((b) => this.probeStore(bus, b)),
+        uevent: () => wo(ueventStore),
+      };
+      if (name === 'pci') {
+        entries.rescan = () => wo((b) => (kstrtoul(b), b.length));
+        entries.resource_alignment = () => attr(0o644, () => '\n', (b) => b.length);
+        entries.slots = () => dir({});
+      }
+      return dir(entries);
+    });
+  }
+
+  private find(bus: Bus, buf: Buffer): HostDevice | undefined {
+    const name = deviceName(buf);
+    return this.model.onBus(bus).find((d) => sysfsStreq(d.name, name));
+  }
+
+  /** drivers_probe: ENODEV for no such device; otherwise attach if unbound (no match is fine). */
+  private async probeStore(bus: Bus, buf: Buffer): Promise<number> {
+    const dev = this.find(bus, buf);
+    if (!dev) fail(Errno.ENODEV, 'no such device');
+    await this.model.attach(dev);
+    return buf.length;
+  }
+
+  private driverDir(drv: BusDriver): DirNode {
+    return this.cached(drv, () => {
+      const alive = () => drv.bus.drivers.get(drv.name) === drv;
+      const bound = () => this.model.boundTo(drv);
+      const entries: Record<string, () => Node | undefined> = {
+        uevent: () => wo(ueventStore, alive),
+      };
+      if (drv.module) entries.module = () => link(['module', drv.module!], alive);
+      if (drv.bindAttrs) {
+        entries.bind = () => wo((b) => this.bindStore(drv, b), alive);
+        entries.unbind = () => wo((b) => this.unbindStore(drv, b), alive);
+      }
+      if (drv.bus.name === 'pci') {
+        entries.new_id = () => wo((b) => this.newIdStore(drv, b), alive);
+        entries.remove_id = () => wo((b) => this.removeIdStore(drv, b), alive);
+      }
+      const links = dynDir(
+        () => bound().map((d) => d.name),
+        (n) => {
+          const d = bound().find((x) => x.name === n);
+          return d && link(d.path, () => d.driver === drv);
+        },
+        alive,
+        () => 0,
+      );
+      return union([dir(entries, alive), links], alive);
+    });
+  }
+
+  /** bind_store: ENODEV unless the device exists and the driver matches it; EBUSY if bound. */
+  private async bindStore(drv: BusDriver, buf: Buffer): Promise<number> {
+    const dev = this.find(drv.bus, buf);
+    if (!dev || !this.model.matches(drv, dev)) fail(Errno.ENODEV, 'no matching device');
+    await this.model.bind(dev, drv);
+    return buf.length;
+  }
+
+  /** unbind_store: ENODEV unless the device is bound to this driver. */
+  private async unbindStore(drv: BusDriver, buf: Buffer): Promise<number> {
+    const dev = this.find(drv.bus, buf);
+    if (!dev || dev.driver !== drv) fail(Errno.ENODEV, 'device is not bound to this driver');
+    await this.model.unbind(dev);
+    return buf.length;
+  }
+
+  /** new_id_store: "vendor device [subvendor subdevice class class_mask driver_data]" in hex. */
+  private async newIdStore(drv: BusDriver, buf: Buffer): Promise<number> {
+    const key = this.idFields(buf);
+    if (drv.dynIds.has(key) || this.model.onBus(drv.bus).some((d) => drv.claimed.has(d) && d.pci?.idKey === key)) {
+      fail(Errno.EEXIST, 'id already known');
+    }
+    drv.dynIds.add(key);
+    // driver_attach: every unbound device the driver now matches.
+    for (const d of this.model.onBus(drv.bus)) if (!d.driver && this.model.matches(drv, d)) await this.model.bind(d, drv);
+    return buf.length;
+  }
+
+  private removeIdStore(drv: BusDriver, buf: Buffer): number {
+    const key = this.idFields(buf);
+    if (!drv.dynIds.delete(key)) fail(Errno.ENODEV, 'no such dynamic id');
+    return buf.length;
+  }
+
+  /** sscanf(buf, "%x %x ...") needs at least the vendor and device fields. */
+  private idFields(buf: Buffer): string {
+    const fields = buf.toString('latin1').trim().split(/\s+/);
+    const ids = fields.slice(0, 2).map((f) => /^(0x)?[0-9a-fA-F]{1,8}$/.test(f) ? parseInt(f, 16) : NaN);
+    if (ids.length < 2 || ids.some((n) => Number.isNaN(n))) fail(Errno.EINVAL, 'want "vendor device" in hex');
+    return `${hex(ids[0]! & 0xffff, 4)}:${hex(ids[1]! & 0xffff, 4)}`;
+  }
+
+  // ---- kernel/iommu_groups, module/ ------------------------------------------------------
+
+  /** The host devices' own iommu groups (one numbering with the mdev groups). */
+  iommuGroups(): Map<number, HostDevice> {
+    const m = new Map<number, HostDevice>();
+    for (const d of this.model.devices.values()) if (d.pci?.iommuGroup !== undefined) m.set(d.pci.iommuGroup, d);
+    return m;
+  }
+
+  iommuGroupDir(dev: HostDevice): DirNode {
+    return this.cached(dev.pci!, () => {
+      const alive = this.present(dev);
+      return dir(
+        {
+          devices: () => dir({ [dev.name]: () => link(dev.path, alive) }, alive),
+          reserved_regions: () => ro('0x00000000fee00000 0x00000000feefffff msi\n', alive),
+          type: () =>
+            attr(0o644, () => 'DMA-FQ\n', (b) => {
+              const word = b.toString('latin1').replace(/\n$/, '');
+              if (!['identity', 'DMA', 'DMA-FQ', 'auto'].includes(word)) fail(Errno.EINVAL, 'unknown domain type');
+              if (dev.driver) fail(Errno.EBUSY, 'a driver is bound to the group');
+              return b.length;
+            }, alive),
+        },
+        alive,
+      );
+    });
+  }
+
+  /** module name -> its drivers ("<bus>:<driver>" -> driver directory path). */
+  modules(): Map<string, Map<string, string[]>> {
+    const m = new Map<string, Map<string, string[]>>();
+    for (const bus of this.model.buses.values()) {
+      for (const drv of bus.drivers.values()) {
+        if (!drv.module) continue;
+        if (!m.has(drv.module)) m.set(drv.module, new Map());
+        m.get(drv.module)!.set(`${bus.name}:${drv.name}`, ['bus', bus.name, 'drivers', drv.name]);
+      }
+    }
+    for (const d of this.model.devices.values()) if (d.isRoot && d.module && !m.has(d.module)) m.set(d.module, new Map());
+    return m;
+  }
+
+  // ---- cache invalidation --------------------------------------------------------------
+
+  invalidations(ev: DeviceEvent): Invalidation {
+    const at = (...parts: readonly string[]) => '/' + parts.join('/');
+    if (ev.kind === 'bind') {
+      const { dev, driver, bound } = ev;
+      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
+      if (dev.pci?.iommuGroup !== undefined) attrs.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
+      return bound ? { entries: [], attrs } : { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name)], attrs };
+    }
+    if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
+    const { dev, present } = ev;
+    const attrs = [at(...dev.path.slice(0, -1)), at('bus'), at('kernel', 'iommu_groups')];
+    if (present) return { entries: [], attrs };
+    const entries = [at(...dev.path)];
+    if (dev.bus) entries.push(at('bus', dev.bus.name, 'devices', dev.name));
+    if (dev.pci?.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
+    return { entries, attrs };
+  }
+}
