@@ -15,6 +15,8 @@ export interface FuseNode {
   parent: FuseNode | undefined;
   nlookup: number;
   lastAttr?: Attr;
+  /** The symlink target last given to the kernel, which caches it (FUSE_CACHE_SYMLINKS). */
+  target?: string;
   detached: boolean;
   readonly children: Map<string, FuseNode>;
 }
@@ -73,17 +75,23 @@ export class NodeTable {
     if (!node.detached) this.unlink(node);
   }
 
-  /** The name is gone: the node and everything below stop standing for their paths. */
-  detach(node: FuseNode): void {
-    if (node === this.root || node.detached) return;
+  /**
+   * The name is gone: the node and everything below stop standing for their paths.
+   * Returns the links among them whose target the kernel may have cached.
+   */
+  detach(node: FuseNode): FuseNode[] {
+    const links: FuseNode[] = [];
+    if (node === this.root || node.detached) return links;
     this.unlink(node);
     const walk = (n: FuseNode) => {
       n.detached = true;
+      if (n.target !== undefined) links.push(n);
       if (this.byPath.get(n.path) === n) this.byPath.delete(n.path);
       for (const c of n.children.values()) walk(c);
       n.children.clear();
     };
     walk(node);
+    return links;
   }
 
   private unlink(node: FuseNode): void {

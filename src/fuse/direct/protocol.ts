@@ -53,6 +53,8 @@ export const FUSE_ASYNC_READ = 1 << 0;
 export const FUSE_ATOMIC_O_TRUNC = 1 << 3;
 export const FUSE_BIG_WRITES = 1 << 5;
 export const FUSE_PARALLEL_DIROPS = 1 << 18;
+/** The kernel keeps symlink targets in the link inode's page cache (minor >= 28). */
+export const FUSE_CACHE_SYMLINKS = 1 << 23;
 
 // OPEN reply flags
 export const FOPEN_DIRECT_IO = 1 << 0;
@@ -280,13 +282,14 @@ export function invalEntry(parent: bigint, name: string): Buffer {
 }
 
 /**
- * FUSE_NOTIFY_INVAL_INODE: off < 0 drops the attributes only (the data cache is not
- * used: every file is direct_io); len 0 would mean "to the end" if off were >= 0.
+ * FUSE_NOTIFY_INVAL_INODE: off < 0 drops the attributes only (files are direct_io: they
+ * have no data cache); with `pages`, off 0 and len 0 ("to the end") also drop the page
+ * cache, which is where the kernel keeps a symlink's target under FUSE_CACHE_SYMLINKS.
  */
-export function invalInode(ino: bigint): Buffer {
+export function invalInode(ino: bigint, pages = false): Buffer {
   const b = Buffer.alloc(24);
   b.writeBigUInt64LE(ino, 0);
-  b.writeBigInt64LE(-1n, 8);
+  b.writeBigInt64LE(pages ? 0n : -1n, 8);
   b.writeBigInt64LE(0n, 16);
   return frame(0n, NotifyCode.INVAL_INODE, b);
 }

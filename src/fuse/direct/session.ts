@@ -11,6 +11,8 @@ const EIO = 5;
 const ENODEV = 19;
 const ENOTDIR = 20;
 const ENOSYS = 38;
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
 
 export interface SessionOptions {
   fd: number;
@@ -198,13 +200,22 @@ export class Session {
       const parent = this.nodes.atPath(node.parent.path);
       if (parent) this.notify(P.invalEntry(parent.id, node.name));
       // A superset is allowed: only a name that really went away loses its node id.
-      if (!this.exists(path)) this.nodes.detach(node);
+      if (!this.exists(path)) {
+        // A removed link's cached target goes with it (its inode may live on, held open).
+        for (const link of this.nodes.detach(node)) this.dropTarget(link);
+      } else if (node.target !== undefined) this.dropTarget(node);
     }
     for (const path of inv.attrs) {
       const node = this.nodes.atPath(path);
-      if (node) this.notify(P.invalInode(node.id));
+      if (node) node.target === undefined ? this.notify(P.invalInode(node.id)) : this.dropTarget(node);
     }
     return this.notifyChain;
+  }
+
+  /** Drops a link's attributes and the target the kernel cached (FUSE_CACHE_SYMLINKS). */
+  private dropTarget(node: FuseNode): void {
+    node.target = undefined;
+    this.notify(P.invalInode(node.id, true));
   }
 
   private exists(path: string): boolean {
@@ -304,7 +315,14 @@ export class Session {
         const parent = this.live(h);
         const name = P.cString(body);
         // ENOENT is not cached by the kernel: a name that appears later is found at once.
-        const s = this.kernfs.getattr(childPath(parent.path, name));
+        const path = childPath(parent.path, name);
+        const s = this.kernfs.getattr(path);
+        // The kernel keeps a link's target with its inode: a link that now points elsewhere
+        // is a new inode (as a re-created kernfs link is a new kernfs node).
+        const known = this.nodes.atPath(path);
+        if (known?.target !== undefined && (s.mode & S_IFMT) === S_IFLNK && this.kernfs.readlink(path) !== known.target) {
+          for (const link of this.nodes.detach(known)) this.dropTarget(link);
+        }
         const node = this.nodes.lookedUp(parent, name);
         return this.reply(u, P.entryOut(node.id, 0n, this.timeout, this.timeout, this.attrOf(node, s)));
       }
@@ -313,8 +331,12 @@ export class Session {
         return this.reply(u, P.attrOut(this.timeout, this.currentAttr(this.node(h))));
       case P.Op.SETATTR:
         return this.setattr(u, this.live(h), body);
-      case P.Op.READLINK:
-        return this.reply(u, Buffer.from(this.kernfs.readlink(this.live(h).path)));
+      case P.Op.READLINK: {
+        // The kernel caches the target (FUSE_CACHE_SYMLINKS) until dropTarget() drops it.
+        const node = this.live(h);
+        node.target = this.kernfs.readlink(node.path);
+        return this.reply(u, Buffer.from(node.target));
+      }
       case P.Op.OPEN: {
         const node = this.node(h);
         if (node.detached) throw new MdevError(ENODEV, 'stale');
@@ -385,7 +407,8 @@ export class Session {
       if (init.major < P.FUSE_KERNEL_VERSION) return this.replyError(u, EIO);
     }
     const minor = Math.min(init.minor, P.FUSE_KERNEL_MINOR_VERSION);
-    const want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS; // never FUSE_ATOMIC_O_TRUNC
+    // Never FUSE_ATOMIC_O_TRUNC. Symlink targets are cached: every change drops them (invalidate()).
+    const want = P.FUSE_ASYNC_READ | P.FUSE_BIG_WRITES | P.FUSE_PARALLEL_DIROPS | P.FUSE_CACHE_SYMLINKS;
     this.initDone = true;
     this.log.debug({ kernel: `${init.major}.${init.minor}`, minor, flags: init.flags & want }, 'fuse: init');
     this.reply(
