@@ -71,5 +71,5 @@ t.test('ctl without a daemon, and bad requests', async (t) => {
   writeFileSync(bad, JSON.stringify({ name: 'x', path: 'sys/x', mdevDriver: 'x', capacity: { model: 'counter', max: 1 }, types: [{ name: 'a' }] }));
   const r = ctl(d.dir, 'add-parent', bad);
   t.equal(r.status, 1);
-  t.equal(r.stderr, 'mdevfs ctl: profile: parent path "sys/x" must start with devices/\n');
+  t.equal(r.stderr, 'mdevfs ctl: profile refused:\n  parents[0].path: must be devices/... ending with the parent\'s name\n');
 });
