@@ -26,7 +26,7 @@ export function ensurePrivateDir(dir: string): void {
       : st.uid !== uid
         ? `it is owned by uid ${st.uid}, not ${uid}`
         : st.mode & 0o022
-          ? `it is writable by ${st.mode & 0o020 ? 'its group' : 'others'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`
+          ? `it is writable by ${[st.mode & 0o020 && 'its group', st.mode & 0o002 && 'others'].filter(Boolean).join(' and ')} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`
           : undefined;
   if (wrong) throw new Error(`unsafe control directory ${dir}: ${wrong}; remove it (or fix it) and start again`);
 }

@@ -1,6 +1,10 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import t from 'tap';
+import { defaultControlPath } from '../../src/control/protocol';
 import { asNobody, letOthersTraverse } from '../helpers/as-user';
-import { sh, startDaemon } from '../helpers/daemon';
+import { CLI, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // Only root changes the tree, as on sysfs: the mount is allow_other + default_permissions, so the
 // kernel applies generic_permission and setattr_prepare to every caller, and other users get the
@@ -143,4 +147,48 @@ t.test('a file root makes 0600 is unreadable to others, readable to root; root c
   t.equal(asNobody(['chmod', '0644', f], { cwd: d.dir }).status, 0, 'the owner may chmod');
   t.equal(asNobody(['cat', f], { cwd: d.dir }).status, 0, 'and then read');
   t.equal(sh(d.dir, `stat -c '%a %u' ${f}`).stdout, '644 65534\n');
+});
+
+t.test('the control socket: root only, in a private directory; nobody cannot connect', async (t) => {
+  const d = await startDaemon();
+  t.teardown(() => d.stop());
+  letOthersTraverse(d.dir);
+  const socket = defaultControlPath(d.dir)!;
+  t.equal(sh(d.dir, `stat -c '%A %U' ${dirname(socket)} ${socket}`).stdout, 'drwx------ root\nsrw------- root\n');
+  const r = asNobody(['python3', '-c', `import socket,sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1]); print('connected')
+except OSError as e:
+    print(e.strerror)`, socket]);
+  t.equal(r.stdout, 'Permission denied\n', 'nobody cannot connect');
+});
+
+t.test('a control directory someone else could write to or redirect: the daemon refuses to start, mounts nothing', async (t) => {
+  const work = scratch('mdevfs-ctldir-');
+  const dir = join(work, 'mnt');
+  const elsewhere = join(work, 'elsewhere');
+  mkdirSync(elsewhere, { mode: 0o700 });
+  const cases: [string, (path: string) => void, string][] = [
+    ['a symlink to a private directory', (p) => symlinkSync(elsewhere, p), 'it is a symbolic link'],
+    ['a world-writable directory', (p) => (mkdirSync(p), chmodSync(p, 0o777)), 'it is writable by its group and others (mode 0777)'],
+    ['a directory writable by others', (p) => (mkdirSync(p), chmodSync(p, 0o703)), 'it is writable by others (mode 0703)'],
+    ['a directory owned by nobody', (p) => (mkdirSync(p, { mode: 0o700 }), chownSync(p, 65534, 65534)), 'it is owned by uid 65534, not 0'],
+    ['a regular file', (p) => writeFileSync(p, ''), 'it is not a directory'],
+  ];
+  for (const [what, make, why] of cases) {
+    const ctl = join(work, `ctl-${cases.findIndex((c) => c[0] === what)}`);
+    make(ctl);
+    const r = spawnSync(process.execPath, [CLI, 'mount', dir, ...backendArgs], {
+      encoding: 'utf8', timeout: 20000, env: cliEnv({ MDEVFS_CONTROL_DIR: ctl }),
+    });
+    t.equal(r.status, 1, `${what}: exit 1`);
+    t.equal(r.stderr, `mdevfs: unsafe control directory ${ctl}: ${why}; remove it (or fix it) and start again\n`, `${what}: says what is wrong`);
+    t.notOk(isMounted(dir), `${what}: nothing mounted`);
+  }
+  // A control directory that does not exist yet is made private.
+  const fresh = join(work, 'fresh');
+  const d = await startDaemon({ dir, env: { MDEVFS_CONTROL_DIR: fresh } });
+  t.teardown(() => d.stop());
+  t.equal(sh(work, `stat -c '%a' fresh fresh/*.sock`).stdout, '700\n600\n');
 });
