@@ -150,8 +150,9 @@ function placeOnBus(model: DeviceModel, b: BusProfile, name: string, path: strin
   ensureRoot(model, path, known?.rootModule);
   let dev = model.get(path);
   if (!dev) {
-    const uevent = Object.entries(b.uevent ?? known?.uevent ?? {});
-    const attrs = b.attrs ?? known?.attrs ?? {};
+    // The profile adds to (or overrides) what the kernel gives every device of a known bus.
+    const uevent = Object.entries({ ...known?.uevent, ...b.uevent });
+    const attrs = { ...known?.attrs, ...b.attrs };
     dev = model.add(new HostDevice(name, path, bus, undefined, uevent, attrs, undefined, known?.driverOverride ?? false));
   }
   model.driver(bus, b.driver, { module: b.module ?? known?.module, bindAttrs: b.bindAttrs ?? known?.bindAttrs ?? true }).claimed.add(dev);

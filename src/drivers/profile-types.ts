@@ -156,9 +156,9 @@ export interface BusProfile {
   module?: string;
   /** false: the driver suppresses bind/unbind (vfio_ap). Default: true, false on matrix. */
   bindAttrs?: boolean;
-  /** uevent variables after DRIVER= (css default: ST=0, MODALIAS=css:t0). */
+  /** uevent variables after DRIVER=, added to a known bus's (css: ST=0, MODALIAS=css:t0). */
   uevent?: Record<string, string>;
-  /** Extra read-only attributes of the device, name -> content (css default: type, modalias). */
+  /** Read-only attributes of the device, name -> content, added to a known bus's (css: type, modalias). */
   attrs?: Record<string, string>;
 }
 

@@ -95,7 +95,7 @@ t.test('driverctl hands the GVT-g parent to vfio-pci and back; the mdev parent f
 });
 
 /** An A10-style SR-IOV GPU: 4 of 16 VFs enabled, each VF an mdev parent, the PF none. */
-export const SRIOV = {
+const SRIOV = {
   parents: [
     {
       name: '0000:41:00.0',
