@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { constants as fsConstants, accessSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { SENDER_PY } from '../events/udev';
@@ -11,6 +11,16 @@ export interface ExecOptions {
    * called with the stream that feeds the sender there (see events/udev.ts); returns the unsubscribe.
    */
   udev?: (sender: Writable) => () => void;
+  /** Settles when mdevfs is told to stop: the command gets SIGTERM, and SIGKILL if still running STOP_GRACE_MS later. */
+  stop?: Promise<unknown>;
+}
+
+/** How long a command told to stop (SIGTERM) may take before it is killed. */
+const STOP_GRACE_MS = 500;
+
+/** The shell's exit status for a process ended by `signal`. */
+export function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
+  return code ?? 128 + (signal ? osConstants.signals[signal] : 0);
 }
 
 /**
@@ -53,7 +63,77 @@ export function runOverSys(tree: string, argv: readonly string[], opts: ExecOpti
       rmSync(scratch, { recursive: true, force: true });
       resolve(code);
     };
+    let killer: NodeJS.Timeout | undefined;
+    void opts.stop?.then(() => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      killer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+    });
     child.on('error', () => done(127));
-    child.on('exit', (code, signal) => done(code ?? (signal ? 128 + 1 : 1)));
+    child.on('exit', (code, signal) => {
+      clearTimeout(killer);
+      done(statusOf(code, signal));
+    });
   });
+}
+
+/**
+ * Why this machine refuses ordinary users a user namespace, from the sysctls that decide it
+ * (undefined: none of them forbids it).
+ */
+export function userNamespaceBlocker(): string | undefined {
+  const sysctl = (name: string) => {
+    try {
+      return readFileSync(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  if (sysctl('kernel.unprivileged_userns_clone') === '0') return 'kernel.unprivileged_userns_clone is 0';
+  if (sysctl('user.max_user_namespaces') === '0') return 'user.max_user_namespaces is 0';
+  if (sysctl('kernel.apparmor_restrict_unprivileged_userns') === '1') return 'AppArmor restricts them (kernel.apparmor_restrict_unprivileged_userns is 1)';
+  return undefined;
+}
+
+/**
+ * `mdevfs exec` for a user who may not mount: runs this same command line again as root of a
+ * new user namespace with a mount namespace of its own (unshare --user --map-root-user
+ * --mount), where FUSE mounts and bind mounts are allowed, with a private control directory.
+ * Signals are passed on. Resolves with its exit status.
+ */
+export async function execInUserNamespace(): Promise<number> {
+  const fail = (why: string) => {
+    process.stderr.write(`mdevfs exec: ${why}\n`);
+    return 1;
+  };
+  try {
+    accessSync('/dev/fuse', fsConstants.R_OK | fsConstants.W_OK);
+  } catch (err) {
+    return fail(`not root, and /dev/fuse is not open to this user (${(err as NodeJS.ErrnoException).code}): it must be mode 0666, or run as root`);
+  }
+  const probe = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    const blocker = userNamespaceBlocker();
+    return fail(
+      `not root, and this machine does not let ordinary users create a user namespace (${blocker ?? (probe.stderr?.trim() || probe.error?.message)}). ` +
+        'Run it as root (sudo), or allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)',
+    );
+  }
+  const control = mkdtempSync(join(tmpdir(), 'mdevfs-ctl-'));
+  const child = spawn('unshare', ['--user', '--map-root-user', '--mount', process.execPath, ...process.execArgv, process.argv[1]!, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, MDEVFS_CONTROL_DIR: control },
+  });
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  const forward = (sig: NodeJS.Signals) => child.kill(sig);
+  for (const sig of signals) process.on(sig, forward);
+  try {
+    return await new Promise<number>((resolve) => {
+      child.on('error', (err) => resolve(fail(`unshare: ${err.message}`)));
+      child.on('exit', (code, signal) => resolve(statusOf(code, signal)));
+    });
+  } finally {
+    for (const sig of signals) process.off(sig, forward);
+    rmSync(control, { recursive: true, force: true });
+  }
 }

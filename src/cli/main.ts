@@ -10,12 +10,14 @@ import { startControlServer } from '../control/server';
 import { buildEmulation } from '../daemon';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
 import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
-import { BACKENDS, DEFAULT_BACKEND } from '../fuse/backends';
+import { blockedThreadCount } from '../fuse/backend';
+import { BACKENDS, automaticBackend, hasSysAdmin } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
+import { recordCommand } from '../record/record';
 import { eventsCommand } from './events';
-import { runOverSys } from './exec';
+import { execInUserNamespace, runOverSys } from './exec';
 import type { Uevents } from '../events/uevents';
 import { feedUdevSender, startUdevSender } from '../events/udev';
 import type { Logger } from 'pino';
@@ -31,7 +33,8 @@ Usage:
   mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
   mdevfs exec [options] -- CMD   mount a fresh tree, run CMD with it over /sys (and a scratch
                                  /etc/mdevctl.d) in a private mount namespace, unmount; exits with
-                                 CMD's status. Needs root (or run it under unshare -Ur).
+                                 CMD's status. An ordinary user gets a user namespace of their own
+                                 (unshare --user --map-root-user --mount), where CMD runs as its root.
   mdevfs ctl DIR parents          list the parents of the daemon serving DIR
   mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
   mdevfs ctl DIR remove-parent NAME
@@ -63,8 +66,10 @@ Options:
                         libudev listener (the host's too, if the daemon runs there) hears the
                         emulated devices come and go; run the daemon in its own namespace
                         (unshare -n) unless that is what you want. Without --udev nothing is sent.
-  --backend NAME        fuse-native (default: libfuse2, no kernel caching) or direct (speaks the FUSE
-                        protocol itself: kernel caching with exact invalidation, parallel writes)
+  --backend NAME        direct (default: speaks the FUSE protocol itself, kernel caching with exact
+                        invalidation, parallel writes; needs root) or fuse-native (libfuse2, no kernel
+                        caching). Without it, a user who may not mount (no CAP_SYS_ADMIN) gets
+                        fuse-native, which mounts through fusermount
   -h, --help            this text
 
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount or another
@@ -128,11 +133,12 @@ async function ctlSend(path: string, req: Request): Promise<number> {
 }
 
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
+  if (!hasSysAdmin()) return execInUserNamespace();
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
     return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
       const udev = options.has('udev') ? (out: Writable) => feedUdevSender(uevents, out, log) : undefined;
-      return Promise.race([stopped, runOverSys(mountpoint, argv, { udev })]);
+      return runOverSys(mountpoint, argv, { udev, stop: stopped });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -154,7 +160,9 @@ async function withMount(
     return EXIT_USAGE;
   }
   const log = createLogger(level);
-  const backendName = String(options.get('backend') ?? DEFAULT_BACKEND);
+  const auto = options.has('backend') ? undefined : automaticBackend();
+  if (auto) log.info({ backend: auto.name, why: auto.why }, 'FUSE backend chosen');
+  const backendName = String(options.get('backend') ?? auto?.name);
   const makeBackend = BACKENDS[backendName];
   if (!makeBackend) {
     process.stderr.write(`mdevfs: --backend must be one of ${Object.keys(BACKENDS).join(', ')}\n`);
@@ -250,7 +258,20 @@ async function withMount(
   }
 }
 
+/**
+ * Runs the CLI and resolves with its exit code. A process in which a FUSE backend left a
+ * thread blocked on /dev/fuse (it said so in an error log line) cannot exit: Node's exit
+ * joins that thread for ever, with signal handling already gone. It is killed instead.
+ */
 export async function main(argv: readonly string[]): Promise<number> {
+  try {
+    return await command(argv);
+  } finally {
+    if (blockedThreadCount() > 0) process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+async function command(argv: readonly string[]): Promise<number> {
   try {
     return await dispatch(parseCommandLine(argv));
   } catch (err) {

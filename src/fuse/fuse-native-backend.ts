@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { MdevError } from '../core/errno';
 import type { Stat } from '../sysfs/kernfs';
 import type { BackendOptions, FuseBackend } from './backend';
@@ -15,6 +16,19 @@ const Fuse: FuseCtor & { EIO: number } = require('fuse-native');
 type Cb = (code: number, ...rest: unknown[]) => void;
 
 const ENODEV = 19;
+
+/**
+ * allow_other (other users, root included, see the tree) for root always; for another user
+ * only where /etc/fuse.conf says user_allow_other, without which fusermount refuses the mount.
+ */
+function allowOtherPermitted(): boolean {
+  if (process.geteuid?.() === 0) return true;
+  try {
+    return /^\s*user_allow_other\s*$/m.test(readFileSync('/etc/fuse.conf', 'utf8'));
+  } catch {
+    return false;
+  }
+}
 
 /** Turns a thrown MdevError into fuse-native's negative errno; anything else is a bug: EIO. */
 function errnoOf(err: unknown, log: BackendOptions['log'], op: string, path: string): number {
@@ -105,7 +119,7 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     }
   }
   const fuse = new SysfsFuse(mountpoint, ops, {
-    allowOther: true,
+    allowOther: allowOtherPermitted(),
     fsname: 'mdevfs',
     subtype: 'mdevfs',
     entryTimeout: '0',

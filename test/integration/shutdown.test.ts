@@ -1,0 +1,119 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { BACKEND, REPO, backendArgs, cliEnv, isMounted, scratch, startDaemon } from '../helpers/daemon';
+
+// The daemon must stop by itself: fusectl (/sys/fs/fuse/connections) is unmounted for this file.
+const FUSECTL = '/sys/fs/fuse/connections';
+const fusectlMounted = () => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === FUSECTL);
+if (fusectlMounted()) {
+  spawnSync('umount', [FUSECTL]);
+  t.teardown(() => void spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]));
+}
+
+const SLOW = {
+  parents: [{
+    name: 'slow', path: 'devices/virtual/slow/slow', class: 'slow', mdevDriver: 'slow',
+    capacity: { model: 'counter', max: 4 }, faults: { createDelayMs: 5000 }, types: [{ name: 't' }],
+  }],
+};
+const TYPE = 'class/mdev_bus/slow/mdev_supported_types/slow-t';
+
+interface Run {
+  proc: ChildProcess;
+  out: () => string;
+  /** Resolves when the process has ended, with the time it ended (ms). */
+  ended: Promise<number>;
+}
+
+function run(script: string, ...args: string[]): Run {
+  const proc = spawn('bash', ['-c', script, 'bash', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const ended = new Promise<number>((r) => proc.on('close', () => r(Date.now())));
+  return { proc, out: () => out, ended };
+}
+
+async function until(what: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 25));
+}
+
+/** Resolves with the time p settled, or rejects after ms (the thing hangs). */
+function within(p: Promise<number>, ms: number, what: string): Promise<number> {
+  return Promise.race([p, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${what} still running after ${ms} ms`)), ms).unref())]);
+}
+
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  t.test(`${sig} unmounts within a second with an open file, a cwd inside and a create in flight`, async (t) => {
+    const d = await startDaemon({ profile: SLOW, logLevel: 'warn' });
+    // A shell holding a file open and its cwd inside, which uses both once the daemon is gone.
+    const holder = run(
+      'exec 3<"$1/$2/available_instances" && cd "$1/class/mdev_bus" && echo ready && read -r _ && ' +
+        'head -c 4 <&3 >/dev/null; echo "read $?"; ls >/dev/null; echo "ls $?"',
+      d.dir, TYPE,
+    );
+    // A create that the vendor takes 5 s to finish.
+    const create = run('echo 00000000-0000-0000-0000-000000000001 > "$1/$2/create"; echo "create $?"', d.dir, TYPE);
+    t.teardown(() => {
+      for (const p of [holder.proc, create.proc, d.proc]) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    });
+    await until(() => holder.out().includes('ready'));
+    t.match(holder.out(), 'ready');
+    const available = () => readFileSync(join(d.dir, TYPE, 'available_instances'), 'utf8');
+    await until(() => available() === '3\n');
+    t.equal(available(), '3\n', 'the create is in flight: its instance is taken');
+    t.equal(create.proc.exitCode, null, 'the create has not returned');
+
+    const t0 = Date.now();
+    const code = d.stop(sig);
+    const exited = await within(new Promise<number>((r) => d.proc.on('exit', () => r(Date.now()))), 10000, 'the daemon');
+    t.ok(exited - t0 < 1000, `the daemon exited ${exited - t0} ms after ${sig} (at most 1000)`);
+    t.equal(await code, 0, 'exit code 0');
+    t.notOk(isMounted(d.dir), 'no mount left');
+    t.notOk(fusectlMounted(), 'fusectl is not left mounted');
+
+    const created = await within(create.ended, 2000, 'the create');
+    t.ok(created - t0 < 1000, `the create in flight ended ${created - t0} ms after ${sig}`);
+    t.match(create.out(), /write error: No such device\ncreate 1\n$/, 'the create in flight failed with ENODEV');
+
+    holder.proc.stdin!.end('go\n');
+    await within(holder.ended, 3000, 'the holder');
+    t.match(holder.out(), /read 1\n/, 'a read of the open file fails');
+    t.match(holder.out(), /ls 2\n/, 'a listing of the cwd fails');
+    t.match(holder.out(), 'Transport endpoint is not connected', 'with ENOTCONN, as on a daemon that is gone');
+  });
+}
+
+t.test('an uncaught exception unmounts before exiting 1', async (t) => {
+  const work = scratch('mdevfs-crash-');
+  const dir = join(work, 'mnt');
+  // The real CLI in a process that throws from a timer once the tree is mounted.
+  const script = `
+    const { readFileSync } = require('node:fs');
+    require(${JSON.stringify(join(REPO, 'dist', 'cli', 'main.js'))})
+      .main(['mount', ${JSON.stringify(dir)}, ...${JSON.stringify(backendArgs)}]).then((code) => process.exit(code));
+    const mounted = () => readFileSync('/proc/self/mountinfo', 'utf8').includes(' ' + ${JSON.stringify(dir)} + ' ');
+    const timer = setInterval(() => {
+      if (!mounted()) return;
+      clearInterval(timer);
+      setTimeout(() => { throw new Error('injected crash'); }, 200);
+    }, 20);`;
+  const proc = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv() });
+  t.teardown(() => void (proc.exitCode === null && proc.kill('SIGKILL')));
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const code = await within(new Promise<number>((r) => proc.on('exit', (c) => r(c ?? -1))), 15000, 'the crashing daemon');
+  t.equal(code, 1, 'exit code 1');
+  t.match(stderr, /"msg":"uncaught exception"/);
+  t.match(stderr, 'injected crash');
+  t.notOk(isMounted(dir), 'no mount left');
+});
+
+t.test('root gets the direct backend unless --backend says otherwise', async (t) => {
+  const d = await startDaemon({ logLevel: 'info' });
+  await until(() => d.logs().includes('"msg":"mounted"'));
+  t.match(d.logs(), `"backend":"${BACKEND ?? 'direct'}","msg":"mounted"`);
+  t.equal(await d.stop(), 0);
+});
