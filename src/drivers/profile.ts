@@ -220,8 +220,14 @@ function semanticProblems(profile: Profile): string[] {
       names.set(name, who);
       claim(dir, who, `${at}.path`);
     }
-    if (p.pci?.sriov?.mdevOn === 'vfs') claim(path, `${at} (its PF)`, `${at}.path`);
-    else if (p.pci?.sriov) for (const { path: dir, name } of parentNames({ ...p, pci: { ...p.pci, sriov: { ...p.pci.sriov, mdevOn: 'vfs' } } })) claim(dir, `${at} (VF ${name})`, `${at}.pci.sriov`);
+    // The PF and the VFs that are no mdev parent still hold their directories.
+    const mdevDirs = new Set(parentNames(p).map((x) => x.path.join('/')));
+    if (p.pci && !mdevDirs.has(path.join('/'))) claim(path, `${at} (its PF)`, `${at}.path`);
+    if (p.pci?.sriov) {
+      for (const { path: dir, name } of parentNames({ ...p, pci: { ...p.pci, sriov: { ...p.pci.sriov, mdevOn: 'vfs' } } })) {
+        if (!mdevDirs.has(dir.join('/'))) claim(dir, `${at} (VF ${name})`, `${at}.pci.sriov`);
+      }
+    }
     typeProblems(p, at, out);
     errnoProblems(p, at, out);
     attrProblems(p.deviceAttrs, DEVICE_FILES, `${at}.deviceAttrs`, out);
