@@ -190,7 +190,7 @@ async function withMount(
     if (cdir) ensurePrivateDir(cdir);
     // One daemon per DIR: the loser of a race exits 3 before looking at DIR.
     if (!lockForLife(lockPath(dir, controlPath))) {
-      process.stderr.write(`mdevfs: another mdevfs daemon is serving ${dir} (or starting to)\n`);
+      process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds ${lockPath(dir, controlPath)}\n`);
       return EXIT_MOUNT;
     }
   } catch (err) {
