@@ -74,15 +74,17 @@ export class MdevCore {
     if (!parent) fail(Errno.ENODEV, `no parent ${name}`);
     if (parent.gate.isClosing) fail(Errno.EBUSY, `parent ${name} is already unregistering`);
     await parent.gate.close();
-    // The parent leaves the tree now (every listing filters on `registered`): say so now.
-    parent.registered = false;
-    this.emit({ kind: 'parent', parent, registered: false });
+    // New work is refused (the gate); the children go first, so no link ever leads into a parent
+    // that is no longer there.
     for (const dev of [...parent.children.values()]) {
       this.setState(dev, 'removing');
       this.hide(dev, 'remove');
       await dev.lock.runExclusive(() => this.runSteps(dev, this.abi.removeSteps, { force: true }));
       this.release(dev);
     }
+    // The parent leaves the tree now (every listing filters on `registered`): say so now.
+    parent.registered = false;
+    this.emit({ kind: 'parent', parent, registered: false });
     this.parents.delete(name);
     // Every child, the types and the class link are gone: KOBJ_CHANGE on the parent (v5.3+).
     if (this.abi.mdevStateUevents) this.mdevState(parent, 'unregistered');

@@ -182,7 +182,8 @@ export function checkInvariants(tree: TreeFs, opts: CheckOptions): CheckResult {
     const members = tree.readdir(`${g}/devices`);
     if (members.join() !== u) bad(`${g}/devices lists [${members}], expected [${u}]`);
   }
-  for (const g of groups) if (!groupOf.has(`/kernel/iommu_groups/${g}`)) bad(`iommu group ${g} belongs to no device`);
+  // Groups of host devices (a PCI parent's own) may exist too, but no group is left empty.
+  for (const g of groups) if (ls(`/kernel/iommu_groups/${g}/devices`).length === 0) bad(`iommu group ${g} belongs to no device`);
   for (const v of ls('/class/vfio-dev')) {
     const target = follow(`/class/vfio-dev/${v}`);
     if (!target || ![...deviceAt.values()].some((d) => target === `${d}/vfio-dev/${v}`)) bad(`class/vfio-dev/${v} belongs to no device`);
@@ -286,12 +287,17 @@ export function allowedErrnos(op: string, abi: '6.1' | '4.17', profile?: Profile
       if (cap.model === 'pool') vendor.push(abi === '4.17' ? cap.legacyErrno : (cap.errno ?? 'ENOSPC'));
       if (cap.model === 'counter' && abi === '4.17') vendor.push(cap.legacyErrno ?? 'ENOMEM');
       if (cap.model === 'exclusive') vendor.push(cap.errno ?? 'EINVAL');
+      // Hardware models (profile-types.ts): their own errno, ENOSPC (GVT-g) or EIO (NVIDIA) by default.
+      if (cap.model === 'gvt') vendor.push(cap.errno ?? 'ENOSPC');
+      if (cap.model === 'nvidia-vgpu') vendor.push(cap.errno ?? 'EIO');
     }
   }
   const base: Record<string, string[]> = {
     create: ['EINVAL', 'EEXIST', 'ENODEV', 'ENOENT', ...(abi === '6.1' ? ['EUSERS'] : [])],
     remove: ['EINVAL', 'EAGAIN', 'ENODEV', 'ENOENT', ...(abi === '4.17' ? ['EBUSY'] : [])],
     unbind: ['ENODEV', 'ENOENT'],
+    // Reading an attribute or listing: ENOENT once its parent is gone, ENODEV on a stale descriptor.
+    read: ['ENOENT', 'ENODEV'],
   };
   return new Set([...(base[op] ?? []), ...vendor.filter((e): e is string => !!e)]);
 }

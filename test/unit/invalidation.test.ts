@@ -6,6 +6,7 @@ import type { FaultSpec, ParentProfile, Profile } from '../../src/drivers/profil
 import { GVT, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/log';
 import type { Kernfs } from '../../src/sysfs/kernfs';
+import { checkInvariants, kernfsTree } from '../helpers/invariants';
 import { ManualClock, tick } from '../helpers/manual-clock';
 
 // A backend that lets the kernel cache lookups relies on these invalidations being complete:
@@ -32,7 +33,7 @@ const U = (n: number) => `00000000-0000-0000-0000-00000000000${n}`;
 type Steps = [string, () => Promise<unknown>][];
 
 /** Runs each step and checks that what it took away from the tree was announced. */
-async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps): Promise<void> {
+async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps, abi: '6.1' | '4.17' = '6.1'): Promise<void> {
   const entries = new Set<string>();
   const attrs = new Set<string>();
   kernfs.onInvalidate((inv) => {
@@ -49,6 +50,7 @@ async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps): Promise<void> 
     t.same(vanished, [], `${name}: vanished paths are invalidated`);
     const nlinkChanged = [...before].filter(([p, n]) => after.has(p) && after.get(p) !== n && !attrs.has(p)).map(([p]) => p);
     t.same(nlinkChanged, [], `${name}: changed st_nlink is invalidated`);
+    t.same(checkInvariants(kernfsTree(kernfs), { abi, quiet: false }).problems, [], `${name}: invariants hold`);
   }
 }
 
@@ -82,7 +84,7 @@ const faulty = (name: string, faults: FaultSpec): ParentProfile => ({
 });
 
 // Failed and interrupted operations take files away too, and a backend caching lookups must hear of it.
-for (const abi of ['6.1', '4.17']) {
+for (const abi of ['6.1', '4.17'] as const) {
   t.test(`${abi}: failed and interrupted operations invalidate what they take away`, async (t) => {
     const clock = new ManualClock();
     const profile: Profile = {
@@ -124,7 +126,7 @@ for (const abi of ['6.1', '4.17']) {
       ['the unregistration completes', () => drain(Promise.all([inflight, unreg]))],
       ['unregister a parent with a device whose vendor remove fails', () => drain(core.unregisterParent('flaky'))],
     ];
-    await checkSteps(t, kernfs, steps);
+    await checkSteps(t, kernfs, steps, abi);
     t.equal(core.devices.size, 0, 'nothing left');
   });
 }
