@@ -11,6 +11,7 @@ export type Kobj =
   | { kind: 'parent'; parent: Parent } // the parent device
   | { kind: 'driver'; name: string } // bus/mdev/drivers/<name>
   | { kind: 'module'; name: string } // module/<name>
+  | { kind: 'class'; name: string } // class/<name> (a class kset: added and removed, nothing else)
   | { kind: 'bus' }; // bus/mdev
 
 /** kobject_actions[], in the kernel's order. */

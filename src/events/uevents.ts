@@ -39,8 +39,9 @@ export class Uevents {
   private seqnum = 0;
   private readonly history: Uevent[] = [];
   private readonly listeners = new Set<(ev: Uevent) => void>();
-  /** bus/mdev drivers (name -> module) the tree shows: their appearance and departure are uevents too. */
+  /** bus/mdev drivers (name -> module) and classes the tree shows: their appearance and departure are uevents too. */
   private drivers: Map<string, string>;
+  private classes: Set<string>;
   /** Module adds that follow a parent's MDEV_STATE=registered (do_init_module sends KOBJ_ADD last). */
   private readonly afterRegistered = new Map<Parent, [string, string][][]>();
   private flushScheduled = false;
@@ -52,6 +53,7 @@ export class Uevents {
     private readonly settled: () => Promise<void>,
   ) {
     this.drivers = this.busDrivers();
+    this.classes = this.parentClasses();
     core.subscribe((ev) => this.onCore(ev));
   }
 
@@ -129,12 +131,14 @@ export class Uevents {
 
   /**
    * A parent registering is its module loading (mtty_dev_init): mdev_register_driver (the
-   * driver's KOBJ_ADD), device_register of a class device, mdev_register_parent (MDEV_STATE,
-   * sent by the core), and KOBJ_ADD of the module once init is done.
+   * driver's KOBJ_ADD), class_create, device_register of the class device, mdev_register_parent
+   * (MDEV_STATE, sent by the core), and KOBJ_ADD of the module once init is done.
    */
   private renderRegistered(parent: Parent): Pending[] {
     const before = this.drivers;
+    const classesBefore = this.classes;
     this.drivers = this.busDrivers();
+    this.classes = this.parentClasses();
     const out: Pending[] = [];
     const moduleAdds: [string, string][][] = [];
     const modulesBefore = new Set(before.values());
@@ -146,16 +150,19 @@ export class Uevents {
         moduleAdds.push(this.event({ kind: 'module', name: module }, 'add').env);
       }
     }
+    for (const name of this.classes) if (!classesBefore.has(name)) out.push(this.event({ kind: 'class', name }, 'add'));
     if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'add'));
     if (this.core.abi.mdevStateUevents) this.afterRegistered.set(parent, moduleAdds);
     else for (const env of moduleAdds) out.push({ env, id: ++this.rendered });
     return out;
   }
 
-  /** The module going (mtty_dev_exit): device_unregister, driver unregister, module removal. */
+  /** The module going (mtty_dev_exit): device_unregister, driver unregister, class_destroy, module removal. */
   private renderUnregistered(parent: Parent): Pending[] {
     const before = this.drivers;
+    const classesBefore = this.classes;
     this.drivers = this.busDrivers();
+    this.classes = this.parentClasses();
     const out: Pending[] = [];
     if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'remove'));
     const modulesAfter = new Set(this.drivers.values());
@@ -165,6 +172,7 @@ export class Uevents {
       out.push(this.event({ kind: 'driver', name }, 'remove'));
       if (!modulesAfter.has(module) && !modules.includes(module)) modules.push(module);
     }
+    for (const name of classesBefore) if (!this.classes.has(name)) out.push(this.event({ kind: 'class', name }, 'remove'));
     for (const name of modules) out.push(this.event({ kind: 'module', name }, 'remove'));
     return out;
   }
@@ -174,9 +182,16 @@ export class Uevents {
     return parent.placement.className !== undefined;
   }
 
+  private registered(): Parent[] {
+    return [...this.core.parents.values()].filter((p) => p.registered);
+  }
+
   private busDrivers(): Map<string, string> {
-    const registered = [...this.core.parents.values()].filter((p) => p.registered).map((p) => p.driver);
-    return new Map(this.core.abi.busDrivers(registered).map((d) => [d.name, d.module]));
+    return new Map(this.core.abi.busDrivers(this.registered().map((p) => p.driver)).map((d) => [d.name, d.module]));
+  }
+
+  private parentClasses(): Set<string> {
+    return new Set(this.registered().flatMap((p) => (p.placement.className === undefined ? [] : [p.placement.className])));
   }
 
   // ---- sending -------------------------------------------------------------------------

@@ -177,6 +177,8 @@ export class SysfsTree {
         return { devpath: at('bus', 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
       case 'module':
         return { devpath: at('module', k.name), subsystem: 'module', vars: [] };
+      case 'class':
+        return { devpath: at('class', k.name), subsystem: 'class', vars: [] };
       case 'device':
         path = this.devicePath(k.dev);
         node = this.deviceDir(k.dev);

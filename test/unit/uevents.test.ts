@@ -164,6 +164,7 @@ t.test('parents: module load and unload order, children first', async (t) => {
     `ACTION=change DEVPATH=${MTTY} SUBSYSTEM=mtty MDEV_STATE=unregistered`,
     `ACTION=remove DEVPATH=${MTTY} SUBSYSTEM=mtty`,
     'ACTION=remove DEVPATH=/bus/mdev/drivers/mtty SUBSYSTEM=drivers',
+    'ACTION=remove DEVPATH=/class/mtty SUBSYSTEM=class',
     'ACTION=remove DEVPATH=/module/mtty SUBSYSTEM=module',
   ]);
 });
