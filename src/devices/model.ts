@@ -202,10 +202,12 @@ export class DeviceModel {
     dev.hooks.get(drv.name)?.probe(dev);
   }
 
-  /** device_attach: the first driver of the bus that matches; nothing when none does. */
-  async attach(dev: HostDevice): Promise<void> {
-    if (dev.driver || !dev.bus) return;
-    const drv = [...dev.bus.drivers.values()].find((d) => this.matches(d, dev));
-    if (drv) await this.bind(dev, drv);
+  /** device_attach, under the device lock: the first driver of the bus that matches; nothing when none does. */
+  attach(dev: HostDevice): Promise<void> {
+    return dev.serialize(async () => {
+      if (dev.driver || !dev.bus || !this.devices.has(dev.path.join('/'))) return;
+      const drv = [...dev.bus.drivers.values()].find((d) => this.matches(d, dev));
+      if (drv) this.attachDriver(dev, drv);
+    });
   }
 }
