@@ -2,9 +2,12 @@ import type { Logger } from 'pino';
 import { type Abi, abiFor } from './core/abi';
 import { type Clock, realClock } from './core/clock';
 import { MdevCore } from './core/core';
+import { MdevError, errnoName } from './core/errno';
+import type { Ida } from './core/ida';
+import type { Parent } from './core/model';
 import { hostOf, registerProfileParent } from './drivers/profile';
 import { Uevents } from './events/uevents';
-import type { Profile } from './drivers/profile-types';
+import type { ParentProfile, Profile } from './drivers/profile-types';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
 
@@ -15,6 +18,8 @@ export interface Emulation {
   clock: Clock;
   /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
   uevents: Uevents;
+  /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
+  ready: Promise<void>;
 }
 
 /** Core + drivers + tree for a profile: everything but the mount. */
@@ -22,12 +27,52 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
   const clock = opts.clock ?? realClock;
   const core = new MdevCore(abi, opts.log);
-  for (const p of profile.parents) registerProfileParent(core, p, clock);
+  const parents = profile.parents.map((p) => registerProfileParent(core, p, clock));
   const devices = hostOf(core).model;
   const tree = new SysfsTree(core, devices);
   const kernfs = new Kernfs(tree.root, opts.log);
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
   const uevents = new Uevents(core, tree, () => kernfs.settled());
-  return { core, kernfs, abi, clock, uevents };
+  const ready = createPresentDevices(core, profile.parents, parents);
+  ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
+  return { core, kernfs, abi, clock, uevents, ready };
+}
+
+/**
+ * Creates the profile's devices present at start through the core's create path (they take
+ * capacity as any create does). Devices that name their IOMMU group (a recording) are made in
+ * the order of those numbers and get them when they are free: lower free numbers are held while
+ * each is made, so a replayed host keeps its group and vfio-dev numbers.
+ */
+async function createPresentDevices(core: MdevCore, profiles: readonly ParentProfile[], parents: readonly (Parent | undefined)[]): Promise<void> {
+  const all = profiles.flatMap((p, i) => (p.devices ?? []).map((d, j) => ({ p, d, parent: parents[i]!, where: `profile: parents[${i}].devices[${j}] (${d.uuid})` })));
+  all.sort((a, b) => (a.d.iommuGroup ?? Infinity) - (b.d.iommuGroup ?? Infinity));
+  const held: [Ida, number][] = [];
+  const holdBelow = (ida: Ida, want: number | undefined) => {
+    if (want === undefined) return;
+    for (let n = ida.alloc(); ; n = ida.alloc()) {
+      if (n >= want) return ida.free(n);
+      held.push([ida, n]);
+    }
+  };
+  try {
+    for (const { p, d, parent: first, where } of all) {
+      // A profile parent on SR-IOV VFs yields one mdev parent per VF: `parent` names the VF.
+      const parent = d.parent === undefined ? first : core.parents.get(d.parent);
+      if (!parent) throw new Error(`${where}: "${p.name}" has no mdev parent "${d.parent}"`);
+      const type = [...parent.types.values()].find((t) => t.sysfsName === d.type);
+      if (!type) throw new Error(`${where}: parent "${parent.name}" has no type "${d.type}"`);
+      holdBelow(core.groupIds, d.iommuGroup);
+      holdBelow(core.vfioIds, d.vfio);
+      try {
+        await core.createStore(type, Buffer.from(d.uuid));
+      } catch (err) {
+        const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
+        throw new Error(`${where}: cannot be created on ${parent.name} (${errno})`);
+      }
+    }
+  } finally {
+    for (const [ida, n] of held) ida.free(n);
+  }
 }

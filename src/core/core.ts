@@ -36,7 +36,7 @@ export class MdevCore {
   private readonly listeners: ((ev: CoreEvent) => void)[] = [];
   /** iommu group numbers: one numbering with the host devices' own groups (kernel/iommu_groups). */
   readonly groupIds = new Ida();
-  private readonly vfioIds = new Ida();
+  readonly vfioIds = new Ida();
 
   constructor(
     readonly abi: Abi,

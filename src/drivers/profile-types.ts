@@ -63,10 +63,38 @@ export interface ParentProfile {
   /** 4.17 only: parent attribute groups, path -> content. */
   legacyParentAttrs?: Record<string, string>;
   faults?: FaultSpec;
+  /**
+   * Devices present at start (a recorded host's mdevs): created in this order, through the core's
+   * normal create path (they take capacity), before the tree is mounted. `type` is a name from
+   * `types` (the part after the driver prefix).
+   */
+  devices?: PresentDevice[];
+}
+
+export interface PresentDevice {
+  uuid: string;
+  type: string;
+  /** The mdev parent, when this profile parent yields several (SR-IOV VFs: the VF's name). */
+  parent?: string;
+  /** The IOMMU group and vfio-dev number it had (a recording): given when free at start. */
+  iommuGroup?: number;
+  vfio?: number;
+}
+
+/** Who made a recording (`mdevfs record`): nothing of the recording machine but its kernel release. */
+export interface RecordingHeader {
+  /** uname -r of the recorded host, or "unknown" for a tree that is not the running kernel's /sys. */
+  kernel: string;
+  /** mdevfs version that wrote the recording. */
+  mdevfs: string;
+  /** ISO 8601 time of the recording. */
+  date: string;
 }
 
 export interface Profile {
   description?: string;
+  /** Set by `mdevfs record`. */
+  recorded?: RecordingHeader;
   abi?: '6.1' | '4.17';
   parents: ParentProfile[];
 }

@@ -201,7 +201,7 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
       if (rootFd !== undefined) fs.closeSync(rootFd);
       rootFd = undefined;
       if (s.readersRunning === 0) {
-        fs.closeSync(fd); // the last reference: the kernel aborts the connection if the mount is still held
+        s.closeFd(); // the last reference: the kernel aborts the connection if the mount is still held
       }
       const blocked = s.readersRunning + (notifierEnded ? 0 : 1);
       if (blocked > 0) {

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { MdevError } from '../../core/errno';
 import type { Invalidation, Kernfs, Stat } from '../../sysfs/kernfs';
 import { type FuseNode, NodeTable, childPath } from './nodes';
+import { type FdPoller, POLL_READ_BUFFER, pollFd } from './poll';
 import * as P from './protocol';
 
 const ENOENT = 2;
@@ -11,6 +12,7 @@ const EIO = 5;
 const ENODEV = 19;
 const ENOTDIR = 20;
 const ENOSYS = 38;
+const ECONNABORTED = 103;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -45,7 +47,8 @@ export class Session {
   private readonly fd: number;
   private readonly kernfs: Kernfs;
   private readonly log: Logger;
-  private readonly maxWrite: number;
+  private maxWrite: number;
+  private poller: FdPoller | null = null;
   readonly nodes = new NodeTable();
   private readonly dirs = new Map<bigint, DirHandle>();
   private nextDirFh = 1n;
@@ -74,10 +77,38 @@ export class Session {
     this.kernfs.onInvalidate((inv) => this.invalidate(inv));
   }
 
+  /**
+   * Reads requests on the main thread as epoll reports them (poll.ts), or, where Node's
+   * internal pipe binding is not there, with `readers` blocking reads in the thread pool.
+   */
   start(): void {
+    if (process.env.MDEVFS_FUSE_POOL_READERS !== '1') {
+      // libuv's read buffer is 64 KiB: WRITEs must fit (sysfs takes a page per write anyway).
+      const maxWrite = Math.min(this.maxWrite, POLL_READ_BUFFER - 4096);
+      this.poller = pollFd(this.fd, (req) => this.onRequest(req), (errno) => this.pollEnded(errno));
+      if (this.poller) {
+        this.maxWrite = maxWrite;
+        this.running = 1;
+        return;
+      }
+    }
     const n = Math.max(1, this.opts.readers);
     this.running = n;
     for (let i = 0; i < n; i++) this.readLoop(Buffer.allocUnsafe(this.maxWrite + 4096));
+  }
+
+  private pollEnded(errno: number): void {
+    if (errno !== ENODEV && errno !== ECONNABORTED && !this.stopping) this.log.error({ errno }, 'fuse: read from /dev/fuse failed');
+    this.readerExit();
+  }
+
+  /**
+   * Closes the fd: the last reference to the connection (the kernel aborts it if the mount
+   * is still held). When it is polled, libuv owns it and closes it.
+   */
+  closeFd(): void {
+    if (this.poller) this.poller.close();
+    else fs.closeSync(this.fd);
   }
 
   /** Resolves when every reader has stopped (ENODEV after unmount, or stop()). */
@@ -107,6 +138,11 @@ export class Session {
   release(): void {
     this.stopping = true;
     this.leaving = true;
+    // The polled reader is never inside read(2): it just stops.
+    if (this.poller && this.running > 0) {
+      this.poller.stop();
+      this.readerExit();
+    }
   }
 
   get readersRunning(): number {
@@ -123,15 +159,19 @@ export class Session {
         if (code !== 'ENODEV' && code !== 'ECONNABORTED' && !this.stopping) this.log.error({ err }, 'fuse: read from /dev/fuse failed');
         return this.readerExit();
       }
-      try {
-        if (this.stopping) this.refuseWhileStopping(buf.subarray(0, n));
-        else this.dispatch(buf.subarray(0, n));
-      } catch (e) {
-        this.log.error({ err: e }, 'fuse: request handling failed');
-      }
+      this.onRequest(buf.subarray(0, n));
       if (this.leaving) return this.readerExit();
       this.readLoop(buf);
     });
+  }
+
+  private onRequest(req: Buffer): void {
+    try {
+      if (this.stopping) this.refuseWhileStopping(req);
+      else this.dispatch(req);
+    } catch (e) {
+      this.log.error({ err: e }, 'fuse: request handling failed');
+    }
   }
 
   private readerExit(): void {
