@@ -15,7 +15,6 @@ import { BACKENDS, automaticBackend, hasSysAdmin } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
-import { recordCommand } from '../record/record';
 import { eventsCommand } from './events';
 import { execInUserNamespace, runOverSys } from './exec';
 import type { Uevents } from '../events/uevents';
