@@ -32,6 +32,8 @@ export interface Abi {
   readonly mdevStateUevents: boolean;
   /** available_instances is printed signed (4.17 "%d") and may be negative. */
   readonly signedAvailable: boolean;
+  /** A type's `name` file is the vendor's (4.17: absent when the vendor has none), not the core's (6.1). */
+  readonly vendorTypeName: boolean;
 }
 
 export const ABI_6_1: Abi = {
@@ -59,6 +61,7 @@ export const ABI_6_1: Abi = {
   vfioDev: true,
   mdevStateUevents: true,
   signedAvailable: false,
+  vendorTypeName: false,
 };
 
 export const ABI_4_17: Abi = {
@@ -86,6 +89,7 @@ export const ABI_4_17: Abi = {
   vfioDev: false,
   mdevStateUevents: false,
   signedAvailable: true,
+  vendorTypeName: true,
 };
 
 export function abiFor(version: string): Abi {

@@ -58,7 +58,8 @@ export class MdevCore {
     const parent = new Parent(placement, driver);
     for (const t of driver.types) {
       const id = `${driver.driverString}-${t.sysfsName}`;
-      parent.types.set(id, new MdevType(parent, id, t.sysfsName, t.prettyName ?? t.sysfsName, t.deviceApi, t.description));
+      const name = this.abi.vendorTypeName && t.legacyName === false ? undefined : (t.prettyName ?? t.sysfsName);
+      parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
     this.emit({ kind: 'parent', parent, registered: true });

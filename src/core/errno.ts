@@ -3,6 +3,8 @@ export const Errno = {
   EPERM: 1,
   ENOENT: 2,
   EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
   EBADF: 9,
   EAGAIN: 11,
   ENOMEM: 12,
@@ -20,6 +22,8 @@ export const Errno = {
   ELOOP: 40,
   ENODATA: 61,
   EUSERS: 87,
+  EADDRINUSE: 98,
+  EADDRNOTAVAIL: 99,
 } as const;
 
 export type ErrnoName = keyof typeof Errno;

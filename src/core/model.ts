@@ -34,7 +34,8 @@ export class MdevType {
     /** type-id: "<driver string>-<sysfs_name>". */
     readonly id: string,
     readonly sysfsName: string,
-    readonly name: string,
+    /** undefined: no `name` file (a 4.17 vendor without one). */
+    readonly name: string | undefined,
     readonly deviceApi: string,
     readonly description: string | undefined,
   ) {}

@@ -35,10 +35,11 @@ const ULONG_MAX = (1n << 64n) - 1n;
 /**
  * kstrtoul(buf, 0): optional '+', base from prefix (0x hex, 0 octal, else decimal),
  * one optional trailing newline, nothing else. The store sees the buffer as a C
- * string, so it ends at the first NUL. Overflow is EINVAL: the 6.1 reference kernel answers
- * EINVAL to remove writes of 2^64 and above (test/conformance/expected/remove-errors.txt).
+ * string, so it ends at the first NUL. Overflow is EINVAL by default: remove_store maps every
+ * kstrtoul error to EINVAL (test/conformance/expected/remove-errors.txt); stores that return
+ * kstrtoul's own error (vfio-ap's assign_*) pass ERANGE as `overflowErrno`.
  */
-export function kstrtoul(buf: Uint8Array): bigint {
+export function kstrtoul(buf: Uint8Array, overflowErrno: number = Errno.EINVAL): bigint {
   const nul = buf.indexOf(0);
   let s = Buffer.from(nul >= 0 ? buf.subarray(0, nul) : buf).toString('latin1');
   if (s.startsWith('+')) s = s.slice(1);
@@ -64,7 +65,7 @@ export function kstrtoul(buf: Uint8Array): bigint {
   let rest = s.slice(digits);
   if (rest.startsWith('\n')) rest = rest.slice(1);
   if (rest.length > 0) fail(Errno.EINVAL, 'trailing characters');
-  if (overflow) fail(Errno.EINVAL, 'number out of range');
+  if (overflow) fail(overflowErrno, 'number out of range');
   return value;
 }
 

@@ -6,6 +6,8 @@ export interface TypeSpec {
   readonly prettyName?: string;
   readonly description?: string;
   readonly deviceApi: string;
+  /** 4.17: whether the vendor's type attributes include `name` (default true; GVT-g had none). */
+  readonly legacyName?: boolean;
 }
 
 /** A sysfs attribute a driver contributes, at a path relative to its owner's directory. */

@@ -3,6 +3,8 @@ import { type Clock, seededRandom } from '../core/clock';
 import { errnoByName, fail } from '../core/errno';
 import type { MdevDevice, MdevType } from '../core/model';
 import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
+import { type DeviceAttr } from './models/attrs';
+import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './models/index';
 import type { FaultSpec, ParentProfile, TypeProfile } from './profile-types';
 
 /** Decides, call by call, whether an injected fault fires (every Nth call or seeded chance). */
@@ -31,8 +33,9 @@ interface TypeState {
 }
 
 /**
- * A vendor driver built from a profile: the capacity model decides availability and
- * enforcement, the fault spec adds latency and failures to the vendor calls.
+ * A vendor driver built from a profile: the capacity model (models/) decides availability and
+ * enforcement, the device attributes have their own show/store, the fault spec adds latency and
+ * failures to the vendor calls.
  */
 export class ConfiguredDriver implements VendorDriver {
   readonly name: string;
@@ -40,26 +43,29 @@ export class ConfiguredDriver implements VendorDriver {
   readonly driverString: string;
   readonly types: TypeSpec[];
   readonly maxInstances?: number;
-  readonly getAvailable?: (type: MdevType, abi: Abi) => number;
   private readonly byId = new Map<string, TypeState>();
-  /** Units in use (pool) or instances in use (counter, exclusive), by the vendor's books. */
-  private used = 0;
-  private readonly usedByType = new Map<string, number>();
+  private readonly capacity: CapacityModel;
+  private readonly attrs: DeviceAttr[];
 
   constructor(
     private readonly p: ParentProfile,
     private readonly clock: Clock,
+    scope: ModelScope = new ModelScope(),
   ) {
     this.name = p.mdevDriver;
     this.module = p.module ?? p.mdevDriver;
-    this.driverString = p.driverString ?? p.pci?.driver ?? p.class ?? p.mdevDriver;
-    this.types = p.types.map((t) => ({
+    this.driverString = p.driverString ?? p.pci?.driver ?? p.bus?.driver ?? p.class ?? p.mdevDriver;
+    this.capacity = capacityModel(p, scope);
+    this.maxInstances = this.capacity.maxInstances;
+    const types = this.capacity.registered?.(p.types) ?? p.types;
+    this.types = types.map((t) => ({
       sysfsName: t.name,
       prettyName: t.prettyName,
       description: t.description,
       deviceApi: t.deviceApi ?? 'vfio-pci',
+      legacyName: t.legacyName,
     }));
-    p.types.forEach((t, i) => {
+    types.forEach((t, i) => {
       const faults = { ...p.faults, ...t.faults };
       const seed = faults.seed ?? 1;
       this.byId.set(`${this.driverString}-${t.name}`, {
@@ -69,14 +75,7 @@ export class ConfiguredDriver implements VendorDriver {
         removeFaults: new FaultPlan(faults.removeFailEvery, faults.removeFailProbability, seed + 1000 + i),
       });
     });
-    const cap = p.capacity;
-    if (cap.model === 'counter') {
-      this.maxInstances = cap.max;
-      // Only consulted when the ABI does not count in the core (4.17).
-      this.getAvailable = () => cap.max - this.used;
-    } else {
-      this.getAvailable = (type, abi) => this.available(type, abi);
-    }
+    this.attrs = deviceAttrKinds(p, (dev) => this.state(dev.type).profile);
   }
 
   private state(type: MdevType): TypeState {
@@ -85,55 +84,21 @@ export class ConfiguredDriver implements VendorDriver {
     return s;
   }
 
-  private available(type: MdevType, abi: Abi): number {
-    const cap = this.p.capacity;
-    const t = this.state(type).profile;
-    switch (cap.model) {
-      case 'pool':
-        return Math.trunc((cap.size - this.used) / (t.cost ?? 1));
-      case 'constant':
-        return cap.value;
-      case 'exclusive': {
-        const others = [...this.usedByType].some(([id, n]) => id !== type.id && n > 0);
-        return others ? 0 : (t.max ?? 1) - (this.usedByType.get(type.id) ?? 0);
-      }
-      case 'counter':
-        return abi.coreCounts(this) ? 0 : cap.max - this.used;
-    }
+  private modelType(type: MdevType): ModelType {
+    return { id: type.id, profile: this.state(type).profile };
   }
 
-  /** How many units a device of this type takes, or fails with the model's errno. */
-  private reserve(type: MdevType, abi: Abi): number {
-    const cap = this.p.capacity;
-    const t = this.state(type).profile;
-    const legacy = abi.version === '4.17';
-    switch (cap.model) {
-      case 'pool': {
-        const cost = t.cost ?? 1;
-        const errno = legacy ? cap.legacyErrno : (cap.errno ?? 'ENOSPC');
-        if (errno && cap.size - this.used < cost) fail(errnoByName(errno), `${type.id}: pool exhausted`);
-        return cost;
-      }
-      case 'counter':
-        if (abi.coreCounts(this)) return 1;
-        if (this.used >= cap.max) fail(errnoByName(cap.legacyErrno ?? 'ENOMEM'), `${type.id}: no instances left`);
-        return 1;
-      case 'exclusive':
-        if (this.available(type, abi) <= 0) fail(errnoByName(cap.errno ?? 'EINVAL'), `${type.id}: not available`);
-        return 1;
-      case 'constant':
-        return 0;
-    }
+  /** available_instances by the vendor (the core asks only when it does not count itself). */
+  getAvailable(type: MdevType, abi: Abi): number {
+    return this.capacity.available(this.modelType(type), abi);
   }
 
   async probe(dev: MdevDevice, abi: Abi): Promise<void> {
     const s = this.state(dev.type);
     await this.clock.sleep(s.faults.createDelayMs ?? 0);
     if (s.faults.createErrno && s.createFaults.fires()) fail(errnoByName(s.faults.createErrno), 'injected create fault');
-    const units = this.reserve(dev.type, abi);
-    this.used += units;
-    this.usedByType.set(dev.type.id, (this.usedByType.get(dev.type.id) ?? 0) + 1);
-    dev.vendorData = units;
+    this.capacity.reserve(this.modelType(dev.type), dev, abi, abi.coreCounts(this));
+    for (const a of this.attrs) a.kind.attach?.(dev);
   }
 
   async remove(dev: MdevDevice, _abi: Abi, opts: { mayVeto: boolean }): Promise<void> {
@@ -142,20 +107,13 @@ export class ConfiguredDriver implements VendorDriver {
     const fault = s.faults.removeErrno && s.removeFaults.fires() ? errnoByName(s.faults.removeErrno) : undefined;
     if (fault !== undefined && opts.mayVeto) fail(fault, 'injected remove fault (vetoed)');
     // A remove that cannot veto gives the resources back even when it fails.
-    this.used -= dev.vendorData as number;
-    this.usedByType.set(dev.type.id, (this.usedByType.get(dev.type.id) ?? 1) - 1);
-    dev.vendorData = 0;
+    this.capacity.release(dev);
+    for (const a of this.attrs) a.kind.detach?.(dev);
     if (fault !== undefined) fail(fault, 'injected remove fault (resources released)');
   }
 
-  deviceAttrs(dev: MdevDevice): VendorAttr[] {
-    const t = this.state(dev.type).profile;
-    const vars: Record<string, string> = { uuid: dev.uuid, cost: String(t.cost ?? 1), ...t.vars };
-    return Object.entries(this.p.deviceAttrs ?? {}).map(([path, template]) => ({
-      path,
-      mode: 0o444,
-      show: () => template.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m),
-    }));
+  deviceAttrs(dev: MdevDevice, abi: Abi): VendorAttr[] {
+    return this.attrs.filter((a) => !a.abi || a.abi.includes(abi.version)).map((a) => a.kind.attr(dev, a.path, abi));
   }
 
   parentAttrs(abi: Abi): VendorAttr[] {

@@ -19,6 +19,7 @@ export function hexValue(v: HexId): bigint {
 export function parentNames(p: ParentProfile): { name: string; path: string[] }[] {
   const path = p.path.split('/').filter(Boolean);
   const s = p.pci?.sriov;
+  if (s?.mdevOn === 'none') return [];
   if (!s || (s.mdevOn ?? 'pf') === 'pf') return [{ name: p.name, path }];
   const pf = parseBdf(p.name);
   if (!pf) return [{ name: p.name, path }];

@@ -9,7 +9,100 @@ export type CapacitySpec =
   /** Always the same number, never enforced (mdev-pci style). */
   | { model: 'constant'; value: number }
   /** The first type created locks the parent; other types drop to 0 (NVIDIA time-sliced). */
-  | { model: 'exclusive'; errno?: ErrnoName };
+  | { model: 'exclusive'; errno?: ErrnoName }
+  /** NVIDIA vGPU (hardware-profiles.md §1.7): see NvidiaCapacity. */
+  | NvidiaCapacity
+  /** Intel GVT-g (hardware-profiles.md §3.4): see GvtCapacity. */
+  | GvtCapacity;
+
+/**
+ * NVIDIA vGPU on one physical GPU (models/nvidia.ts). Every type needs `framebufferMb` and `max`
+ * (its max_instance). Time-sliced on a PF (`sriov` false): available = max - vGPUs on the GPU
+ * while the type is creatable, else 0. On SR-IOV VFs (`sriov` true, every VF a parent naming the
+ * same `gpu`): 1 while this VF holds no vGPU, the GPU holds fewer than `max` and the type is
+ * creatable, else 0.
+ */
+export interface NvidiaCapacity {
+  model: 'nvidia-vgpu';
+  /** Parents naming the same gpu share one GPU (its VFs); default: the parent alone. */
+  gpu?: string;
+  sriov?: boolean;
+  /**
+   * Which types stay creatable once the GPU holds a vGPU: those of the same framebuffer size
+   * (`same-size`, default: drivers 525/550), only the same type (`same-type`: older branches), or
+   * any that still fits the GPU's framebuffer (`heterogeneous`).
+   */
+  policy?: 'same-size' | 'same-type' | 'heterogeneous';
+  /** The GPU's framebuffer for `heterogeneous` (default: the largest framebufferMb x max). */
+  framebufferMb?: number;
+  /** errno of a create of a type that is not creatable now (default EIO; EINVAL in some branches). */
+  errno?: ErrnoName;
+}
+
+/**
+ * Intel GVT-g (models/gvt.ts): one pool of low (aperture) and high graphics memory and fences,
+ * minus the host's reserve. Each type needs `lowGmMb`, `highGmMb` and `fence`. Types are
+ * registered in order and the list stops at the first whose low GM does not fit at all.
+ */
+export interface GvtCapacity {
+  model: 'gvt';
+  /** Aperture (mappable GGTT) in MB: 1024 and 256 both reproduce real hosts. */
+  apertureMb: number;
+  /** Whole GGTT in MB (default 4096); hidden GM = ggttMb - apertureMb. */
+  ggttMb?: number;
+  /** Fence registers (default 32). */
+  fences?: number;
+  /** Host reserve: HOST_LOW_GM_SIZE 128, HOST_HIGH_GM_SIZE 384, HOST_FENCE 4 (defaults). */
+  hostLowMb?: number;
+  hostHighMb?: number;
+  hostFences?: number;
+  /** errno when a create does not fit (default ENOSPC, also in 4.17). */
+  errno?: ErrnoName;
+}
+
+/**
+ * NVIDIA vendor-specific VFIO files of a VF (models/nvidia.ts VendorVfioVf): creatable_vgpu_types
+ * (RO: "ID    : vGPU Name" and "%-5d : %s" per type the VF can take now) and current_vgpu_type
+ * (RW "%d\n": a decimal id creates, 0 destroys; EPERM, EIO, EINVAL, ERANGE as the driver).
+ */
+export type VfAttrSpec = { kind: 'nvidia-creatable-vgpu-types' } | { kind: 'nvidia-current-vgpu-type' };
+
+/** ABIs an attribute exists in (default: all). */
+type AbiList = ('6.1' | '4.17')[];
+
+/**
+ * A device attribute with behaviour (models/attrs.ts). A plain string is a read-only template.
+ */
+export type DeviceAttrSpec =
+  | string
+  /** Read-only template ({uuid}, {cost} and the type's vars), present in the listed ABIs only. */
+  | { kind: 'text'; text: string; abi?: AbiList }
+  /** NVIDIA nvidia/vgpu_params: RW, "%s\n" of what was stored; a store keeps count-1 bytes, E2BIG over maxLength (1024). */
+  | { kind: 'nvidia-vgpu-params'; maxLength?: number; abi?: AbiList }
+  /** NVIDIA nvidia/vm_name: RO, "\n" until a VM uses the vGPU. */
+  | { kind: 'nvidia-vm-name'; abi?: AbiList }
+  /** GVT-g intel_vgpu/vgpu_id: RO "%d\n", the lowest free id of the parent from `first` (1). */
+  | { kind: 'vgpu-id'; first?: number; abi?: AbiList }
+  /** vfio-ap assign_* and unassign_* (WO): kstrtoul base 0, ENODEV out of range, EADDRNOTAVAIL, EADDRINUSE. */
+  | { kind: 'ap-assign' | 'ap-unassign'; target: 'adapter' | 'domain' | 'control-domain'; abi?: AbiList }
+  /** vfio-ap matrix, guest_matrix, control_domains (RO) and ap_config (RW, atomic). */
+  | { kind: 'ap-matrix' | 'ap-guest-matrix' | 'ap-control-domains' | 'ap-config'; abi?: AbiList };
+
+/**
+ * The host's AP configuration a vfio-ap parent checks assignments against (hardware-profiles.md
+ * §4.4-§4.5). Masks are written as sysfs shows them: "0x" + up to 64 hex digits, bit 0 leftmost.
+ */
+export interface ApHostSpec {
+  /** Highest adapter / domain id (Na, Nd): 63 and 15 without APXA (defaults), 255 with it. */
+  maxAdapterId?: number;
+  maxDomainId?: number;
+  /** /sys/bus/ap/apmask and aqmask: APQNs with both bits set belong to the default drivers (default all set). */
+  apmask?: string;
+  aqmask?: string;
+  /** Adapters (cards) and usage domains in the host configuration: their queues exist. */
+  adapters?: number[];
+  domains?: number[];
+}
 
 /** Latency and failures of a driver's vendor calls, for the whole parent or one type. */
 export interface FaultSpec {
@@ -33,8 +126,16 @@ export interface TypeProfile {
   deviceApi?: string;
   /** Units of the parent's pool one instance takes. */
   cost?: number;
-  /** Per-type instance limit (exclusive model). */
+  /** Per-type instance limit (exclusive model; NVIDIA max_instance). */
   max?: number;
+  /** NVIDIA: the type's framebuffer in MB (the same-size rule compares these). */
+  framebufferMb?: number;
+  /** GVT-g: low (aperture) and high graphics memory in MB, and fences, one instance takes. */
+  lowGmMb?: number;
+  highGmMb?: number;
+  fence?: number;
+  /** 4.17: the vendor's type attributes include `name` (default true; GVT-g had none). */
+  legacyName?: boolean;
   /** Values for {placeholders} in deviceAttrs. */
   vars?: Record<string, string>;
   faults?: FaultSpec;
@@ -58,8 +159,16 @@ export interface ParentProfile {
   module?: string;
   capacity: CapacitySpec;
   types: TypeProfile[];
-  /** Device attributes, path -> content template ({uuid} and the type's vars). */
-  deviceAttrs?: Record<string, string>;
+  /** Device attributes, path -> a content template ({uuid} and the type's vars) or a behaviour. */
+  deviceAttrs?: Record<string, DeviceAttrSpec>;
+  /** vfio-ap: the host AP configuration the ap-* attributes check against. */
+  apHost?: ApHostSpec;
+  /**
+   * Attributes the driver adds to each VF when `pci.sriov.mdevOn` is `none` (NVIDIA's
+   * vendor-specific VFIO: no mdev parent; the types are offered through these files, over the GPU
+   * the `nvidia-vgpu` capacity names), path -> behaviour.
+   */
+  vfAttrs?: Record<string, VfAttrSpec>;
   /** 4.17 only: parent attribute groups, path -> content. */
   legacyParentAttrs?: Record<string, string>;
   faults?: FaultSpec;
@@ -167,9 +276,10 @@ export interface SriovProfile {
   /**
    * Where the mdev parent is: the PF itself (`pf`, default), or each enabled VF (`vfs`: one
    * parent per VF named by its address, with this parent's types, capacity and attributes; the
-   * PF is then no mdev parent).
+   * PF is then no mdev parent), or none at all (`none`: NVIDIA's vendor-specific VFIO, whose VFs
+   * get the parent's `vfAttrs` instead).
    */
-  mdevOn?: 'pf' | 'vfs';
+  mdevOn?: 'pf' | 'vfs' | 'none';
 }
 
 /**

@@ -7,12 +7,14 @@ import { Errno } from '../core/errno';
 import type { Parent } from '../core/model';
 import { DeviceModel } from '../devices/model';
 import { parseBdf } from '../devices/pci';
+import { BUILTINS } from './builtin/index';
 import { ConfiguredDriver } from './configured-driver';
+import { scopeOf } from './models/types';
+import { attachVendorVfio } from './models/vendor-vfio';
 import { BarAllocator, type PlacedParent, hexValue, parentNames, placeParent } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
-import { AP, GVT, SAMPLES } from './samples';
 
-export const BUILTIN_PROFILES: Record<string, Profile> = { samples: SAMPLES, gvt: GVT, ap: AP };
+export const BUILTIN_PROFILES: Record<string, Profile> = BUILTINS;
 
 /** A built-in profile by name, or a JSON file by path; a file is validated before anything else. */
 export function loadProfile(nameOrFile: string): Profile {
@@ -343,9 +345,10 @@ export function hostOf(core: MdevCore): Host {
 /**
  * Puts a profile parent's host devices in place and registers its mdev parent(s) as their
  * drivers' probe does; unbinding the device from its driver unregisters them, binding it back
- * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF).
+ * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF;
+ * vendor-specific VFIO, `mdevOn: none`, yields none).
  */
-export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: Clock): Parent {
+export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: Clock): Parent | undefined {
   const host = hostOf(core);
   const placed = parentNames(p);
   for (const { name } of placed) if (core.parents.has(name)) throw new Error(`parent ${name} exists`);
@@ -354,11 +357,16 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
     if (taken) throw new Error(`parent ${p.name}: ${path.join('/')} is ${taken.name}'s directory`);
   }
   const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
-  return parents[0]!;
+  if (p.pci?.sriov?.mdevOn === 'none') {
+    const pf = host.model.get(p.path.split('/').filter(Boolean))!;
+    const vfs = (pf.pci?.sriov?.vfs ?? []).map((vf) => host.model.get([...pf.path.slice(0, -1), vf.name])!);
+    attachVendorVfio(host.model, p, vfs, scopeOf(core));
+  }
+  return parents[0];
 }
 
 function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock): Parent {
-  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock));
+  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock, scopeOf(core)));
   const dev = placement.device;
   if (!dev) return register();
   const driverName = profile.pci?.sriov?.mdevOn === 'vfs' ? (profile.pci.sriov.vfDriver ?? profile.pci.driver) : (profile.pci?.driver ?? profile.bus!.driver);

@@ -42,6 +42,15 @@ export class BusesRenderer {
     return n;
   }
 
+  /** Top-level names of driver attributes ever shown in a device's directory (to invalidate on unbind). */
+  private readonly driverTops = new WeakMap<HostDevice, Set<string>>();
+
+  private driverAttrTops(dev: HostDevice): Set<string> {
+    let s = this.driverTops.get(dev);
+    if (!s) this.driverTops.set(dev, (s = new Set()));
+    return s;
+  }
+
   private present(dev: HostDevice): Alive {
     return () => this.model.devices.get(dev.path.join('/')) === dev;
   }
@@ -88,8 +97,14 @@ export class BusesRenderer {
           return e?.subdirs ? e.subdirs() : 0;
         },
       );
-      // What the bound driver added (e.g. nvidia/ on a VF), as it is now.
-      const driverAttrs = () => groups(dev.driverAttrs.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, alive) })), alive);
+      // What the bound driver added (e.g. nvidia/ on a VF), as it is now: a node of an earlier set
+      // (the driver has left since) is dead.
+      const driverAttrs = () => {
+        const set = dev.driverAttrs;
+        const current = () => alive() && dev.driverAttrs === set;
+        for (const a of set) this.driverAttrTops(dev).add(a.path.split('/')[0]!);
+        return groups(set.map((a) => ({ path: a.path, node: attr(a.mode, a.show, a.store, current) })), current);
+      };
       const added = dynDir(() => driverAttrs().names(), (name) => driverAttrs().lookup(name), alive);
       return union([...parts, extra, added], alive);
     });
@@ -370,7 +385,11 @@ export class BusesRenderer {
       const { dev, driver, bound } = ev;
       const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
       if (dev.pci?.iommuGroup !== undefined) attrs.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
-      return bound ? { entries: [], attrs } : { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name)], attrs };
+      if (bound) return { entries: [], attrs };
+      // The driver's own attributes (nvidia/ on a VF) went with it.
+      const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
+      this.driverAttrTops(dev).clear();
+      return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
     const { dev, present } = ev;

@@ -304,7 +304,7 @@ export class SysfsTree {
               alive,
               () => 0,
             ),
-          name: () => ro(`${type.name}\n`, alive),
+          name: () => (type.name === undefined ? undefined : ro(`${type.name}\n`, alive)),
         },
         alive,
       );

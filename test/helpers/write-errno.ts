@@ -1,0 +1,18 @@
+import { sh } from './daemon';
+
+/**
+ * One write(2) of `data` (a Python bytes expression) to `path` below the mount, from Python as a
+ * client program does it: "ok", or the errno's name (EIO, EPERM...). `flags` are os.O_* names
+ * besides O_WRONLY (vgpu-device-manager opens with O_TRUNC and O_SYNC).
+ */
+export function writeErrno(dir: string, path: string, data: string, flags: string[] = []): string {
+  const open = ['os.O_WRONLY', ...flags.map((f) => `os.${f}`)].join(' | ');
+  const script = `import os, errno
+fd = os.open(${JSON.stringify(path)}, ${open})
+try:
+    os.write(fd, ${data})
+    print('ok')
+except OSError as e:
+    print(errno.errorcode[e.errno])`;
+  return sh(dir, `python3 -c '${script.replace(/'/g, `'\\''`)}'`).stdout.trim();
+}

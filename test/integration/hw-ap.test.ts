@@ -1,0 +1,95 @@
+import { spawnSync } from 'node:child_process';
+import t from 'tap';
+import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { writeErrno } from '../helpers/write-errno';
+
+// s390 vfio-ap (hardware-profiles.md §4, §7.5) through the mount: the matrix device on the matrix
+// bus, the mdev attributes with kstrtoul parsing, exact formats and the kernel's errors against the
+// host AP configuration the built-in declares (cards 05-07, domains 0004/0047/00ab; apmask/aqmask
+// give 05, 06, 0004 and 00ab to vfio_ap).
+const M = 'devices/vfio_ap/matrix';
+const TYPE = `${M}/mdev_supported_types/vfio_ap-passthrough`;
+const A = 'aa000000-0000-4000-8000-000000000001';
+const B = 'aa000000-0000-4000-8000-000000000002';
+
+let d: Daemon;
+t.before(async () => {
+  d = await startDaemon({ profile: 'ap' });
+});
+t.teardown(() => d.stop());
+const run = (s: string) => sh(d.dir, s);
+/** Writes value and a newline to an attribute of an mdev: "ok" or the errno's name. */
+const put = (uuid: string, attr: string, value: string) => writeErrno(d.dir, `${M}/${uuid}/${attr}`, `b${JSON.stringify(`${value}\n`)}`);
+
+t.test('the matrix parent, its type and the mdev attributes', async (t) => {
+  t.equal(run(`readlink class/mdev_bus/matrix bus/matrix/devices/matrix ${M}/driver; cat ${TYPE}/name ${TYPE}/device_api ${TYPE}/available_instances; ls ${TYPE}`).stdout,
+    '../../devices/vfio_ap/matrix\n../../../devices/vfio_ap/matrix\n../../../bus/matrix/drivers/vfio_ap\n' +
+    'VFIO AP Passthrough Device\nvfio-ap\n65536\navailable_instances\ncreate\ndevice_api\ndevices\nname\n');
+  t.equal(run(`echo ${A} > ${TYPE}/create && echo ${B} > ${TYPE}/create && cat ${TYPE}/available_instances`).stdout, '65534\n');
+  t.equal(run(`cd ${M}/${A} && stat -c '%a %n' assign_adapter unassign_adapter assign_domain unassign_domain assign_control_domain unassign_control_domain control_domains matrix guest_matrix`).stdout,
+    '200 assign_adapter\n200 unassign_adapter\n200 assign_domain\n200 unassign_domain\n200 assign_control_domain\n200 unassign_control_domain\n444 control_domains\n444 matrix\n444 guest_matrix\n');
+  t.equal(run(`cat ${M}/${A}/matrix ${M}/${A}/guest_matrix ${M}/${A}/control_domains | wc -c`).stdout, '0\n', 'nothing assigned: empty files');
+});
+
+t.test('assignments: kstrtoul numbers, exact formats, idempotence', async (t) => {
+  t.equal(put(A, 'assign_adapter', '5'), 'ok');
+  t.equal(run(`cat ${M}/${A}/matrix`).stdout, '05.\n', 'adapters only');
+  t.equal(put(A, 'assign_domain', '0xab'), 'ok');
+  t.equal(put(A, 'assign_domain', '04'), 'ok', 'a leading 0 is octal');
+  t.equal(put(A, 'assign_adapter', '+6'), 'ok');
+  t.equal(put(A, 'assign_adapter', '6'), 'ok', 'assigning again succeeds');
+  t.equal(run(`cat ${M}/${A}/matrix`).stdout, '05.0004\n05.00ab\n06.0004\n06.00ab\n');
+  t.equal(run(`cat ${M}/${A}/guest_matrix`).stdout, '05.0004\n05.00ab\n06.0004\n06.00ab\n', 'every queue is bound to vfio_ap');
+  t.equal(put(A, 'assign_control_domain', '171'), 'ok');
+  t.equal(put(A, 'assign_control_domain', '0x2'), 'ok');
+  t.equal(run(`cat ${M}/${A}/control_domains`).stdout, '0002\n00ab\n');
+  t.equal(put(B, 'assign_domain', '0x47'), 'ok');
+  t.equal(run(`cat ${M}/${B}/matrix`).stdout, '.0047\n', 'domains only');
+});
+
+t.test("the kernel's errors, and nothing changes", async (t) => {
+  const before = run(`cat ${M}/${A}/matrix; cat ${M}/${B}/matrix`).stdout;
+  t.equal(put(A, 'assign_adapter', '256'), 'ENODEV', 'beyond the highest adapter id');
+  t.equal(put(A, 'assign_domain', '0x100'), 'ENODEV');
+  t.equal(put(A, 'unassign_control_domain', '999'), 'ENODEV');
+  t.equal(put(A, 'assign_adapter', 'five'), 'EINVAL');
+  t.equal(put(A, 'assign_adapter', '0x'), 'EINVAL');
+  t.equal(put(A, 'assign_adapter', '99999999999999999999'), 'ERANGE', "kstrtoul's own overflow error");
+  t.equal(put(B, 'assign_adapter', '7'), 'EADDRNOTAVAIL', '07.0047 belongs to the default zcrypt drivers');
+  t.equal(put(B, 'assign_adapter', '5'), 'ok', '05.0047: adapter 05 is vfio_ap\'s');
+  t.equal(put(B, 'assign_domain', '4'), 'EADDRINUSE', `05.0004 is assigned to ${A}`);
+  t.equal(run(`cat ${M}/${B}/matrix`).stdout, '05.0047\n');
+  t.equal(put(B, 'unassign_adapter', '5'), 'ok');
+  t.equal(run(`cat ${M}/${A}/matrix; cat ${M}/${B}/matrix`).stdout, before);
+  t.equal(put(A, 'unassign_domain', '0x47'), 'ok', 'unassigning what is not assigned');
+  t.equal(run(`cat ${M}/${A}/matrix 2>&1 >/dev/null; echo x > ${M}/${A}/matrix`).code, 1, 'matrix is read-only');
+});
+
+t.test('removing an mdev frees its queues', async (t) => {
+  t.equal(put(B, 'assign_adapter', '6'), 'ok');
+  t.equal(put(B, 'assign_domain', '4'), 'EADDRINUSE');
+  t.equal(run(`echo 1 > ${M}/${A}/remove`).code, 0);
+  t.equal(put(B, 'assign_domain', '4'), 'ok');
+  t.equal(run(`cat ${M}/${B}/matrix`).stdout, '06.0004\n06.0047\n');
+  t.equal(run(`cat ${M}/${B}/guest_matrix`).stdout, '06.0004\n06.0047\n');
+});
+
+t.test('mdevctl types, and mdevctl start applying attrs in order', async (t) => {
+  const script = `mdevctl types
+cat > /tmp/ap-$$.json <<'J'
+{"mdev_type":"vfio_ap-passthrough","start":"manual","attrs":[{"assign_adapter":"5"},{"assign_domain":"0xab"},{"assign_control_domain":"0xab"},{"assign_domain":"4"}]}
+J
+mdevctl start -u ${A} -p matrix --jsonfile /tmp/ap-$$.json; echo rc=$?
+cat /sys/devices/vfio_ap/matrix/${A}/matrix /sys/devices/vfio_ap/matrix/${A}/control_domains
+cat > /tmp/ap-$$.json <<'J'
+{"mdev_type":"vfio_ap-passthrough","start":"manual","attrs":[{"assign_domain":"4"},{"assign_adapter":"5"}]}
+J
+mdevctl start -u ${B} -p matrix --jsonfile /tmp/ap-$$.json 2>&1 | tail -1; rm -f /tmp/ap-$$.json
+mdevctl list`;
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'ap', '--', 'bash', '-c', script], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  t.equal(r.stdout,
+    'matrix\n  vfio_ap-passthrough\n    Available instances: 65536\n    Device API: vfio-ap\n    Name: VFIO AP Passthrough Device\n\n' +
+    'rc=0\n05.0004\n05.00ab\n00ab\n' +
+    '    Address already in use (os error 98)\n' +
+    `${A} matrix vfio_ap-passthrough manual\n\n`, r.stderr);
+});
