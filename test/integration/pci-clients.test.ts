@@ -27,7 +27,7 @@ function exec(profile: string, script: string): { out: string; err: string; code
 
 const errorLines = (err: string) => err.split('\n').filter((l) => l !== '' && !MACHINE.test(l));
 /** What lspci prints when config or an attribute is missing or unreadable. */
-const BROKEN = /Cannot|rev ff|access denied|<\?>|Unknown header|unable to|No such file|error/i;
+const BROKEN = /Cannot|rev ff|access denied|<\?>|Unknown header|unable to|No such file|<unavailable>/i;
 
 const pciParents = Object.entries(BUILTIN_PROFILES).filter(([, p]) => p.parents.some((x) => x.pci));
 
