@@ -188,7 +188,12 @@ export class PciFunction {
       c.writeUInt32LE((16 << 4) | 3, 0x7c); // LnkCap: 8GT/s x16
       c.writeUInt16LE((16 << 4) | 3, 0x82); // LnkSta: 8GT/s x16
       c.writeUInt32LE(0x00000000, 0x94); // DevCap2
-      if (this.sriov) writeSriovCap(c, 0x100, this.sriov);
+      // Extended capabilities of a PF: Advanced Error Reporting, then SR-IOV; a VF has none.
+      if (!vf) {
+        const sriovAt = this.sriov ? 0x160 : 0;
+        c.writeUInt32LE(0x0001 | (2 << 16) | (sriovAt << 20), 0x100); // AER v2, 0x48 bytes
+        if (this.sriov) writeSriovCap(c, sriovAt, this.sriov);
+      }
     }
     return c;
   }
