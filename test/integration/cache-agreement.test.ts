@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { CLI, cliEnv, sh, startDaemon } from '../helpers/daemon';
 import type { Profile } from '../../src/drivers/profile-types';
 import { checkInvariants, mountedTree } from '../helpers/invariants';
@@ -97,20 +97,25 @@ const PROFILE: Profile = {
   ],
 };
 
+const T = (ty: string) => `class/mdev_bus/gpu/mdev_supported_types/gpu-${ty}`;
+
+/** Primes the kernel's cache with every path, runs the operation, checks every path. */
+function stepper(t: Test, dir: string, profile: Profile, abi: '6.1' | '4.17') {
+  return async (name: string, op: () => Promise<unknown> | unknown, quiet = true) => {
+    const before = py('walk', dir);
+    await op();
+    t.same(py('check', dir, JSON.stringify(before)), [], `${name}: stat, readdir and open agree`);
+    t.same(checkInvariants(mountedTree(dir), { abi, quiet, profile }).problems, [], `${name}: invariants hold`);
+  };
+}
+
 t.test('stat, readdir and open agree after every kind of operation', async (t) => {
   const d = await startDaemon({ profile: PROFILE });
   t.teardown(() => d.stop());
-  const T = (ty: string) => `class/mdev_bus/gpu/mdev_supported_types/gpu-${ty}`;
   const until = async (test: string) => {
     for (let i = 0; i < 200 && sh(d.dir, `test ${test}`).code !== 0; i++) await new Promise((r) => setTimeout(r, 10));
   };
-  /** Primes the kernel's cache with every path, runs the operation, checks every path. */
-  const step = async (name: string, op: () => Promise<unknown> | unknown, quiet = true) => {
-    const before = py('walk', d.dir);
-    await op();
-    t.same(py('check', d.dir, JSON.stringify(before)), [], `${name}: stat, readdir and open agree`);
-    t.same(checkInvariants(mountedTree(d.dir), { abi: '6.1', quiet, profile: PROFILE }).problems, [], `${name}: invariants hold`);
-  };
+  const step = stepper(t, d.dir, PROFILE, '6.1');
   const background = (script: string) => {
     const p = spawn('bash', ['-c', script], { cwd: d.dir });
     let out = '';
@@ -137,4 +142,17 @@ t.test('stat, readdir and open agree after every kind of operation', async (t) =
   t.equal(sh(d.dir, `echo ${U(4)} > ${T('fast')}/create`).code, 0);
   await step('parent removal', () => t.equal(ctl(d.dir, 'remove-parent', 'gpu').status, 0));
   t.equal(sh(d.dir, 'ls bus/mdev/devices | wc -l').stdout, '0\n');
+});
+
+t.test('4.17: a vetoed remove takes the remove file away and gives it back; all three agree', async (t) => {
+  const veto: Profile = { parents: [{ ...PROFILE.parents[0]!, faults: { removeErrno: 'EBUSY', removeFailEvery: 2 } }] };
+  const d = await startDaemon({ profile: veto, abi: '4.17' });
+  t.teardown(() => d.stop());
+  const step = stepper(t, d.dir, veto, '4.17');
+  t.equal(sh(d.dir, `echo ${U(1)} > ${T('fast')}/create; echo ${U(2)} > ${T('fast')}/create`).code, 0);
+  await step('a remove the vendor allows', () => t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U(1)}/remove`).code, 0));
+  await step('a remove the vendor vetoes', () =>
+    t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U(2)}/remove`).stderr, 'bash: line 1: echo: write error: Device or resource busy\n'),
+  );
+  await step('the next remove', () => t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U(2)}/remove`).code, 0));
 });
