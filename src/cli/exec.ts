@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { constants as fsConstants, accessSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { constants as fsConstants, accessSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -37,6 +37,39 @@ function commandEnv(): NodeJS.ProcessEnv {
  */
 const UDEV_SENDER = 'python3 -c "$MDEVFS_UDEV_SENDER" --detach <&3 3<&- || exit 125; unset MDEVFS_UDEV_SENDER; ';
 
+type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
+
+/** open(2)'s O_CLOEXEC on Linux, as /proc/self/fdinfo shows it (Node has no constant for it). */
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * libfuse2 (fuse-native) keeps /dev/fuse open without O_CLOEXEC: a command would inherit it,
+ * and then the connection outlives the daemon for as long as anything the command started
+ * lives, every request waiting for a reader that is gone. Each such fd is replaced by
+ * /dev/null in the child (stdio entries are dup2'ed over those numbers). Returns the /dev/null
+ * fd to close once the child is spawned.
+ */
+function withoutFuseFds(stdio: Stdio[]): number | undefined {
+  const leaking: number[] = [];
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name);
+    try {
+      if (readlinkSync(`/proc/self/fd/${name}`) !== '/dev/fuse') continue;
+      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${name}`, 'utf8'))?.[1];
+      if (flags !== undefined && (parseInt(flags, 8) & O_CLOEXEC) === 0 && fd > 2) leaking.push(fd);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  if (leaking.length === 0) return undefined;
+  const devNull = openSync('/dev/null', 'r');
+  for (const fd of leaking) {
+    while (stdio.length <= fd) stdio.push('ignore');
+    stdio[fd] = devNull;
+  }
+  return devNull;
+}
+
 /**
  * Runs argv in a private mount namespace where `tree` is bind-mounted over /sys and a
  * scratch directory over /etc/mdevctl.d, so unmodified tools that hard-code /sys (mdevctl
@@ -51,10 +84,13 @@ export function runOverSys(tree: string, argv: readonly string[], opts: ExecOpti
     (opts.udev ? `${UDEV_SENDER}exec "$@" 3<&-` : 'exec "$@"');
   const env = commandEnv();
   if (opts.udev) env.MDEVFS_UDEV_SENDER = SENDER_PY;
+  const stdio: Stdio[] = opts.udev ? ['inherit', 'inherit', 'inherit', 'pipe'] : ['inherit', 'inherit', 'inherit'];
+  const devNull = withoutFuseFds(stdio);
   const child = spawn('unshare', ['-m', ...(opts.udev ? ['-n'] : []), '--propagation', 'private', 'sh', '-c', inner, 'sh', tree, scratch, ...argv], {
-    stdio: opts.udev ? ['inherit', 'inherit', 'inherit', 'pipe'] : 'inherit',
+    stdio,
     env,
   });
+  if (devNull !== undefined) closeSync(devNull);
   const unsubscribe = opts.udev?.(child.stdio[3] as Writable);
   return new Promise((resolve) => {
     const done = (code: number) => {
