@@ -43,6 +43,8 @@ export interface SriovState {
   /** One VF's BARs (the PF's IOV resources span totalVfs of each). */
   vfBars: Bar[];
   vfs: PciFunction[];
+  /** sriov_drivers_autoprobe: VFs are probed by drivers when enabled. */
+  driversAutoprobe: boolean;
 }
 
 export interface PciAddress {

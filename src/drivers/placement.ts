@@ -116,7 +116,7 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
     const s = pci.sriov;
     if (s) {
       const vfBars = bars.place(s.vfBars, s.totalVfs);
-      fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [] };
+      fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [], driversAutoprobe: true };
       for (const { name, path: vfPath } of parentNames({ ...p, pci: { ...pci, sriov: { ...s, mdevOn: 'vfs' } } })) {
         const perVf = vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(fn.sriov!.vfs.length) }));
         const vf = pciFunction(name, { ...pci, express: true }, perVf, s.vfDevice, 0);

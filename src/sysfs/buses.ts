@@ -13,6 +13,14 @@ function deviceName(buf: Buffer): string {
   return buf.toString('latin1').split('\0')[0]!;
 }
 
+/** kstrtobool: y/Y/1/on and n/N/0/off by their first characters, EINVAL otherwise. */
+function kstrtobool(buf: Buffer): boolean {
+  const s = buf.toString('latin1');
+  if (/^[yY1]/.test(s) || /^[oO][nN]/.test(s)) return true;
+  if (/^[nN0]/.test(s) || /^[oO][fF]/.test(s)) return false;
+  fail(Errno.EINVAL, 'not a boolean');
+}
+
 /** Stores of an unsigned flag (kstrtoul, EINVAL on anything else). */
 function flagStore(set: (v: boolean) => void): (buf: Buffer) => number {
   return (buf) => {
@@ -29,6 +37,8 @@ function flagStore(set: (v: boolean) => void): (buf: Buffer) => number {
  */
 export class BusesRenderer {
   private readonly nodes = new WeakMap<object, DirNode>();
+  /** bus/pci/resource_alignment, once written (pci=resource_alignment= of the command line). */
+  private alignment: string | undefined;
 
   constructor(
     private readonly model: DeviceModel,
@@ -163,7 +173,8 @@ export class BusesRenderer {
     if (fn.physfn) entries.physfn = () => link(sibling(fn.physfn!), alive);
     const s = fn.sriov;
     if (s) {
-      entries.sriov_drivers_autoprobe = () => attr(0o644, () => '1\n', (b) => (kstrtoul(b), b.length), alive);
+      entries.sriov_drivers_autoprobe = () =>
+        attr(0o644, () => `${s.driversAutoprobe ? 1 : 0}\n`, (b) => ((s.driversAutoprobe = kstrtobool(b)), b.length), alive);
       entries.sriov_numvfs = () => attr(0o664, () => `${s.numVfs}\n`, (b) => this.numVfsStore(dev, fn, b), alive);
       entries.sriov_offset = () => ro(`${s.offset}\n`, alive);
       entries.sriov_stride = () => ro(`${s.stride}\n`, alive);
@@ -237,13 +248,20 @@ export class BusesRenderer {
               return drv && this.driverDir(drv);
             },
           ),
-        drivers_autoprobe: () => attr(0o644, () => `${bus.autoprobe ? 1 : 0}\n`, flagStore((v) => (bus.autoprobe = v))),
+        // drivers_autoprobe_store: '0' turns it off, anything else on.
+        drivers_autoprobe: () => attr(0o644, () => `${bus.autoprobe ? 1 : 0}\n`, (b) => ((bus.autoprobe = b[0] !== 0x30), b.length)),
         drivers_probe: () => wo((b) => this.probeStore(bus, b)),
         uevent: () => wo(ueventStore),
       };
       if (name === 'pci') {
         entries.rescan = () => wo((b) => (kstrtoul(b), b.length));
-        entries.resource_alignment = () => attr(0o644, () => '\n', (b) => b.length);
+        // resource_alignment_show prints nothing until a parameter is set; the store keeps the first line.
+        entries.resource_alignment = () =>
+          attr(0o644, () => (this.alignment === undefined ? '' : `${this.alignment}\n`), (b) => {
+            if (b.length >= PAGE_SIZE - 1) fail(Errno.EINVAL, 'resource_alignment too long');
+            this.alignment = b.toString('latin1').split('\0')[0]!.split('\n')[0]!;
+            return b.length;
+          });
         entries.slots = () => dir({});
       }
       return dir(entries);

@@ -60,6 +60,9 @@ t.test('bus/pci as the driver core shows it', async (t) => {
     '0000:00:02.0 bind module new_id remove_id uevent unbind ');
   t.equal(run('readlink bus/pci/drivers/i915/module bus/pci/drivers/vfio-pci/module module/i915/drivers/pci:i915'),
     '../../../../module/i915\n../../../../module/vfio_pci\n../../../bus/pci/drivers/i915\n');
+  t.equal(attempt('cat bus/pci/resource_alignment; echo 16@0000:00:02.0 > bus/pci/resource_alignment; cat bus/pci/resource_alignment; ' +
+    'echo x > bus/pci/drivers_autoprobe; cat bus/pci/drivers_autoprobe; echo 0x > bus/pci/drivers_autoprobe; cat bus/pci/drivers_autoprobe; echo 1 > bus/pci/drivers_autoprobe'),
+    '16@0000:00:02.0\n1\n0\nrc=0\n', 'resource_alignment is empty until set; drivers_autoprobe looks at the first byte');
   t.equal(run('stat -c "%A %n" bus/pci/drivers_probe bus/pci/uevent bus/pci/drivers/i915/bind'),
     '--w------- bus/pci/drivers_probe\n--w------- bus/pci/uevent\n--w------- bus/pci/drivers/i915/bind\n');
 });
