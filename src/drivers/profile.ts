@@ -234,8 +234,21 @@ function semanticProblems(profile: Profile): string[] {
     errnoProblems(p, at, out);
     attrProblems(p.deviceAttrs, DEVICE_FILES, `${at}.deviceAttrs`, out);
     attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out);
+    vendorVfioProblems(p, at, out);
   });
   return out;
+}
+
+/** NVIDIA vendor-specific VFIO (pci.sriov.mdevOn "none"): VF files over an nvidia-vgpu GPU, no mdevs. */
+function vendorVfioProblems(p: ParentProfile, at: string, out: string[]): void {
+  const none = p.pci?.sriov?.mdevOn === 'none';
+  if (p.vfAttrs && !none) out.push(`${at}.vfAttrs: only for VFs without mdev (pci.sriov.mdevOn "none")`);
+  if (!none) return;
+  if (p.capacity.model !== 'nvidia-vgpu') out.push(`${at}.capacity.model: VFs without mdev offer vGPUs: must be nvidia-vgpu`);
+  p.types.forEach((t, j) => {
+    if (!/^[1-9]\d*$/.test(t.name)) out.push(`${at}.types[${j}].name: must be the numeric vGPU type id (VFs without mdev)`);
+  });
+  if (p.devices?.length) out.push(`${at}.devices: no mdev parent to create them on (pci.sriov.mdevOn "none")`);
 }
 
 function pciProblems(p: ParentProfile, at: string, out: string[]): void {

@@ -4,9 +4,10 @@ import type { MdevDevice, MdevType } from '../../src/core/model';
 import { buildEmulation } from '../../src/daemon';
 import { AP } from '../../src/drivers/builtin/ap';
 import { GVT, GVT_PARENT } from '../../src/drivers/builtin/gvt';
-import { NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
+import { NVIDIA_L40S, NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
 import { formatApMask, parseApMask } from '../../src/drivers/models/ap';
-import { NvidiaGpu } from '../../src/drivers/models/nvidia';
+import { NvidiaGpu, VendorVfioVf, kstrtol10, vfioVgpuTypes } from '../../src/drivers/models/nvidia';
+import { profileProblems } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
 import { silentLogger } from '../../src/log';
 import { ManualClock } from '../helpers/manual-clock';
@@ -216,4 +217,38 @@ t.test('vfio-ap 4.17: queues must be bound to vfio_ap; no guest_matrix', async (
   t.equal(await w('assign_domain', '0x47'), undefined, '05.0047 is bound to vfio_ap');
   t.equal(await w('assign_adapter', '7'), Errno.EADDRNOTAVAIL, '07.0047 is the default drivers\'');
   t.notOk(parent.driver.deviceAttrs(a, core.abi).some((x) => x.path === 'guest_matrix'));
+});
+
+t.test('a JSON profile declares vendor-specific VFIO only as the models allow', async (t) => {
+  const l40s = NVIDIA_L40S.parents[0]!;
+  t.same(profileProblems(JSON.parse(JSON.stringify(NVIDIA_L40S))), []);
+  const bad: Profile = {
+    parents: [{ ...l40s, capacity: { model: 'counter', max: 4 }, types: [{ name: 'x' }], devices: [{ uuid: uuid(1), type: 'x' }] }],
+  };
+  t.same(profileProblems(JSON.parse(JSON.stringify(bad))), [
+    'parents[0].capacity.model: VFs without mdev offer vGPUs: must be nvidia-vgpu',
+    'parents[0].types[0].name: must be the numeric vGPU type id (VFs without mdev)',
+    'parents[0].devices: no mdev parent to create them on (pci.sriov.mdevOn "none")',
+  ]);
+  const onMdev: Profile = { parents: [{ ...NVIDIA_T4.parents[0]!, vfAttrs: l40s.vfAttrs }] };
+  t.same(profileProblems(JSON.parse(JSON.stringify(onMdev))), ['parents[0].vfAttrs: only for VFs without mdev (pci.sriov.mdevOn "none")']);
+});
+
+t.test('vendor-specific VFIO in-process: creatable types, current_vgpu_type, the GPU-wide rule', async (t) => {
+  const gpu = new NvidiaGpu('same-size', 49152);
+  const types = vfioVgpuTypes(NVIDIA_L40S.parents[0]!.types);
+  const [vf0, vf1] = [new VendorVfioVf(gpu, 'vf0', types), new VendorVfioVf(gpu, 'vf1', types)];
+  t.equal(vf0.creatable().split('\n').length, 2 + types.length, 'header, 22 types, final newline');
+  t.equal(await errnoOf(() => vf0.store(Buffer.from('0'))), Errno.EPERM);
+  t.equal(vf0.store(Buffer.from('1156\n')), 5, 'L40S-48Q');
+  t.equal(vf0.currentType, 1156);
+  t.equal(vf1.creatable(), 'ID    : vGPU Name\n', 'the whole framebuffer is taken');
+  t.equal(await errnoOf(() => vf1.store(Buffer.from('1166'))), Errno.EIO, 'max_instance 1');
+  t.equal(await errnoOf(() => vf0.store(Buffer.from('1147'))), Errno.EPERM);
+  t.equal(await errnoOf(() => vf1.store(Buffer.from('+'))), Errno.EINVAL);
+  t.equal(kstrtol10(Buffer.from('-9223372036854775808')), -(2n ** 63n));
+  t.equal(await errnoOf(() => kstrtol10(Buffer.from('9223372036854775808'))), Errno.ERANGE);
+  vf0.reset();
+  t.equal(vf0.currentType, 0);
+  t.equal(vf1.creatable(), vf0.creatable(), 'both free again');
 });
