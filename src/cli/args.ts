@@ -35,6 +35,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     max: 1,
     usage: 'mdevfs events DIR [--since SEQNUM] [--until ACTION:NAME] [--timeout SECONDS] [--control PATH]',
   },
+  record: { options: ['output'], min: 0, max: 1, usage: 'mdevfs record [ROOT] [-o FILE]' },
   help: { options: [], min: 0, max: 0, usage: 'mdevfs --help' },
 };
 
@@ -59,7 +60,7 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
   // --help wins over everything else on the line.
   if (args.includes('--help') || args.includes('-h')) return { command: undefined, positionals, options, rest, help: true };
   for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
+    const a = args[i] === '-o' ? '--output' : args[i]!; // record's -o FILE
     if (!a.startsWith('-') || a === '-') {
       positionals.push(a);
       continue;
@@ -82,7 +83,7 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
     options.set(name, value);
   }
   const [command, ...operands] = positionals;
-  if (command === undefined) throw new UsageError('missing command (mount, exec, ctl or wait)');
+  if (command === undefined) throw new UsageError(`missing command (${Object.keys(COMMANDS).filter((c) => c !== 'help').join(', ')})`);
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}"${closest(command, Object.keys(COMMANDS), '')}`);
   for (const name of options.keys()) {

@@ -15,6 +15,7 @@ import { BACKENDS, automaticBackend, hasSysAdmin } from '../fuse/backends';
 import { inspect, lazyUnmount } from '../fuse/mountpoint';
 import { LOG_LEVELS, createLogger } from '../log';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
+import { recordCommand } from '../record/record';
 import { eventsCommand } from './events';
 import { execInUserNamespace, runOverSys } from './exec';
 import type { Uevents } from '../events/uevents';
@@ -45,6 +46,9 @@ Usage:
                                  SUBSYSTEM, ..., SEQNUM, in the kernel's order). --until add:UUID exits 0 once
                                  that event was printed (NAME: the last part of DEVPATH); --since 0 first
                                  prints the events already sent (the last 1024), so nothing is missed
+  mdevfs record [ROOT] [-o FILE] write a profile that replays the mdev parents of ROOT (default /sys, this
+                                 host; or a copy of a tree, or a mount): identity, types, devices present,
+                                 available_instances and a capacity model. Replay: --profile FILE
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
@@ -176,6 +180,7 @@ async function withMount(
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
     emulation = buildEmulation(profile, { abi: abiOpt as string | undefined, log });
+    await emulation.ready;
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return EXIT_USAGE;
@@ -245,6 +250,12 @@ async function withMount(
   try {
     return await body(stopped, dir, { uevents: emulation.uevents, log });
   } finally {
+    // The last resort: stopping takes well under a second; if anything in it hangs, the process
+    // ends anyway (its mount is detached first, or dies with its /dev/fuse).
+    const deadline = setTimeout(() => {
+      log.error({ ms: STOP_DEADLINE_MS }, 'stopping did not finish in time: the process ends with SIGKILL');
+      process.kill(process.pid, 'SIGKILL');
+    }, STOP_DEADLINE_MS);
     control.close();
     rmSync(controlPath, { force: true });
     log.info('unmounting');
@@ -254,8 +265,12 @@ async function withMount(
       log.warn({ err }, 'unmount failed; detaching lazily');
       await lazyUnmount(dir).catch(() => undefined);
     }
+    clearTimeout(deadline);
   }
 }
+
+/** How long unmounting may take before the process kills itself rather than hang. */
+const STOP_DEADLINE_MS = 5000;
 
 /**
  * Runs the CLI and resolves with its exit code. A process in which a FUSE backend left a
@@ -297,6 +312,8 @@ async function dispatch(args: Invocation): Promise<number> {
       return waitCommand(positionals[0]!, options);
     case 'events':
       return eventsCommand(positionals[0]!, options);
+    case 'record':
+      return recordCommand(positionals[0], options.get('output'));
     default:
       throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }

@@ -1,0 +1,292 @@
+/**
+ * Turns what sysfs-reader.ts saw into a profile that, mounted, shows the same parents: placement,
+ * identity, types with their attributes as they were, the devices present, and a capacity model
+ * that reproduces every available_instances (checked by replaying it in-process).
+ */
+import { buildEmulation } from '../daemon';
+import type { DeviceAttrSpec, ParentProfile, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
+import { silentLogger } from '../log';
+import { busOf, pciOf } from './identity';
+import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
+import type { ObservedHost, ObservedParent, PhysFn } from './sysfs-reader';
+
+export interface Recording {
+  profile: Profile;
+  /** What could not be reproduced exactly, and which rule each parent's capacity follows. */
+  warnings: string[];
+  rules: Map<string, string>;
+}
+
+export async function toProfile(host: ObservedHost, header: RecordingHeader): Promise<Recording> {
+  const warnings = [...host.warnings];
+  const rules = new Map<string, string>();
+  const drivers = [...host.mdevDrivers.keys()];
+  const abi: '6.1' | '4.17' = drivers.length > 0 && drivers.every((d) => d === 'vfio_mdev') ? '4.17' : '6.1';
+  const claimed = new Set<string>();
+  const parents: ParentProfile[] = [];
+  for (const members of units(host.parents)) {
+    // The VFs of one PF are one profile parent (sriov.mdevOn = vfs): the first VF speaks for all.
+    const merged: ObservedParent = { ...members[0]!, devices: members.flatMap((m) => m.devices) };
+    const base = baseParent(merged, abi, host, claimed, warnings);
+    const pf = members[0]!.pf;
+    if (pf) onVfs(base, pf, members, warnings);
+    const rp = recognised(merged, base);
+    const vendor = vendorOf(rp);
+    const tried = vendor ? vendor.candidates(rp) : [];
+    let chosen: Candidate | undefined;
+    for (const c of tried) {
+      if (await reproduces(base, members, c, abi)) {
+        chosen = c;
+        break;
+      }
+    }
+    if (!chosen) {
+      if (vendor && tried.length > 0) warnings.push(`${base.name}: no ${vendor.name} capacity rule reproduces the recorded available_instances; using the default`);
+      chosen = defaultCapacity(rp);
+      if (!(await reproduces(base, members, chosen, abi))) warnings.push(`${base.name}: the default capacity model does not reproduce every available_instances`);
+    }
+    parents.push(withCandidate(base, chosen));
+    rules.set(base.name, chosen.rule);
+  }
+  const profile: Profile = {
+    description: `Recorded by mdevfs record: ${host.parents.length} mdev parent(s)`,
+    recorded: header,
+    ...(abi === '4.17' ? { abi } : {}),
+    parents,
+  };
+  return { profile, warnings, rules };
+}
+
+/** Parents grouped as the profile holds them: each alone, except the VFs of one PF, together. */
+function units(parents: readonly ObservedParent[]): ObservedParent[][] {
+  const out: ObservedParent[][] = [];
+  const byPf = new Map<string, ObservedParent[]>();
+  for (const p of parents) {
+    if (!p.pf) out.push([p]);
+    else if (byPf.has(p.pf.path)) byPf.get(p.pf.path)!.push(p);
+    else {
+      const group = [p];
+      byPf.set(p.pf.path, group);
+      out.push(group);
+    }
+  }
+  return out;
+}
+
+/** Turns a VF's profile parent into its PF's, with the mdev parents on the VFs. */
+function onVfs(p: ParentProfile, pf: PhysFn, members: ObservedParent[], warnings: string[]): void {
+  const vfName = new Map(members.flatMap((m) => m.devices.map((d) => [d.uuid, m.name] as const)));
+  p.name = pf.name;
+  p.path = pf.path;
+  const pci = pciOf(pf, warnings);
+  if (!pci.sriov) {
+    warnings.push(`${pf.name}: the physical function of ${members[0]!.name} shows no SR-IOV; its VFs are recorded as it`);
+    return;
+  }
+  const vfDriver = members[0]!.driver;
+  pci.sriov = { ...pci.sriov, ...(vfDriver && vfDriver !== pci.driver ? { vfDriver } : {}), mdevOn: 'vfs' };
+  p.pci = pci;
+  if (p.devices) p.devices = p.devices.map(({ uuid, type, ...rest }) => ({ uuid, type, parent: vfName.get(uuid)!, ...rest }));
+  const ids = (m: ObservedParent) => m.types.map((t) => t.id).join(' ');
+  if (members.some((m) => ids(m) !== ids(members[0]!))) warnings.push(`${pf.name}: its VFs show different types; every VF replays with ${members[0]!.name}'s`);
+}
+
+function vendorOf(rp: RecognisedParent): Vendor | undefined {
+  return VENDORS.find((v) => v.candidates(rp).length > 0);
+}
+
+function recognised(obs: ObservedParent, p: ParentProfile): RecognisedParent {
+  const driverString = typePrefix(obs, p);
+  const used = new Map<string, number>();
+  for (const d of obs.devices) used.set(d.typeId, (used.get(d.typeId) ?? 0) + 1);
+  return { observed: obs, driverString, used };
+}
+
+/** The type-id prefix (dev_driver_string of the parent): the driver link, the class, else the ids' common prefix. */
+function typePrefix(obs: ObservedParent, p: ParentProfile): string {
+  const ids = obs.types.map((t) => t.id);
+  const fits = (d: string | undefined) => d !== undefined && d !== '' && ids.every((id) => id.startsWith(`${d}-`) && id.length > d.length + 1);
+  for (const d of [obs.driver, p.class, p.mdevDriver]) if (fits(d)) return d!;
+  const first = ids[0]!;
+  for (let i = first.lastIndexOf('-'); i > 0; i = first.lastIndexOf('-', i - 1)) {
+    if (fits(first.slice(0, i))) return first.slice(0, i);
+  }
+  return first.includes('-') ? first.slice(0, first.indexOf('-')) : first;
+}
+
+/** Everything but the capacity model: placement, identity, types, attributes, devices present. */
+function baseParent(
+  obs: ObservedParent,
+  abi: '6.1' | '4.17',
+  host: ObservedHost,
+  claimed: Set<string>,
+  warnings: string[],
+): ParentProfile {
+  if (!obs.path.startsWith('devices/')) warnings.push(`${obs.name}: placed at ${obs.path}, outside devices/`);
+  const p: ParentProfile = { name: obs.name, path: obs.path, mdevDriver: '', capacity: { model: 'constant', value: 0 }, types: [] };
+  const sub = obs.subsystem;
+  // Top-level files the bus core makes (PCI's many attributes, css's type) are the bus's: only
+  // nested vendor groups of a bus device, or any extra file of a class device, go unreproduced.
+  let unreproduced = [...obs.extra.keys()];
+  if (sub === 'bus/pci') {
+    p.pci = pciOf(obs, warnings);
+    unreproduced = unreproduced.filter((f) => f.includes('/'));
+  } else if (sub?.startsWith('bus/')) {
+    const files = new Map([...obs.files, ...[...obs.extra].filter(([f]) => !f.includes('/'))]);
+    p.bus = busOf({ ...obs, files }, sub.slice('bus/'.length));
+    unreproduced = unreproduced.filter((f) => f.includes('/'));
+  } else if (sub?.startsWith('class/')) {
+    p.class = sub.slice('class/'.length);
+  } else {
+    warnings.push(`${obs.name}: subsystem ${sub ?? '(none)'} is not a class or a bus; placed in class ${obs.driver ?? obs.name}`);
+    p.class = obs.driver ?? obs.name;
+  }
+  const rp = recognised(obs, p);
+  const vendor = vendorOf(rp);
+  p.mdevDriver = mdevDriverOf(obs, rp.driverString, vendor, host, claimed);
+  const module = host.mdevDrivers.get(p.mdevDriver) ?? vendor?.module;
+  if (module && module !== p.mdevDriver) p.module = module;
+  // Always written: the default (the PCI driver, the class, ...) is a rule of the driver's, not of the file.
+  p.driverString = rp.driverString;
+
+  p.types = obs.types.map((t) => {
+    const name = t.id.slice(rp.driverString.length + 1);
+    const tp: TypeProfile = { name };
+    if (t.name === undefined) {
+      if (abi === '4.17') tp.legacyName = false;
+      else warnings.push(`${obs.name}/${t.id}: no name file, which a 6.1 tree always has; replay shows one`);
+    } else if (t.name !== name) tp.prettyName = t.name;
+    if (t.description !== undefined) tp.description = t.description;
+    if (t.deviceApi === undefined) warnings.push(`${obs.name}/${t.id}: no device_api; replay shows vfio-pci`);
+    else tp.deviceApi = t.deviceApi;
+    const vars = vendor?.typeVars?.(t);
+    if (vars) tp.vars = vars;
+    return tp;
+  });
+
+  const attrs = deviceAttrs(obs, rp.driverString, p.types, vendor, warnings);
+  if (Object.keys(attrs).length > 0) p.deviceAttrs = attrs;
+
+  if (unreproduced.length > 0) {
+    if (abi === '4.17') {
+      p.legacyParentAttrs = {};
+      for (const path of unreproduced) p.legacyParentAttrs[path] = obs.extra.get(path)!.content?.toString('latin1') ?? '';
+    } else {
+      warnings.push(`${obs.name}: vendor files of the parent not reproduced: ${unreproduced.join(', ')}`);
+    }
+  }
+  if (obs.devices.length > 0) {
+    p.devices = obs.devices.map((d) => ({
+      uuid: d.uuid,
+      type: d.typeId.slice(rp.driverString.length + 1),
+      ...(d.iommuGroup !== undefined ? { iommuGroup: d.iommuGroup } : {}),
+      ...(d.vfio !== undefined ? { vfio: d.vfio } : {}),
+    }));
+  }
+  return p;
+}
+
+/** The mdev bus driver: what the parent's devices are bound to, the vendor's, or one named like the parent. */
+function mdevDriverOf(obs: ObservedParent, prefix: string, vendor: Vendor | undefined, host: ObservedHost, claimed: Set<string>): string {
+  const bound = obs.devices.map((d) => d.driver).find((d) => d !== undefined && d !== 'vfio_mdev');
+  const listed = [...host.mdevDrivers.keys()].filter((d) => d !== 'vfio_mdev');
+  const pick =
+    bound ??
+    [vendor?.mdevDriver, prefix, obs.subsystem?.split('/')[1], obs.name].find((d) => d !== undefined && listed.includes(d)) ??
+    vendor?.mdevDriver ??
+    (listed.filter((d) => !claimed.has(d)).length === 1 && host.parents.length === 1 ? listed[0] : undefined) ??
+    prefix;
+  claimed.add(pick);
+  return pick;
+}
+
+/**
+ * Device attributes: for each vendor file of the devices present, a template that gives each of
+ * them its recorded content: the same for all (with {uuid} for its own UUID), or one per type (a
+ * type var). The vendor's own attributes cover types that had no device to read.
+ */
+function deviceAttrs(
+  obs: ObservedParent,
+  prefix: string,
+  types: TypeProfile[],
+  vendor: Vendor | undefined,
+  warnings: string[],
+): Record<string, DeviceAttrSpec> {
+  const out: Record<string, DeviceAttrSpec> = { ...vendor?.deviceAttrs?.(obs) };
+  const paths = new Set(obs.devices.flatMap((d) => [...d.attrs.keys()]));
+  for (const path of paths) {
+    if (path in out) continue;
+    const seen = obs.devices.flatMap((d) => {
+      const f = d.attrs.get(path);
+      return f?.content ? [{ type: d.typeId.slice(prefix.length + 1), text: f.content.toString('latin1').split(d.uuid).join('{uuid}') }] : [];
+    });
+    if (seen.length === 0) {
+      warnings.push(`${obs.name}: device attribute ${path} could not be read; not reproduced`);
+      continue;
+    }
+    if (seen.every((s) => s.text === seen[0]!.text)) {
+      out[path] = seen[0]!.text;
+      continue;
+    }
+    const byType = new Map<string, string>();
+    let perType = true;
+    for (const s of seen) {
+      if (byType.has(s.type) && byType.get(s.type) !== s.text) perType = false;
+      byType.set(s.type, s.text);
+    }
+    if (!perType || [...byType.values()].some((v) => v.includes('{uuid}'))) {
+      warnings.push(`${obs.name}: device attribute ${path} differs between devices of one type; every device shows the first one's`);
+      out[path] = seen[0]!.text;
+      continue;
+    }
+    const v = `attr_${path.replace(/\W/g, '_')}`;
+    out[path] = `{${v}}`;
+    for (const t of types) t.vars = { ...t.vars, [v]: byType.get(t.name) ?? seen[0]!.text };
+  }
+  return out;
+}
+
+function withCandidate(p: ParentProfile, c: Candidate): ParentProfile {
+  const prefix = p.driverString!;
+  const byName = new Map(p.types.map((t) => [t.name, t]));
+  const order = c.typeOrder?.map((id) => id.slice(prefix.length + 1)) ?? p.types.map((t) => t.name);
+  const types = order.map((n) => ({ ...byName.get(n)!, ...c.typeFields?.get(`${prefix}-${n}`) }));
+  // Key order of the written file: identity first, then capacity, types, attributes, devices.
+  const { name, path, class: cls, pci, bus, driverString, mdevDriver, module, deviceAttrs, legacyParentAttrs, devices, ...rest } = p;
+  return {
+    name,
+    path,
+    ...(cls !== undefined ? { class: cls } : {}),
+    ...(pci !== undefined ? { pci } : {}),
+    ...(bus !== undefined ? { bus } : {}),
+    ...(driverString !== undefined ? { driverString } : {}),
+    mdevDriver,
+    ...(module !== undefined ? { module } : {}),
+    ...rest,
+    capacity: c.capacity,
+    types,
+    ...(deviceAttrs !== undefined ? { deviceAttrs } : {}),
+    ...(legacyParentAttrs !== undefined ? { legacyParentAttrs } : {}),
+    ...(devices !== undefined ? { devices } : {}),
+  };
+}
+
+/**
+ * Replays a profile parent with candidate c and compares every type's available_instances, on
+ * each mdev parent it yields (the VFs of a PF), with the recording.
+ */
+async function reproduces(p: ParentProfile, members: readonly ObservedParent[], c: Candidate, abi: '6.1' | '4.17'): Promise<boolean> {
+  try {
+    const em = buildEmulation({ abi, parents: [withCandidate(p, c)] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
+    await em.ready;
+    for (const m of members) {
+      const parent = em.core.parents.get(m.name);
+      if (!parent || parent.types.size !== m.types.length) return false;
+      const want = new Map(m.types.map((t) => [t.id, t.available]));
+      for (const [id, type] of parent.types) if (want.get(id) !== em.core.availableInstances(type)) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}

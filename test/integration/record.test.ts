@@ -1,0 +1,325 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import t, { type Test } from 'tap';
+import { BUILTIN_PROFILES } from '../../src/drivers/profile';
+import { CLI, REPO, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+
+// `mdevfs record` reads a tree and writes a profile; mounting that profile must show what the
+// tree showed (mdevctl types, mdevctl list, every file of the parents) and behave as it did.
+
+const work = scratch('mdevfs-record-');
+let seq = 0;
+
+/** Runs a command without blocking the test's event loop (the built-ins are checked a few at a time). */
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+async function record(root: string): Promise<{ code: number | null; stderr: string; file: string; text: string }> {
+  const file = join(work, `rec-${++seq}.json`);
+  const r = await run(process.execPath, [CLI, 'record', root, '-o', file], cliEnv());
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    // no recording
+  }
+  return { code: r.code, stderr: r.stderr, file, text };
+}
+
+/** Runs a script with TREE bind-mounted over /sys (and a scratch /etc/mdevctl.d), as mdevfs exec does. */
+async function overSys(tree: string, script: string): Promise<string> {
+  const etc = join(work, `etc-${++seq}`);
+  mkdirSync(join(etc, 'scripts.d', 'callouts'), { recursive: true });
+  mkdirSync(join(etc, 'scripts.d', 'notifiers'), { recursive: true });
+  const inner = 'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2" /etc/mdevctl.d || exit 125; cd /sys; eval "$SCRIPT"';
+  const r = await run('unshare', ['-m', '--propagation', 'private', 'bash', '-c', inner, 'bash', tree, etc], {
+    ...process.env,
+    LC_ALL: 'C',
+    SCRIPT: script,
+  });
+  return r.stdout + r.stderr;
+}
+
+const MDEVCTL = 'mdevctl types; echo ---; mdevctl list';
+
+/**
+ * Every entry below each parent (links with their targets, files with mode and content or the
+ * error a read gets), then every name under class, bus, kernel and module with link targets.
+ * Read here, in the test process: the daemons are children, never this process.
+ */
+function listing(root: string): string {
+  const out: string[] = [];
+  const walk = (rel: string, content: boolean) => {
+    const full = join(root, rel);
+    const st = lstatSync(full);
+    if (st.isSymbolicLink()) out.push(`${rel} -> ${readlinkSync(full)}`);
+    else if (st.isDirectory()) {
+      out.push(`${rel}/`);
+      for (const name of readdirSync(full).sort()) walk(`${rel}/${name}`, content);
+    } else {
+      let text = '';
+      if (content) {
+        try {
+          text = readFileSync(full).toString('latin1');
+        } catch (err) {
+          text = `<${(err as NodeJS.ErrnoException).code}>`;
+        }
+      }
+      out.push(`${rel} ${(st.mode & 0o777).toString(8)} ${JSON.stringify(text)}`);
+    }
+  };
+  for (const name of readdirSync(join(root, 'class', 'mdev_bus')).sort()) {
+    const dir = relative(realpathSync(root), realpathSync(join(root, 'class', 'mdev_bus', name)));
+    out.push(`== ${name} -> ${dir}`);
+    walk(dir, true);
+  }
+  for (const top of ['class', 'bus', 'kernel', 'module']) if (existsSync(join(root, top))) walk(top, false);
+  return out.join('\n') + '\n';
+}
+
+/** Type directories (relative to the root) with their available_instances. */
+function avail(root: string): string {
+  const out: string[] = [];
+  for (const p of readdirSync(join(root, 'class', 'mdev_bus')).sort()) {
+    const dir = join('class', 'mdev_bus', p, 'mdev_supported_types');
+    for (const ty of readdirSync(join(root, dir)).sort()) out.push(`${dir}/${ty} ${readFileSync(join(root, dir, ty, 'available_instances'), 'latin1').trim()}`);
+  }
+  return out.join('\n') + '\n';
+}
+
+const typeDirs = (root: string) => avail(root).trim().split('\n').map((l) => l.split(' ')[0]!);
+const uuid = (n: number) => `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`;
+
+/** A write as a shell's echo does it: "ok" or the errno code. */
+function write(root: string, path: string, text: string): string {
+  try {
+    writeFileSync(join(root, path), text);
+    return 'ok';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'error';
+  }
+}
+
+/** Creates, on each parent, one device of the first type that has room (so recordings hold devices present). */
+function populate(root: string): void {
+  const seen = new Set<string>();
+  let n = 100;
+  for (const line of avail(root).trim().split('\n')) {
+    const [ty, count] = line.split(' ');
+    const parent = ty!.split('/')[2]!;
+    if (seen.has(parent) || Number(count) <= 0) continue;
+    seen.add(parent);
+    write(root, `${ty}/create`, `${uuid(n++)}\n`);
+  }
+}
+
+/**
+ * The same removes and creates on two trees, with every available_instances after each step:
+ * the replay's capacity model must answer as the original's does. The devices present at start
+ * go first (their capacity comes back), then a create and a remove of a few types per parent.
+ */
+function sameDynamics(t: Test, a: string, b: string): void {
+  const steps: [string, string][] = readdirSync(join(a, 'bus', 'mdev', 'devices')).map((u) => [`bus/mdev/devices/${u}/remove`, '1\n']);
+  const perParent = new Map<string, number>();
+  typeDirs(a).forEach((ty, i) => {
+    const parent = ty.split('/')[2]!;
+    const n = perParent.get(parent) ?? 0;
+    if (perParent.size > 3 || n >= 4) return;
+    perParent.set(parent, n + 1);
+    steps.push([`${ty}/create`, `${uuid(200 + i)}\n`], [`bus/mdev/devices/${uuid(200 + i)}/remove`, '1\n']);
+  });
+  const run = (root: string) => steps.map(([path, text]) => `${path} <- ${text.trim()}: ${write(root, path, text)}\n${avail(root)}`).join('');
+  const before = run(a);
+  t.match(before, /create <- .*: ok\n/, 'some create succeeds');
+  t.equal(run(b), before, 'every create and remove changes available_instances as on the original');
+}
+
+// One namespace per comparison is plenty; the built-ins and ABIs to round-trip.
+const cases: { name: string; profile: string; abi?: string }[] = [
+  ...Object.keys(BUILTIN_PROFILES).map((name) => ({ name, profile: name })),
+  { name: 'samples on the 4.17 ABI', profile: 'samples', abi: '4.17' },
+  { name: 'gvt on the 4.17 ABI (no name file)', profile: 'gvt', abi: '4.17' },
+];
+
+// The built-ins a few at a time (each waits mostly on daemons starting): the file stays under a minute.
+t.test('recordings replay as the original', { jobs: 3 }, async (t) => {
+  for (const c of cases) {
+    t.test(`a recording of ${c.name}`, { buffered: true }, async (t) => {
+      const orig = await startDaemon({ profile: c.profile, abi: c.abi, logLevel: 'warn' });
+      t.teardown(() => orig.stop());
+      if (readdirSync(join(orig.dir, 'class', 'mdev_bus')).length === 0) {
+        // A profile without mdev parents (vendor-specific VFIO only) gives a clear error, not an empty recording.
+        const r = await record(orig.dir);
+        t.equal(r.code, 1);
+        t.match(r.stderr, /no mdev parents/);
+        return;
+      }
+      populate(orig.dir);
+      const r = await record(orig.dir);
+      t.equal(r.code, 0, r.stderr);
+      const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+      t.teardown(() => replay.stop());
+      const tools = await overSys(orig.dir, MDEVCTL);
+      t.match(tools, /Available instances/);
+      t.match(tools, new RegExp(`---\n(.*\n)*${uuid(100)} `), 'mdevctl lists the devices present');
+      t.equal(await overSys(replay.dir, MDEVCTL), tools, 'mdevctl types and list');
+      t.equal(listing(replay.dir), listing(orig.dir), 'the parents, file by file');
+      sameDynamics(t, orig.dir, replay.dir);
+    });
+  }
+});
+
+t.test('the recording: a header, devices present, and nothing of the recording machine', async (t) => {
+  const orig = await startDaemon({ profile: 'samples', logLevel: 'warn' });
+  t.teardown(() => orig.stop());
+  sh(orig.dir, `echo ${uuid(7)} > class/mdev_bus/mtty/mdev_supported_types/mtty-2/create`);
+  const r = await record(orig.dir);
+  t.equal(r.code, 0, r.stderr);
+  const profile = JSON.parse(r.text);
+  const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
+  t.same(Object.keys(profile.recorded).sort(), ['date', 'kernel', 'mdevfs']);
+  t.equal(profile.recorded.kernel, 'unknown', 'a FUSE mount is not this kernel\'s sysfs');
+  t.equal(profile.recorded.mdevfs, pkg.version);
+  t.ok(Math.abs(Date.parse(profile.recorded.date) - Date.now()) < 60000, 'dated now');
+  const mtty = profile.parents.find((p: { name: string }) => p.name === 'mtty');
+  t.same(mtty.devices, [{ uuid: uuid(7), type: '2', iommuGroup: 0, vfio: 0 }]);
+  t.same(mtty.capacity, { model: 'pool', size: 24, errno: 'ENOSPC', legacyErrno: null }, 'the mtty rule: 24 ports');
+  t.notOk(r.text.includes(orig.dir), 'the recorded path is not in the recording');
+  t.notOk(r.text.includes(hostname()), 'nor the host name');
+  t.match(r.stderr, /mtty: capacity mtty ports/);
+
+  // Standard output by default, and the same profile.
+  const out = spawnSync(process.execPath, [CLI, 'record', orig.dir], { encoding: 'utf8', env: cliEnv() });
+  t.equal(out.status, 0);
+  const again = JSON.parse(out.stdout);
+  delete again.recorded.date;
+  delete profile.recorded.date;
+  t.same(again, profile);
+});
+
+t.test('a hand-made static tree (files and symlinks) replays identically, and lives', async (t) => {
+  const fixture = JSON.parse(readFileSync(join(REPO, 'test', 'fixtures', 'record', 'nvidia-like-tree.json'), 'utf8')) as {
+    files: Record<string, string>;
+    dirs: string[];
+    links: Record<string, string>;
+  };
+  const tree = join(work, 'static');
+  for (const [p, content] of Object.entries(fixture.files)) {
+    mkdirSync(dirname(join(tree, p)), { recursive: true });
+    writeFileSync(join(tree, p), content);
+  }
+  for (const p of fixture.dirs) mkdirSync(join(tree, p), { recursive: true });
+  for (const [p, target] of Object.entries(fixture.links)) {
+    mkdirSync(dirname(join(tree, p)), { recursive: true });
+    symlinkSync(target, join(tree, p));
+  }
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  const profile = JSON.parse(r.text);
+  t.equal(profile.recorded.kernel, 'unknown');
+  t.same(profile.parents[0].devices, [{ uuid: '5a1f0d2c-8e3b-4c7a-9d61-0b2e4f6a8c10', type: '231', iommuGroup: 19 }]);
+  t.same(profile.parents[0].pci, { vendor: '0x10de', device: '0x1eb8', class: '0x030200', driver: 'nvidia' });
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  t.equal(await overSys(replay.dir, MDEVCTL), await overSys(tree, MDEVCTL), 'mdevctl types and list');
+  t.equal(
+    await overSys(replay.dir, MDEVCTL),
+    [
+      '0000:00:04.0',
+      '  nvidia-230',
+      '    Available instances: 0',
+      '    Device API: vfio-pci',
+      '    Name: GRID T4-1Q',
+      '    Description: num_heads=4, frl_config=60, framebuffer=1024M, max_resolution=5120x2880, max_instance=16',
+      '  nvidia-231',
+      '    Available instances: 7',
+      '    Device API: vfio-pci',
+      '    Name: GRID T4-2Q',
+      '    Description: num_heads=4, frl_config=60, framebuffer=2048M, max_resolution=7680x4320, max_instance=8',
+      '',
+      '---',
+      '5a1f0d2c-8e3b-4c7a-9d61-0b2e4f6a8c10 0000:00:04.0 nvidia-231 manual',
+      '',
+      '',
+    ].join('\n'),
+  );
+  // Every file and link of the static tree is in the replay, the same.
+  const same = Object.keys(fixture.files)
+    .filter((p) => !p.endsWith('/create') && !p.endsWith('/remove'))
+    .map((p) => `cat ${p}`)
+    .concat(Object.keys(fixture.links).map((p) => `readlink ${p}`))
+    .join('; ');
+  t.equal(sh(replay.dir, same).stdout, sh(tree, same).stdout, 'file contents and link targets');
+  // The replay lives by the rule the recording chose (NVIDIA: the same framebuffer size only).
+  const T = 'class/mdev_bus/0000:00:04.0/mdev_supported_types';
+  const counts = () => sh(replay.dir, `cat ${T}/nvidia-230/available_instances ${T}/nvidia-231/available_instances`).stdout;
+  t.equal(sh(replay.dir, `echo ${uuid(1)} > ${T}/nvidia-231/create`).code, 0);
+  t.equal(counts(), '0\n6\n', 'a second 2Q: one fewer 2Q, still no 1Q');
+  t.equal(sh(replay.dir, `echo 1 > bus/mdev/devices/${uuid(1)}/remove; echo 1 > bus/mdev/devices/5a1f0d2c-8e3b-4c7a-9d61-0b2e4f6a8c10/remove`).code, 0);
+  t.equal(counts(), '16\n8\n', 'an empty GPU takes any size');
+  t.equal(sh(replay.dir, `echo ${uuid(2)} > ${T}/nvidia-230/create`).code, 0);
+  t.equal(counts(), '15\n0\n', 'a 1Q shuts out the 2Q');
+});
+
+t.test('mdevfs exec replays a recording', async (t) => {
+  const orig = await startDaemon({ profile: 'gvt', logLevel: 'warn' });
+  t.teardown(() => orig.stop());
+  sh(orig.dir, `echo ${uuid(9)} > class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create`);
+  const r = await record(orig.dir);
+  t.equal(r.code, 0, r.stderr);
+  const ex = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', r.file, '--', 'mdevctl', 'list'], {
+    encoding: 'utf8',
+    timeout: 30000,
+    env: cliEnv(),
+  });
+  t.equal(ex.stdout, `${uuid(9)} 0000:00:02.0 i915-GVTg_V5_4 manual\n\n`);
+  t.equal(ex.status, 0);
+});
+
+t.test('clear errors: no parents, a corrupt recording, a recording that fails validation', async (t) => {
+  const empty = join(work, 'empty');
+  mkdirSync(join(empty, 'class', 'mdev_bus'), { recursive: true });
+  const none = await record(empty);
+  t.equal(none.code, 1);
+  t.match(none.stderr, /^mdevfs record: no mdev parents under .*class\/mdev_bus/);
+  t.equal(none.text, '', 'nothing written');
+  const missing = await record(join(work, 'no-such-dir'));
+  t.equal(missing.code, 1);
+  t.match(missing.stderr, /cannot read/);
+
+  const orig = await startDaemon({ profile: 'samples', logLevel: 'warn' });
+  t.teardown(() => orig.stop());
+  const good = await record(orig.dir);
+  t.equal(good.code, 0);
+  const mount = (file: string) =>
+    spawnSync(process.execPath, [CLI, 'mount', join(work, `m-${++seq}`), '--profile', file], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
+
+  const truncated = join(work, 'truncated.json');
+  writeFileSync(truncated, good.text.slice(0, good.text.length / 2));
+  const m1 = mount(truncated);
+  t.equal(m1.status, 2);
+  t.match(m1.stderr, /JSON/);
+
+  const invalid = JSON.parse(good.text);
+  invalid.parents[1].devices = [{ uuid: uuid(3), type: 'no-such-type' }];
+  const bad = join(work, 'invalid.json');
+  writeFileSync(bad, JSON.stringify(invalid));
+  const m2 = mount(bad);
+  t.equal(m2.status, 2);
+  t.match(m2.stderr, /parents\[1\]\.devices\[0\]/);
+  t.match(m2.stderr, /no-such-type/);
+});
