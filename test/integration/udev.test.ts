@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { streamEvents } from '../../src/control/client';
 import { defaultControlPath } from '../../src/control/protocol';
+import { asNobody } from '../helpers/as-user';
 import { CLI, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // The uevents of the tree, heard the ways real clients hear them: `mdevfs events` (JSON lines,
@@ -196,4 +197,13 @@ t.test('nothing is sent unless asked, and never outside exec --udev\'s own netwo
   // Both runs are over; an event sent here would have arrived (netlink delivery is synchronous).
   await new Promise((r) => setTimeout(r, 200));
   t.equal(heard.split('\n').filter((l) => l.startsWith('UDEV  [')).join('\n'), '', 'the host heard nothing');
+});
+
+t.test('an ordinary user: exec --udev runs in a user namespace, and its libudev listeners hear the events', async (t) => {
+  const script = `M=$(mktemp); udevadm monitor --udev --subsystem-match=mdev > $M & for i in $(seq 200); do grep -q 'UDEV - the event' $M && break; sleep 0.05; done
+    echo ${U1} > /sys/${CREATE}; for i in $(seq 200); do grep -q '^UDEV .* bind ' $M && break; sleep 0.05; done
+    kill $!; sed -nE 's/^UDEV +\\[[0-9.]+\\] +([a-z]+) +([^ ]+) .*/\\1 \\2/p' $M; rm $M`;
+  const r = asNobody([process.execPath, CLI, 'exec', ...backendArgs, '--udev', '--', 'bash', '-c', script], { timeout: 60000 });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout, [`add ${MTTY}/${U1}`, `bind ${MTTY}/${U1}`, ''].join('\n'));
 });
