@@ -211,22 +211,28 @@ t.test('the recording: a header, devices present, and nothing of the recording m
   t.same(again, profile);
 });
 
+/** Writes a tree of plain files, directories and relative symlinks, as other projects' test suites do. */
+function writeTree(name: string, fixture: { files: Record<string, string>; dirs?: string[]; links: Record<string, string> }): string {
+  const tree = join(work, name);
+  for (const [p, content] of Object.entries(fixture.files)) {
+    mkdirSync(dirname(join(tree, p)), { recursive: true });
+    writeFileSync(join(tree, p), content);
+  }
+  for (const p of fixture.dirs ?? []) mkdirSync(join(tree, p), { recursive: true });
+  for (const [p, target] of Object.entries(fixture.links)) {
+    mkdirSync(dirname(join(tree, p)), { recursive: true });
+    symlinkSync(target, join(tree, p));
+  }
+  return tree;
+}
+
 t.test('a hand-made static tree (files and symlinks) replays identically, and lives', async (t) => {
   const fixture = JSON.parse(readFileSync(join(REPO, 'test', 'fixtures', 'record', 'nvidia-like-tree.json'), 'utf8')) as {
     files: Record<string, string>;
     dirs: string[];
     links: Record<string, string>;
   };
-  const tree = join(work, 'static');
-  for (const [p, content] of Object.entries(fixture.files)) {
-    mkdirSync(dirname(join(tree, p)), { recursive: true });
-    writeFileSync(join(tree, p), content);
-  }
-  for (const p of fixture.dirs) mkdirSync(join(tree, p), { recursive: true });
-  for (const [p, target] of Object.entries(fixture.links)) {
-    mkdirSync(dirname(join(tree, p)), { recursive: true });
-    symlinkSync(target, join(tree, p));
-  }
+  const tree = writeTree('static', fixture);
   const r = await record(tree);
   t.equal(r.code, 0, r.stderr);
   const profile = JSON.parse(r.text);
@@ -322,4 +328,61 @@ t.test('clear errors: no parents, a corrupt recording, a recording that fails va
   t.equal(m2.status, 2);
   t.match(m2.stderr, /parents\[1\]\.devices\[0\]/);
   t.match(m2.stderr, /no-such-type/);
+});
+
+t.test('an unknown vendor gets the documented default: a counter, or a pool in proportion', async (t) => {
+  const U = '3b0c7a52-9e4d-4f1b-8a6c-2d5e7f901234';
+  const A = 'devices/virtual/acme/acme0';
+  const S = 'devices/virtual/same/same0';
+  const type = (dir: string, name: string, avail: number) => ({
+    [`${dir}/mdev_supported_types/${name}/name`]: `${name.toUpperCase()}\n`,
+    [`${dir}/mdev_supported_types/${name}/device_api`]: 'vfio-pci\n',
+    [`${dir}/mdev_supported_types/${name}/available_instances`]: `${avail}\n`,
+    [`${dir}/mdev_supported_types/${name}/create`]: '',
+  });
+  const tree = writeTree('unknown', {
+    files: {
+      ...type(A, 'acme-a', 4),
+      ...type(A, 'acme-b', 2),
+      ...type(A, 'acme-c', 1),
+      ...type(S, 'same-x', 3),
+      ...type(S, 'same-y', 3),
+      [`${A}/${U}/vendor/slot`]: `acme slot of ${U}\n`,
+    },
+    dirs: [`${A}/mdev_supported_types/acme-b/devices`, `${A}/mdev_supported_types/acme-c/devices`, 'bus/mdev/drivers/acme_mdev', 'bus/mdev/drivers/same'],
+    links: {
+      'class/mdev_bus/acme0': `../../${A}`,
+      'class/mdev_bus/same0': `../../${S}`,
+      [`${A}/subsystem`]: '../../../../class/acme',
+      [`${S}/subsystem`]: '../../../../class/same',
+      [`${A}/${U}/mdev_type`]: '../mdev_supported_types/acme-a',
+      [`${A}/${U}/driver`]: '../../../../../bus/mdev/drivers/acme_mdev',
+      [`${A}/mdev_supported_types/acme-a/devices/${U}`]: `../../../${U}`,
+      [`bus/mdev/devices/${U}`]: `../../../${A}/${U}`,
+    },
+  });
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /acme0: capacity default: proportional pool\n/);
+  t.match(r.stderr, /same0: capacity default: counter\n/);
+  const [acme, same] = JSON.parse(r.text).parents;
+  t.same(acme.capacity, { model: 'pool', size: 5, errno: 'ENOSPC' }, '4 free units (lcm of 4, 2, 1) and 1 in use');
+  t.same(Object.fromEntries(acme.types.map((ty: { name: string; cost: number }) => [ty.name, ty.cost])), { a: 1, b: 2, c: 4 });
+  t.equal(acme.mdevDriver, 'acme_mdev', 'the bus driver its device is bound to');
+  t.same(acme.deviceAttrs, { 'vendor/slot': 'acme slot of {uuid}\n' });
+  t.same(same.capacity, { model: 'counter', max: 3 });
+
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  const d = replay.dir;
+  const counts = () => avail(d).replace(/class\/mdev_bus\/\w+\/mdev_supported_types\//g, '');
+  t.equal(counts(), 'acme-a 4\nacme-b 2\nacme-c 1\nsame-x 3\nsame-y 3\n', 'as recorded');
+  t.equal(write(d, `bus/mdev/devices/${U}/remove`, '1'), 'ok');
+  t.equal(counts(), 'acme-a 5\nacme-b 2\nacme-c 1\nsame-x 3\nsame-y 3\n', 'the device present gives its unit back');
+  t.equal(write(d, 'class/mdev_bus/acme0/mdev_supported_types/acme-b/create', uuid(1)), 'ok');
+  t.equal(counts(), 'acme-a 3\nacme-b 1\nacme-c 0\nsame-x 3\nsame-y 3\n', 'a b takes 2 of 5 units');
+  t.equal(write(d, 'class/mdev_bus/acme0/mdev_supported_types/acme-c/create', uuid(2)), 'ENOSPC');
+  t.equal(readFileSync(join(d, 'bus/mdev/devices', uuid(1), 'vendor/slot'), 'latin1'), `acme slot of ${uuid(1)}\n`);
+  t.equal(write(d, 'class/mdev_bus/same0/mdev_supported_types/same-x/create', uuid(3)), 'ok');
+  t.equal(counts(), 'acme-a 3\nacme-b 1\nacme-c 0\nsame-x 2\nsame-y 2\n', 'one counter for both types');
 });
