@@ -365,9 +365,15 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
   const host = hostOf(core);
   const placed = parentNames(p);
   for (const { name } of placed) if (core.parents.has(name)) throw new Error(`parent ${name} exists`);
+  // The running tree's directories, as semanticProblems checks a profile's own: no two parents in
+  // one directory or one inside another; a host device is only ever re-used by a parent on it.
+  const nests = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
   for (const { path } of placed) {
-    const taken = [...core.parents.values()].find((x) => x.registered && x.placement.path.join('/') === path.join('/'));
-    if (taken) throw new Error(`parent ${p.name}: ${path.join('/')} is ${taken.name}'s directory`);
+    const dir = path.join('/');
+    const taken = [...core.parents.values()].find((x) => x.registered && nests(x.placement.path.join('/'), dir));
+    if (taken) throw new Error(`parent ${p.name}: ${dir} collides with ${taken.name}'s directory`);
+    const device = host.model.get(path);
+    if (device && !p.pci && !p.bus) throw new Error(`parent ${p.name}: ${dir} is the host device ${device.name}`);
   }
   const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
   if (p.pci?.sriov?.mdevOn === 'none') {

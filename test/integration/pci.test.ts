@@ -155,3 +155,32 @@ t.test('a bad profile file is refused before anything is mounted', async (t) => 
   t.notOk(isMounted(mnt));
   t.notOk(existsSync(mnt), 'not even the mount point was made');
 });
+
+t.test('a PCI parent hot-plugged through the control socket, removed and added again', async (t) => {
+  const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ctl', ...args], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
+  const dir = scratch('mdevfs-pcihp-');
+  const gpu = {
+    name: '0000:3b:00.0',
+    path: 'devices/pci0000:3a/0000:3b:00.0',
+    pci: { vendor: '0x10de', device: '0x1eb8', class: '0x030200', driver: 'nvidia' },
+    mdevDriver: 'nvidia-vgpu-vfio',
+    capacity: { model: 'counter', max: 4 },
+    types: [{ name: '230' }],
+  };
+  writeFileSync(join(dir, 'gpu.json'), JSON.stringify(gpu));
+  writeFileSync(join(dir, 'inside.json'), JSON.stringify({ ...gpu, name: 'x', path: `${P}/x`, pci: undefined, class: 'x' }));
+  const G = 'devices/pci0000:3a/0000:3b:00.0';
+  t.equal(ctl(d.dir, 'add-parent', join(dir, 'gpu.json')).status, 0);
+  t.equal(run(`ls bus/pci/devices class/mdev_bus | tr "\\n" " "; cat ${G}/uevent | sed -n 2p; readlink ${G}/iommu_group ${G}/driver; ls ${G}/mdev_supported_types`),
+    'bus/pci/devices: 0000:00:02.0 0000:3b:00.0  class/mdev_bus: 0000:00:02.0 0000:3b:00.0 PCI_CLASS=30200\n' +
+    '../../../kernel/iommu_groups/1\n../../../bus/pci/drivers/nvidia\nnvidia-230\n');
+  t.equal(ctl(d.dir, 'remove-parent', '0000:3b:00.0').status, 0);
+  t.equal(run(`ls class/mdev_bus; ls ${G} | grep -c mdev_supported_types; readlink ${G}/driver`), '0000:00:02.0\n0\n../../../bus/pci/drivers/nvidia\n',
+    'the function stays, bound, without its mdev parent');
+  t.equal(ctl(d.dir, 'add-parent', join(dir, 'gpu.json')).status, 0);
+  t.equal(run(`cat ${G}/mdev_supported_types/nvidia-230/available_instances`), '4\n');
+  const inside = ctl(d.dir, 'add-parent', join(dir, 'inside.json'));
+  t.equal(inside.status, 1);
+  t.equal(inside.stderr, `mdevfs ctl: parent x: ${P}/x collides with 0000:00:02.0's directory\n`);
+  t.equal(ctl(d.dir, 'remove-parent', '0000:3b:00.0').status, 0);
+});
