@@ -308,7 +308,7 @@ function typeProblems(p: ParentProfile, at: string, out: string[]): void {
       if ((t as unknown as Record<string, unknown>)[f] === undefined) out.push(`${at}.types[${j}].${f}: is required by capacity model ${p.capacity.model}`);
     }
   });
-  ((p as { devices?: { type: string }[] }).devices ?? []).forEach((d, j) => {
+  (p.devices ?? []).forEach((d, j) => {
     if (!seen.has(d.type)) out.push(`${at}.devices[${j}].type: no type "${d.type}" in this parent`);
   });
 }
