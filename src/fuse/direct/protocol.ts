@@ -259,15 +259,31 @@ export function direntSize(nameLen: number): number {
   return (DIRENT_HEADER_SIZE + nameLen + 7) & ~7;
 }
 
-export function writeDirent(buf: Buffer, off: number, ino: bigint, nextOff: number, type: number, name: Buffer): number {
-  const size = direntSize(name.length);
-  buf.fill(0, off, off + size);
-  buf.writeBigUInt64LE(ino, off);
-  buf.writeBigUInt64LE(BigInt(nextOff), off + 8);
-  buf.writeUInt32LE(name.length, off + 16);
+/** u64 at off from a non-negative integer below 2^53 (no BigInt). */
+function writeU64(buf: Buffer, off: number, n: number): void {
+  buf.writeUInt32LE(n % 0x100000000, off);
+  buf.writeUInt32LE(Math.floor(n / 0x100000000), off + 4);
+}
+
+/** One READDIR record at off; returns its size. ino and nextOff below 2^53. */
+export function writeDirent(buf: Buffer, off: number, ino: number, nextOff: number, type: number, name: string): number {
+  writeU64(buf, off, ino);
+  writeU64(buf, off + 8, nextOff);
+  const len = buf.write(name, off + DIRENT_HEADER_SIZE, 'utf8');
+  buf.writeUInt32LE(len, off + 16);
   buf.writeUInt32LE(type, off + 20);
-  name.copy(buf, off + DIRENT_HEADER_SIZE);
+  const size = direntSize(len);
+  buf.fill(0, off + DIRENT_HEADER_SIZE + len, off + size);
   return size;
+}
+
+/** Writes the out_header into the first OUT_HEADER_SIZE bytes of buf, whose payload (len bytes) follows it. */
+export function frameInPlace(buf: Buffer, unique: bigint, len: number): Buffer {
+  const total = OUT_HEADER_SIZE + len;
+  buf.writeUInt32LE(total, 0);
+  buf.writeInt32LE(0, 4);
+  buf.writeBigUInt64LE(unique, 8);
+  return buf.subarray(0, total);
 }
 
 /** FUSE_NOTIFY_INVAL_ENTRY: fuse_notify_inval_entry_out + name + NUL. */

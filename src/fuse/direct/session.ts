@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { MdevError } from '../../core/errno';
 import type { Invalidation, Kernfs, Stat } from '../../sysfs/kernfs';
+import type { DirNode } from '../../sysfs/nodes';
 import { type FuseNode, NodeTable, childPath } from './nodes';
 import { type FdPoller, POLL_READ_BUFFER, pollFd } from './poll';
 import * as P from './protocol';
@@ -511,29 +512,35 @@ export class Session {
         d.names = ['.', '..'];
       }
     }
-    const out = Buffer.alloc(size);
+    // The directory is resolved once; each entry is one lookup in it (not a walk from the root).
+    let dir: DirNode | undefined;
+    try {
+      const n = d.node.detached ? undefined : this.kernfs.resolve(d.node.path);
+      if (n?.kind === 'dir') dir = n;
+    } catch (err) {
+      if (!(err instanceof MdevError)) throw err;
+    }
+    // Records go straight into the reply, after its header.
+    const out = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + size);
+    const base = P.OUT_HEADER_SIZE;
     let used = 0;
     for (let i = offset; i < d.names.length; i++) {
       const name = d.names[i]!;
-      const nameBuf = Buffer.from(name);
-      const recSize = P.direntSize(nameBuf.length);
+      const recSize = P.direntSize(Buffer.byteLength(name));
       if (used + recSize > size) break;
       let type = P.DT_DIR;
-      let ino = d.node.id;
-      if (name === '..') ino = d.node.parent?.id ?? d.node.id;
+      let ino = Number(d.node.id);
+      if (name === '..') ino = Number(d.node.parent?.id ?? d.node.id);
       else if (name !== '.') {
-        const path = childPath(d.node.path, name);
-        try {
-          const kind = this.kernfs.resolve(path).kind;
-          type = kind === 'dir' ? P.DT_DIR : kind === 'link' ? P.DT_LNK : P.DT_REG;
-        } catch {
-          continue; // gone since the listing was taken
-        }
-        ino = this.nodes.atPath(path)?.id ?? pathIno(path);
+        const kind = dir?.lookup(name)?.kind;
+        if (!kind) continue; // gone since the listing was taken
+        type = kind === 'dir' ? P.DT_DIR : kind === 'link' ? P.DT_LNK : P.DT_REG;
+        const known = d.node.children.get(name);
+        ino = known && !known.detached ? Number(known.id) : nameIno(d.node.path, name);
       }
-      used += P.writeDirent(out, used, ino, i + 1, type, nameBuf);
+      used += P.writeDirent(out, base + used, ino, i + 1, type, name);
     }
-    this.reply(u, out.subarray(0, used));
+    this.send(P.frameInPlace(out, u, used));
   }
 
   private refuse(h: P.InHeader, op: string, name: string): void {
@@ -545,12 +552,17 @@ export class Session {
 /** Requests the kernel expects no answer to. */
 const NO_REPLY = new Set<number>([P.Op.FORGET, P.Op.BATCH_FORGET, P.Op.INTERRUPT]);
 
-/** A stable, non-zero d_ino for a name never looked up (bit 40 set: no clash with node ids). */
-function pathIno(path: string): bigint {
-  let h = 0xcbf29ce484222325n;
-  for (let i = 0; i < path.length; i++) {
-    h ^= BigInt(path.charCodeAt(i));
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return (h & 0xffffffffffn) | 0x10000000000n;
+/**
+ * A stable, non-zero d_ino for a name never looked up: FNV-1a of the path, 32 bits, with bit
+ * 40 set (no clash with node ids, which count up from 2). Only readdir's d_ino shows it.
+ */
+function nameIno(dirPath: string, name: string): number {
+  let h = 0x811c9dc5;
+  const mix = (s: string) => {
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  };
+  mix(dirPath);
+  mix('/');
+  mix(name);
+  return (h >>> 0) + 2 ** 40;
 }
