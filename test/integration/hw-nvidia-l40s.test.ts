@@ -1,5 +1,7 @@
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { spawnSync } from 'node:child_process';
+import { NVIDIA_L40S } from '../../src/drivers/builtin/nvidia';
+import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { writeErrno } from '../helpers/write-errno';
 
 // NVIDIA vendor-specific VFIO (hardware-profiles.md §2, §7.3) through the mount: no mdev at all;
@@ -20,7 +22,8 @@ const ALL = [
 
 let d: Daemon;
 t.before(async () => {
-  d = await startDaemon({ profile: 'nvidia-l40s' });
+  // The built-in as a JSON profile file (pci.sriov.mdevOn "none" and vfAttrs).
+  d = await startDaemon({ profile: NVIDIA_L40S });
 });
 t.teardown(() => d.stop());
 const run = (s: string) => sh(d.dir, s);
@@ -78,4 +81,10 @@ t.test('unbinding a VF from nvidia takes nvidia/ and its vGPU away', async (t) =
   t.equal(creatable(2), HEADER + '1155  : NVIDIA L40S-24Q\n1165  : NVIDIA L40S-24A\n', 'its 24 GB went back to the GPU');
   t.equal(run(`echo 0000:00:07.4 > bus/pci/drivers/nvidia/bind`).code, 0);
   t.equal(out(`cat ${VF(0)}/nvidia/current_vgpu_type`), '0\n');
+});
+
+t.test('mdevctl types on nvidia-l40s: nothing (no mdev parent)', async (t) => {
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'nvidia-l40s', '--', 'mdevctl', 'types'], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout.trim(), '');
 });

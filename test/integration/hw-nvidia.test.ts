@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { writeErrno } from '../helpers/write-errno';
+import { NVIDIA_T4 } from '../../src/drivers/builtin/nvidia';
 
 // NVIDIA time-sliced vGPU on a PCI function (hardware-profiles.md §1, §7.1) through the mount:
 // the branch's type ids, exact name/description, the same-framebuffer rule, EIO, nvidia/ attributes.
@@ -12,7 +13,8 @@ const U2 = 'a5b9a0d4-5a84-4bd7-9e0e-3c1d1b2f0002';
 
 let d: Daemon;
 t.before(async () => {
-  d = await startDaemon({ profile: 'nvidia-t4' });
+  // The built-in as a JSON profile file: everything it does, a file can declare.
+  d = await startDaemon({ profile: NVIDIA_T4 });
 });
 t.teardown(() => d.stop());
 const run = (s: string) => sh(d.dir, s);
