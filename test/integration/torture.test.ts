@@ -151,7 +151,7 @@ for (const abi of ['6.1', '4.17'] as const) {
     t.equal(end.figures.devices, 0, 'no device left');
     t.ok(end.figures.capacityChecked >= 10, 'available_instances was checked on the types of known models');
     const created = total.ops.create! - Object.values(total.errors.create ?? {}).reduce((a, b) => a + b, 0);
-    t.ok(created > 20, `writers created devices (${created})`);
+    t.ok(created >= 10, `writers created devices (${created})`);
     t.ok(Object.keys(total.errors.create ?? {}).includes('EEXIST'), 'UUIDs collided');
     t.ok(d.proc.exitCode === null, 'the daemon is alive');
     const rssAfter = rssKb(d);
