@@ -102,7 +102,9 @@ export function readHost(rootArg: string): ObservedHost {
   const busDir = join(root, 'class', 'mdev_bus');
   const names = listDir(busDir);
   if (names === undefined || names.length === 0) {
-    throw new RecordError(`no mdev parents under ${join(rootArg, 'class', 'mdev_bus')}: nothing to record`);
+    const vendorVfio = (listDir(join(root, 'bus', 'pci', 'devices')) ?? []).filter((e) => exists(join(root, 'bus', 'pci', 'devices', e.name, 'nvidia', 'current_vgpu_type')));
+    const note = vendorVfio.length > 0 ? ` (${vendorVfio.length} PCI functions with NVIDIA vendor-specific VFIO, nvidia/current_vgpu_type: not recorded yet)` : '';
+    throw new RecordError(`no mdev parents under ${join(rootArg, 'class', 'mdev_bus')}: nothing to record${note}`);
   }
   const parents: ObservedParent[] = [];
   for (const name of names.map((e) => e.name)) {
