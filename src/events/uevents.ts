@@ -34,10 +34,15 @@ const HISTORY = 1024;
  * have reached the kernel. SEQNUM increases by one per event sent.
  */
 export class Uevents {
-  private readonly queue: Pending[] = [];
+  /** Rendered, waiting only for the invalidations before them (in rendering order). */
+  private readonly ready: Pending[] = [];
+  /** Events of devices in mid-create or mid-remove, per device, in order. */
+  private readonly held = new Map<MdevDevice, Pending[]>();
   private rendered = 0;
   private seqnum = 0;
+  /** The last HISTORY events sent, a ring: the oldest at historyStart once full. */
   private readonly history: Uevent[] = [];
+  private historyStart = 0;
   private readonly listeners = new Set<(ev: Uevent) => void>();
   /** bus/mdev drivers (name -> module) and classes the tree shows: their appearance and departure are uevents too. */
   private drivers: Map<string, string>;
@@ -62,7 +67,13 @@ export class Uevents {
    * events whose SEQNUM is greater. Returns the unsubscribe function.
    */
   subscribe(listener: (ev: Uevent) => void, since?: number): () => void {
-    if (since !== undefined) for (const ev of this.history) if (Number(ev.SEQNUM) > since) listener(ev);
+    if (since !== undefined) {
+      const h = this.history;
+      for (let i = 0; i < h.length; i++) {
+        const ev = h[(this.historyStart + i) % h.length]!;
+        if (Number(ev.SEQNUM) > since) listener(ev);
+      }
+    }
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
@@ -75,9 +86,19 @@ export class Uevents {
   // ---- rendering -----------------------------------------------------------------------
 
   private onCore(ev: CoreEvent): void {
-    for (const p of this.render(ev)) this.queue.push(p);
-    // Any core event may end a create or remove that holds events back.
-    if (this.queue.length > 0) this.scheduleFlush();
+    for (const p of this.render(ev)) {
+      const waiting = p.dev && this.held.get(p.dev);
+      if (waiting) waiting.push(p); // behind the device's earlier events
+      else if (p.dev && (p.dev.state === 'reserved' || p.dev.state === 'removing')) this.held.set(p.dev, [p]);
+      else this.ready.push(p);
+    }
+    // A create or remove that ends lets its device's events go.
+    if (ev.kind === 'state' && ev.dev.state !== 'reserved' && ev.dev.state !== 'removing') {
+      const waiting = this.held.get(ev.dev);
+      this.held.delete(ev.dev);
+      for (const p of waiting ?? []) this.ready.push(p);
+    }
+    if (this.ready.length > 0) this.scheduleFlush();
   }
 
   private event(kobj: Kobj, action: KobjAction, extra: readonly string[] = [], drop?: string): Pending {
@@ -206,29 +227,29 @@ export class Uevents {
     });
   }
 
-  /** Sends, in order, every event rendered up to `upTo` whose device is not in mid-change. */
+  /**
+   * Sends the ready events rendered up to `upTo` (the invalidations announced before them have
+   * arrived). Events released later by a device are rendered earlier than some ready ones: the
+   * order between devices may differ from rendering order, never the order of one device's events.
+   */
   private flush(upTo: number): void {
-    const waiting = new Set<MdevDevice>();
-    let i = 0;
-    while (i < this.queue.length) {
-      const p = this.queue[i]!;
-      const dev = p.dev;
-      if (p.id > upTo || (dev && (waiting.has(dev) || dev.state === 'reserved' || dev.state === 'removing'))) {
-        if (dev) waiting.add(dev); // later events of the same device keep their order
-        i++;
-        continue;
-      }
-      this.queue.splice(i, 1);
-      this.send(p.env);
+    const later: Pending[] = [];
+    for (const p of this.ready.splice(0)) {
+      if (p.id <= upTo) this.send(p.env);
+      else later.push(p);
     }
+    this.ready.push(...later);
     // Events rendered meanwhile get a flush of their own (their invalidations may still be in flight).
-    if (this.queue.some((p) => p.id > upTo)) this.scheduleFlush();
+    if (this.ready.length > 0) this.scheduleFlush();
   }
 
   private send(env: [string, string][]): void {
     const ev: Uevent = Object.freeze(Object.fromEntries([...env, ['SEQNUM', String(++this.seqnum)]]));
-    this.history.push(ev);
-    if (this.history.length > HISTORY) this.history.shift();
+    if (this.history.length < HISTORY) this.history.push(ev);
+    else {
+      this.history[this.historyStart] = ev;
+      this.historyStart = (this.historyStart + 1) % HISTORY;
+    }
     for (const l of this.listeners) {
       try {
         l(ev);
