@@ -168,3 +168,19 @@ t.test('parents: module load and unload order, children first', async (t) => {
     'ACTION=remove DEVPATH=/module/mtty SUBSYSTEM=module',
   ]);
 });
+
+t.test('late subscribers get the last 1024 events, oldest first, then the live ones', async (t) => {
+  const { core, kernfs, take, uevents } = emulation();
+  const bus = kernfs.open('/bus/mdev/uevent', 1);
+  for (let i = 0; i < 1100; i++) await kernfs.write(bus, Buffer.from('change'));
+  kernfs.release(bus);
+  await take();
+  const replayed: number[] = [];
+  uevents.subscribe((ev) => replayed.push(Number(ev.SEQNUM)), 0);
+  t.same(replayed, Array.from({ length: 1024 }, (_, i) => 77 + i), 'SEQNUM 77..1100');
+  const since: number[] = [];
+  uevents.subscribe((ev) => since.push(Number(ev.SEQNUM)), 1098);
+  await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
+  await take();
+  t.same(since, [1099, 1100, 1101, 1102, 1103], 'the retained ones above SEQNUM 1098, then the live ones');
+});
