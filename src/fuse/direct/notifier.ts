@@ -1,13 +1,15 @@
 import { Worker } from 'node:worker_threads';
 
-// The worker only writes: each message is one notification, answered once the kernel took it.
+// The worker only writes: each message is a batch of notifications, written in order and
+// answered (one errno code or null each) once the kernel took the last.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
-parentPort.on('message', ({ id, buf }) => {
-  let error = null;
-  try { fs.writeSync(workerData.fd, buf); } catch (e) { error = e.code || String(e); }
-  parentPort.postMessage({ id, error });
+parentPort.on('message', ({ id, bufs }) => {
+  const errors = bufs.map((buf) => {
+    try { fs.writeSync(workerData.fd, buf); return null; } catch (e) { return e.code || String(e); }
+  });
+  parentPort.postMessage({ id, errors });
 });
 `;
 
@@ -19,30 +21,33 @@ parentPort.on('message', ({ id, buf }) => {
  */
 export class Notifier {
   private readonly worker: Worker;
-  private readonly pending = new Map<number, (error: string | null) => void>();
+  private readonly pending = new Map<number, (errors: (string | null)[]) => void>();
   private nextId = 0;
 
   constructor(fd: number) {
     this.worker = new Worker(WORKER, { eval: true, workerData: { fd } });
-    this.worker.on('message', ({ id, error }: { id: number; error: string | null }) => {
+    this.worker.on('message', ({ id, errors }: { id: number; errors: (string | null)[] }) => {
       const done = this.pending.get(id);
       this.pending.delete(id);
-      done?.(error);
+      done?.(errors);
     });
     this.worker.unref();
   }
 
-  /** Resolves with the errno code of a failed write (ENOENT: nothing cached by that name), or null. */
-  write(buf: Buffer): Promise<string | null> {
+  /**
+   * Writes the notifications in order, in one round trip to the thread; resolves with the
+   * errno code of each failed write (ENOENT: nothing cached by that name), or null.
+   */
+  write(bufs: Buffer[]): Promise<(string | null)[]> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
-      this.worker.postMessage({ id, buf });
+      this.worker.postMessage({ id, bufs });
     });
   }
 
   async close(): Promise<void> {
-    for (const done of this.pending.values()) done('ECANCELED');
+    for (const done of this.pending.values()) done(['ECANCELED']);
     this.pending.clear();
     await this.worker.terminate();
   }

@@ -218,45 +218,69 @@ export class Session {
   }
 
   /**
-   * Notifications go out one at a time, after every reply written before them (replies
-   * are synchronous, so a LOOKUP answered just before a removal cannot re-create the entry
-   * after its invalidation), and never from the main thread: the kernel may block the
-   * write on a directory lock that a request waiting for our answer holds.
+   * Entry and page notifications go out in batches, one batch at a time, after every reply
+   * written before them (replies are synchronous, so a LOOKUP answered just before a removal
+   * cannot re-create the entry after its invalidation), and never from the main thread: the
+   * kernel may block the write on a directory lock that a request waiting for us holds.
    */
-  private notify(buf: Buffer): void {
+  private notify(bufs: Buffer[]): void {
     this.notifyChain = this.notifyChain.then(async () => {
       if (this.stopping) return;
-      const error = await this.notifier.write(buf);
-      // ENOENT: the kernel had nothing cached under that name; anything else is worth a word.
-      if (error && error !== 'ENOENT' && error !== 'ENODEV' && !this.stopping) this.log.warn({ error }, 'fuse: notification failed');
+      for (const error of await this.notifier.write(bufs)) this.notifyFailed(error);
     });
   }
 
-  /** Resolves when the kernel has taken every notification this change needs. */
+  /** ENOENT: the kernel had nothing cached under that name; anything else is worth a word. */
+  private notifyFailed(error: string | null | undefined): void {
+    if (error && error !== 'ENOENT' && error !== 'ENODEV' && !this.stopping) this.log.warn({ error }, 'fuse: notification failed');
+  }
+
+  /**
+   * Attributes only (FUSE_NOTIFY_INVAL_INODE with off < 0) are written at once from the
+   * main thread: the kernel takes no lock there that a request waiting for us could hold
+   * (it bumps the attribute version and marks them stale), so the write cannot block.
+   */
+  private notifyAttrs(node: FuseNode): void {
+    try {
+      fs.writeSync(this.fd, P.invalInode(node.id));
+    } catch (err) {
+      this.notifyFailed((err as NodeJS.ErrnoException).code);
+    }
+  }
+
+  /**
+   * Resolves when the kernel has taken every notification this change needs. Entries and
+   * cached link targets go to the notifier thread, all of this change in one batch.
+   */
   private invalidate(inv: Invalidation): Promise<void> {
     if (!this.initDone || this.stopping) return Promise.resolve();
+    const batch: Buffer[] = [];
     for (const path of inv.entries) {
       const node = this.nodes.atPath(path);
       if (!node || !node.parent) continue;
       const parent = this.nodes.atPath(node.parent.path);
-      if (parent) this.notify(P.invalEntry(parent.id, node.name));
+      if (parent) batch.push(P.invalEntry(parent.id, node.name));
       // A superset is allowed: only a name that really went away loses its node id.
       if (!this.exists(path)) {
         // A removed link's cached target goes with it (its inode may live on, held open).
-        for (const link of this.nodes.detach(node)) this.dropTarget(link);
-      } else if (node.target !== undefined) this.dropTarget(node);
+        for (const link of this.nodes.detach(node)) this.dropTarget(link, batch);
+      } else if (node.target !== undefined) this.dropTarget(node, batch);
     }
     for (const path of inv.attrs) {
       const node = this.nodes.atPath(path);
-      if (node) node.target === undefined ? this.notify(P.invalInode(node.id)) : this.dropTarget(node);
+      if (node) node.target === undefined ? this.notifyAttrs(node) : this.dropTarget(node, batch);
     }
+    if (batch.length > 0) this.notify(batch);
     return this.notifyChain;
   }
 
-  /** Drops a link's attributes and the target the kernel cached (FUSE_CACHE_SYMLINKS). */
-  private dropTarget(node: FuseNode): void {
+  /**
+   * Drops a link's attributes and the target the kernel cached (FUSE_CACHE_SYMLINKS): its
+   * page cache, which a READLINK waiting for us may hold locked, so only from the thread.
+   */
+  private dropTarget(node: FuseNode, batch: Buffer[]): void {
     node.target = undefined;
-    this.notify(P.invalInode(node.id, true));
+    batch.push(P.invalInode(node.id, true));
   }
 
   private exists(path: string): boolean {
@@ -362,7 +386,9 @@ export class Session {
         // is a new inode (as a re-created kernfs link is a new kernfs node).
         const known = this.nodes.atPath(path);
         if (known?.target !== undefined && (s.mode & S_IFMT) === S_IFLNK && this.kernfs.readlink(path) !== known.target) {
-          for (const link of this.nodes.detach(known)) this.dropTarget(link);
+          const batch: Buffer[] = [];
+          for (const link of this.nodes.detach(known)) this.dropTarget(link, batch);
+          this.notify(batch);
         }
         const node = this.nodes.lookedUp(parent, name);
         return this.reply(u, P.entryOut(node.id, 0n, this.timeout, this.timeout, this.attrOf(node, s)));
