@@ -108,7 +108,9 @@ export function readHost(rootArg: string): ObservedHost {
   }
   const parents: ObservedParent[] = [];
   for (const name of names.map((e) => e.name)) {
-    const path = resolveInside(root, join(busDir, name));
+    // A hand-made tree may hold the parent's directory itself under class/mdev_bus.
+    const entry = join(busDir, name);
+    const path = lstatSync(entry).isDirectory() ? `class/mdev_bus/${name}` : resolveInside(root, entry);
     if (path === undefined) {
       warnings.push(`class/mdev_bus/${name}: does not lead to a directory inside the tree; skipped`);
       continue;

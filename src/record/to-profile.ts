@@ -114,6 +114,8 @@ function typePrefix(obs: ObservedParent, p: ParentProfile): string {
   return first.includes('-') ? first.slice(0, first.indexOf('-')) : first;
 }
 
+const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):[0-9a-f]{2}\.[0-7]$/i;
+
 /** Everything but the capacity model: placement, identity, types, attributes, devices present. */
 function baseParent(
   obs: ObservedParent,
@@ -122,9 +124,11 @@ function baseParent(
   claimed: Set<string>,
   warnings: string[],
 ): ParentProfile {
-  if (!obs.path.startsWith('devices/')) warnings.push(`${obs.name}: placed at ${obs.path}, outside devices/`);
   const p: ParentProfile = { name: obs.name, path: obs.path, mdevDriver: '', capacity: { model: 'constant', value: 0 }, types: [] };
-  const sub = obs.subsystem;
+  // A hand-made tree may leave out the subsystem link: a PCI address with PCI ids is a PCI function.
+  const bdf = BDF.exec(obs.name);
+  const sub = obs.subsystem ?? (bdf && obs.files.has('vendor') ? 'bus/pci' : undefined);
+  if (sub !== obs.subsystem) warnings.push(`${obs.name}: no subsystem link; recorded as a PCI function`);
   // Top-level files the bus core makes (PCI's many attributes, css's type) are the bus's: only
   // nested vendor groups of a bus device, or any extra file of a class device, go unreproduced.
   let unreproduced = [...obs.extra.keys()];
@@ -140,6 +144,10 @@ function baseParent(
   } else {
     warnings.push(`${obs.name}: subsystem ${sub ?? '(none)'} is not a class or a bus; placed in class ${obs.driver ?? obs.name}`);
     p.class = obs.driver ?? obs.name;
+  }
+  if (!obs.path.startsWith('devices/') || obs.path.split('/').pop() !== obs.name) {
+    p.path = p.pci && bdf ? `devices/pci${bdf[1]}:${bdf[2]}/${obs.name}` : `devices/virtual/${p.class ?? p.bus?.name ?? 'mdev'}/${obs.name}`;
+    warnings.push(`${obs.name}: ${obs.path} is not a device directory below devices/; placed at ${p.path}`);
   }
   const rp = recognised(obs, p);
   const vendor = vendorOf(rp);

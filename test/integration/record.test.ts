@@ -386,3 +386,35 @@ t.test('an unknown vendor gets the documented default: a counter, or a pool in p
   t.equal(write(d, 'class/mdev_bus/same0/mdev_supported_types/same-x/create', uuid(3)), 'ok');
   t.equal(counts(), 'acme-a 3\nacme-b 1\nacme-c 0\nsame-x 2\nsame-y 2\n', 'one counter for both types');
 });
+
+t.test('a sparse mock tree (no subsystem links, no newlines, parent under bus/pci/devices) is placed as on a host', async (t) => {
+  // Laid out as go-nvlib's mocks do: a PCI directory with ids and types, reached from class/mdev_bus.
+  const P = 'bus/pci/devices/0000:3b:00.0';
+  const tree = writeTree('sparse', {
+    files: {
+      [`${P}/vendor`]: '0x10de',
+      [`${P}/device`]: '0x20bf',
+      [`${P}/class`]: '0x30200',
+      [`${P}/numa_node`]: '1',
+      [`${P}/mdev_supported_types/nvidia-500/name`]: 'NVIDIA A100-4C',
+      [`${P}/mdev_supported_types/nvidia-500/available_instances`]: '1',
+      [`${P}/mdev_supported_types/nvidia-501/name`]: 'NVIDIA A100-5C',
+      [`${P}/mdev_supported_types/nvidia-501/available_instances`]: '1',
+    },
+    links: { 'class/mdev_bus/0000:3b:00.0': `../../${P}` },
+  });
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /0000:3b:00.0: no subsystem link; recorded as a PCI function/);
+  t.match(r.stderr, /available_instances: no trailing newline; recorded with one/);
+  const [p] = JSON.parse(r.text).parents;
+  t.equal(p.path, 'devices/pci0000:3b/0000:3b:00.0');
+  t.same([p.pci.vendor, p.pci.device, p.pci.class, p.pci.numaNode], ['0x10de', '0x20bf', '0x30200', 1]);
+  t.same(p.capacity, { model: 'counter', max: 1 }, 'NVIDIA ids without descriptions: the default');
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  t.equal(readlinkSync(join(replay.dir, P)), '../../../devices/pci0000:3b/0000:3b:00.0');
+  t.equal(readFileSync(join(replay.dir, P, 'mdev_supported_types/nvidia-501/name'), 'latin1'), 'NVIDIA A100-5C\n');
+  t.equal(write(replay.dir, `${P}/mdev_supported_types/nvidia-500/create`, uuid(1)), 'ok');
+  t.equal(avail(replay.dir), 'class/mdev_bus/0000:3b:00.0/mdev_supported_types/nvidia-500 0\nclass/mdev_bus/0000:3b:00.0/mdev_supported_types/nvidia-501 0\n');
+});
