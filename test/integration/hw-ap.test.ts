@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import t from 'tap';
+import { AP } from '../../src/drivers/builtin/ap';
 import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { writeErrno } from '../helpers/write-errno';
 
@@ -92,4 +93,23 @@ mdevctl list`;
     'rc=0\n05.0004\n05.00ab\n00ab\n' +
     '    Address already in use (os error 98)\n' +
     `${A} matrix vfio_ap-passthrough manual\n\n`, r.stderr);
+});
+
+t.test('the newest ABI as a JSON profile: ap_config (all or nothing) and the matrix device\'s features', async (t) => {
+  const p = AP.parents[0]!;
+  const newest = {
+    parents: [{ ...p, bus: { ...p.bus!, attrs: { features: 'guest_matrix hotplug ap_config\n' } }, deviceAttrs: { ...p.deviceAttrs, ap_config: { kind: 'ap-config' } } }],
+  };
+  const n = await startDaemon({ profile: newest });
+  t.teardown(() => n.stop());
+  const zero = '0x' + '0'.repeat(64);
+  const mask = (...ids: number[]) => '0x' + Array.from({ length: 64 }, (_, i) => ids.filter((id) => id >> 2 === i).reduce((b, id) => b | (8 >> (id & 3)), 0).toString(16)).join('');
+  t.equal(sh(n.dir, `cat bus/matrix/devices/matrix/features; echo ${A} > ${TYPE}/create; stat -c %a ${M}/${A}/ap_config; cat ${M}/${A}/ap_config`).stdout,
+    `guest_matrix hotplug ap_config\n644\n${zero},${zero},${zero}\n`);
+  // s390-tools ap-check writes "%s,%s,%s\n".
+  t.equal(sh(n.dir, `echo ${mask(5, 6)},${mask(4)},${mask(4)} > ${M}/${A}/ap_config && cat ${M}/${A}/matrix ${M}/${A}/control_domains`).stdout,
+    '05.0004\n06.0004\n0004\n');
+  t.equal(writeErrno(n.dir, `${M}/${A}/ap_config`, `b"${mask(7)},${mask(0x47)},${zero}\\n"`), 'EADDRNOTAVAIL');
+  t.equal(writeErrno(n.dir, `${M}/${A}/ap_config`, `b"${mask(5)},${mask(4)}"`), 'EINVAL', 'two masks');
+  t.equal(sh(n.dir, `cat ${M}/${A}/matrix`).stdout, '05.0004\n06.0004\n', 'a refused ap_config changes nothing');
 });
