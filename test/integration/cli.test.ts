@@ -156,3 +156,16 @@ for (const [how, start] of [
     t.not(spawnSync('pgrep', ['-f', `mount ${dir}`]).status, 0, 'no daemon left');
   });
 }
+
+t.test('npx: kill $! while the daemon is still starting (its shell gone before it looked) stops it too', async (t) => {
+  const dir = join(scratch('mdevfs-bg-'), 'mnt');
+  // [b]in: the pattern does not match this script's own command line.
+  const script = `
+    npx --offline mdevfs mount ${dir} ${backendArgs.join(' ')} &
+    until pgrep -f "[b]in/mdevfs mount ${dir}" >/dev/null; do sleep 0.02; done
+    kill $!
+    for i in $(seq 100); do pgrep -f "[b]in/mdevfs mount ${dir}" >/dev/null || { echo gone; break; }; sleep 0.1; done
+    grep -c " ${dir} " /proc/mounts`;
+  const r = spawnSync('bash', ['-c', script], { cwd: REPO, encoding: 'utf8', timeout: 30000, env: cliEnv() });
+  t.equal(r.stdout, 'gone\n0\n', r.stderr);
+});
