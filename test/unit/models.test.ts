@@ -252,3 +252,37 @@ t.test('vendor-specific VFIO in-process: creatable types, current_vgpu_type, the
   t.equal(vf0.currentType, 0);
   t.equal(vf1.creatable(), vf0.creatable(), 'both free again');
 });
+
+t.test('the basic models: counter, pool, constant, exclusive', async (t) => {
+  const virt = (capacity: Profile['parents'][0]['capacity'], types = [{ name: 'a', cost: 1, max: 2 }, { name: 'b', cost: 3, max: 1 }]): Profile => ({
+    parents: [{ name: 'v', path: 'devices/virtual/v/v', class: 'v', mdevDriver: 'v', capacity, types }],
+  });
+  const c61 = setup(virt({ model: 'counter', max: 2, legacyErrno: 'EPERM' }));
+  await c61.create('v-a');
+  await c61.create('v-b');
+  t.equal(await errnoOf(() => c61.create('v-a')), Errno.EUSERS, '6.1: the core counts');
+  const c417 = setup(virt({ model: 'counter', max: 2, legacyErrno: 'EPERM' }), '4.17');
+  await c417.create('v-a');
+  await c417.create('v-a');
+  t.equal(c417.avail('v-b'), 0);
+  t.equal(await errnoOf(() => c417.create('v-b')), Errno.EPERM, '4.17: the vendor counts, with its errno');
+  const pool = setup(virt({ model: 'pool', size: 4, errno: 'ENOSPC', legacyErrno: null }));
+  await pool.create('v-b');
+  t.same([pool.avail('v-a'), pool.avail('v-b')], [1, 0]);
+  t.equal(await errnoOf(() => pool.create('v-b')), Errno.ENOSPC);
+  const legacyPool = setup(virt({ model: 'pool', size: 4, errno: 'ENOSPC', legacyErrno: null }), '4.17');
+  await legacyPool.create('v-b');
+  await legacyPool.create('v-b');
+  t.equal(legacyPool.avail('v-a'), -2, '4.17 without a legacy errno: not enforced, and reads negative');
+  const constant = setup(virt({ model: 'constant', value: 3 }));
+  await constant.create('v-a');
+  t.same([constant.avail('v-a'), constant.avail('v-b')], [3, 3]);
+  const ex = setup(virt({ model: 'exclusive', errno: 'EINVAL' }));
+  await ex.create('v-a');
+  t.same([ex.avail('v-a'), ex.avail('v-b')], [1, 0]);
+  t.equal(await errnoOf(() => ex.create('v-b')), Errno.EINVAL);
+  await ex.create('v-a');
+  t.equal(await errnoOf(() => ex.create('v-a')), Errno.EINVAL, 'max per type');
+  for (const dev of [...ex.core.devices.values()]) await ex.core.remove(dev);
+  t.same([ex.avail('v-a'), ex.avail('v-b')], [2, 1], 'free again');
+});
