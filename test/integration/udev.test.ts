@@ -1,5 +1,5 @@
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { streamEvents } from '../../src/control/client';
@@ -206,4 +206,33 @@ t.test('an ordinary user: exec --udev runs in a user namespace, and its libudev 
   const r = asNobody([process.execPath, CLI, 'exec', ...backendArgs, '--udev', '--', 'bash', '-c', script], { timeout: 60000 });
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout, [`add ${MTTY}/${U1}`, `bind ${MTTY}/${U1}`, ''].join('\n'));
+});
+
+t.test('mount --udev sends in the daemon\'s own network namespace', async (t) => {
+  const mnt = join(scratch('mdevfs-mount-udev-'), 'mnt');
+  // The daemon gets a network namespace of its own (unshare execs it: same pid), a listener joins it.
+  const daemon = spawn('unshare', ['-n', process.execPath, CLI, 'mount', mnt, '--udev', ...backendArgs], { env: cliEnv(), stdio: 'ignore' });
+  const exited = new Promise((r) => daemon.on('exit', r));
+  t.teardown(async () => {
+    daemon.kill('SIGTERM');
+    await exited;
+  });
+  t.equal(cli(['wait', mnt, '--timeout', '20']).status, 0, 'mounted');
+  const mon = spawn('nsenter', ['-t', String(daemon.pid), '-n', 'udevadm', 'monitor', '--udev', '--subsystem-match=mdev'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let heard = '';
+  const bound = new Promise<void>((resolve) =>
+    mon.stdout.on('data', (d) => {
+      heard += d;
+      if (/ bind /.test(heard)) resolve();
+    }),
+  );
+  t.teardown(() => mon.kill());
+  while (!heard.includes('UDEV - the event')) await new Promise((r) => setTimeout(r, 20));
+  writeFileSync(join(mnt, CREATE), U1);
+  await bound;
+  t.same(
+    heard.split('\n').filter((l) => l.startsWith('UDEV  [')).map((l) => l.replace(/^UDEV +\[[0-9.]+\] +/, '')),
+    [`add      ${MTTY}/${U1} (mdev)`, `bind     ${MTTY}/${U1} (mdev)`],
+  );
+  t.ok(existsSync(join(mnt, 'bus', 'mdev', 'devices', U1)));
 });
