@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BACKEND, REPO, backendArgs, cliEnv, isMounted, scratch, startDaemon } from '../helpers/daemon';
@@ -109,6 +109,23 @@ t.test('an uncaught exception unmounts before exiting 1', async (t) => {
   t.match(stderr, /"msg":"uncaught exception"/);
   t.match(stderr, 'injected crash');
   t.notOk(isMounted(dir), 'no mount left');
+});
+
+t.test('if unmounting hangs, the process kills itself after 5 s instead of hanging, and says so', async (t) => {
+  // umount and fusermount that never return, first on the daemon's PATH.
+  const bin = scratch('mdevfs-hang-');
+  for (const name of ['umount', 'fusermount', 'fusermount3']) writeFileSync(join(bin, name), '#!/bin/sh\nexec sleep 20\n', { mode: 0o755 });
+  const d = await startDaemon({ logLevel: 'warn', env: { PATH: `${bin}:${process.env.PATH}`, MDEVFS_NO_AUTO_UNMOUNT: '1' } });
+  t.teardown(async () => {
+    spawnSync('umount', ['-l', d.dir]); // the dead mount it leaves
+    await d.stop();
+  });
+  const t0 = Date.now();
+  d.proc.kill('SIGTERM');
+  const signal = await within(new Promise((r) => d.proc.on('exit', (_code, sig) => r(sig))) as Promise<number>, 15000, 'the daemon');
+  t.equal(signal, 'SIGKILL', 'it ended by SIGKILL');
+  t.ok(Date.now() - t0 < 8000, `after ${Date.now() - t0} ms`);
+  t.match(d.logs(), '"msg":"stopping did not finish in time: the process ends with SIGKILL"');
 });
 
 t.test('root gets the direct backend unless --backend says otherwise', async (t) => {
