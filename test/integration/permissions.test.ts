@@ -192,3 +192,18 @@ t.test('a control directory someone else could write to or redirect: the daemon 
   t.teardown(() => d.stop());
   t.equal(sh(work, `stat -c '%a' fresh fresh/*.sock`).stdout, '700\n600\n');
 });
+
+t.test('a daemon run by another user: its control directory is $XDG_RUNTIME_DIR/mdevfs, and must be its own', async (t) => {
+  const xdg = scratch('mdevfs-xdg-');
+  chmodSync(xdg, 0o755);
+  const dir = join(xdg, 'mnt');
+  const noXdg = asNobody([process.execPath, CLI, 'mount', dir]);
+  t.equal(noXdg.status, 2, 'no XDG_RUNTIME_DIR and no --control: usage error');
+  t.match(noXdg.stderr, 'mdevfs: no directory for the control socket (not root and XDG_RUNTIME_DIR is unset); give --control PATH\n');
+  // Someone else (here root) made $XDG_RUNTIME_DIR/mdevfs first.
+  mkdirSync(join(xdg, 'mdevfs'), { mode: 0o700 });
+  const taken = asNobody([process.execPath, CLI, 'mount', dir], { env: { XDG_RUNTIME_DIR: xdg } });
+  t.equal(taken.status, 1);
+  t.equal(taken.stderr, `mdevfs: unsafe control directory ${join(xdg, 'mdevfs')}: it is owned by uid 0, not 65534; remove it (or fix it) and start again\n`);
+  t.notOk(isMounted(dir));
+});
