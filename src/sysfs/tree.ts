@@ -10,6 +10,7 @@ import { powerDir } from './common';
 import {
   type Alive,
   type DirNode,
+  type Node,
   attr,
   dir,
   dynDir,
@@ -161,6 +162,12 @@ export class SysfsTree {
     return (buf) => this.core.synthUevent(k, buf);
   }
 
+  private dirAt(path: readonly string[]): DirNode | undefined {
+    let node: Node | undefined = this.root;
+    for (const name of path) node = node?.kind === 'dir' ? node.lookup(name) : undefined;
+    return node?.kind === 'dir' ? node : undefined;
+  }
+
   /**
    * DEVPATH, SUBSYSTEM and the `uevent` file's variables of a kobject, read from the nodes the
    * tree shows for it (so a uevent says what a reader of sysfs finds). Works for an object that
@@ -190,10 +197,14 @@ export class SysfsTree {
         node = d?.kind === 'dir' ? d : undefined;
         break;
       }
-      case 'parent':
+      case 'parent': {
+        // The directory as shown (on a host device the device owns uevent and subsystem); a
+        // class device that is gone is still rendered by its own node.
         path = [...k.parent.placement.path];
-        node = this.parentDir(k.parent);
+        const shown = this.dirAt(path);
+        node = shown?.lookup('uevent') ? shown : this.parentDir(k.parent);
         break;
+      }
     }
     const subsystem = node?.lookup('subsystem');
     const uevent = node?.lookup('uevent');

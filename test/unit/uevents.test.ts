@@ -2,6 +2,7 @@ import t from 'tap';
 import { Errno } from '../../src/core/errno';
 import { buildEmulation } from '../../src/daemon';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
+import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { SAMPLES } from '../../src/drivers/samples';
 import type { Uevent } from '../../src/events/uevents';
 import { silentLogger } from '../../src/log';
@@ -183,4 +184,17 @@ t.test('late subscribers get the last 1024 events, oldest first, then the live o
   await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
   await take();
   t.same(since, [1099, 1100, 1101, 1102, 1103], 'the retained ones above SEQNUM 1098, then the live ones');
+});
+
+t.test('a PCI parent (GVT-g): MDEV_STATE carries the PCI device\'s own variables; the device itself stays', async (t) => {
+  const { core, take, ready } = emulation(BUILTIN_PROFILES.gvt!);
+  await ready;
+  await take();
+  await core.unregisterParent('0000:00:02.0');
+  t.same(await take(), [
+    'ACTION=change DEVPATH=/devices/pci0000:00/0000:00:02.0 SUBSYSTEM=pci MDEV_STATE=unregistered DRIVER=i915 PCI_CLASS=30000 ' +
+      'PCI_ID=8086:5912 PCI_SUBSYS_ID=8086:2212 PCI_SLOT_NAME=0000:00:02.0 MODALIAS=pci:v00008086d00005912sv00008086sd00002212bc03sc00i00',
+    'ACTION=remove DEVPATH=/bus/mdev/drivers/intel_vgpu_mdev SUBSYSTEM=drivers',
+    'ACTION=remove DEVPATH=/module/kvmgt SUBSYSTEM=module',
+  ]);
 });
