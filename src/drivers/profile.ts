@@ -6,7 +6,7 @@ import type { MdevCore } from '../core/core';
 import { Errno } from '../core/errno';
 import type { Parent } from '../core/model';
 import { DeviceModel } from '../devices/model';
-import { parseBdf } from '../devices/pci';
+import { parseBdf, parseCpuList } from '../devices/pci';
 import { BUILTINS } from './builtin/index';
 import { ConfiguredDriver } from './configured-driver';
 import { scopeOf } from './models/types';
@@ -267,6 +267,7 @@ function pciProblems(p: ParentProfile, at: string, out: string[]): void {
     const v = (pci as unknown as Record<string, string | number | undefined>)[k];
     if (v !== undefined && hexValue(v) > max) out.push(`${at}.pci.${k}: must be at most 0x${max.toString(16)}`);
   }
+  if (pci.localCpus !== undefined && !parseCpuList(pci.localCpus)) out.push(`${at}.pci.localCpus: "${pci.localCpus}" is not a cpu list such as 0-7,16`);
   barProblems(pci.bars, `${at}.pci.bars`, out);
   const s = pci.sriov;
   if (!s) return;

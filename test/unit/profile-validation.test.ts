@@ -111,6 +111,7 @@ const cases: [string, (p: P) => void, string][] = [
   ['an SR-IOV mode unknown', (p) => (p.parents[2].pci.sriov.mdevOn = 'both'), 'parents[2].pci.sriov.mdevOn: must be one of "pf", "vfs"'],
   ['a bus named pci', (p) => (p.parents[3].bus.name = 'pci'), 'parents[3].bus.name: "pci" is not for this block (use "pci")'],
   ['a bus device without root', (p) => (p.parents[3].path = 'devices/matrix', p.parents[3].name = 'matrix'), 'parents[3].path: a device needs a root directory'],
+  ['a cpu list backwards', (p) => (p.parents[1].pci.localCpus = '7-0'), 'parents[1].pci.localCpus: "7-0" is not a cpu list such as 0-7,16'],
   ['a numa node too far', (p) => (p.parents[1].pci.numaNode = -2), 'parents[1].pci.numaNode: must be >= -1'],
   ['a probability above 1', (p) => (p.parents[0].faults = { createErrno: 'EIO', createFailProbability: 2 }), 'parents[0].faults.createFailProbability: must be <= 1'],
   ['every 0th call', (p) => (p.parents[0].faults = { createErrno: 'EIO', createFailEvery: 0 }), 'parents[0].faults.createFailEvery: must be >= 1'],
