@@ -65,11 +65,23 @@ async function createPresentDevices(core: MdevCore, profiles: readonly ParentPro
       if (!type) throw new Error(`${where}: parent "${parent.name}" has no type "${d.type}"`);
       holdBelow(core.groupIds, d.iommuGroup);
       holdBelow(core.vfioIds, d.vfio);
+      let dev;
       try {
         await core.createStore(type, Buffer.from(d.uuid));
+        dev = core.devices.get(d.uuid.toLowerCase())!;
       } catch (err) {
         const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
         throw new Error(`${where}: cannot be created on ${parent.name} (${errno})`);
+      }
+      for (const [path, value] of Object.entries(d.attrs ?? {})) {
+        const attr = parent.driver.deviceAttrs(dev, core.abi).find((a) => a.path === path);
+        if (!attr?.store) throw new Error(`${where}.attrs: "${path}" is no writable attribute of its devices`);
+        try {
+          await attr.store(Buffer.from(value, 'latin1'));
+        } catch (err) {
+          const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
+          throw new Error(`${where}.attrs: writing "${path}" failed (${errno})`);
+        }
       }
     }
   } finally {

@@ -3,7 +3,7 @@
  * identity, types with their attributes as they were, the devices present, and a capacity model
  * that reproduces every available_instances (checked by replaying it in-process).
  */
-import { buildEmulation } from '../daemon';
+import { type Emulation, buildEmulation } from '../daemon';
 import type { DeviceAttrSpec, ParentProfile, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
 import { silentLogger } from '../log';
 import { busOf, pciOf } from './identity';
@@ -45,7 +45,9 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
       chosen = defaultCapacity(rp);
       if (!(await reproduces(base, members, chosen, abi))) warnings.push(`${base.name}: the default capacity model does not reproduce every available_instances`);
     }
-    parents.push(withCandidate(base, chosen));
+    const parent = withCandidate(base, chosen);
+    await recordDeviceState(parent, members, abi, warnings);
+    parents.push(parent);
     rules.set(base.name, chosen.rule);
   }
   const profile: Profile = {
@@ -243,8 +245,7 @@ function deviceAttrs(
       byType.set(s.type, s.text);
     }
     if (!perType || [...byType.values()].some((v) => v.includes('{uuid}'))) {
-      warnings.push(`${obs.name}: device attribute ${path} differs between devices of one type; every device shows the first one's`);
-      out[path] = seen[0]!.text;
+      out[path] = seen[0]!.text; // recordDeviceState says which devices differ
       continue;
     }
     const v = `attr_${path.replace(/\W/g, '_')}`;
@@ -279,22 +280,81 @@ function withCandidate(p: ParentProfile, c: Candidate): ParentProfile {
   };
 }
 
+/** Replays a profile parent in-process; undefined if it cannot be built. */
+async function replay(p: ParentProfile, abi: '6.1' | '4.17'): Promise<Emulation | undefined> {
+  try {
+    const em = buildEmulation({ abi, parents: [p] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
+    await em.ready;
+    return em;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a device present shows of its vendor attributes in a replay, by path. */
+function shownAttrs(em: Emulation, uuid: string): Map<string, string | undefined> {
+  const dev = em.core.devices.get(uuid);
+  const out = new Map<string, string | undefined>();
+  for (const a of dev ? dev.parent.driver.deviceAttrs(dev, em.core.abi) : []) {
+    try {
+      out.set(a.path, a.show?.());
+    } catch {
+      out.set(a.path, undefined);
+    }
+  }
+  return out;
+}
+
+/**
+ * State of the devices present that the replay's drivers do not show by themselves (a value
+ * written to nvidia/vgpu_params): recorded as writes to the device's attributes at start, kept
+ * when a replay with them shows what the host showed, else named in a warning.
+ */
+async function recordDeviceState(p: ParentProfile, members: readonly ObservedParent[], abi: '6.1' | '4.17', warnings: string[]): Promise<void> {
+  const observed = members.flatMap((m) => m.devices);
+  const differs = async (): Promise<[string, string, string][] | undefined> => {
+    const em = await replay(p, abi);
+    if (!em) return undefined;
+    return observed.flatMap((d) => {
+      const shown = shownAttrs(em, d.uuid);
+      return [...d.attrs].flatMap(([path, f]) => {
+        const text = f.content?.toString('latin1');
+        return text !== undefined && shown.get(path) !== text ? [[d.uuid, path, text] as [string, string, string]] : [];
+      });
+    });
+  };
+  const first = await differs();
+  if (first === undefined || first.length === 0) return;
+  for (const [uuid, path, text] of first) {
+    const f = observed.find((d) => d.uuid === uuid)!.attrs.get(path)!;
+    const dev = p.devices!.find((d) => d.uuid === uuid)!;
+    if (f.mode & 0o200) dev.attrs = { ...dev.attrs, [path]: text };
+  }
+  // A write the replay refuses fails the whole replay: then none is kept.
+  const left = new Set(((await differs()) ?? first).map(([uuid, path]) => `${uuid}/${path}`));
+  for (const [uuid, path, text] of first) {
+    if (!left.has(`${uuid}/${path}`)) continue;
+    const dev = p.devices!.find((d) => d.uuid === uuid)!;
+    if (dev.attrs) {
+      delete dev.attrs[path];
+      if (Object.keys(dev.attrs).length === 0) delete dev.attrs;
+    }
+    warnings.push(`${p.name}: ${uuid}/${path} read ${JSON.stringify(text)} on the host; the replay cannot show it`);
+  }
+}
+
 /**
  * Replays a profile parent with candidate c and compares every type's available_instances, on
  * each mdev parent it yields (the VFs of a PF), with the recording.
  */
 async function reproduces(p: ParentProfile, members: readonly ObservedParent[], c: Candidate, abi: '6.1' | '4.17'): Promise<boolean> {
-  try {
-    const em = buildEmulation({ abi, parents: [withCandidate(p, c)] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
-    await em.ready;
-    for (const m of members) {
-      const parent = em.core.parents.get(m.name);
-      if (!parent || parent.types.size !== m.types.length) return false;
-      const want = new Map(m.types.map((t) => [t.id, t.available]));
-      for (const [id, type] of parent.types) if (want.get(id) !== em.core.availableInstances(type)) return false;
-    }
-    return true;
-  } catch {
-    return false;
+  const em = await replay(withCandidate(p, c), abi);
+  if (!em) return false;
+  for (const m of members) {
+    const parent = em.core.parents.get(m.name);
+    if (!parent || parent.types.size !== m.types.length) return false;
+    const want = new Map(m.types.map((t) => [t.id, t.available]));
+    for (const [id, type] of parent.types) if (want.get(id) !== em.core.availableInstances(type)) return false;
   }
+  return true;
 }

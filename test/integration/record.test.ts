@@ -237,7 +237,11 @@ t.test('a hand-made static tree (files and symlinks) replays identically, and li
   t.equal(r.code, 0, r.stderr);
   const profile = JSON.parse(r.text);
   t.equal(profile.recorded.kernel, 'unknown');
-  t.same(profile.parents[0].devices, [{ uuid: '5a1f0d2c-8e3b-4c7a-9d61-0b2e4f6a8c10', type: '231', iommuGroup: 19 }]);
+  t.same(
+    profile.parents[0].devices,
+    [{ uuid: '5a1f0d2c-8e3b-4c7a-9d61-0b2e4f6a8c10', type: '231', iommuGroup: 19, attrs: { 'nvidia/vgpu_params': 'frame_rate_limiter=0\n' } }],
+    'the device with the value written to its vgpu_params',
+  );
   t.same(profile.parents[0].pci, { vendor: '0x10de', device: '0x1eb8', class: '0x030200', driver: 'nvidia' });
   const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
   t.teardown(() => replay.stop());
