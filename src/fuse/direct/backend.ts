@@ -139,14 +139,23 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
         throw err;
       }
       // mount(2) does not wait for INIT: it is the first request we read.
-      session = new Session({
-        fd,
-        kernfs,
-        log,
-        readers: readerCount(),
-        maxWrite: MAX_WRITE,
-      });
-      session.start();
+      try {
+        session = new Session({
+          fd,
+          kernfs,
+          log,
+          readers: readerCount(),
+          maxWrite: MAX_WRITE,
+        });
+        session.start();
+      } catch (err) {
+        // Nothing may stay mounted when mounting fails.
+        await run('umount', ['-i', '-l', mountpoint]).catch(() => undefined);
+        fs.closeSync(fd);
+        fd = undefined;
+        session = undefined;
+        throw err;
+      }
       connId = connectionId(mountpoint);
       // Asynchronously: the main thread must stay free to answer, should the open ask anything.
       fs.open(mountpoint, O_PATH | fs.constants.O_DIRECTORY, (err, f) => {
