@@ -33,7 +33,7 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const kernfs = new Kernfs(tree.root, opts.log);
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
-  const uevents = new Uevents(core, tree, () => kernfs.settled());
+  const uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
   return { core, kernfs, abi, clock, uevents, ready };

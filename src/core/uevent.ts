@@ -1,4 +1,5 @@
 import { Errno, fail } from './errno';
+import type { HostDevice } from '../devices/model';
 import type { MdevDevice, Parent } from './model';
 
 /**
@@ -9,7 +10,8 @@ export type Kobj =
   | { kind: 'device'; dev: MdevDevice } // the mdev device, bus mdev
   | { kind: 'vfio-dev'; dev: MdevDevice } // its vfio-dev/vfioN child (6.1)
   | { kind: 'parent'; parent: Parent } // the parent device
-  | { kind: 'driver'; name: string } // bus/mdev/drivers/<name>
+  | { kind: 'driver'; name: string; bus?: string } // bus/<bus, default mdev>/drivers/<name>
+  | { kind: 'host'; dev: HostDevice } // a device of the driver core (a PCI function, ...)
   | { kind: 'module'; name: string } // module/<name>
   | { kind: 'class'; name: string } // class/<name> (a class kset: added and removed, nothing else)
   | { kind: 'bus' }; // bus/mdev

@@ -1,4 +1,5 @@
 import type { CoreEvent, MdevCore } from '../core/core';
+import type { DeviceEvent, HostDevice } from '../devices/model';
 import type { MdevDevice, Parent } from '../core/model';
 import type { Kobj, KobjAction } from '../core/uevent';
 import type { KobjectInfo } from '../sysfs/tree';
@@ -56,10 +57,13 @@ export class Uevents {
     private readonly tree: KobjectSource,
     /** Resolves once every invalidation announced so far has reached the kernel. */
     private readonly settled: () => Promise<void>,
+    /** The driver core's own devices (PCI functions, ...): their add, bind, unbind, remove. */
+    devices?: { subscribe(listener: (ev: DeviceEvent) => void): void },
   ) {
     this.drivers = this.busDrivers();
     this.classes = this.parentClasses();
     core.subscribe((ev) => this.onCore(ev));
+    devices?.subscribe((ev) => this.enqueue(this.renderHost(ev)));
   }
 
   /**
@@ -86,14 +90,18 @@ export class Uevents {
   // ---- rendering -----------------------------------------------------------------------
 
   private onCore(ev: CoreEvent): void {
-    for (const p of this.render(ev)) {
+    this.enqueue(this.render(ev), ev);
+  }
+
+  private enqueue(rendered: Pending[], ev?: CoreEvent): void {
+    for (const p of rendered) {
       const waiting = p.dev && this.held.get(p.dev);
       if (waiting) waiting.push(p); // behind the device's earlier events
       else if (p.dev && (p.dev.state === 'reserved' || p.dev.state === 'removing')) this.held.set(p.dev, [p]);
       else this.ready.push(p);
     }
     // A create or remove that ends lets its device's events go.
-    if (ev.kind === 'state' && ev.dev.state !== 'reserved' && ev.dev.state !== 'removing') {
+    if (ev?.kind === 'state' && ev.dev.state !== 'reserved' && ev.dev.state !== 'removing') {
       const waiting = this.held.get(ev.dev);
       this.held.delete(ev.dev);
       for (const p of waiting ?? []) this.ready.push(p);
@@ -196,6 +204,35 @@ export class Uevents {
     for (const name of classesBefore) if (!this.classes.has(name)) out.push(this.event({ kind: 'class', name }, 'remove'));
     for (const name of modules) out.push(this.event({ kind: 'module', name }, 'remove'));
     return out;
+  }
+
+  /** The uevent variables a host device had when last seen: its remove event still carries them (not DRIVER). */
+  private readonly hostVars = new WeakMap<HostDevice, string[]>();
+
+  /**
+   * device_add / device_del (a device without a bus or class sends nothing: dev_uevent_filter),
+   * driver bind / unbind, driver_register of a bus driver.
+   */
+  private renderHost(ev: DeviceEvent): Pending[] {
+    if (ev.kind === 'driver') return ev.present ? [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, 'add')] : [];
+    const dev = ev.dev;
+    if (!dev.bus) return [];
+    const host: Kobj = { kind: 'host', dev };
+    if (ev.kind === 'bind') return [this.event(host, ev.bound ? 'bind' : 'unbind')];
+    if (ev.present) {
+      const p = this.event(host, 'add');
+      this.hostVars.set(dev, this.tree.kobject(host).vars);
+      return [p];
+    }
+    // Gone from the tree: what it showed last, under the bus it was on.
+    const vars = (this.hostVars.get(dev) ?? []).filter((kv) => !kv.startsWith('DRIVER='));
+    const env: [string, string][] = [
+      ['ACTION', 'remove'],
+      ['DEVPATH', '/' + dev.path.join('/')],
+      ['SUBSYSTEM', dev.bus.name],
+      ...vars.map((kv): [string, string] => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+    ];
+    return [{ env, id: ++this.rendered }];
   }
 
   /** A parent that is a class device of its own module (mtty), not a device of a bus (PCI). */

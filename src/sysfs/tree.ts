@@ -181,7 +181,11 @@ export class SysfsTree {
       case 'bus':
         return { devpath: at('bus', 'mdev'), subsystem: 'bus', vars: [] };
       case 'driver':
-        return { devpath: at('bus', 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
+        return { devpath: at('bus', k.bus ?? 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
+      case 'host':
+        path = [...k.dev.path];
+        node = this.dirAt(path);
+        break;
       case 'module':
         return { devpath: at('module', k.name), subsystem: 'module', vars: [] };
       case 'class':

@@ -198,3 +198,25 @@ t.test('a PCI parent (GVT-g): MDEV_STATE carries the PCI device\'s own variables
     'ACTION=remove DEVPATH=/module/kvmgt SUBSYSTEM=module',
   ]);
 });
+
+t.test('the driver core\'s own devices: a PCI function unbound and bound again', async (t) => {
+  const { kernfs, take, ready } = emulation(BUILTIN_PROFILES['nvidia-a10']!);
+  await ready;
+  await take();
+  const write = async (path: string, text: string) => {
+    const fh = kernfs.open(path, 1);
+    try {
+      await kernfs.write(fh, Buffer.from(text));
+    } finally {
+      kernfs.release(fh);
+    }
+  };
+  await write('/bus/pci/drivers/nvidia/unbind', '0000:00:06.0');
+  await write('/bus/pci/drivers/nvidia/bind', '0000:00:06.0');
+  const pci =
+    'PCI_CLASS=30200 PCI_ID=10DE:2236 PCI_SUBSYS_ID=10DE:1482 PCI_SLOT_NAME=0000:00:06.0 MODALIAS=pci:v000010DEd00002236sv000010DEsd00001482bc03sc02i00';
+  t.same(await take(), [
+    `ACTION=unbind DEVPATH=/devices/pci0000:00/0000:00:06.0 SUBSYSTEM=pci ${pci}`,
+    `ACTION=bind DEVPATH=/devices/pci0000:00/0000:00:06.0 SUBSYSTEM=pci DRIVER=nvidia ${pci}`,
+  ]);
+});
