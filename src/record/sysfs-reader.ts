@@ -100,7 +100,13 @@ export function readHost(rootArg: string): ObservedHost {
   const root = realpathOrThrow(rootArg);
   const warnings: string[] = [];
   const busDir = join(root, 'class', 'mdev_bus');
-  const names = listDir(busDir);
+  let names: Dirent[] | undefined;
+  try {
+    names = listDir(busDir, true);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new RecordError(`cannot read ${join(rootArg, 'class', 'mdev_bus')}: ${code ?? err}`);
+  }
   if (names === undefined || names.length === 0) {
     const vendorVfio = (listDir(join(root, 'bus', 'pci', 'devices')) ?? []).filter((e) => exists(join(root, 'bus', 'pci', 'devices', e.name, 'nvidia', 'current_vgpu_type')));
     const note = vendorVfio.length > 0 ? ` (${vendorVfio.length} PCI functions with NVIDIA vendor-specific VFIO, nvidia/current_vgpu_type: not recorded yet)` : '';
@@ -271,11 +277,12 @@ function readAttr(file: string): ObservedFile {
 }
 
 /** Entries in the directory's own order (readdirSync sorts them; a replay keeps the tree's order). */
-function listDir(dir: string): Dirent[] | undefined {
+function listDir(dir: string, throws = false): Dirent[] | undefined {
   let d;
   try {
     d = opendirSync(dir);
-  } catch {
+  } catch (err) {
+    if (throws) throw err;
     return undefined;
   }
   const out: Dirent[] = [];

@@ -209,6 +209,19 @@ t.test('the recording: a header, devices present, and nothing of the recording m
   delete again.recorded.date;
   delete profile.recorded.date;
   t.same(again, profile);
+
+  // A copy of the tree (cp -a: files as read, links as they are) records as the tree itself.
+  const copy = join(work, 'copy');
+  spawnSync('cp', ['-a', orig.dir, copy]);
+  const fromCopy = await record(copy);
+  t.equal(fromCopy.code, 0, fromCopy.stderr);
+  const copied = JSON.parse(fromCopy.text);
+  delete copied.recorded.date;
+  // A copy keeps names, contents and links, not the order a directory lists them in.
+  type P = { name: string; types: { name: string }[] };
+  const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+  const ordered = (x: { parents: P[] }) => ({ ...x, parents: x.parents.map((p) => ({ ...p, types: [...p.types].sort(byName) })).sort(byName) });
+  t.same(ordered(copied), ordered(profile), 'the same profile from a copy');
 });
 
 /** Writes a tree of plain files, directories and relative symlinks, as other projects' test suites do. */
