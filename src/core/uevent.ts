@@ -14,7 +14,7 @@ export type Kobj =
   | { kind: 'host'; dev: HostDevice } // a device of the driver core (a PCI function, ...)
   | { kind: 'module'; name: string } // module/<name>
   | { kind: 'class'; name: string } // class/<name> (a class kset: added and removed, nothing else)
-  | { kind: 'bus' }; // bus/mdev
+  | { kind: 'bus'; name?: string }; // bus/<name, default mdev>
 
 /** kobject_actions[], in the kernel's order. */
 export const KOBJECT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'] as const;

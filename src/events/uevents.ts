@@ -130,6 +130,8 @@ export class Uevents {
       case 'part':
         return this.renderPart(ev.dev, ev.part, ev.shown);
       case 'uevent': {
+        // dev_uevent_filter: a device without a bus or class sends nothing (the write succeeds).
+        if (ev.kobj.kind === 'host' && !ev.kobj.dev.bus) return [];
         const out = [this.event(ev.kobj, ev.action, ev.env)];
         if (ev.kobj.kind === 'parent') {
           const after = this.afterRegistered.get(ev.kobj.parent);

@@ -1,5 +1,6 @@
 import { Errno, fail } from '../core/errno';
 import { kstrtoul, sysfsStreq } from '../core/parse';
+import type { Kobj } from '../core/uevent';
 import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
 import { powerDir, ueventStore } from './common';
@@ -44,6 +45,8 @@ export class BusesRenderer {
     private readonly model: DeviceModel,
     /** What else is in a device's directory (an mdev parent's types and children). */
     private readonly extras: (dev: HostDevice) => DirNode | undefined,
+    /** A `uevent` file's store for a kobject (kobject_synth_uevent); default: validate only. */
+    private readonly synth: (k: Kobj) => (buf: Buffer) => number = () => ueventStore,
   ) {}
 
   private cached(owner: object, make: () => DirNode): DirNode {
@@ -85,7 +88,7 @@ export class BusesRenderer {
       const alive = this.present(dev);
       const common: Record<string, () => Node | undefined> = {
         power: () => powerDir(alive),
-        uevent: () => attr(0o644, () => this.uevent(dev), ueventStore, alive),
+        uevent: () => attr(0o644, () => this.uevent(dev), this.synth({ kind: 'host', dev }), alive),
       };
       if (dev.bus) {
         common.subsystem = () => link(['bus', dev.bus!.name], alive);
@@ -251,8 +254,9 @@ export class BusesRenderer {
         // drivers_autoprobe_store: '0' turns it off, anything else on.
         drivers_autoprobe: () => attr(0o644, () => `${bus.autoprobe ? 1 : 0}\n`, (b) => ((bus.autoprobe = b[0] !== 0x30), b.length)),
         drivers_probe: () => wo((b) => this.probeStore(bus, b)),
-        uevent: () => wo(ueventStore),
+        uevent: () => wo(this.synth({ kind: 'bus', name })),
       };
+      for (const a of bus.attrs) entries[a.path] = () => attr(a.mode, a.show, a.store);
       if (name === 'pci') {
         entries.rescan = () => wo((b) => (kstrtoul(b), b.length));
         // resource_alignment_show prints nothing until a parameter is set; the store keeps the first line.
@@ -286,7 +290,7 @@ export class BusesRenderer {
       const alive = () => drv.bus.drivers.get(drv.name) === drv;
       const bound = () => this.model.boundTo(drv);
       const entries: Record<string, () => Node | undefined> = {
-        uevent: () => wo(ueventStore, alive),
+        uevent: () => wo(this.synth({ kind: 'driver', name: drv.name, bus: drv.bus.name }), alive),
       };
       if (drv.module) entries.module = () => link(['module', drv.module!], alive);
       if (drv.bindAttrs) {

@@ -49,7 +49,7 @@ export class SysfsTree {
       const parent = this.registeredParents().find((p) => p.placement.device === dev);
       const below = this.prefixDir(dev.path);
       return parent ? union([this.parentDir(parent), below]) : below;
-    });
+    }, (k) => this.ueventStore(k));
     this.root = dir({
       bus: () =>
         union([
@@ -179,7 +179,7 @@ export class SysfsTree {
     let node: DirNode | undefined;
     switch (k.kind) {
       case 'bus':
-        return { devpath: at('bus', 'mdev'), subsystem: 'bus', vars: [] };
+        return { devpath: at('bus', k.name ?? 'mdev'), subsystem: 'bus', vars: [] };
       case 'driver':
         return { devpath: at('bus', k.bus ?? 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
       case 'host':

@@ -220,3 +220,31 @@ t.test('the driver core\'s own devices: a PCI function unbound and bound again',
     `ACTION=bind DEVPATH=/devices/pci0000:00/0000:00:06.0 SUBSYSTEM=pci DRIVER=nvidia ${pci}`,
   ]);
 });
+
+t.test('uevent files of the driver core\'s devices, drivers and buses send synthetic events (udevadm trigger)', async (t) => {
+  const { kernfs, take, ready } = emulation(BUILTIN_PROFILES['nvidia-a10']!);
+  await ready;
+  await take();
+  const write = async (path: string, text: string) => {
+    const fh = kernfs.open(path, 1);
+    try {
+      return await kernfs.write(fh, Buffer.from(text));
+    } finally {
+      kernfs.release(fh);
+    }
+  };
+  await write('/devices/pci0000:00/0000:00:06.0/uevent', 'change');
+  await write('/bus/pci/drivers/nvidia/uevent', 'add');
+  await write('/bus/pci/uevent', 'change');
+  t.equal(await write('/devices/pci0000:00/uevent', 'add'), 3, 'a root device: the write succeeds...');
+  await t.rejects(write('/bus/pci/uevent', 'bogus'), { errno: Errno.EINVAL });
+  t.same(
+    (await take()).map((l) => l.replace(/ PCI_CLASS.*/, ' ...')),
+    [
+      'ACTION=change DEVPATH=/devices/pci0000:00/0000:00:06.0 SUBSYSTEM=pci SYNTH_UUID=0 DRIVER=nvidia ...',
+      'ACTION=add DEVPATH=/bus/pci/drivers/nvidia SUBSYSTEM=drivers SYNTH_UUID=0',
+      'ACTION=change DEVPATH=/bus/pci SUBSYSTEM=bus SYNTH_UUID=0',
+    ],
+    '...but sends nothing (dev_uevent_filter)',
+  );
+});
