@@ -113,9 +113,12 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
   class SysfsFuse extends (Fuse as FuseCtor) {
     // nonempty: the repository's mount/ keeps a placeholder file; it is only hidden while mounted.
     // default_permissions: the kernel checks modes and owners as for sysfs (only root writes).
+    // An ordinary user's daemon plays root for its own mount: libfuse shows every file as its.
     override _fuseOptions(): string {
       const base = super._fuseOptions();
-      return base ? `${base},direct_io,nonempty,default_permissions` : '-odirect_io,nonempty,default_permissions';
+      const euid = process.geteuid?.() ?? 0;
+      const opts = `direct_io,nonempty,default_permissions${euid === 0 ? '' : `,uid=${euid},gid=${process.getegid?.() ?? 0}`}`;
+      return base ? `${base},${opts}` : `-o${opts}`;
     }
   }
   const fuse = new SysfsFuse(mountpoint, ops, {

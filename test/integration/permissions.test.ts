@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t from 'tap';
@@ -205,5 +205,34 @@ t.test('a daemon run by another user: its control directory is $XDG_RUNTIME_DIR/
   const taken = asNobody([process.execPath, CLI, 'mount', dir], { env: { XDG_RUNTIME_DIR: xdg } });
   t.equal(taken.status, 1);
   t.equal(taken.stderr, `mdevfs: unsafe control directory ${join(xdg, 'mdevfs')}: it is owned by uid 0, not 65534; remove it (or fix it) and start again\n`);
+  t.notOk(isMounted(dir));
+});
+
+t.test("an ordinary user's own mount (fuse-native through fusermount): that user plays root there", async (t) => {
+  const work = scratch('mdevfs-user-');
+  chmodSync(work, 0o755);
+  const run = join(work, 'run');
+  const dir = join(work, 'mnt');
+  mkdirSync(run, { mode: 0o700 });
+  mkdirSync(dir);
+  chownSync(run, 65534, 65534);
+  chownSync(dir, 65534, 65534);
+  const env = { XDG_RUNTIME_DIR: run };
+  const daemon = spawn('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'env', '-u', 'NODE_OPTIONS',
+    `XDG_RUNTIME_DIR=${run}`, process.execPath, CLI, 'mount', dir], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH } });
+  let stderr = '';
+  daemon.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise((r) => daemon.on('exit', r));
+  t.teardown(async () => {
+    daemon.kill('SIGTERM');
+    await exited;
+  });
+  t.equal(asNobody([process.execPath, CLI, 'wait', dir], { env }).status, 0, stderr);
+  const T = 'class/mdev_bus/mtty/mdev_supported_types/mtty-2';
+  // cd as nobody: without allow_other (no user_allow_other in fuse.conf) not even root may enter.
+  const r = asNobody(['sh', '-c', `cd ${dir} && stat -c '%U %a' ${T}/create; echo ${U} > ${T}/create && ls bus/mdev/devices; cat ${T}/available_instances`]);
+  t.equal(r.stdout, `nobody 200\n${U}\n11\n`, r.stderr);
+  daemon.kill('SIGTERM');
+  t.equal(await exited, 0);
   t.notOk(isMounted(dir));
 });
