@@ -17,8 +17,8 @@ const CREATE = 'class/mdev_bus/mtty/mdev_supported_types/mtty-2/create';
 /** Debian's python3 (python3-pyudev lives in its dist-packages, whatever python3 is first on PATH). */
 const PY = '/usr/bin/python3';
 
-function cli(args: string[], opts: { input?: string; timeout?: number } = {}): SpawnSyncReturns<string> {
-  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: opts.timeout ?? 60000, env: cliEnv(), input: opts.input });
+function cli(args: string[], opts: { input?: string; timeout?: number; env?: Record<string, string> } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: opts.timeout ?? 60000, env: cliEnv(opts.env), input: opts.input });
 }
 
 /** Runs a bash script over /sys inside `mdevfs exec [--udev]`, stdout and stderr merged. */
@@ -235,4 +235,15 @@ t.test('mount --udev sends in the daemon\'s own network namespace', async (t) =>
     [`add      ${MTTY}/${U1} (mdev)`, `bind     ${MTTY}/${U1} (mdev)`],
   );
   t.ok(existsSync(join(mnt, 'bus', 'mdev', 'devices', U1)));
+});
+
+t.test('exec sets SYSTEMD_DEVICE_VERIFY_SYSFS=0 unless the caller set it', async (t) => {
+  const show = ['exec', ...backendArgs, '--', 'sh', '-c', 'echo "$SYSTEMD_DEVICE_VERIFY_SYSFS"'];
+  t.equal(cli(show).stdout, '0\n');
+  t.equal(cli(show, { env: { SYSTEMD_DEVICE_VERIFY_SYSFS: '1' } }).stdout, '1\n', 'the caller\'s value wins');
+  // With the check on, libudev refuses the emulated tree, which is why exec turns it off.
+  const r = cli(['exec', ...backendArgs, '--', 'sh', '-c', 'udevadm info /sys/devices/virtual/mtty/mtty 2>&1; echo "rc=$?"'], {
+    env: { SYSTEMD_DEVICE_VERIFY_SYSFS: '1' },
+  });
+  t.match(r.stdout, /rc=[1-9]/, 'udevadm fails on the tree when the check is on');
 });
