@@ -92,11 +92,24 @@ export class Kernfs {
   }
 
   resolve(path: string): Node {
+    const node = this.walk(path);
+    if (typeof node === 'number') fail(node);
+    return node;
+  }
+
+  /** The node at path, or undefined: no error object (and stack trace) made for a missing one. */
+  find(path: string): Node | undefined {
+    const node = this.walk(path);
+    return typeof node === 'number' ? undefined : node;
+  }
+
+  /** The node at path, or the errno its resolution fails with. */
+  private walk(path: string): Node | number {
     let node: Node = this.root;
     for (const name of splitPath(path)) {
-      if (node.kind !== 'dir') fail(node.kind === 'link' ? Errno.ENOENT : Errno.ENOTDIR);
+      if (node.kind !== 'dir') return node.kind === 'link' ? Errno.ENOENT : Errno.ENOTDIR;
       const next: Node | undefined = node.lookup(name);
-      if (!next) fail(Errno.ENOENT);
+      if (!next) return Errno.ENOENT;
       node = next;
     }
     return node;

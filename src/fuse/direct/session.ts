@@ -284,12 +284,7 @@ export class Session {
   }
 
   private exists(path: string): boolean {
-    try {
-      this.kernfs.resolve(path);
-      return true;
-    } catch {
-      return false;
-    }
+    return this.kernfs.find(path) !== undefined;
   }
 
   // ---- requests ----------------------------------------------------------------------------
