@@ -44,6 +44,8 @@ export class BusDriver {
 export class Bus {
   readonly drivers = new Map<string, BusDriver>();
   autoprobe = true;
+  /** The bus's own attributes besides the driver core's (the AP bus's apmask, aqmask...). */
+  attrs: readonly DriverAttr[] = [];
   constructor(readonly name: string) {}
 }
 

@@ -75,7 +75,7 @@ export class ConfiguredDriver implements VendorDriver {
         removeFaults: new FaultPlan(faults.removeFailEvery, faults.removeFailProbability, seed + 1000 + i),
       });
     });
-    this.attrs = deviceAttrKinds(p, (dev) => this.state(dev.type).profile);
+    this.attrs = deviceAttrKinds(p, (dev) => this.state(dev.type).profile, scope);
   }
 
   private state(type: MdevType): TypeState {

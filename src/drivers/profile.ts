@@ -11,6 +11,8 @@ import { BUILTINS } from './builtin/index';
 import { ConfiguredDriver } from './configured-driver';
 import { scopeOf } from './models/types';
 import { attachVendorVfio } from './models/vendor-vfio';
+import { placeApBus } from './models/ap-bus';
+import { apHostOf } from './models/attrs';
 import { BarAllocator, type PlacedParent, hexValue, parentNames, placeParent } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
 
@@ -377,6 +379,8 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
     if (device && !p.pci && !p.bus) throw new Error(`parent ${p.name}: ${dir} is the host device ${device.name}`);
   }
   const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
+  // vfio-ap's host: the AP bus with the cards, queues and masks the parent's apHost declares.
+  if (p.apHost) placeApBus(host.model, apHostOf(p, scopeOf(core)));
   if (p.pci?.sriov?.mdevOn === 'none') {
     const pf = host.model.get(p.path.split('/').filter(Boolean))!;
     const vfs = (pf.pci?.sriov?.vfs ?? []).map((vf) => host.model.get([...pf.path.slice(0, -1), vf.name])!);

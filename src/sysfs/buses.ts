@@ -256,6 +256,7 @@ export class BusesRenderer {
         drivers_probe: () => wo((b) => this.probeStore(bus, b)),
         uevent: () => wo(this.synth({ kind: 'bus', name })),
       };
+      for (const a of bus.attrs) entries[a.path] = () => attr(a.mode, a.show, a.store);
       if (name === 'pci') {
         entries.rescan = () => wo((b) => (kstrtoul(b), b.length));
         // resource_alignment_show prints nothing until a parameter is set; the store keeps the first line.

@@ -113,3 +113,32 @@ t.test('the newest ABI as a JSON profile: ap_config (all or nothing) and the mat
   t.equal(writeErrno(n.dir, `${M}/${A}/ap_config`, `b"${mask(5)},${mask(4)}"`), 'EINVAL', 'two masks');
   t.equal(sh(n.dir, `cat ${M}/${A}/matrix`).stdout, '05.0004\n06.0004\n', 'a refused ap_config changes nothing');
 });
+
+t.test('the AP bus: masks, cards, queues bound as the masks say, EBUSY for an assigned APQN', async (t) => {
+  const h = await startDaemon({ profile: 'ap' });
+  t.teardown(() => h.stop());
+  const r = (s: string) => sh(h.dir, s).stdout;
+  const full = (...cleared: number[]) => {
+    let m = '0x';
+    for (let i = 0; i < 256; i += 4) m += [0, 1, 2, 3].reduce((b, n) => b | (cleared.includes(i + n) ? 0 : 8 >> n), 0).toString(16);
+    return m;
+  };
+  t.equal(r('cat bus/ap/apmask bus/ap/aqmask bus/ap/ap_max_adapter_id bus/ap/ap_max_domain_id'), `${full(5, 6)}\n${full(4, 0xab)}\n255\n255\n`);
+  t.equal(r('ls devices/ap/card05; cat devices/ap/card05/hwtype devices/ap/card05/uevent'),
+    '05.0004\n05.0047\n05.00ab\ndriver\nhwtype\nonline\npower\nsubsystem\ntype\nuevent\n13\nDRIVER=cex4card\nDEV_TYPE=000D\nMODALIAS=ap:t0D\nMODE=cca\n');
+  t.equal(r('cd bus/ap/devices && for q in 05.0004 06.0047 07.0047 07.00ab; do echo "$q $(basename $(readlink $q/driver))"; done'),
+    '05.0004 vfio_ap\n06.0047 vfio_ap\n07.0047 cex4queue\n07.00ab vfio_ap\n', 'a queue is the default driver\'s only when apmask and aqmask both claim it');
+  t.equal(r(`echo ${A} > ${TYPE}/create && echo 5 > ${M}/${A}/assign_adapter && echo 4 > ${M}/${A}/assign_domain && cat devices/ap/card05/05.0004/status devices/ap/card05/05.00ab/status`),
+    'assigned\nunassigned\n');
+  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"+5\\n"'), 'ok', '05.0004 stays vfio_ap\'s: aqmask does not claim domain 4');
+  t.equal(writeErrno(h.dir, 'bus/ap/aqmask', 'b"+4\\n"'), 'EBUSY', `05.0004 is assigned to ${A}`);
+  t.equal(r('cat bus/ap/aqmask'), `${full(4, 0xab)}\n`, 'the refused write changed nothing');
+  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"-5,+6\\n"'), 'ok');
+  t.equal(writeErrno(h.dir, 'bus/ap/aqmask', 'b"+4"'), 'ok', 'nothing of 06.0004 is assigned');
+  t.equal(r('basename $(readlink bus/ap/devices/06.0004/driver); test -e devices/ap/card06/06.0004/status || echo no-status; basename $(readlink bus/ap/devices/05.0004/driver)'),
+    'cex4queue\nno-status\nvfio_ap\n', 'the queues were bound again');
+  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"+256"'), 'EINVAL');
+  t.equal(writeErrno(h.dir, 'bus/ap/apmask', `b"0x${'f'.repeat(65)}"`), 'EINVAL', 'more than 256 bits');
+  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"0x8"'), 'ok', 'an absolute mask: only adapter 0');
+  t.equal(r('basename $(readlink bus/ap/devices/07.0047/driver)'), 'vfio_ap\n');
+});

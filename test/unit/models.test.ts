@@ -5,7 +5,7 @@ import { buildEmulation } from '../../src/daemon';
 import { AP } from '../../src/drivers/builtin/ap';
 import { GVT, GVT_PARENT } from '../../src/drivers/builtin/gvt';
 import { NVIDIA_L40S, NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
-import { formatApMask, parseApMask } from '../../src/drivers/models/ap';
+import { formatApMask, parseApMask, parseApMaskChange } from '../../src/drivers/models/ap';
 import { NvidiaGpu, VendorVfioVf, kstrtol10, vfioVgpuTypes } from '../../src/drivers/models/nvidia';
 import { profileProblems } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
@@ -147,6 +147,12 @@ t.test('AP masks: hex2bitmap and the sysfs format', async (t) => {
   t.equal(parseApMask('0x0g'), undefined);
   t.equal(parseApMask('0x' + '0'.repeat(65)), undefined, 'more than 256 bits');
   t.equal(formatApMask(new Set([0, 255])), '0x8' + '0'.repeat(62) + '1');
+  const old = new Set([1, 2]);
+  t.same([...parseApMaskChange('+5,-1\n', old)!].sort(), [2, 5], 'relative changes');
+  t.same([...parseApMaskChange('+0x10-0x12,+010', old)!].sort((a, b) => a - b), [1, 2, 8, 16, 17, 18], 'ranges, hex and octal');
+  t.same([...parseApMaskChange('0x4', old)!], [1], 'absolute');
+  for (const bad of ['+', '+256', '+3-1', '+1;', '+1-300', '0x0g']) t.equal(parseApMaskChange(bad, old), undefined, bad);
+  t.same([...old], [1, 2], 'the old mask is never changed');
 });
 
 t.test('vfio-ap: assignments, formats and errors against the host configuration (6.1)', async (t) => {

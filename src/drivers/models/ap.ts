@@ -66,10 +66,12 @@ function hostMask(text: string | undefined, what: string): Mask {
  */
 export class ApMatrixHost {
   readonly max: Record<MaskName, number>;
-  private readonly apmask: Mask;
-  private readonly aqmask: Mask;
-  private readonly adapters: Mask;
-  private readonly domains: Mask;
+  /** /sys/bus/ap/apmask and aqmask (the AP bus's ap_perms): both bits set = the default drivers'. */
+  apmask: Mask;
+  aqmask: Mask;
+  /** The host's AP configuration: adapters (cards) and usage domains; their queues exist. */
+  readonly adapters: Mask;
+  readonly domains: Mask;
   private readonly matrices = new Map<MdevDevice, Matrix>();
 
   constructor(spec: ApHostSpec = {}) {
@@ -92,7 +94,13 @@ export class ApMatrixHost {
     return m;
   }
 
-  private ownedByDefault(apid: number, apqi: number): boolean {
+  /** The mdev an APQN is assigned to, if any. */
+  assignedTo(apid: number, apqi: number): MdevDevice | undefined {
+    for (const [dev, m] of this.matrices) if (m.apm.has(apid) && m.aqm.has(apqi)) return dev;
+    return undefined;
+  }
+
+  ownedByDefault(apid: number, apqi: number): boolean {
     return this.apmask.has(apid) && this.aqmask.has(apqi);
   }
 
@@ -244,4 +252,45 @@ export class ApAttr implements AttrKind {
         return { path, mode: 0o644, show: () => h.showConfig(dev), store: (buf) => h.storeConfig(dev, buf) };
     }
   }
+}
+
+/** simple_strtoul(s, 0) of a token the number pattern matched: 0x hex, leading-0 octal, decimal. */
+function strtoul0(s: string): number {
+  if (/^0[xX]/.test(s)) return parseInt(s.slice(2), 16);
+  if (s.startsWith('0')) return s.length > 1 ? parseInt(s, 8) : 0;
+  return parseInt(s, 10);
+}
+
+/**
+ * ap_parse_mask_str (drivers/s390/crypto/ap_bus.c): "+N", "-N" and "+N-M" items separated by
+ * "," (each number as simple_strtoul base 0) change `old`; anything else is an absolute hex mask.
+ * undefined when the kernel answers EINVAL.
+ */
+export function parseApMaskChange(text: string, old: ReadonlySet<number>): Set<number> | undefined {
+  const s = text.split('\0')[0]!;
+  if (s[0] !== '+' && s[0] !== '-') return parseApMask(s);
+  const mask = new Set(old);
+  const num = /^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)/;
+  let rest = s;
+  while (rest.length > 0) {
+    const sign = rest[0];
+    if (sign !== '+' && sign !== '-') return undefined;
+    rest = rest.slice(1);
+    let m = num.exec(rest);
+    if (!m) return undefined;
+    const a = strtoul0(m[1]!);
+    let z = a;
+    rest = rest.slice(m[1]!.length);
+    if (a >= BITS) return undefined;
+    if (rest[0] === '-') {
+      m = num.exec(rest.slice(1));
+      if (!m) return undefined;
+      z = strtoul0(m[1]!);
+      rest = rest.slice(1 + m[1]!.length);
+      if (a > z || z >= BITS) return undefined;
+    }
+    for (let i = a; i <= z; i++) if (sign === '+') mask.add(i); else mask.delete(i);
+    while (rest[0] === ',' || rest[0] === '\n') rest = rest.slice(1);
+  }
+  return mask;
 }

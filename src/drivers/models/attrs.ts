@@ -4,7 +4,12 @@ import type { DeviceAttrSpec, ParentProfile, TypeProfile } from '../profile-type
 import { ApAttr, ApMatrixHost } from './ap';
 import { VgpuIdAttr } from './gvt';
 import { VgpuParamsAttr, VmNameAttr } from './nvidia';
-import type { AttrKind } from './types';
+import type { AttrKind, ModelScope } from './types';
+
+/** The one vfio_ap matrix of a system, and its host AP configuration (the AP bus shows the same). */
+export function apHostOf(p: ParentProfile, scope: ModelScope): ApMatrixHost {
+  return scope.get('vfio-ap', () => new ApMatrixHost(p.apHost));
+}
 
 /** A read-only template: {uuid}, {cost} and the type's vars. */
 class TextAttr implements AttrKind {
@@ -27,9 +32,8 @@ export interface DeviceAttr {
 }
 
 /** The device attributes a parent profile declares, each with its behaviour. */
-export function deviceAttrKinds(p: ParentProfile, typeOf: (dev: MdevDevice) => TypeProfile): DeviceAttr[] {
-  let ap: ApMatrixHost | undefined;
-  const apHost = () => (ap ??= new ApMatrixHost(p.apHost));
+export function deviceAttrKinds(p: ParentProfile, typeOf: (dev: MdevDevice) => TypeProfile, scope: ModelScope): DeviceAttr[] {
+  const apHost = () => apHostOf(p, scope);
   return Object.entries(p.deviceAttrs ?? {}).map(([path, spec]) => ({ path, ...kindOf(spec, typeOf, apHost) }));
 }
 

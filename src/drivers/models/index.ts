@@ -4,7 +4,7 @@ import { GvtModel } from './gvt';
 import { NvidiaVgpuModel } from './nvidia';
 import type { CapacityModel, ModelScope } from './types';
 
-export { deviceAttrKinds } from './attrs';
+export { apHostOf, deviceAttrKinds } from './attrs';
 export { type CapacityModel, type ModelType, ModelScope, scopeOf } from './types';
 
 /** The capacity model a parent profile declares. */
