@@ -84,8 +84,12 @@ type Options = Map<string, string>;
 async function mountCommand(dirArg: string, options: Options): Promise<number> {
   return withMount(dirArg, options, async (stopped, _dir, { uevents, log }) => {
     const sender = options.has('udev') ? startUdevSender(uevents, log) : undefined;
+    const senderFailed = sender?.failed.then((err) => {
+      process.stderr.write(`mdevfs: --udev: ${err.message}\n`);
+      return 1;
+    });
     try {
-      return await stopped;
+      return await Promise.race(senderFailed ? [stopped, senderFailed] : [stopped]);
     } finally {
       sender?.stop();
     }

@@ -104,14 +104,25 @@ export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger): ()
   });
 }
 
-/** A sender in the caller's own network namespace (`mdevfs mount --udev`). */
-export function startUdevSender(uevents: Uevents, log: Logger): { child: ChildProcess; stop: () => void } {
+/**
+ * A sender in the caller's own network namespace (`mdevfs mount --udev`). `failed` settles if it
+ * cannot start or ends before `stop()`: whoever asked for --udev must not go on without it.
+ */
+export function startUdevSender(uevents: Uevents, log: Logger): { child: ChildProcess; stop: () => void; failed: Promise<Error> } {
+  let stopping = false;
   const child = spawn('python3', ['-c', SENDER_PY], { stdio: ['pipe', 'inherit', 'inherit'] });
-  child.on('error', (err) => log.error({ err }, 'cannot start the udev sender (python3)'));
+  const failed = new Promise<Error>((resolve) => {
+    child.on('error', (err) => resolve(new Error(`cannot start the udev sender: python3: ${err.message}`)));
+    child.on('exit', (code, signal) => {
+      if (!stopping) resolve(new Error(`the udev sender (python3) ended (${signal ?? `exit ${code}`})`));
+    });
+  });
   const unsubscribe = feedUdevSender(uevents, child.stdin!, log);
   return {
     child,
+    failed,
     stop: () => {
+      stopping = true;
       unsubscribe();
       child.stdin?.end();
     },

@@ -1,5 +1,5 @@
 import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { streamEvents } from '../../src/control/client';
@@ -246,4 +246,15 @@ t.test('exec sets SYSTEMD_DEVICE_VERIFY_SYSFS=0 unless the caller set it', async
     env: { SYSTEMD_DEVICE_VERIFY_SYSFS: '1' },
   });
   t.match(r.stdout, /rc=[1-9]/, 'udevadm fails on the tree when the check is on');
+});
+
+t.test('mount --udev without a working sender stops (exit 1) and unmounts, rather than running without events', async (t) => {
+  const dir = scratch('mdevfs-nopy-');
+  writeFileSync(join(dir, 'python3'), '#!/bin/sh\nexit 3\n');
+  chmodSync(join(dir, 'python3'), 0o755);
+  const mnt = join(dir, 'mnt');
+  const r = cli(['mount', mnt, '--udev', ...backendArgs], { env: { PATH: `${dir}:${process.env.PATH}` }, timeout: 30000 });
+  t.equal(r.status, 1);
+  t.match(r.stderr, 'mdevfs: --udev: the udev sender (python3) ended (exit 3)');
+  t.notOk(existsSync(join(mnt, 'bus')), 'nothing left mounted');
 });
