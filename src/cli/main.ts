@@ -35,6 +35,8 @@ Usage:
                                  /etc/mdevctl.d) in a private mount namespace, unmount; exits with
                                  CMD's status. An ordinary user gets a user namespace of their own
                                  (unshare --user --map-root-user --mount), where CMD runs as its root.
+                                 CMD gets SYSTEMD_DEVICE_VERIFY_SYSFS=0 (unless set), without which
+                                 libudev (udevadm, pyudev, libvirt) refuses a /sys that is not sysfs.
   mdevfs ctl DIR parents          list the parents of the daemon serving DIR
   mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
   mdevfs ctl DIR remove-parent NAME
