@@ -73,14 +73,16 @@ async function createPresentDevices(core: MdevCore, profiles: readonly ParentPro
         const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
         throw new Error(`${where}: cannot be created on ${parent.name} (${errno})`);
       }
-      for (const [path, value] of Object.entries(d.attrs ?? {})) {
+      for (const [path, values] of Object.entries(d.attrs ?? {})) {
         const attr = parent.driver.deviceAttrs(dev, core.abi).find((a) => a.path === path);
         if (!attr?.store) throw new Error(`${where}.attrs: "${path}" is no writable attribute of its devices`);
-        try {
-          await attr.store(Buffer.from(value, 'latin1'));
-        } catch (err) {
-          const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
-          throw new Error(`${where}.attrs: writing "${path}" failed (${errno})`);
+        for (const value of typeof values === 'string' ? [values] : values) {
+          try {
+            await attr.store(Buffer.from(value, 'latin1'));
+          } catch (err) {
+            const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
+            throw new Error(`${where}.attrs: writing ${JSON.stringify(value)} to "${path}" failed (${errno})`);
+          }
         }
       }
     }

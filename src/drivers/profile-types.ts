@@ -188,8 +188,11 @@ export interface PresentDevice {
   /** The IOMMU group and vfio-dev number it had (a recording): given when free at start. */
   iommuGroup?: number;
   vfio?: number;
-  /** Written to its attributes once it exists, path -> bytes (a recording's nvidia/vgpu_params). */
-  attrs?: Record<string, string>;
+  /**
+   * Written to its attributes once it exists, path -> bytes, or several writes in order (a
+   * recording's nvidia/vgpu_params; vfio-ap's assign_adapter "0x05", "0x06").
+   */
+  attrs?: Record<string, string | string[]>;
 }
 
 /** Who made a recording (`mdevfs record`): nothing of the recording machine but its kernel release. */

@@ -3,8 +3,8 @@
  * virtual parent, the PCI function (ids, BARs, SR-IOV) or another bus (s390 matrix, css).
  */
 import { KNOWN_BUSES } from '../devices/known-buses';
-import type { BusProfile, PciBarProfile, PciProfile } from '../drivers/profile-types';
-import type { ObservedFile } from './sysfs-reader';
+import type { ApHostSpec, BusProfile, PciBarProfile, PciProfile } from '../drivers/profile-types';
+import type { ObservedApBus, ObservedFile } from './sysfs-reader';
 
 /** What identity needs of a device directory. */
 export interface DeviceFiles {
@@ -104,4 +104,27 @@ export function busOf(dev: DeviceFiles, bus: string): BusProfile {
 function sameEntries(a: Record<string, string>, b: Record<string, string>): boolean {
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => b[k] === a[k]);
+}
+
+/** The AP configuration vfio-ap checks against, from bus/ap: its limits, masks, cards and queues. */
+export function apHostOf(ap: ObservedApBus): ApHostSpec {
+  const out: ApHostSpec = {};
+  const num = (f: string) => {
+    const v = ap.files.get(f);
+    return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+  };
+  const maxA = num('ap_max_adapter_id');
+  const maxD = num('ap_max_domain_id');
+  if (maxA !== undefined) out.maxAdapterId = maxA;
+  if (maxD !== undefined) out.maxDomainId = maxD;
+  for (const m of ['apmask', 'aqmask'] as const) {
+    const v = ap.files.get(m);
+    if (v !== undefined) out[m] = v;
+  }
+  const hexes = (re: RegExp) => ap.devices.map((d) => re.exec(d)?.[1]).filter((h): h is string => h !== undefined);
+  const cards = hexes(/^card([0-9a-f]{2})$/);
+  const queues = hexes(/^[0-9a-f]{2}\.([0-9a-f]{4})$/);
+  out.adapters = [...new Set(cards.map((h) => parseInt(h, 16)))].sort((a, b) => a - b);
+  out.domains = [...new Set(queues.map((h) => parseInt(h, 16)))].sort((a, b) => a - b);
+  return out;
 }

@@ -68,8 +68,17 @@ export interface PhysFn {
   driverModule?: string;
 }
 
+/** The s390 AP bus (bus/ap): what vfio-ap checks assignments against. */
+export interface ObservedApBus {
+  /** ap_max_adapter_id, ap_max_domain_id, apmask, aqmask as read (without the newline). */
+  files: Map<string, string>;
+  /** Names under bus/ap/devices: cards (card05) and queues (05.0004). */
+  devices: string[];
+}
+
 export interface ObservedHost {
   parents: ObservedParent[];
+  ap?: ObservedApBus;
   /** bus/mdev/drivers/<name> -> basename of its module link (when there is one). */
   mdevDrivers: Map<string, string | undefined>;
   /** Problems worth telling the user (a file that could not be represented, a skipped parent). */
@@ -134,7 +143,19 @@ export function readHost(rootArg: string): ObservedHost {
     const mod = linkTarget(root, join(root, 'bus', 'mdev', 'drivers', e.name, 'module'));
     mdevDrivers.set(e.name, mod === undefined ? undefined : basename(mod));
   }
-  return { parents, mdevDrivers, warnings };
+  return { parents, mdevDrivers, warnings, ap: readApBus(root) };
+}
+
+function readApBus(root: string): ObservedApBus | undefined {
+  const dir = join(root, 'bus', 'ap');
+  const devices = listDir(join(dir, 'devices'));
+  if (devices === undefined) return undefined;
+  const files = new Map<string, string>();
+  for (const f of ['ap_max_adapter_id', 'ap_max_domain_id', 'apmask', 'aqmask']) {
+    const content = readAttr(join(dir, f)).content;
+    if (content !== undefined) files.set(f, content.toString('latin1').replace(/\n$/, ''));
+  }
+  return { files, devices: devices.map((e) => e.name) };
 }
 
 function readParent(root: string, name: string, path: string, warnings: string[]): ObservedParent {

@@ -6,7 +6,7 @@
 import { type Emulation, buildEmulation } from '../daemon';
 import type { DeviceAttrSpec, ParentProfile, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
 import { silentLogger } from '../log';
-import { busOf, pciOf } from './identity';
+import { apHostOf, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
 import type { ObservedHost, ObservedParent, PhysFn } from './sysfs-reader';
 
@@ -46,7 +46,8 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
       if (!(await reproduces(base, members, chosen, abi))) warnings.push(`${base.name}: the default capacity model does not reproduce every available_instances`);
     }
     const parent = withCandidate(base, chosen);
-    await recordDeviceState(parent, members, abi, warnings);
+    if (vendor?.name === 'vfio-ap' && host.ap) parent.apHost = apHostOf(host.ap);
+    await recordDeviceState(parent, members, vendor, abi, warnings);
     parents.push(parent);
     rules.set(base.name, chosen.rule);
   }
@@ -310,8 +311,20 @@ function shownAttrs(em: Emulation, uuid: string): Map<string, string | undefined
  * written to nvidia/vgpu_params): recorded as writes to the device's attributes at start, kept
  * when a replay with them shows what the host showed, else named in a warning.
  */
-async function recordDeviceState(p: ParentProfile, members: readonly ObservedParent[], abi: '6.1' | '4.17', warnings: string[]): Promise<void> {
+async function recordDeviceState(
+  p: ParentProfile,
+  members: readonly ObservedParent[],
+  vendor: Vendor | undefined,
+  abi: '6.1' | '4.17',
+  warnings: string[],
+): Promise<void> {
   const observed = members.flatMap((m) => m.devices);
+  // The vendor's own writes first (vfio-ap's assignments); dropped if the replay refuses them.
+  const vendorWrites = observed.map((d) => [d, vendor?.deviceWrites?.(d) ?? {}] as const).filter(([, w]) => Object.keys(w).length > 0);
+  for (const [d, w] of vendorWrites) {
+    const dev = p.devices!.find((x) => x.uuid === d.uuid)!;
+    dev.attrs = { ...dev.attrs, ...w };
+  }
   const differs = async (): Promise<[string, string, string][] | undefined> => {
     const em = await replay(p, abi);
     if (!em) return undefined;
@@ -323,7 +336,16 @@ async function recordDeviceState(p: ParentProfile, members: readonly ObservedPar
       });
     });
   };
-  const first = await differs();
+  let first = await differs();
+  if (first === undefined && vendorWrites.length > 0) {
+    for (const [d, w] of vendorWrites) {
+      const dev = p.devices!.find((x) => x.uuid === d.uuid)!;
+      for (const path of Object.keys(w)) delete dev.attrs![path];
+      if (Object.keys(dev.attrs!).length === 0) delete dev.attrs;
+      warnings.push(`${p.name}: ${d.uuid}: the replay refuses its ${Object.keys(w).join(', ')} writes; recorded without them`);
+    }
+    first = await differs();
+  }
   if (first === undefined || first.length === 0) return;
   for (const [uuid, path, text] of first) {
     const f = observed.find((d) => d.uuid === uuid)!.attrs.get(path)!;

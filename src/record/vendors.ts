@@ -6,7 +6,7 @@
  */
 import type { ErrnoName } from '../core/errno';
 import type { CapacitySpec, DeviceAttrSpec, TypeProfile } from '../drivers/profile-types';
-import type { ObservedParent, ObservedType } from './sysfs-reader';
+import type { ObservedDevice, ObservedParent, ObservedType } from './sysfs-reader';
 
 /** One way to explain a parent: its capacity model and what each type needs for it. */
 export interface Candidate {
@@ -27,6 +27,8 @@ export interface Vendor {
   module?: string;
   /** Device attributes the vendor always has, path -> spec (for types that had no device to record). */
   deviceAttrs?(p: ObservedParent): Record<string, DeviceAttrSpec>;
+  /** Writes that give a device present the state its files showed (vfio-ap's assignments). */
+  deviceWrites?(d: ObservedDevice): Record<string, string[]>;
   /** Vars of each type for deviceAttrs templates. */
   typeVars?(t: ObservedType): Record<string, string> | undefined;
   candidates(p: RecognisedParent): Candidate[];
@@ -125,6 +127,23 @@ export const VENDORS: Vendor[] = [
       out.matrix = { kind: 'ap-matrix' };
       if (seen('guest_matrix')) out.guest_matrix = { kind: 'ap-guest-matrix', abi: ['6.1'] };
       if (p.devices.some((d) => d.attrs.has('ap_config'))) out.ap_config = { kind: 'ap-config' };
+      return out;
+    },
+    // matrix lists "AA.DDDD" (or "AA." / ".DDDD" while one side is empty), control_domains "DDDD".
+    deviceWrites: (d) => {
+      const lines = (f: string) => (d.attrs.get(f)?.content?.toString('latin1') ?? '').split('\n').filter(Boolean);
+      const adapters = new Set<string>();
+      const domains = new Set<string>();
+      for (const l of lines('matrix')) {
+        const m = /^([0-9a-f]{2})?\.([0-9a-f]{4})?$/i.exec(l);
+        if (m?.[1]) adapters.add(`0x${m[1]}`);
+        if (m?.[2]) domains.add(`0x${m[2]}`);
+      }
+      const control = lines('control_domains').filter((l) => /^[0-9a-f]{4}$/i.test(l)).map((l) => `0x${l}`);
+      const out: Record<string, string[]> = {};
+      if (adapters.size > 0) out.assign_adapter = [...adapters];
+      if (domains.size > 0) out.assign_domain = [...domains];
+      if (control.length > 0) out.assign_control_domain = control;
       return out;
     },
     candidates: (p) => (p.driverString === 'vfio_ap' ? counterOf(p, 'EPERM').map(named('vfio-ap')) : []),
