@@ -1,4 +1,5 @@
-import { sh } from './daemon';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { backendArgs, CLI, cliEnv, sh } from './daemon';
 
 /**
  * One write(2) of `data` (a Python bytes expression) to `path` below the mount, from Python as a
@@ -15,4 +16,9 @@ try:
 except OSError as e:
     print(errno.errorcode[e.errno])`;
   return sh(dir, `python3 -c '${script.replace(/'/g, `'\\''`)}'`).stdout.trim();
+}
+
+/** Runs a command through `mdevfs exec --profile PROFILE` (a fresh tree over /sys), as a user would. */
+export function execWith(profile: string, ...command: string[]): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', profile, '--', ...command], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
 }

@@ -1,8 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { AP } from '../../src/drivers/builtin/ap';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
-import { writeErrno } from '../helpers/write-errno';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith, writeErrno } from '../helpers/hw';
 
 // s390 vfio-ap (hardware-profiles.md §4, §7.5) through the mount: the matrix device on the matrix
 // bus, the mdev attributes with kstrtoul parsing, exact formats and the kernel's errors against the
@@ -87,7 +86,7 @@ cat > /tmp/ap-$$.json <<'J'
 J
 mdevctl start -u ${B} -p matrix --jsonfile /tmp/ap-$$.json 2>&1 | tail -1; rm -f /tmp/ap-$$.json
 mdevctl list`;
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'ap', '--', 'bash', '-c', script], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  const r = execWith('ap', 'bash', '-c', script);
   t.equal(r.stdout,
     'matrix\n  vfio_ap-passthrough\n    Available instances: 65536\n    Device API: vfio-ap\n    Name: VFIO AP Passthrough Device\n\n' +
     'rc=0\n05.0004\n05.00ab\n00ab\n' +

@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith } from '../helpers/hw';
 
 // s390 vfio-ccw (hardware-profiles.md §5, §7.6) through the mount: subchannel parents on css,
 // type vfio_ccw-io without a description, one instance each (EUSERS in 6.1, EPERM in 4.17).
@@ -33,7 +33,7 @@ t.test('4.17: the vendor counter answers EPERM', async (t) => {
 });
 
 t.test('mdevctl types on ccw', async (t) => {
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'ccw', '--', 'mdevctl', 'types'], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  const r = execWith('ccw', 'mdevctl', 'types');
   t.equal(r.stdout,
     '0.0.0008\n  vfio_ccw-io\n    Available instances: 1\n    Device API: vfio-ccw\n    Name: I/O subchannel (Non-QDIO)\n' +
     '0.0.0009\n  vfio_ccw-io\n    Available instances: 1\n    Device API: vfio-ccw\n    Name: I/O subchannel (Non-QDIO)\n\n', r.stderr);

@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
 import { GVT_PARENT } from '../../src/drivers/builtin/gvt';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith } from '../helpers/hw';
 
 // Intel GVT-g made exact (hardware-profiles.md §3, §7.4) through the mount: the aperture decides
 // which types exist, one low/high GM and fence pool with ENOSPC, the five-line description,
@@ -51,7 +51,7 @@ t.test('4.17: no name file, driver vfio_mdev, the same pool', async (t) => {
 });
 
 t.test('mdevctl types on gvt', async (t) => {
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'gvt', '--', 'mdevctl', 'types'], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  const r = execWith('gvt', 'mdevctl', 'types');
   t.equal(r.status, 0, r.stderr);
   t.match(r.stdout, '  i915-GVTg_V5_4\n    Available instances: 5\n    Device API: vfio-pci\n    Name: GVTg_V5_4\n' +
     '    Description: low_gm_size: 128MB, high_gm_size: 512MB, fence: 4, resolution: 1920x1200, weight: 4\n');

@@ -1,6 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith } from '../helpers/hw';
 
 // NVIDIA mdev on SR-IOV VFs (hardware-profiles.md §1.7 item 3, §7.2) through the mount: every VF
 // is a parent with the whole A10 type list reading 1 or 0, the PF is none, and the GPU-wide rule
@@ -47,7 +47,7 @@ t.test('one vGPU per VF; the same size and max_instance across the GPU', async (
 });
 
 t.test('mdevctl types on nvidia-a10', async (t) => {
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'nvidia-a10', '--', 'mdevctl', 'types'], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  const r = execWith('nvidia-a10', 'mdevctl', 'types');
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout.match(/^0000:\S+$/gm)?.length, 24, 'one parent per VF');
   t.notMatch(r.stdout, new RegExp(`^${PF}$`, 'm'), 'not the PF');

@@ -1,8 +1,7 @@
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
 import { NVIDIA_L40S } from '../../src/drivers/builtin/nvidia';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
-import { writeErrno } from '../helpers/write-errno';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith, writeErrno } from '../helpers/hw';
 
 // NVIDIA vendor-specific VFIO (hardware-profiles.md §2, §7.3) through the mount: no mdev at all;
 // each VF bound to nvidia has nvidia/creatable_vgpu_types (recomputed on every read, header only
@@ -84,7 +83,7 @@ t.test('unbinding a VF from nvidia takes nvidia/ and its vGPU away', async (t) =
 });
 
 t.test('mdevctl types on nvidia-l40s: nothing (no mdev parent)', async (t) => {
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', 'nvidia-l40s', '--', 'mdevctl', 'types'], { encoding: 'utf8', timeout: 60000, env: cliEnv() });
+  const r = execWith('nvidia-l40s', 'mdevctl', 'types');
   t.equal(r.status, 0, r.stderr);
   t.equal(r.stdout.trim(), '');
 });

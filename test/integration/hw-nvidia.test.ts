@@ -1,7 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import t from 'tap';
-import { backendArgs, CLI, cliEnv, type Daemon, sh, startDaemon } from '../helpers/daemon';
-import { writeErrno } from '../helpers/write-errno';
+import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { execWith, writeErrno } from '../helpers/hw';
 import { NVIDIA_T4 } from '../../src/drivers/builtin/nvidia';
 
 // NVIDIA time-sliced vGPU on a PCI function (hardware-profiles.md §1, §7.1) through the mount:
@@ -94,11 +93,7 @@ nvidia-301, GRID V100-16C, num_heads=1, frl_config=60, framebuffer=16384M, max_r
 `.trim();
 
 function mdevctlTypes(profile: string): string {
-  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', profile, '--', 'mdevctl', 'types'], {
-    encoding: 'utf8',
-    timeout: 60000,
-    env: cliEnv(),
-  });
+  const r = execWith(profile, 'mdevctl', 'types');
   if (r.status !== 0) throw new Error(`mdevctl types: ${r.status} ${r.stderr}`);
   return r.stdout;
 }
