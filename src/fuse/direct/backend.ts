@@ -205,7 +205,8 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
         }
         await within(s.done, 300);
       }
-      const notifierEnded = await within(notifierDone, 200);
+      // A thread that is not inside write(2) ends however slowly terminate() answers.
+      const notifierEnded = (await within(notifierDone, 500)) || !s.notifierBusy;
       log.debug({ ms: Date.now() - t0, aborted, readers: s.readersRunning, notifierEnded }, 'fuse: readers stopped');
       if (rootFd !== undefined) fs.closeSync(rootFd);
       rootFd = undefined;

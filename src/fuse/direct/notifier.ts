@@ -23,10 +23,13 @@ export class Notifier {
   private readonly worker: Worker;
   private readonly pending = new Map<number, (errors: (string | null)[]) => void>();
   private nextId = 0;
+  /** Batches posted to the thread and not answered yet: while any is, the thread may be in write(2). */
+  private unanswered = 0;
 
   constructor(fd: number) {
     this.worker = new Worker(WORKER, { eval: true, workerData: { fd } });
     this.worker.on('message', ({ id, errors }: { id: number; errors: (string | null)[] }) => {
+      this.unanswered--;
       const done = this.pending.get(id);
       this.pending.delete(id);
       done?.(errors);
@@ -42,8 +45,14 @@ export class Notifier {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
+      this.unanswered++;
       this.worker.postMessage({ id, bufs });
     });
+  }
+
+  /** Whether the thread may be inside write(2) (a thread blocked there would hold up the process's exit). */
+  get busy(): boolean {
+    return this.unanswered > 0;
   }
 
   async close(): Promise<void> {

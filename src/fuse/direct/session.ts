@@ -146,6 +146,11 @@ export class Session {
     }
   }
 
+  /** Whether the notifier thread may still be inside a write to /dev/fuse. */
+  get notifierBusy(): boolean {
+    return this.notifier.busy;
+  }
+
   get readersRunning(): number {
     return this.running;
   }
