@@ -238,9 +238,6 @@ function semanticProblems(profile: Profile): string[] {
     attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out);
     vendorVfioProblems(p, at, out);
   });
-  // One AP bus, one vfio_ap matrix: its host configuration is declared once.
-  const apHosts = profile.parents.flatMap((p, i) => (p.apHost ? [i] : []));
-  for (const i of apHosts.slice(1)) out.push(`parents[${i}].apHost: the AP configuration is parents[${apHosts[0]}]'s (a system has one AP bus)`);
   return out;
 }
 

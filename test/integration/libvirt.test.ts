@@ -94,3 +94,47 @@ X
     t.ok(ms < 10000, `nodedev-${op} completes well under libvirt's timeout (${ms} ms)`);
   }
 });
+
+t.test('a PCI parent (GVT-g): libvirt lists its types and creates and destroys an mdev on it', async (t) => {
+  const uuid = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1003';
+  const name = `mdev_${uuid.replace(/-/g, '_')}_0000_00_02_0`;
+  const script = `
+    echo "== types"; virsh nodedev-list --cap mdev_types
+    cat > /run/mdev.xml <<X
+<device>
+  <parent>pci_0000_00_02_0</parent>
+  <capability type='mdev'>
+    <type id='i915-GVTg_V5_4'/>
+    <uuid>${uuid}</uuid>
+  </capability>
+</device>
+X
+    virsh nodedev-create /run/mdev.xml
+    virsh nodedev-dumpxml ${name} | grep -E "<path>|<parent>|<driver>|<name>intel|type id"
+    virsh nodedev-destroy ${name}
+    ls /sys/bus/mdev/devices/`;
+  const r = spawnSync(
+    process.execPath,
+    [CLI, 'exec', ...backendArgs, '--udev', '--profile', 'gvt', '--', join(REPO, 'test', 'helpers', 'libvirt.sh'), 'bash', '-c', script],
+    { encoding: 'utf8', timeout: 120000, env: cliEnv() },
+  );
+  t.equal(r.status, 0, r.stderr);
+  t.equal(
+    r.stdout,
+    [
+      '== types',
+      'pci_0000_00_02_0',
+      '',
+      `Node device ${name} created from /run/mdev.xml`,
+      '',
+      `  <path>/sys/devices/pci0000:00/0000:00:02.0/${uuid}</path>`,
+      '  <parent>pci_0000_00_02_0</parent>',
+      '  <driver>',
+      '    <name>intel_vgpu_mdev</name>',
+      "    <type id='i915-GVTg_V5_4'/>",
+      `Destroyed node device '${name}'`,
+      '',
+      '',
+    ].join('\n'),
+  );
+});
