@@ -147,7 +147,7 @@ t.test('python3-pyudev inside mdevfs exec --udev: enumerate, monitor a create an
   const py = join(dir, 'pyudev-check.py');
   writeFileSync(
     py,
-    `import pyudev
+    `import os, pyudev
 ctx = pyudev.Context()
 mon = pyudev.Monitor.from_netlink(ctx, source='udev')
 mon.filter_by('mdev')
@@ -155,7 +155,10 @@ mon.start()
 def hear(n):
     for _ in range(n):
         d = mon.poll(timeout=10)
-        print('heard', d.action, d.sys_name, d.properties.get('DRIVER'), d.subsystem, d.is_initialized)
+        # What a listener finds in sysfs when the event arrives (the kernel may have cached lookups).
+        there = os.path.exists(d.sys_path)
+        kind = open(d.sys_path + '/mdev_type/name').read().strip() if there else '-'
+        print('heard', d.action, d.sys_name, d.properties.get('DRIVER'), d.subsystem, d.is_initialized, there, kind)
 with open('/sys/${CREATE}', 'w') as f:
     f.write('${U1}')
 hear(2)
@@ -173,11 +176,11 @@ print('left', [d.sys_name for d in ctx.list_devices(subsystem='mdev')])
   t.equal(
     r.stdout,
     [
-      `heard add ${U1} None mdev True`,
-      `heard bind ${U1} mtty mdev True`,
+      `heard add ${U1} None mdev True True Dual port serial`,
+      `heard bind ${U1} mtty mdev True True Dual port serial`,
       `enumerated ${U1} mtty mtty mtty Dual port serial ['vfio0']`,
-      `heard unbind ${U1} None mdev True`,
-      `heard remove ${U1} None mdev True`,
+      `heard unbind ${U1} None mdev True False -`,
+      `heard remove ${U1} None mdev True False -`,
       'left []',
       '',
     ].join('\n'),
