@@ -191,9 +191,13 @@ function readParent(root: string, name: string, path: string, warnings: string[]
     const tdir = join(dir, 'mdev_supported_types', e.name);
     if (!e.isDirectory()) continue;
     const text = (f: string) => {
-      const file = join(tdir, f);
-      if (!exists(file)) return undefined;
-      const s = readFileSync(file, 'latin1');
+      let s: string;
+      try {
+        s = readFileSync(join(tdir, f), 'latin1');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // absent stays absent
+        throw new RecordError(`cannot read ${path}/mdev_supported_types/${e.name}/${f}: ${(err as NodeJS.ErrnoException).code}`);
+      }
       if (!s.endsWith('\n')) warnings.push(`${path}/mdev_supported_types/${e.name}/${f}: no trailing newline; recorded with one`);
       return s.endsWith('\n') ? s.slice(0, -1) : s;
     };
