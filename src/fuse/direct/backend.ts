@@ -193,6 +193,11 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
           unmountErr = err;
         }
       }
+      // Before the readers go: a notification the kernel holds on a directory lock goes through
+      // once the request holding that lock is answered (ENODEV now), and only then can the
+      // notifier thread end. A thread that is not inside write(2) ends however slowly
+      // terminate() answers.
+      const notifierEnded = (await within(notifierDone, 500)) || !s.notifierBusy;
       s.release();
       if (rootFd !== undefined) wakeReaders(rootFd, s.readersRunning);
       let aborted = false;
@@ -205,8 +210,6 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
         }
         await within(s.done, 300);
       }
-      // A thread that is not inside write(2) ends however slowly terminate() answers.
-      const notifierEnded = (await within(notifierDone, 500)) || !s.notifierBusy;
       log.debug({ ms: Date.now() - t0, aborted, readers: s.readersRunning, notifierEnded }, 'fuse: readers stopped');
       if (rootFd !== undefined) fs.closeSync(rootFd);
       rootFd = undefined;
