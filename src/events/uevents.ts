@@ -166,10 +166,7 @@ export class Uevents {
    * (MDEV_STATE, sent by the core), and KOBJ_ADD of the module once init is done.
    */
   private renderRegistered(parent: Parent): Pending[] {
-    const before = this.drivers;
-    const classesBefore = this.classes;
-    this.drivers = this.busDrivers();
-    this.classes = this.parentClasses();
+    const { drivers: before, classes: classesBefore } = this.refresh();
     const out: Pending[] = [];
     const moduleAdds: [string, string][][] = [];
     const modulesBefore = new Set(before.values());
@@ -190,10 +187,7 @@ export class Uevents {
 
   /** The module going (mtty_dev_exit): device_unregister, driver unregister, class_destroy, module removal. */
   private renderUnregistered(parent: Parent): Pending[] {
-    const before = this.drivers;
-    const classesBefore = this.classes;
-    this.drivers = this.busDrivers();
-    this.classes = this.parentClasses();
+    const { drivers: before, classes: classesBefore } = this.refresh();
     const out: Pending[] = [];
     if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'remove'));
     const modulesAfter = new Set(this.drivers.values());
@@ -240,6 +234,14 @@ export class Uevents {
   /** A parent that is a class device of its own module (mtty), not a device of a bus (PCI). */
   private isClassDevice(parent: Parent): boolean {
     return parent.placement.className !== undefined;
+  }
+
+  /** Takes a new look at the drivers and classes the tree shows; returns what it showed before. */
+  private refresh(): { drivers: Map<string, string>; classes: Set<string> } {
+    const before = { drivers: this.drivers, classes: this.classes };
+    this.drivers = this.busDrivers();
+    this.classes = this.parentClasses();
+    return before;
   }
 
   private registered(): Parent[] {

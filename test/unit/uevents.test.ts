@@ -6,6 +6,7 @@ import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { SAMPLES } from '../../src/drivers/samples';
 import type { Uevent } from '../../src/events/uevents';
 import { silentLogger } from '../../src/log';
+import type { Kernfs } from '../../src/sysfs/kernfs';
 import { ManualClock, tick } from '../helpers/manual-clock';
 
 const U1 = '11111111-1111-1111-1111-111111111111';
@@ -18,6 +19,16 @@ const line = (ev: Uevent) =>
     .filter(([k]) => k !== 'SEQNUM')
     .map(([k, v]) => `${k}=${v}`)
     .join(' ');
+
+/** One write(2) to a file of the tree, as a shell's echo does. */
+async function writeFile(kernfs: Kernfs, path: string, text: string): Promise<number> {
+  const fh = kernfs.open(path, 1);
+  try {
+    return await kernfs.write(fh, Buffer.from(text));
+  } finally {
+    kernfs.release(fh);
+  }
+}
 
 function emulation(profile: Profile = SAMPLES, opts: { abi?: string; clock?: ManualClock } = {}) {
   const e = buildEmulation(profile, { log: silentLogger, ...opts });
@@ -125,20 +136,12 @@ t.test('writes to uevent files send synthetic events (kobject_synth_uevent)', as
   const { core, kernfs, take } = emulation();
   await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
   await take();
-  const write = async (path: string, text: string) => {
-    const fh = kernfs.open(path, 1);
-    try {
-      return await kernfs.write(fh, Buffer.from(text));
-    } finally {
-      kernfs.release(fh);
-    }
-  };
-  await write(`${MTTY}/${U1}/uevent`, 'add\n');
-  await write(`${MTTY}/${U1}/vfio-dev/vfio0/uevent`, 'change');
-  await write(`${MTTY}/uevent`, `change ${U2} A=1 bc=Xy\n`);
-  await write('/bus/mdev/drivers/mtty/uevent', 'add');
-  await write('/module/mtty/uevent', 'remove');
-  await write('/bus/mdev/uevent', 'online');
+  await writeFile(kernfs, `${MTTY}/${U1}/uevent`, 'add\n');
+  await writeFile(kernfs, `${MTTY}/${U1}/vfio-dev/vfio0/uevent`, 'change');
+  await writeFile(kernfs, `${MTTY}/uevent`, `change ${U2} A=1 bc=Xy\n`);
+  await writeFile(kernfs, '/bus/mdev/drivers/mtty/uevent', 'add');
+  await writeFile(kernfs, '/module/mtty/uevent', 'remove');
+  await writeFile(kernfs, '/bus/mdev/uevent', 'online');
   t.same(await take(), [
     `ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev SYNTH_UUID=0 DRIVER=mtty`,
     `ACTION=change DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev SYNTH_UUID=0`,
@@ -148,7 +151,7 @@ t.test('writes to uevent files send synthetic events (kobject_synth_uevent)', as
     'ACTION=online DEVPATH=/bus/mdev SUBSYSTEM=bus SYNTH_UUID=0',
   ]);
   for (const bad of ['\n', 'added', 'add ', `add ${U2} `, `add ${U2} a`, `add ${U2} a=`, `add ${U2} a-b=c`, `add ${U2}x`, 'add not-a-uuid', 'add\n\n']) {
-    await t.rejects(write(`${MTTY}/${U1}/uevent`, bad), { errno: Errno.EINVAL }, JSON.stringify(bad));
+    await t.rejects(writeFile(kernfs, `${MTTY}/${U1}/uevent`, bad), { errno: Errno.EINVAL }, JSON.stringify(bad));
   }
   t.same(await take(), [], 'a refused write sends nothing');
 });
@@ -203,16 +206,8 @@ t.test('the driver core\'s own devices: a PCI function unbound and bound again',
   const { kernfs, take, ready } = emulation(BUILTIN_PROFILES['nvidia-a10']!);
   await ready;
   await take();
-  const write = async (path: string, text: string) => {
-    const fh = kernfs.open(path, 1);
-    try {
-      await kernfs.write(fh, Buffer.from(text));
-    } finally {
-      kernfs.release(fh);
-    }
-  };
-  await write('/bus/pci/drivers/nvidia/unbind', '0000:00:06.0');
-  await write('/bus/pci/drivers/nvidia/bind', '0000:00:06.0');
+  await writeFile(kernfs, '/bus/pci/drivers/nvidia/unbind', '0000:00:06.0');
+  await writeFile(kernfs, '/bus/pci/drivers/nvidia/bind', '0000:00:06.0');
   const pci =
     'PCI_CLASS=30200 PCI_ID=10DE:2236 PCI_SUBSYS_ID=10DE:1482 PCI_SLOT_NAME=0000:00:06.0 MODALIAS=pci:v000010DEd00002236sv000010DEsd00001482bc03sc02i00';
   t.same(await take(), [
@@ -225,19 +220,11 @@ t.test('uevent files of the driver core\'s devices, drivers and buses send synth
   const { kernfs, take, ready } = emulation(BUILTIN_PROFILES['nvidia-a10']!);
   await ready;
   await take();
-  const write = async (path: string, text: string) => {
-    const fh = kernfs.open(path, 1);
-    try {
-      return await kernfs.write(fh, Buffer.from(text));
-    } finally {
-      kernfs.release(fh);
-    }
-  };
-  await write('/devices/pci0000:00/0000:00:06.0/uevent', 'change');
-  await write('/bus/pci/drivers/nvidia/uevent', 'add');
-  await write('/bus/pci/uevent', 'change');
-  t.equal(await write('/devices/pci0000:00/uevent', 'add'), 3, 'a root device: the write succeeds...');
-  await t.rejects(write('/bus/pci/uevent', 'bogus'), { errno: Errno.EINVAL });
+  await writeFile(kernfs, '/devices/pci0000:00/0000:00:06.0/uevent', 'change');
+  await writeFile(kernfs, '/bus/pci/drivers/nvidia/uevent', 'add');
+  await writeFile(kernfs, '/bus/pci/uevent', 'change');
+  t.equal(await writeFile(kernfs, '/devices/pci0000:00/uevent', 'add'), 3, 'a root device: the write succeeds...');
+  await t.rejects(writeFile(kernfs, '/bus/pci/uevent', 'bogus'), { errno: Errno.EINVAL });
   t.same(
     (await take()).map((l) => l.replace(/ PCI_CLASS.*/, ' ...')),
     [
