@@ -14,6 +14,16 @@ if (missing.length > 0) {
   process.exit(1);
 }
 
+/** Runs a bash script next to a private libvirtd inside `mdevfs exec --udev`. */
+function withLibvirt(script: string, options: string[] = []) {
+  const helper = join(REPO, 'test', 'helpers', 'libvirt.sh');
+  return spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--udev', ...options, '--', helper, 'bash', '-c', script], {
+    encoding: 'utf8',
+    timeout: 120000,
+    env: cliEnv(),
+  });
+}
+
 const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const U2 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
 const node = (u: string) => `mdev_${u.replace(/-/g, '_')}_mtty`;
@@ -46,11 +56,7 @@ X
     echo 1 > /sys/bus/mdev/devices/${U1}/remove
     listed ${node(U1)} 1
     echo "== after a remove through sysfs"; virsh nodedev-list --cap mdev`;
-  const r = spawnSync(
-    process.execPath,
-    [CLI, 'exec', ...backendArgs, '--udev', '--', join(REPO, 'test', 'helpers', 'libvirt.sh'), 'bash', '-c', script],
-    { encoding: 'utf8', timeout: 120000, env: cliEnv() },
-  );
+  const r = withLibvirt(script);
   t.equal(r.status, 0, r.stderr);
   t.equal(
     r.stdout,
@@ -113,11 +119,7 @@ X
     virsh nodedev-dumpxml ${name} | grep -E "<path>|<parent>|<driver>|<name>intel|type id"
     virsh nodedev-destroy ${name}
     ls /sys/bus/mdev/devices/`;
-  const r = spawnSync(
-    process.execPath,
-    [CLI, 'exec', ...backendArgs, '--udev', '--profile', 'gvt', '--', join(REPO, 'test', 'helpers', 'libvirt.sh'), 'bash', '-c', script],
-    { encoding: 'utf8', timeout: 120000, env: cliEnv() },
-  );
+  const r = withLibvirt(script, ['--profile', 'gvt']);
   t.equal(r.status, 0, r.stderr);
   t.equal(
     r.stdout,
