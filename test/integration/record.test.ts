@@ -1,9 +1,11 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { promises as fsp } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import t, { type Test } from 'tap';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
+import { expected, runScenario } from '../helpers/conformance';
 import { CLI, REPO, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // `mdevfs record` reads a tree and writes a profile; mounting that profile must show what the
@@ -61,20 +63,21 @@ const MDEVCTL = 'mdevctl types; echo ---; mdevctl list';
  * error a read gets), then every name under class, bus, kernel and module with link targets.
  * Read here, in the test process: the daemons are children, never this process.
  */
-function listing(root: string): string {
+async function listing(root: string): Promise<string> {
+  // Asynchronous, so the built-ins checked side by side (and their two daemons) overlap.
   const out: string[] = [];
-  const walk = (rel: string, content: boolean) => {
+  const walk = async (rel: string, content: boolean): Promise<void> => {
     const full = join(root, rel);
-    const st = lstatSync(full);
-    if (st.isSymbolicLink()) out.push(`${rel} -> ${readlinkSync(full)}`);
+    const st = await fsp.lstat(full);
+    if (st.isSymbolicLink()) out.push(`${rel} -> ${await fsp.readlink(full)}`);
     else if (st.isDirectory()) {
       out.push(`${rel}/`);
-      for (const name of readdirSync(full).sort()) walk(`${rel}/${name}`, content);
+      for (const name of (await fsp.readdir(full)).sort()) await walk(`${rel}/${name}`, content);
     } else {
       let text = '';
       if (content) {
         try {
-          text = readFileSync(full).toString('latin1');
+          text = (await fsp.readFile(full)).toString('latin1');
         } catch (err) {
           text = `<${(err as NodeJS.ErrnoException).code}>`;
         }
@@ -85,10 +88,15 @@ function listing(root: string): string {
   for (const name of readdirSync(join(root, 'class', 'mdev_bus')).sort()) {
     const dir = relative(realpathSync(root), realpathSync(join(root, 'class', 'mdev_bus', name)));
     out.push(`== ${name} -> ${dir}`);
-    walk(dir, true);
+    await walk(dir, true);
   }
-  for (const top of ['class', 'bus', 'kernel', 'module']) if (existsSync(join(root, top))) walk(top, false);
+  for (const top of ['class', 'bus', 'kernel', 'module']) if (existsSync(join(root, top))) await walk(top, false);
   return out.join('\n') + '\n';
+}
+
+/** The listings of two trees, read side by side. */
+async function listings(a: string, b: string): Promise<[string, string]> {
+  return Promise.all([listing(a), listing(b)]);
 }
 
 /** Type directories (relative to the root) with their available_instances. */
@@ -179,7 +187,8 @@ t.test('recordings replay as the original', { jobs: 4 }, async (t) => {
       t.match(tools, /Available instances/);
       t.match(tools, new RegExp(`---\n(.*\n)*${uuid(100)} `), 'mdevctl lists the devices present');
       t.equal(await overSys(replay.dir, MDEVCTL), tools, 'mdevctl types and list');
-      t.equal(listing(replay.dir), listing(orig.dir), 'the parents, file by file');
+      const [replayed, original] = await listings(replay.dir, orig.dir);
+      t.equal(replayed, original, 'the parents, file by file');
       sameDynamics(t, orig.dir, replay.dir);
     });
   }
@@ -458,10 +467,22 @@ t.test("vfio-ap: the host AP configuration and a device's assignments replay", a
   const show = (root: string) => ['matrix', 'control_domains', 'guest_matrix'].map((f) => readFileSync(join(root, dev, f), 'latin1')).join('--\n');
   t.equal(show(replay.dir), show(orig.dir));
   t.equal(show(orig.dir), '05.0004\n05.00ab\n--\n0047\n--\n05.0004\n05.00ab\n');
-  t.equal(listing(replay.dir), listing(orig.dir), 'bus/ap, its cards and queues included');
+  const [replayed, original] = await listings(replay.dir, orig.dir);
+  t.equal(replayed, original, 'bus/ap, its cards and queues included');
   // The same host answers the same: 07 stays with the default drivers, 06 is free.
   for (const [f, v] of [['assign_adapter', '0x07'], ['assign_adapter', '0x06'], ['unassign_domain', '0x0004']]) {
     t.equal(write(replay.dir, `${dev}/${f}`, v!), write(orig.dir, `${dev}/${f}`, v!), `${f} ${v}`);
   }
   t.equal(show(replay.dir), show(orig.dir));
+});
+
+t.test('a recording of the default tree passes the real kernel transcript of the conformance suite', async (t) => {
+  // test/conformance/expected/tree-after-create.txt was recorded on Linux 6.1 with the sample drivers.
+  const orig = await startDaemon({ logLevel: 'warn' });
+  t.teardown(() => orig.stop());
+  const r = await record(orig.dir);
+  t.equal(r.code, 0, r.stderr);
+  const run = runScenario('tree-after-create', { profile: r.file });
+  t.equal(run.status, 0);
+  t.equal(run.output, expected('tree-after-create'), 'byte for byte the real kernel, through the replayed recording');
 });
