@@ -1,6 +1,6 @@
 import type { CoreEvent, MdevCore } from '../core/core';
 import type { DeviceEvent, HostDevice } from '../devices/model';
-import type { MdevDevice, Parent } from '../core/model';
+import type { MdevDevice, Parent, Part } from '../core/model';
 import type { Kobj, KobjAction } from '../core/uevent';
 import type { KobjectInfo } from '../sysfs/tree';
 
@@ -22,6 +22,24 @@ interface Pending {
   dev?: MdevDevice;
   /** Order of rendering (the invalidations of everything rendered up to here are announced). */
   id: number;
+}
+
+/**
+ * kobject_uevent_env's order: ACTION, DEVPATH, SUBSYSTEM, the caller's variables, the kobject's
+ * own (without `drop`). SEQNUM is added when the event is sent.
+ */
+function envOf(info: KobjectInfo, action: KobjAction, extra: readonly string[] = [], drop?: string): [string, string][] {
+  const env: [string, string][] = [
+    ['ACTION', action],
+    ['DEVPATH', info.devpath],
+    ['SUBSYSTEM', info.subsystem],
+  ];
+  for (const kv of [...extra, ...info.vars]) {
+    const eq = kv.indexOf('=');
+    const key = eq < 0 ? kv : kv.slice(0, eq);
+    if (key !== drop) env.push([key, eq < 0 ? '' : kv.slice(eq + 1)]);
+  }
+  return env;
 }
 
 /** Events kept for late subscribers (`mdevfs events --since`). */
@@ -110,19 +128,8 @@ export class Uevents {
   }
 
   private event(kobj: Kobj, action: KobjAction, extra: readonly string[] = [], drop?: string): Pending {
-    const info = this.tree.kobject(kobj);
-    const env: [string, string][] = [
-      ['ACTION', action],
-      ['DEVPATH', info.devpath],
-      ['SUBSYSTEM', info.subsystem],
-    ];
-    for (const kv of [...extra, ...info.vars]) {
-      const eq = kv.indexOf('=');
-      const key = eq < 0 ? kv : kv.slice(0, eq);
-      if (key !== drop) env.push([key, eq < 0 ? '' : kv.slice(eq + 1)]);
-    }
     const dev = kobj.kind === 'device' || kobj.kind === 'vfio-dev' ? kobj.dev : undefined;
-    return { env, dev, id: ++this.rendered };
+    return { env: envOf(this.tree.kobject(kobj), action, extra, drop), dev, id: ++this.rendered };
   }
 
   private render(ev: CoreEvent): Pending[] {
@@ -150,7 +157,7 @@ export class Uevents {
   }
 
   /** device_add, driver bind (probe registers the vfio device), driver unbind, device_del. */
-  private renderPart(dev: MdevDevice, part: string, shown: boolean): Pending[] {
+  private renderPart(dev: MdevDevice, part: Part, shown: boolean): Pending[] {
     const device: Kobj = { kind: 'device', dev };
     const vfio: Kobj[] = this.core.abi.vfioDev && dev.vfioIndex !== undefined ? [{ kind: 'vfio-dev', dev }] : [];
     if (part === 'dir') return [this.event(device, shown ? 'add' : 'remove')];
@@ -220,15 +227,9 @@ export class Uevents {
       this.hostVars.set(dev, this.tree.kobject(host).vars);
       return [p];
     }
-    // Gone from the tree: what it showed last, under the bus it was on.
-    const vars = (this.hostVars.get(dev) ?? []).filter((kv) => !kv.startsWith('DRIVER='));
-    const env: [string, string][] = [
-      ['ACTION', 'remove'],
-      ['DEVPATH', '/' + dev.path.join('/')],
-      ['SUBSYSTEM', dev.bus.name],
-      ...vars.map((kv): [string, string] => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-    ];
-    return [{ env, id: ++this.rendered }];
+    // Gone from the tree: what it showed last, under the bus it was on, unbound.
+    const info = { devpath: '/' + dev.path.join('/'), subsystem: dev.bus.name, vars: this.hostVars.get(dev) ?? [] };
+    return [{ env: envOf(info, 'remove', [], 'DRIVER'), id: ++this.rendered }];
   }
 
   /** A parent that is a class device of its own module (mtty), not a device of a bus (PCI). */
