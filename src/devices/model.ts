@@ -61,6 +61,11 @@ export class HostDevice {
    * nvidia/ group on a VF): set by the driver's probe hook, cleared by its remove.
    */
   driverAttrs: readonly DriverAttr[] = [];
+  /**
+   * The VFIO device the bound driver registered (vfio_pci_core_register_device: vfio-dev/vfioN and
+   * class/vfio-dev/vfioN), its index in the numbering mdevs share.
+   */
+  vfioIndex: number | undefined;
   /** A bind or unbind in progress (device_lock): a second one waits. */
   private lock: Promise<void> = Promise.resolve();
 

@@ -238,6 +238,9 @@ function semanticProblems(profile: Profile): string[] {
     attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out);
     vendorVfioProblems(p, at, out);
   });
+  // One AP bus, one vfio_ap matrix: its host configuration is declared once.
+  const apHosts = profile.parents.flatMap((p, i) => (p.apHost ? [i] : []));
+  for (const i of apHosts.slice(1)) out.push(`parents[${i}].apHost: the AP configuration is parents[${apHosts[0]}]'s (a system has one AP bus)`);
   return out;
 }
 
@@ -384,7 +387,7 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
   if (p.pci?.sriov?.mdevOn === 'none') {
     const pf = host.model.get(p.path.split('/').filter(Boolean))!;
     const vfs = (pf.pci?.sriov?.vfs ?? []).map((vf) => host.model.get([...pf.path.slice(0, -1), vf.name])!);
-    attachVendorVfio(host.model, p, vfs, scopeOf(core));
+    attachVendorVfio(host.model, p, vfs, scopeOf(core), core.vfioIds);
   }
   return parents[0];
 }

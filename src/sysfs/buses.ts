@@ -55,6 +55,9 @@ export class BusesRenderer {
     return n;
   }
 
+  /** The vfio index a device's vfio-dev/ last showed (to invalidate class/vfio-dev on unbind). */
+  private readonly vfioShown = new WeakMap<HostDevice, number>();
+
   /** Top-level names of driver attributes ever shown in a device's directory (to invalidate on unbind). */
   private readonly driverTops = new WeakMap<HostDevice, Set<string>>();
 
@@ -99,6 +102,7 @@ export class BusesRenderer {
       if (dev.isRoot && dev.name.startsWith('pci')) common.waiting_for_supplier = () => ro('0\n', alive);
       if (dev.hasOverride) common.driver_override = () => attr(0o644, () => `${dev.driverOverride ?? '(null)'}\n`, (b) => this.overrideStore(dev, b), alive);
       for (const [name, text] of Object.entries(dev.attrs)) common[name] = () => ro(text, alive);
+      common['vfio-dev'] = () => (dev.vfioIndex === undefined ? undefined : this.vfioDevDir(dev, dev.vfioIndex));
       const parts = [dir(common, alive)];
       if (dev.pci) parts.push(this.pciFiles(dev, dev.pci, alive));
       const extra = dynDir(
@@ -121,6 +125,40 @@ export class BusesRenderer {
       const added = dynDir(() => driverAttrs().names(), (name) => driverAttrs().lookup(name), alive);
       return union([...parts, extra, added], alive);
     });
+  }
+
+  /** Host devices registered with VFIO by their driver, by vfio index (for class/vfio-dev). */
+  vfioDevices(): Map<number, HostDevice> {
+    const m = new Map<number, HostDevice>();
+    for (const d of this.model.devices.values()) if (d.vfioIndex !== undefined) m.set(d.vfioIndex, d);
+    return m;
+  }
+
+  /** class/vfio-dev/vfioN of a host device: a link to its vfio-dev/vfioN, alive while registered. */
+  vfioClassLink(dev: HostDevice, index: number): Node {
+    return link([...dev.path, 'vfio-dev', `vfio${index}`], () => this.present(dev)() && dev.vfioIndex === index);
+  }
+
+  /** vfio-dev/vfioN of a device its driver registered with VFIO (a vendor-VFIO VF), while it is so. */
+  private vfioDevDir(dev: HostDevice, index: number): DirNode {
+    this.vfioShown.set(dev, index);
+    const name = `vfio${index}`;
+    const alive = () => this.present(dev)() && dev.vfioIndex === index;
+    return dir(
+      {
+        [name]: () =>
+          dir(
+            {
+              device: () => link(dev.path, alive),
+              power: () => powerDir(alive),
+              subsystem: () => link(['class', 'vfio-dev'], alive),
+              uevent: () => attr(0o644, () => '', ueventStore, alive),
+            },
+            alive,
+          ),
+      },
+      alive,
+    );
   }
 
   private uevent(dev: HostDevice): string {
@@ -405,11 +443,14 @@ export class BusesRenderer {
     const at = (...parts: readonly string[]) => '/' + parts.join('/');
     if (ev.kind === 'bind') {
       const { dev, driver, bound } = ev;
-      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
+      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name), at('class', 'vfio-dev')];
       if (dev.pci?.iommuGroup !== undefined) attrs.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
       if (bound) return { entries: [], attrs };
       // The driver's own attributes (nvidia/ on a VF) went with it.
       const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
+      tops.push(at(...dev.path, 'vfio-dev'));
+      const shown = this.vfioShown.get(dev);
+      if (shown !== undefined && dev.vfioIndex !== shown) tops.push(at('class', 'vfio-dev', `vfio${shown}`));
       this.driverAttrTops(dev).clear();
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }

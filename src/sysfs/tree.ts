@@ -480,11 +480,14 @@ export class SysfsTree {
           'vfio-dev': () =>
             this.core.abi.vfioDev
               ? dynDir(
-                  () => [...this.core.vfioDevices.keys()].map((n) => `vfio${n}`),
+                  () => [...this.core.vfioDevices.keys(), ...this.buses.vfioDevices().keys()].map((n) => `vfio${n}`),
                   (name) => {
                     const m = /^vfio(0|[1-9]\d*)$/.exec(name); // no numeric aliases: vfio00 is ENOENT
                     const dev = m ? this.core.vfioDevices.get(Number(m[1])) : undefined;
-                    return dev && link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
+                    if (dev) return link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
+                    // A host device its driver registered with VFIO (NVIDIA's vendor-specific VFIO VF).
+                    const host = m ? this.buses.vfioDevices().get(Number(m[1])) : undefined;
+                    return host && this.buses.vfioClassLink(host, Number(m![1]));
                   },
                   undefined,
                   () => 0,

@@ -39,6 +39,8 @@ t.test('no mdev; the VFs carry nvidia/, the PF does not', async (t) => {
     '../0000:00:07.0\n../../../bus/pci/drivers/nvidia\n0x26b9\nno-types\n');
   t.equal(out(`ls ${VF(0)}/nvidia; stat -c '%a' ${VF(0)}/nvidia/creatable_vgpu_types ${VF(0)}/nvidia/current_vgpu_type`),
     'creatable_vgpu_types\ncurrent_vgpu_type\n444\n644\n');
+  t.equal(out(`ls ${VF(0)}/vfio-dev; readlink ${VF(0)}/vfio-dev/vfio0/device class/vfio-dev/vfio0; ls class/vfio-dev | wc -l; test -e ${PF}/vfio-dev || echo pf-none`),
+    'vfio0\n../../../0000:00:07.4\n../../devices/pci0000:00/0000:00:07.4/vfio-dev/vfio0\n16\npf-none\n', 'each VF is a vfio-pci-core device');
   t.equal(creatable(0), HEADER + ALL, 'a fresh VF: every type');
   t.equal(out(`cat ${VF(15)}/nvidia/current_vgpu_type`), '0\n');
 });
@@ -76,10 +78,11 @@ t.test('0 destroys; a full GPU leaves every VF with the header', async (t) => {
 
 t.test('unbinding a VF from nvidia takes nvidia/ and its vGPU away', async (t) => {
   t.equal(run(`echo 0000:00:07.4 > bus/pci/drivers/nvidia/unbind`).code, 0);
-  t.equal(out(`test -e ${VF(0)}/nvidia || echo gone; test -e ${VF(0)}/driver || echo unbound`), 'gone\nunbound\n');
+  t.equal(out(`test -e ${VF(0)}/nvidia || echo gone; test -e ${VF(0)}/driver || echo unbound; test -e ${VF(0)}/vfio-dev || echo no-vfio; test -e class/vfio-dev/vfio0 || echo no-class-link`),
+    'gone\nunbound\nno-vfio\nno-class-link\n');
   t.equal(creatable(2), HEADER + '1155  : NVIDIA L40S-24Q\n1165  : NVIDIA L40S-24A\n', 'its 24 GB went back to the GPU');
   t.equal(run(`echo 0000:00:07.4 > bus/pci/drivers/nvidia/bind`).code, 0);
-  t.equal(out(`cat ${VF(0)}/nvidia/current_vgpu_type`), '0\n');
+  t.equal(out(`cat ${VF(0)}/nvidia/current_vgpu_type; ls ${VF(0)}/vfio-dev`), '0\nvfio0\n', 'bound again: registered again');
 });
 
 t.test('mdevctl types on nvidia-l40s: nothing (no mdev parent)', async (t) => {

@@ -292,3 +292,9 @@ t.test('the basic models: counter, pool, constant, exclusive', async (t) => {
   for (const dev of [...ex.core.devices.values()]) await ex.core.remove(dev);
   t.same([ex.avail('v-a'), ex.avail('v-b')], [2, 1], 'free again');
 });
+
+t.test('one AP configuration per profile', async (t) => {
+  const m = AP.parents[0]!;
+  const two: Profile = { parents: [m, { ...m, name: 'matrix2', path: 'devices/vfio_ap/matrix2' }] };
+  t.match(profileProblems(JSON.parse(JSON.stringify(two))), ["parents[1].apHost: the AP configuration is parents[0]'s (a system has one AP bus)"]);
+});
