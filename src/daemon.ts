@@ -45,7 +45,7 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
  * the order of those numbers and get them when they are free: lower free numbers are held while
  * each is made, so a replayed host keeps its group and vfio-dev numbers.
  */
-async function createPresentDevices(core: MdevCore, profiles: readonly ParentProfile[], parents: readonly (Parent | undefined)[]): Promise<void> {
+export async function createPresentDevices(core: MdevCore, profiles: readonly ParentProfile[], parents: readonly (Parent | undefined)[]): Promise<void> {
   const all = profiles.flatMap((p, i) => (p.devices ?? []).map((d, j) => ({ p, d, parent: parents[i]!, where: `profile: parents[${i}].devices[${j}] (${d.uuid})` })));
   all.sort((a, b) => (a.d.iommuGroup ?? Infinity) - (b.d.iommuGroup ?? Infinity));
   const held: [Ida, number][] = [];

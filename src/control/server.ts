@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
 import type { Uevents } from '../events/uevents';
+import { createPresentDevices } from '../daemon';
 import { registerProfileParent, validateProfile } from '../drivers/profile';
 import type { Reply, Request } from './protocol';
 
@@ -24,7 +25,8 @@ export function startControlServer(
     switch (req.op) {
       case 'add-parent':
         validateProfile({ parents: [req.parent] });
-        registerProfileParent(core, req.parent, clock);
+        // Its devices present (a recording's) are made as at start.
+        await createPresentDevices(core, [req.parent], [registerProfileParent(core, req.parent, clock)]);
         await settled();
         return { ok: true };
       case 'remove-parent':

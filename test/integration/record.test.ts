@@ -309,7 +309,7 @@ t.test('a hand-made static tree (files and symlinks) replays identically, and li
   t.equal(counts(), '15\n0\n', 'a 1Q shuts out the 2Q');
 });
 
-t.test('mdevfs exec replays a recording', async (t) => {
+t.test('mdevfs exec and ctl add-parent replay a recording', async (t) => {
   const orig = await startDaemon({ profile: 'gvt', logLevel: 'warn' });
   t.teardown(() => orig.stop());
   sh(orig.dir, `echo ${uuid(9)} > class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_4/create`);
@@ -322,6 +322,15 @@ t.test('mdevfs exec replays a recording', async (t) => {
   });
   t.equal(ex.stdout, `${uuid(9)} 0000:00:02.0 i915-GVTg_V5_4 manual\n\n`);
   t.equal(ex.status, 0);
+
+  // Hot-plugged into a running daemon, the recorded parent comes with its device.
+  const other = await startDaemon({ logLevel: 'warn' });
+  t.teardown(() => other.stop());
+  const ctl = await run(process.execPath, [CLI, 'ctl', other.dir, 'add-parent', r.file], cliEnv());
+  t.equal(ctl.code, 0, ctl.stderr);
+  t.equal(readlinkSync(join(other.dir, 'bus/mdev/devices', uuid(9), 'mdev_type')), '../mdev_supported_types/i915-GVTg_V5_4');
+  const gvtLines = (root: string) => avail(root).split('\n').filter((l) => l.includes('0000:00:02.0'));
+  t.same(gvtLines(other.dir), gvtLines(orig.dir), 'its available_instances count the device');
 });
 
 t.test('clear errors: no parents, a corrupt recording, a recording that fails validation', async (t) => {
