@@ -2,32 +2,22 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { request } from '../control/client';
-import { lockForLife } from '../control/lock';
-import { ensurePrivateDir } from '../control/private-dir';
-import { type Request, controlDir, lockPath } from '../control/protocol';
-import { startControlServer } from '../control/server';
-import { buildEmulation } from '../daemon';
-import type { ParentProfile, Profile } from '../drivers/profile-types';
-import { BUILTIN_PROFILES, loadProfile } from '../drivers/profile';
-import { blockedThreadCount } from '../fuse/backend';
-import { BACKENDS, automaticBackend, hasSysAdmin } from '../fuse/backends';
-import { inspect, lazyUnmount } from '../fuse/mountpoint';
-import { LOG_LEVELS, createLogger } from '../log';
-import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
-import { recordCommand } from '../record/record';
-import { eventsCommand } from './events';
-import { execInUserNamespace, runOverSys } from './exec';
-import type { Uevents } from '../events/uevents';
-import { feedUdevSender, startUdevSender } from '../events/udev';
 import type { Logger } from 'pino';
-import { onOrphaned } from './orphan';
-import { waitCommand } from './wait';
+import type { Request } from '../control/protocol';
+import type { ParentProfile, Profile } from '../drivers/profile-types';
+import type { Uevents } from '../events/uevents';
+import { blockedThreadCount } from '../fuse/backend';
+import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
 
+// Each command loads what it needs when it runs (`await import` in its branch), so that `wait`,
+// `ctl` and `events` do not load the daemon, ajv or pino: every daemon start and every test that
+// waits for one pays the CLI's start-up.
 export const EXIT_USAGE = 2;
 export const EXIT_MOUNT = 3;
 
-const HELP = `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
+async function help(): Promise<string> {
+  const [{ BUILTIN_PROFILES }, { LOG_LEVELS }] = await Promise.all([import('../drivers/profile'), import('../log')]);
+  return `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
 
 Usage:
   mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
@@ -80,10 +70,12 @@ Options:
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount or another
 daemon is serving it.
 `;
+}
 
 type Options = Map<string, string>;
 
 async function mountCommand(dirArg: string, options: Options): Promise<number> {
+  const { startUdevSender } = await import('../events/udev');
   return withMount(dirArg, options, async (stopped, _dir, { uevents, log }) => {
     const sender = options.has('udev') ? startUdevSender(uevents, log) : undefined;
     const senderFailed = sender?.failed.then((err) => {
@@ -126,6 +118,7 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
 }
 
 async function ctlSend(path: string, req: Request): Promise<number> {
+  const { request } = await import('../control/client');
   let reply;
   try {
     reply = await request(path, req);
@@ -142,6 +135,11 @@ async function ctlSend(path: string, req: Request): Promise<number> {
 }
 
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
+  const [{ hasSysAdmin }, { execInUserNamespace, runOverSys }, { feedUdevSender }] = await Promise.all([
+    import('../fuse/backends'),
+    import('./exec'),
+    import('../events/udev'),
+  ]);
   if (!hasSysAdmin()) return execInUserNamespace();
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
@@ -163,6 +161,29 @@ async function withMount(
   options: Options,
   body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger }) => Promise<number>,
 ): Promise<number> {
+  const [
+    { ensurePrivateDir },
+    { lockForLife },
+    { controlDir, lockPath },
+    { startControlServer },
+    { buildEmulation },
+    { loadProfile },
+    { BACKENDS, automaticBackend },
+    { inspect, lazyUnmount },
+    { LOG_LEVELS, createLogger },
+    { onOrphaned },
+  ] = await Promise.all([
+    import('../control/private-dir'),
+    import('../control/lock'),
+    import('../control/protocol'),
+    import('../control/server'),
+    import('../daemon'),
+    import('../drivers/profile'),
+    import('../fuse/backends'),
+    import('../fuse/mountpoint'),
+    import('../log'),
+    import('./orphan'),
+  ]);
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     process.stderr.write(`mdevfs: --log-level must be one of ${LOG_LEVELS.join(', ')}\n`);
@@ -304,7 +325,7 @@ async function command(argv: readonly string[]): Promise<number> {
 async function dispatch(args: Invocation): Promise<number> {
   const { command, positionals, options } = args;
   if (args.help || command === 'help') {
-    process.stdout.write(HELP);
+    process.stdout.write(await help());
     return 0;
   }
   switch (command) {
@@ -315,11 +336,11 @@ async function dispatch(args: Invocation): Promise<number> {
     case 'exec':
       return execCommand(args.rest, options);
     case 'wait':
-      return waitCommand(positionals[0]!, options);
+      return (await import('./wait')).waitCommand(positionals[0]!, options);
     case 'events':
-      return eventsCommand(positionals[0]!, options);
+      return (await import('./events')).eventsCommand(positionals[0]!, options);
     case 'record':
-      return recordCommand(positionals[0], options.get('output'));
+      return (await import('../record/record')).recordCommand(positionals[0], options.get('output'));
     default:
       throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }

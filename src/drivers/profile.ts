@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import Ajv, { type ErrorObject } from 'ajv';
+import type { ErrorObject } from 'ajv';
 import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
 import { Errno } from '../core/errno';
@@ -15,6 +14,7 @@ import { placeApBus } from './models/ap-bus';
 import { apHostOf } from './models/attrs';
 import { BarAllocator, type PlacedParent, hexValue, parentNames, placeParent } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
+import { AJV_OPTIONS, GENERATED_VALIDATOR_PATH, SCHEMA_PATH, schemaDigest } from './profile-schema';
 
 export const BUILTIN_PROFILES: Record<string, Profile> = BUILTINS;
 
@@ -41,13 +41,26 @@ export function loadProfile(nameOrFile: string): Profile {
 
 // ---- validation ------------------------------------------------------------------------
 
-/** The published schema (src/drivers/profile.schema.json), read from the source tree in both src/ and dist/. */
-const SCHEMA_PATH = join(__dirname, '..', '..', 'src', 'drivers', 'profile.schema.json');
-let compiled: ReturnType<Ajv['compile']> | undefined;
-function schemaValidator(): ReturnType<Ajv['compile']> {
+type Validator = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+let compiled: Validator | undefined;
+/**
+ * The schema's validator, made when a profile first needs one: the one `npm run build` generated
+ * from this very schema text if there is one, else compiled now (ajv, 0.4-1 s of CPU).
+ */
+function schemaValidator(): Validator {
   if (!compiled) {
-    const ajv = new Ajv({ allErrors: true, verbose: true, discriminator: true, strict: false });
-    compiled = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as object);
+    const text = readFileSync(SCHEMA_PATH, 'utf8');
+    let generated: (Validator & { schemaDigest?: string }) | undefined;
+    try {
+      generated = require(GENERATED_VALIDATOR_PATH) as Validator & { schemaDigest?: string };
+    } catch {
+      generated = undefined; // not built (yet)
+    }
+    if (generated?.schemaDigest === schemaDigest(text)) compiled = generated;
+    else {
+      const Ajv = (require('ajv') as typeof import('ajv')).default;
+      compiled = new Ajv(AJV_OPTIONS).compile(JSON.parse(text) as object) as Validator;
+    }
   }
   return compiled;
 }
