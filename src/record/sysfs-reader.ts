@@ -76,9 +76,16 @@ export interface ObservedApBus {
   devices: string[];
 }
 
+/** A PF whose VFs take vGPUs through NVIDIA's vendor-specific VFIO files. */
+export interface ObservedVendorVfio {
+  pf: PhysFn;
+  vfs: { name: string; driver?: string; creatable: string; current: string }[];
+}
+
 export interface ObservedHost {
   parents: ObservedParent[];
   ap?: ObservedApBus;
+  vendorVfio: ObservedVendorVfio[];
   /** bus/mdev/drivers/<name> -> basename of its module link (when there is one). */
   mdevDrivers: Map<string, string | undefined>;
   /** Problems worth telling the user (a file that could not be represented, a skipped parent). */
@@ -116,13 +123,12 @@ export function readHost(rootArg: string): ObservedHost {
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new RecordError(`cannot read ${join(rootArg, 'class', 'mdev_bus')}: ${code ?? err}`);
   }
-  if (names === undefined || names.length === 0) {
-    const vendorVfio = (listDir(join(root, 'bus', 'pci', 'devices')) ?? []).filter((e) => exists(join(root, 'bus', 'pci', 'devices', e.name, 'nvidia', 'current_vgpu_type')));
-    const note = vendorVfio.length > 0 ? ` (${vendorVfio.length} PCI functions with NVIDIA vendor-specific VFIO, nvidia/current_vgpu_type: not recorded yet)` : '';
-    throw new RecordError(`no mdev parents under ${join(rootArg, 'class', 'mdev_bus')}: nothing to record${note}`);
+  const vendorVfio = readVendorVfio(root);
+  if ((names === undefined || names.length === 0) && vendorVfio.length === 0) {
+    throw new RecordError(`no mdev parents under ${join(rootArg, 'class', 'mdev_bus')}: nothing to record`);
   }
   const parents: ObservedParent[] = [];
-  for (const name of names.map((e) => e.name)) {
+  for (const name of (names ?? []).map((e) => e.name)) {
     // A hand-made tree may hold the parent's directory itself under class/mdev_bus.
     const entry = join(busDir, name);
     const path = lstatSync(entry).isDirectory() ? `class/mdev_bus/${name}` : resolveInside(root, entry);
@@ -137,13 +143,32 @@ export function readHost(rootArg: string): ObservedHost {
     }
     parents.push(parent);
   }
-  if (parents.length === 0) throw new RecordError(`no usable mdev parents under ${join(rootArg, 'class', 'mdev_bus')}`);
+  if (parents.length === 0 && vendorVfio.length === 0) throw new RecordError(`no usable mdev parents under ${join(rootArg, 'class', 'mdev_bus')}`);
   const mdevDrivers = new Map<string, string | undefined>();
   for (const e of listDir(join(root, 'bus', 'mdev', 'drivers')) ?? []) {
     const mod = linkTarget(root, join(root, 'bus', 'mdev', 'drivers', e.name, 'module'));
     mdevDrivers.set(e.name, mod === undefined ? undefined : basename(mod));
   }
-  return { parents, mdevDrivers, warnings, ap: readApBus(root) };
+  return { parents, mdevDrivers, warnings, ap: readApBus(root), vendorVfio };
+}
+
+/**
+ * NVIDIA vendor-specific VFIO (no mdev): the VFs of a PF that carry nvidia/current_vgpu_type,
+ * with what they list as creatable and the vGPU type each holds.
+ */
+function readVendorVfio(root: string): ObservedVendorVfio[] {
+  const byPf = new Map<string, ObservedVendorVfio>();
+  for (const e of listDir(join(root, 'bus', 'pci', 'devices')) ?? []) {
+    const path = linkTarget(root, join(root, 'bus', 'pci', 'devices', e.name));
+    if (path === undefined || !exists(join(root, path, 'nvidia', 'current_vgpu_type'))) continue;
+    const physfn = linkTarget(root, join(root, path, 'physfn'));
+    if (physfn === undefined) continue;
+    const read = (f: string) => readAttr(join(root, path, 'nvidia', f)).content?.toString('latin1') ?? '';
+    let group = byPf.get(physfn);
+    if (!group) byPf.set(physfn, (group = { pf: readPhysFn(root, physfn), vfs: [] }));
+    group.vfs.push({ name: e.name, driver: driverOf(root, join(root, path))[0], creatable: read('creatable_vgpu_types'), current: read('current_vgpu_type').trim() });
+  }
+  return [...byPf.values()];
 }
 
 function readApBus(root: string): ObservedApBus | undefined {

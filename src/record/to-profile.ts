@@ -8,7 +8,7 @@ import type { DeviceAttrSpec, ParentProfile, Profile, RecordingHeader, TypeProfi
 import { silentLogger } from '../log';
 import { apHostOf, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
-import type { ObservedHost, ObservedParent, PhysFn } from './sysfs-reader';
+import type { ObservedHost, ObservedParent, ObservedVendorVfio, PhysFn } from './sysfs-reader';
 
 export interface Recording {
   profile: Profile;
@@ -51,13 +51,72 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
     parents.push(parent);
     rules.set(base.name, chosen.rule);
   }
+  for (const g of host.vendorVfio) {
+    const parent = vendorVfioParent(g, warnings);
+    if (!parent) continue;
+    parents.push(parent);
+    rules.set(parent.name, 'nvidia same-size on vendor-specific VFIO VFs');
+  }
   const profile: Profile = {
-    description: `Recorded by mdevfs record: ${host.parents.length} mdev parent(s)`,
+    description: `Recorded by mdevfs record: ${host.parents.length} mdev parent(s)${host.vendorVfio.length ? `, ${host.vendorVfio.length} vendor-specific VFIO GPU(s)` : ''}`,
     recorded: header,
     ...(abi === '4.17' ? { abi } : {}),
     parents,
   };
   return { profile, warnings, rules };
+}
+
+/**
+ * A GPU whose VFs take vGPUs through nvidia/current_vgpu_type (no mdev): its PF with
+ * sriov.mdevOn "none", the types its VFs list as creatable, and the NVIDIA rule. Sysfs shows no
+ * max_instance here: it is taken as the largest type's framebuffer over the type's (a warning
+ * says so), which only matters beyond one vGPU per VF.
+ */
+function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): ParentProfile | undefined {
+  const pci = pciOf(g.pf, warnings);
+  if (!pci.sriov) {
+    warnings.push(`${g.pf.name}: its VFs have nvidia/current_vgpu_type but it shows no SR-IOV; not recorded`);
+    return undefined;
+  }
+  const vfDriver = g.vfs[0]?.driver;
+  pci.sriov = { ...pci.sriov, ...(vfDriver && vfDriver !== pci.driver ? { vfDriver } : {}), mdevOn: 'none' };
+  const names = new Map<number, string>();
+  for (const vf of g.vfs) {
+    for (const line of vf.creatable.split('\n')) {
+      const m = /^(\d+)\s*: (.*)$/.exec(line);
+      if (m) names.set(Number(m[1]), m[2]!);
+    }
+    if (vf.current !== '0') warnings.push(`${vf.name}: holds vGPU type ${vf.current}; the replay starts with it unset`);
+  }
+  const fb = new Map([...names].map(([id, name]) => [id, Number(/-(\d+)[A-Z]+\d*$/.exec(name)?.[1] ?? NaN) * 1024]));
+  const largest = Math.max(...[...fb.values()].filter((v) => v > 0));
+  const types: TypeProfile[] = [];
+  for (const [id, name] of [...names].sort((a, b) => a[0] - b[0])) {
+    const mb = fb.get(id)!;
+    if (!(mb > 0)) {
+      warnings.push(`${g.pf.name}: no framebuffer size in the vGPU name "${name}"; type ${id} left out`);
+      continue;
+    }
+    types.push({ name: String(id), prettyName: name, deviceApi: 'vfio-pci', framebufferMb: mb, max: Math.floor(largest / mb) });
+  }
+  if (types.length === 0) {
+    warnings.push(`${g.pf.name}: its VFs list no creatable vGPU type; not recorded`);
+    return undefined;
+  }
+  warnings.push(`${g.pf.name}: vendor-specific VFIO shows no max_instance; each type's is the largest framebuffer over its own`);
+  return {
+    name: g.pf.name,
+    path: g.pf.path,
+    pci,
+    mdevDriver: 'nvidia-vgpu-vfio',
+    module: 'nvidia_vgpu_vfio',
+    capacity: { model: 'nvidia-vgpu', sriov: true, gpu: g.pf.name, policy: 'same-size', errno: 'EIO' },
+    types,
+    vfAttrs: {
+      'nvidia/creatable_vgpu_types': { kind: 'nvidia-creatable-vgpu-types' },
+      'nvidia/current_vgpu_type': { kind: 'nvidia-current-vgpu-type' },
+    },
+  };
 }
 
 /** Parents grouped as the profile holds them: each alone, except the VFs of one PF, together. */
