@@ -185,7 +185,8 @@ function gvtCandidates(p: RecognisedParent): Candidate[] {
     const high = num(/high_gm_size: (\d+)MB/, t.description);
     const fence = num(/fence: (\d+)/, t.description);
     if (low === undefined || high === undefined || fence === undefined) return [];
-    typeFields.set(t.id, { lowGmMb: low, highGmMb: high, fence });
+    // 4.x kernels' GVT-g had no name file: a replay on that ABI leaves it out, as they did.
+    typeFields.set(t.id, { lowGmMb: low, highGmMb: high, fence, legacyName: false });
   }
   // The kernel registers types from the largest low GM down to the smallest.
   const typeOrder = [...typeFields].sort((a, b) => b[1].lowGmMb! - a[1].lowGmMb!).map(([id]) => id);
