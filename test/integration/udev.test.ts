@@ -261,3 +261,17 @@ t.test('mount --udev without a working sender stops (exit 1) and unmounts, rathe
   t.match(r.stderr, 'mdevfs: --udev: the udev sender (python3) ended (exit 3)');
   t.notOk(existsSync(join(mnt, 'bus')), 'nothing left mounted');
 });
+
+t.test('40 creates, then 40 removes, all at once: every device is heard in its own order', async (t) => {
+  const script = `M=$(mktemp); udevadm monitor --udev --subsystem-match=mdev > $M & P=$!
+    until grep -q 'UDEV - the event' $M; do sleep 0.05; done
+    T=/sys/class/mdev_bus/mbochs/mdev_supported_types/mbochs-small
+    pids=; for i in $(seq 10 49); do echo 00000000-0000-0000-0000-0000000000$i > $T/create & pids="$pids $!"; done; wait $pids
+    pids=; for i in $(seq 10 49); do echo 1 > /sys/bus/mdev/devices/00000000-0000-0000-0000-0000000000$i/remove & pids="$pids $!"; done; wait $pids
+    for i in $(seq 200); do [ "$(grep -c ' remove ' $M)" = 40 ] && break; sleep 0.05; done
+    kill $P
+    awk '/^UDEV  \\[/ {print $4, $3}' $M | sort -s -k1,1 | awk '{s[$1] = s[$1] $2 " "} END {for (d in s) print s[d]}' | sort | uniq -c`;
+  const r = execSh(script);
+  t.equal(r.status, 0);
+  t.equal(r.stdout.trim(), '40 add bind unbind remove');
+});
