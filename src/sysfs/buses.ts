@@ -82,8 +82,9 @@ export class BusesRenderer {
     return out;
   }
 
-  deviceAt(path: readonly string[]): HostDevice | undefined {
-    return this.model.get(path);
+  /** The device at a path joined with '/' (what the model is keyed by). */
+  deviceAt(key: string): HostDevice | undefined {
+    return this.model.devices.get(key);
   }
 
   deviceDir(dev: HostDevice): DirNode {

@@ -106,7 +106,13 @@ export class Kernfs {
   /** The node at path, or the errno its resolution fails with. */
   private walk(path: string): Node | number {
     let node: Node = this.root;
-    for (const name of splitPath(path)) {
+    // splitPath's components, without making its arrays: every FUSE request walks a path.
+    for (let start = 0; start <= path.length; ) {
+      let end = path.indexOf('/', start);
+      if (end < 0) end = path.length;
+      const name = path.slice(start, end);
+      start = end + 1;
+      if (name === '' || name === '.') continue;
       if (node.kind !== 'dir') return node.kind === 'link' ? Errno.ENOENT : Errno.ENOTDIR;
       const next: Node | undefined = node.lookup(name);
       if (!next) return Errno.ENOENT;
@@ -119,16 +125,18 @@ export class Kernfs {
     const node = this.resolve(path);
     const o = this.override(path);
     const t = this.epoch;
-    const base = { uid: o?.uid ?? 0, gid: o?.gid ?? 0, mtime: o?.mtime ?? t, atime: o?.atime ?? t, ctime: t };
     const mode = this.modeOf(node, o);
-    switch (node.kind) {
-      case 'dir':
-        return { ...base, mode: S_IFDIR | mode, size: 0, nlink: 2 + countSubdirs(node) };
-      case 'attr':
-        return { ...base, mode: S_IFREG | mode, size: PAGE_SIZE, nlink: 1 };
-      case 'link':
-        return { ...base, mode: S_IFLNK | 0o777, size: 0, nlink: 1 };
-    }
+    const dir = node.kind === 'dir';
+    return {
+      uid: o?.uid ?? 0,
+      gid: o?.gid ?? 0,
+      mtime: o?.mtime ?? t,
+      atime: o?.atime ?? t,
+      ctime: t,
+      mode: dir ? S_IFDIR | mode : node.kind === 'attr' ? S_IFREG | mode : S_IFLNK | 0o777,
+      size: node.kind === 'attr' ? PAGE_SIZE : 0,
+      nlink: dir ? 2 + countSubdirs(node) : 1,
+    };
   }
 
   private modeOf(node: Node, o: Override | undefined): number {

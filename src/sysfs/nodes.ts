@@ -129,10 +129,26 @@ export function groups(attrs: readonly { path: string; node: AttrNode }[], alive
       sub.get(head)!.push({ path: a.path.slice(slash + 1), node: a.node });
     }
   }
+  // A group's directory is made once, when first looked up (it is a function of its attributes).
+  const subDirs = new Map<string, DirNode>();
+  const subDir = (name: string): DirNode | undefined => {
+    let d = subDirs.get(name);
+    if (!d) {
+      const inner = sub.get(name);
+      if (!inner) return undefined;
+      subDirs.set(name, (d = groups(inner, alive)));
+    }
+    return d;
+  };
   return dynDir(
     () => [...sub.keys(), ...files.keys()],
-    (name) => files.get(name) ?? (sub.has(name) ? groups(sub.get(name)!, alive) : undefined),
+    (name) => files.get(name) ?? subDir(name),
     alive,
+    () => {
+      let n = 0;
+      for (const name of sub.keys()) if (!files.has(name)) n++; // a file of the same name hides a group
+      return n;
+    },
   );
 }
 

@@ -50,18 +50,21 @@ export class SysfsTree {
       const below = this.prefixDir(dev.path);
       return parent ? union([this.parentDir(parent), below]) : below;
     }, (k) => this.ueventStore(k));
+    // Directories that are functions of nothing but the core are made once (their lookups
+    // still read the core every time).
+    const bus = union([
+      dir({ mdev: () => this.busMdev() }),
+      dynDir(
+        () => this.buses.busNames(),
+        (name) => this.buses.busDir(name),
+      ),
+    ]);
+    const kernel = dir({ iommu_groups: () => this.iommuGroupsDir() });
     this.root = dir({
-      bus: () =>
-        union([
-          dir({ mdev: () => this.busMdev() }),
-          dynDir(
-            () => this.buses.busNames(),
-            (name) => this.buses.busDir(name),
-          ),
-        ]),
+      bus: () => bus,
       class: () => this.classDir(),
       devices: () => this.prefixDir(['devices']),
-      kernel: () => dir({ iommu_groups: () => this.iommuGroupsDir() }),
+      kernel: () => kernel,
       module: () => this.moduleDir(),
     });
   }
@@ -232,17 +235,29 @@ export class SysfsTree {
         this.registeredParents().filter(
           (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
         );
+      const key = prefix.join('/');
+      const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
       return dynDir(
         () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix)]),
         (name) => {
-          const next = [...prefix, name];
           // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
-          const device = this.buses.deviceAt(next);
+          const device = this.buses.deviceAt(`${key}/${name}`);
           if (device) return this.buses.deviceDir(device);
-          const here = below().filter((p) => p.placement.path[prefix.length] === name);
-          if (here.length === 0) return this.buses.namesBelow(next).length > 0 ? this.prefixDir(next) : undefined;
-          const exact = here.find((p) => p.placement.path.length === next.length);
-          return exact ? this.parentDir(exact) : this.prefixDir(next);
+          // The first registered parent at prefix/name, else whether one is further below.
+          let exact: Parent | undefined;
+          let deeper = false;
+          for (const p of this.core.parents.values()) {
+            const path = p.placement.path;
+            if (!p.registered || path[prefix.length] !== name || !inPrefix(path)) continue;
+            if (path.length === prefix.length + 1) {
+              exact = p;
+              break;
+            }
+            deeper = true;
+          }
+          if (exact) return this.parentDir(exact);
+          if (!deeper && this.buses.namesBelow([...prefix, name]).length === 0) return undefined;
+          return this.prefixDir([...prefix, name]);
         },
       );
     });
@@ -252,15 +267,18 @@ export class SysfsTree {
     return this.cached(parent, 'dir', () => {
       const alive = this.parentAlive(parent);
       const pl = parent.placement;
+      const power = powerDir(alive);
+      const subsystem = link(['class', pl.className ?? parent.driver.name], alive);
+      const uevent = attr(0o644, () => '', this.ueventStore({ kind: 'parent', parent }), alive);
       // On a host device (PCI, matrix, css) the device owns uevent, power/ and subsystem.
       const fixed = dir(
         pl.device
           ? { mdev_supported_types: () => this.typesDir(parent) }
           : {
               mdev_supported_types: () => this.typesDir(parent),
-              power: () => powerDir(alive),
-              subsystem: () => link(['class', pl.className ?? parent.driver.name], alive),
-              uevent: () => attr(0o644, () => '', this.ueventStore({ kind: 'parent', parent }), alive),
+              power: () => power,
+              subsystem: () => subsystem,
+              uevent: () => uevent,
             },
         alive,
       );
@@ -303,22 +321,22 @@ export class SysfsTree {
   private typeDir(type: MdevType, alive: Alive): DirNode {
     return this.cached(type, 'dir', () => {
       const core = this.core;
+      const devices = dynDir(
+        () => type.devices.keys(),
+        (name) => {
+          const dev = type.devices.get(name);
+          return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
+        },
+        alive,
+        () => 0,
+      );
       return dir(
         {
           available_instances: () => ro(() => `${core.availableInstances(type)}\n`, alive),
           create: () => wo((buf) => core.createStore(type, buf), alive),
           description: () => (type.description === undefined ? undefined : ro(`${type.description}\n`, alive)),
           device_api: () => ro(`${type.deviceApi}\n`, alive),
-          devices: () =>
-            dynDir(
-              () => type.devices.keys(),
-              (name) => {
-                const dev = type.devices.get(name);
-                return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
-              },
-              alive,
-              () => 0,
-            ),
+          devices: () => devices,
           name: () => (type.name === undefined ? undefined : ro(`${type.name}\n`, alive)),
         },
         alive,
@@ -331,6 +349,9 @@ export class SysfsTree {
       const core = this.core;
       const has = (p: Part) => dev.parts.has(p);
       const alive = this.partAlive(dev, 'dir');
+      const power = powerDir(alive);
+      const subsystem = link(['bus', 'mdev'], alive);
+      const uevent = attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), this.ueventStore({ kind: 'device', dev }), alive);
       const fixed = dir(
         {
           driver: () => (has('bound') ? link(['bus', 'mdev', 'drivers', dev.boundDriver!], this.partAlive(dev, 'bound')) : undefined),
@@ -340,7 +361,7 @@ export class SysfsTree {
             has('links')
               ? link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'))
               : undefined,
-          power: () => powerDir(alive),
+          power: () => power,
           remove: () =>
             has('remove')
               ? wo(
@@ -348,8 +369,8 @@ export class SysfsTree {
                   () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
                 )
               : undefined,
-          subsystem: () => link(['bus', 'mdev'], alive),
-          uevent: () => attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), this.ueventStore({ kind: 'device', dev }), alive),
+          subsystem: () => subsystem,
+          uevent: () => uevent,
           'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
         },
         alive,
@@ -364,6 +385,11 @@ export class SysfsTree {
   }
 
   private vfioDevDir(dev: MdevDevice): DirNode {
+    // Made once per vfio index the device had (an unbind and a bind may give it another).
+    return this.cached(dev, `vfio:${dev.vfioIndex}`, () => this.makeVfioDevDir(dev));
+  }
+
+  private makeVfioDevDir(dev: MdevDevice): DirNode {
     const alive = this.partAlive(dev, 'bound');
     const name = `vfio${dev.vfioIndex}`;
     return dir(
@@ -388,25 +414,25 @@ export class SysfsTree {
   private busMdev(): DirNode {
     return this.cached(this, 'bus/mdev', () => {
       const core = this.core;
+      const devices = dynDir(
+        () => this.listedDevices(),
+        (name) => {
+          const dev = core.devices.get(name);
+          return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
+        },
+        undefined,
+        () => 0,
+      );
+      const drivers = dynDir(
+        () => this.busDrivers().map((d) => d.name),
+        (name) => {
+          const d = this.busDrivers().find((x) => x.name === name);
+          return d && this.busDriverDir(d.name, d.module);
+        },
+      );
       return dir({
-        devices: () =>
-          dynDir(
-            () => this.listedDevices(),
-            (name) => {
-              const dev = core.devices.get(name);
-              return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
-            },
-            undefined,
-            () => 0,
-          ),
-        drivers: () =>
-          dynDir(
-            () => this.busDrivers().map((d) => d.name),
-            (name) => {
-              const d = this.busDrivers().find((x) => x.name === name);
-              return d && this.busDriverDir(d.name, d.module);
-            },
-          ),
+        devices: () => devices,
+        drivers: () => drivers,
         drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
         drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
         uevent: () => wo(this.ueventStore({ kind: 'bus' })),
