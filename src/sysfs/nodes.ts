@@ -64,7 +64,11 @@ export function dir(entries: Record<string, () => Node | undefined>, alive: Aliv
     *names() {
       for (const [name, make] of Object.entries(entries)) if (make()) yield name;
     },
-    subdirs: () => Object.values(entries).reduce((n, make) => n + (make()?.kind === 'dir' ? 1 : 0), 0),
+    subdirs: () => {
+      let n = 0;
+      for (const name in entries) if (Object.hasOwn(entries, name) && entries[name]!()?.kind === 'dir') n++;
+      return n;
+    },
   };
 }
 

@@ -22,6 +22,16 @@ import {
   wo,
 } from './nodes';
 
+/** make(key()), made again only when key() changes. */
+function memoBy<K, T>(key: () => K, make: (k: K) => T): () => T {
+  let made: { k: K; v: T } | undefined;
+  return () => {
+    const k = key();
+    if (!made || made.k !== k) made = { k, v: make(k) };
+    return made.v;
+  };
+}
+
 /** What a uevent about a kobject carries besides ACTION, the caller's variables and SEQNUM. */
 export interface KobjectInfo {
   devpath: string;
@@ -236,6 +246,13 @@ export class SysfsTree {
           (p) => p.placement.path.length > prefix.length && prefix.every((c, i) => p.placement.path[i] === c),
         );
       const key = prefix.join('/');
+      // The directories below, by name (the same nodes as prefixDir's, without making its key).
+      const deeperDirs = new Map<string, DirNode>();
+      const deeperDir = (name: string) => {
+        let d = deeperDirs.get(name);
+        if (!d) deeperDirs.set(name, (d = this.prefixDir([...prefix, name])));
+        return d;
+      };
       const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
       return dynDir(
         () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix)]),
@@ -257,7 +274,7 @@ export class SysfsTree {
           }
           if (exact) return this.parentDir(exact);
           if (!deeper && this.buses.namesBelow([...prefix, name]).length === 0) return undefined;
-          return this.prefixDir([...prefix, name]);
+          return deeperDir(name);
         },
       );
     });
@@ -352,23 +369,22 @@ export class SysfsTree {
       const power = powerDir(alive);
       const subsystem = link(['bus', 'mdev'], alive);
       const uevent = attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), this.ueventStore({ kind: 'device', dev }), alive);
+      const mdevType = link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'));
+      const remove = wo(
+        (buf) => core.removeStore(dev, buf),
+        () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
+      );
+      // The links of a binding, made again only when the binding names another driver or group.
+      const boundAlive = this.partAlive(dev, 'bound');
+      const driverLink = memoBy(() => dev.boundDriver, (d) => link(['bus', 'mdev', 'drivers', d!], boundAlive));
+      const groupLink = memoBy(() => dev.iommuGroup, (g) => link(['kernel', 'iommu_groups', String(g)], boundAlive));
       const fixed = dir(
         {
-          driver: () => (has('bound') ? link(['bus', 'mdev', 'drivers', dev.boundDriver!], this.partAlive(dev, 'bound')) : undefined),
-          iommu_group: () =>
-            has('bound') ? link(['kernel', 'iommu_groups', String(dev.iommuGroup)], this.partAlive(dev, 'bound')) : undefined,
-          mdev_type: () =>
-            has('links')
-              ? link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], this.partAlive(dev, 'links'))
-              : undefined,
+          driver: () => (has('bound') ? driverLink() : undefined),
+          iommu_group: () => (has('bound') ? groupLink() : undefined),
+          mdev_type: () => (has('links') ? mdevType : undefined),
           power: () => power,
-          remove: () =>
-            has('remove')
-              ? wo(
-                  (buf) => core.removeStore(dev, buf),
-                  () => (dev.parts.has('remove') || dev.removal !== undefined) && core.devices.get(dev.uuid) === dev,
-                )
-              : undefined,
+          remove: () => (has('remove') ? remove : undefined),
           subsystem: () => subsystem,
           uevent: () => uevent,
           'vfio-dev': () => (has('bound') && dev.vfioIndex !== undefined ? this.vfioDevDir(dev) : undefined),
