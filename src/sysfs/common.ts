@@ -1,5 +1,5 @@
 import { Errno, fail } from '../core/errno';
-import { type Alive, type DirNode, acceptWords, attr, dir, ro } from './nodes';
+import { type Alive, type DirNode, type Node, acceptWords, attr, dynDir, ro } from './nodes';
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
 const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
@@ -10,20 +10,27 @@ export function ueventStore(buf: Buffer): number {
 }
 
 /** power/ of a device without runtime PM (Debian's PM config), as the 6.1 transcript shows. */
+const POWER: Record<string, (alive: Alive) => Node> = {
+  async: (alive) => attr(0o644, () => 'disabled\n', acceptWords(['enabled', 'disabled']), alive),
+  autosuspend_delay_ms: (alive) =>
+    attr(0o644, () => fail(Errno.EIO, 'autosuspend is off'), () => fail(Errno.EIO, 'autosuspend is off'), alive),
+  control: (alive) => attr(0o644, () => 'auto\n', acceptWords(['auto', 'on']), alive),
+  runtime_active_kids: (alive) => ro('0\n', alive),
+  runtime_active_time: (alive) => ro('0\n', alive),
+  runtime_enabled: (alive) => ro('disabled\n', alive),
+  runtime_status: (alive) => ro('unsupported\n', alive),
+  runtime_suspended_time: (alive) => ro('0\n', alive),
+  runtime_usage: (alive) => ro('0\n', alive),
+};
+const POWER_NAMES = Object.keys(POWER);
+const NO_SUBDIRS = () => 0;
+
+/** One table for every device's power/ (each device keeps one small node, not a table of closures). */
 export function powerDir(alive: Alive): DirNode {
-  return dir(
-    {
-      async: () => attr(0o644, () => 'disabled\n', acceptWords(['enabled', 'disabled']), alive),
-      autosuspend_delay_ms: () =>
-        attr(0o644, () => fail(Errno.EIO, 'autosuspend is off'), () => fail(Errno.EIO, 'autosuspend is off'), alive),
-      control: () => attr(0o644, () => 'auto\n', acceptWords(['auto', 'on']), alive),
-      runtime_active_kids: () => ro('0\n', alive),
-      runtime_active_time: () => ro('0\n', alive),
-      runtime_enabled: () => ro('disabled\n', alive),
-      runtime_status: () => ro('unsupported\n', alive),
-      runtime_suspended_time: () => ro('0\n', alive),
-      runtime_usage: () => ro('0\n', alive),
-    },
+  return dynDir(
+    () => POWER_NAMES,
+    (name) => (Object.hasOwn(POWER, name) ? POWER[name]!(alive) : undefined),
     alive,
+    NO_SUBDIRS,
   );
 }
