@@ -11,6 +11,11 @@ import type { VendorDriver } from './vendor';
 export type CoreEvent =
   | { kind: 'part'; dev: MdevDevice; part: Part; shown: boolean }
   | { kind: 'parent'; parent: Parent; registered: boolean }
+  /**
+   * parent's vendor module loaded (its first registration, as modprobe) or unloaded (remove-parent, as
+   * rmmod): core.modules changed, so its mdev driver, module and class may have appeared or gone.
+   */
+  | { kind: 'module'; parent: Parent; loaded: boolean }
   /** A create or remove of dev began or ended (dev.state changed). */
   | { kind: 'state'; dev: MdevDevice }
   /** The unregistration of parent is complete: its children are released, the MDEV_STATE event sent. */
@@ -29,6 +34,13 @@ export class MdevCore {
   /** Global registry (mdev_list): every device from reservation until release. */
   readonly devices = new Map<string, MdevDevice>();
   readonly parents = new Map<string, Parent>();
+  /**
+   * The parents whose vendor module is loaded, by name (the Parent last registered under it). A module,
+   * its mdev driver (bus/mdev/drivers) and the class it made stay while one of its parents is here,
+   * registered or not: unbinding a parent's host device only unregisters the parent (like i915's
+   * unbind with kvmgt loaded); only the module's unload (remove-parent) takes them away.
+   */
+  readonly modules = new Map<string, Parent>();
   /** iommu group number -> device, while the device is bound. */
   readonly iommuGroups = new Map<number, MdevDevice>();
   /** vfio device index -> device, while bound (6.1 vfio-dev/vfioN). */
@@ -62,6 +74,7 @@ export class MdevCore {
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
+    this.load(parent);
     this.emit({ kind: 'parent', parent, registered: true });
     // The types and the class link exist: KOBJ_CHANGE on the parent (v5.3+).
     if (this.abi.mdevStateUevents) this.mdevState(parent, 'registered');
@@ -69,10 +82,20 @@ export class MdevCore {
     return parent;
   }
 
-  /** mdev_unregister_parent: wait for in-flight work, refuse new work, remove every child. */
-  async unregisterParent(name: string): Promise<void> {
+  /**
+   * mdev_unregister_parent: wait for in-flight work, refuse new work, remove every child. With
+   * `unload` (remove-parent: the vendor module's exit) the module goes too, with its driver and
+   * class unless another loaded parent uses them; an unloaded parent that is not registered now
+   * (its host device unbound) only unloads. Without it (its host device's driver unbinds) the
+   * module stays loaded.
+   */
+  async unregisterParent(name: string, { unload = true }: { unload?: boolean } = {}): Promise<void> {
     const parent = this.parents.get(name);
-    if (!parent) fail(Errno.ENODEV, `no parent ${name}`);
+    if (!parent) {
+      if (!unload || !this.modules.has(name)) fail(Errno.ENODEV, `no parent ${name}`);
+      this.unloadModule(name);
+      return;
+    }
     if (parent.gate.isClosing) fail(Errno.EBUSY, `parent ${name} is already unregistering`);
     await parent.gate.close();
     // New work is refused (the gate); the children go first, so no link ever leads into a parent
@@ -91,6 +114,37 @@ export class MdevCore {
     if (this.abi.mdevStateUevents) this.mdevState(parent, 'unregistered');
     this.emit({ kind: 'unregistered', parent });
     this.log.info({ parent: name }, 'parent unregistered');
+    if (unload) this.unloadModule(name);
+  }
+
+  /** bus/mdev drivers of the loaded vendor modules (name and module), as the ABI lists them. */
+  busDrivers(): { name: string; module: string }[] {
+    return this.abi.busDrivers([...this.modules.values()].map((p) => p.driver));
+  }
+
+  /** Classes the loaded vendor modules made (mtty's `mtty`), by name, with their registered parents. */
+  vendorClasses(): Map<string, Parent[]> {
+    const m = new Map<string, Parent[]>();
+    for (const p of this.modules.values()) if (p.placement.className && !m.has(p.placement.className)) m.set(p.placement.className, []);
+    for (const p of this.parents.values()) if (p.registered && p.placement.className) m.get(p.placement.className)?.push(p);
+    return m;
+  }
+
+  /** A parent's first registration loads its module; a later one (its host device bound again) finds it loaded. */
+  private load(parent: Parent): void {
+    const was = this.modules.get(parent.name);
+    const same = was && was.driver.name === parent.driver.name && was.driver.module === parent.driver.module && was.placement.className === parent.placement.className;
+    if (was && !same) this.unloadModule(parent.name); // another profile under the same name: the old module goes first
+    this.modules.set(parent.name, parent);
+    if (!same) this.emit({ kind: 'module', parent, loaded: true });
+  }
+
+  private unloadModule(name: string): void {
+    const parent = this.modules.get(name);
+    if (!parent) return;
+    this.modules.delete(name);
+    this.emit({ kind: 'module', parent, loaded: false });
+    this.log.info({ parent: name, module: parent.driver.module }, 'vendor module unloaded');
   }
 
   // ---- create --------------------------------------------------------------------------

@@ -201,12 +201,16 @@ export class DeviceModel {
     if (!dev.driver) this.attachDriver(dev, drv);
   }
 
-  /** The driver's probe enables the PCI function (pci_enable_device); vfio-pci waits for an open. */
+  /**
+   * The driver's probe enables the PCI function (pci_enable_device); vfio-pci waits for an open.
+   * really_probe: dev->driver is set, the probe runs (i915's registers the GVT-g mdev parent), then
+   * driver_bound sends KOBJ_BIND.
+   */
   private attachDriver(dev: HostDevice, drv: BusDriver): void {
     dev.driver = drv;
     if (dev.pci && drv.name !== VFIO_PCI) dev.pci.enableCount++;
-    this.emit({ kind: 'bind', dev, driver: drv, bound: true });
     dev.hooks.get(drv.name)?.probe(dev);
+    this.emit({ kind: 'bind', dev, driver: drv, bound: true });
   }
 
   /** device_attach, under the device lock: the first driver of the bus that matches; nothing when none does. */

@@ -416,7 +416,8 @@ function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }
     },
     remove: async () => {
       const parent = core.parents.get(placement.name);
-      if (parent && parent.placement.device === dev) await core.unregisterParent(placement.name);
+      // The driver's remove unregisters the mdev parent; the vendor module (kvmgt) stays loaded.
+      if (parent && parent.placement.device === dev) await core.unregisterParent(placement.name, { unload: false });
     },
   });
   const drv = dev.bus!.drivers.get(driverName)!;

@@ -63,10 +63,10 @@ export class Uevents {
   private readonly history: Uevent[] = [];
   private historyStart = 0;
   private readonly listeners = new Set<(ev: Uevent) => void>();
-  /** bus/mdev drivers (name -> module) and classes the tree shows: their appearance and departure are uevents too. */
+  /** bus/mdev drivers (name -> module) and classes of the loaded modules: their appearance and departure are uevents too. */
   private drivers: Map<string, string>;
   private classes: Set<string>;
-  /** Module adds that follow a parent's MDEV_STATE=registered (do_init_module sends KOBJ_ADD last). */
+  /** Module adds that follow a loading parent's registration (do_init_module sends KOBJ_ADD last). */
   private readonly afterRegistered = new Map<Parent, [string, string][][]>();
   private flushScheduled = false;
 
@@ -147,10 +147,13 @@ export class Uevents {
         }
         return out;
       }
+      case 'module':
+        return ev.loaded ? this.renderLoaded(ev.parent) : this.renderUnloaded();
       case 'parent':
         return ev.registered ? this.renderRegistered(ev.parent) : [];
       case 'unregistered':
-        return this.renderUnregistered(ev.parent);
+        // A class device is its module's (device_unregister in module exit); a bus device stays.
+        return this.isClassDevice(ev.parent) ? [this.event({ kind: 'parent', parent: ev.parent }, 'remove')] : [];
       case 'state':
         return [];
     }
@@ -168,11 +171,10 @@ export class Uevents {
   }
 
   /**
-   * A parent registering is its module loading (mtty_dev_init): mdev_register_driver (the
-   * driver's KOBJ_ADD), class_create, device_register of the class device, mdev_register_parent
-   * (MDEV_STATE, sent by the core), and KOBJ_ADD of the module once init is done.
+   * A module loading (mtty_dev_init): mdev_register_driver (the driver's KOBJ_ADD), class_create;
+   * its parent's registration follows, and KOBJ_ADD of the module once init is done.
    */
-  private renderRegistered(parent: Parent): Pending[] {
+  private renderLoaded(parent: Parent): Pending[] {
     const { drivers: before, classes: classesBefore } = this.refresh();
     const out: Pending[] = [];
     const moduleAdds: [string, string][][] = [];
@@ -186,17 +188,29 @@ export class Uevents {
       }
     }
     for (const name of this.classes) if (!classesBefore.has(name)) out.push(this.event({ kind: 'class', name }, 'add'));
-    if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'add'));
-    if (this.core.abi.mdevStateUevents) this.afterRegistered.set(parent, moduleAdds);
-    else for (const env of moduleAdds) out.push({ env, id: ++this.rendered });
+    this.afterRegistered.set(parent, moduleAdds);
     return out;
   }
 
-  /** The module going (mtty_dev_exit): device_unregister, driver unregister, class_destroy, module removal. */
-  private renderUnregistered(parent: Parent): Pending[] {
+  /**
+   * A parent registering (a module's init, or its host device's probe with the module loaded): the
+   * class device (device_register), then mdev_register_parent (MDEV_STATE, sent by the core), after
+   * which a loading module's KOBJ_ADD goes.
+   */
+  private renderRegistered(parent: Parent): Pending[] {
+    const out: Pending[] = [];
+    if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'add'));
+    if (!this.core.abi.mdevStateUevents) {
+      for (const env of this.afterRegistered.get(parent) ?? []) out.push({ env, id: ++this.rendered });
+      this.afterRegistered.delete(parent);
+    }
+    return out;
+  }
+
+  /** The module going (mtty_dev_exit, after its parent's unregistration): driver unregister, class_destroy, module removal. */
+  private renderUnloaded(): Pending[] {
     const { drivers: before, classes: classesBefore } = this.refresh();
     const out: Pending[] = [];
-    if (this.isClassDevice(parent)) out.push(this.event({ kind: 'parent', parent }, 'remove'));
     const modulesAfter = new Set(this.drivers.values());
     const modules: string[] = [];
     for (const [name, module] of before) {
@@ -245,16 +259,12 @@ export class Uevents {
     return before;
   }
 
-  private registered(): Parent[] {
-    return [...this.core.parents.values()].filter((p) => p.registered);
-  }
-
   private busDrivers(): Map<string, string> {
-    return new Map(this.core.abi.busDrivers(this.registered().map((p) => p.driver)).map((d) => [d.name, d.module]));
+    return new Map(this.core.busDrivers().map((d) => [d.name, d.module]));
   }
 
   private parentClasses(): Set<string> {
-    return new Set(this.registered().flatMap((p) => (p.placement.className === undefined ? [] : [p.placement.className])));
+    return new Set(this.core.vendorClasses().keys());
   }
 
   // ---- sending -------------------------------------------------------------------------

@@ -119,15 +119,28 @@ export class SysfsTree {
     } else if (ev.kind === 'parent') {
       const { parent } = ev;
       const pl = parent.placement;
-      // Every directory on the way to the parent may have gained or lost a child.
-      for (let i = 1; i < pl.path.length; i++) attrs.push(at(...pl.path.slice(0, i)));
-      attrs.push(at('class'), at('class', 'mdev_bus'), at('bus', 'mdev', 'drivers'), at('module'), at('bus'));
+      // Every directory on the way to the parent may have gained or lost a child, and so may the parent's own
+      // (a host device that stays: mdev_supported_types).
+      for (let i = 1; i <= pl.path.length; i++) attrs.push(at(...pl.path.slice(0, i)));
+      attrs.push(at('class', 'mdev_bus'), at('bus'));
+      if (pl.className) attrs.push(at('class', pl.className));
       if (!ev.registered) {
         // A superset is harmless: an entry dropped needlessly is simply looked up again.
         for (let i = 2; i <= pl.path.length; i++) entries.push(at(...pl.path.slice(0, i)));
         entries.push(at('class', 'mdev_bus', parent.name));
-        if (pl.className) entries.push(at('class', pl.className, parent.name), at('class', pl.className));
-        entries.push(at('bus', 'mdev', 'drivers', parent.driver.name), at('module', parent.driver.module));
+        if (pl.className) entries.push(at('class', pl.className, parent.name));
+      }
+    } else if (ev.kind === 'module') {
+      // A vendor module loaded or unloaded: its driver, module and class, unless another loaded parent keeps them.
+      attrs.push(at('class'), at('bus', 'mdev', 'drivers'), at('module'));
+      if (!ev.loaded) {
+        const cls = ev.parent.placement.className;
+        if (cls && !this.core.vendorClasses().has(cls)) entries.push(at('class', cls));
+        const left = this.core.busDrivers();
+        for (const d of this.core.abi.busDrivers([ev.parent.driver])) {
+          if (!left.some((x) => x.name === d.name)) entries.push(at('bus', 'mdev', 'drivers', d.name));
+          if (!left.some((x) => x.module === d.module)) entries.push(at('module', d.module));
+        }
       }
     }
     return { entries, attrs };
@@ -460,8 +473,9 @@ export class SysfsTree {
     for (const [uuid, dev] of this.core.devices) if (dev.parts.has('dir')) yield uuid;
   }
 
+  /** The loaded vendor modules' drivers: they stay while a parent of theirs is unregistered (its host device unbound). */
   private busDrivers(): { name: string; module: string }[] {
-    return this.core.abi.busDrivers(this.registeredParents().map((p) => p.driver));
+    return this.core.busDrivers();
   }
 
   private busDriverDir(name: string, module: string): DirNode {
@@ -507,15 +521,8 @@ export class SysfsTree {
 
   private classDir(): DirNode {
     return this.cached(this, 'class', () => {
-      const classes = () => {
-        const m = new Map<string, Parent[]>();
-        for (const p of this.registeredParents()) {
-          if (!p.placement.className) continue;
-          if (!m.has(p.placement.className)) m.set(p.placement.className, []);
-          m.get(p.placement.className)!.push(p);
-        }
-        return m;
-      };
+      // A class is its module's (class_create in module init): there while the module is loaded.
+      const classes = () => this.core.vendorClasses();
       return union([
         dir({
           mdev_bus: () => this.parentLinks(() => this.registeredParents()),

@@ -184,3 +184,47 @@ t.test('a PCI parent hot-plugged through the control socket, removed and added a
   t.equal(inside.stderr, `mdevfs ctl: parent x: ${P}/x collides with 0000:00:02.0's directory\n`);
   t.equal(ctl(d.dir, 'remove-parent', '0000:3b:00.0').status, 0);
 });
+
+t.test('unbinding the GVT-g function from i915 unregisters only the mdev parent: kvmgt and intel_vgpu_mdev stay loaded', async (t) => {
+  const g = await startDaemon({ profile: 'gvt' });
+  t.teardown(() => g.stop());
+  const events = `${process.execPath} ${CLI} events ${g.dir}`;
+  /** A synthetic change of bus/mdev ends a step; prints the step's events as "ACTION DEVPATH [MDEV_STATE]". */
+  let seen = '0';
+  const step = (script: string, n: number) => {
+    const r = sh(g.dir, `${script}
+      echo "change 00000000-0000-0000-0000-00000000000${n}" > bus/mdev/uevent
+      ${events} --since ${seen} --until change:mdev --timeout 10`);
+    t.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
+    seen = lines[lines.length - 1]!.SEQNUM!;
+    return lines.slice(0, -1).map((e) => [e.ACTION, e.DEVPATH, e.MDEV_STATE].filter(Boolean).join(' '));
+  };
+  const listing = 'ls bus/mdev/drivers module/kvmgt/drivers class/mdev_bus | tr "\\n" " "; readlink bus/mdev/drivers/intel_vgpu_mdev/module';
+  step('', 1);
+  t.same(step(`echo ${U} > class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_8/create; echo 0000:00:02.0 > bus/pci/drivers/i915/unbind`, 2), [
+    `add /${P}/${U}`,
+    `add /${P}/${U}/vfio-dev/vfio0`,
+    `bind /${P}/${U}`,
+    `remove /${P}/${U}/vfio-dev/vfio0`,
+    `unbind /${P}/${U}`,
+    `remove /${P}/${U}`,
+    `change /${P} unregistered`,
+    `unbind /${P}`,
+  ], 'the vGPU goes, the parent says MDEV_STATE=unregistered, i915 unbinds: no remove of the mdev driver or kvmgt');
+  t.equal(run0(g.dir, listing),
+    'bus/mdev/drivers: intel_vgpu_mdev  class/mdev_bus:  module/kvmgt/drivers: mdev:intel_vgpu_mdev ../../../../module/kvmgt\n',
+    'bus/mdev/drivers/intel_vgpu_mdev and module/kvmgt stay; the parent is gone from class/mdev_bus');
+  t.equal(run0(g.dir, `ls ${P} | grep -c mdev_supported_types`), '0\n');
+  t.same(step('echo 0000:00:02.0 > bus/pci/drivers/i915/bind', 3), [`change /${P} registered`, `bind /${P}`],
+    'binding back registers the parent: no add of the mdev driver or kvmgt');
+  t.equal(run0(g.dir, `${listing}; cat ${P}/mdev_supported_types/i915-GVTg_V5_8/available_instances`),
+    'bus/mdev/drivers: intel_vgpu_mdev  class/mdev_bus: 0000:00:02.0  module/kvmgt/drivers: mdev:intel_vgpu_mdev ../../../../module/kvmgt\n7\n', 'a fresh parent');
+  // remove-parent is the vendor module's unload (rmmod kvmgt): with i915 unbound, only the module's events.
+  step('echo 0000:00:02.0 > bus/pci/drivers/i915/unbind', 4);
+  t.same(step(`${process.execPath} ${CLI} ctl ${g.dir} remove-parent 0000:00:02.0`, 5),
+    ['remove /bus/mdev/drivers/intel_vgpu_mdev', 'remove /module/kvmgt']);
+  t.equal(run0(g.dir, 'ls bus/mdev/drivers module | grep -c -e intel_vgpu_mdev -e kvmgt'), '0\n', 'unloaded: both gone');
+});
+
+const run0 = (dir: string, s: string) => sh(dir, s).stdout;

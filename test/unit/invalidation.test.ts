@@ -57,6 +57,14 @@ async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps, abi: '6.1' | '4
 t.test('every vanished path and every changed nlink is invalidated', async (t) => {
   const { core, kernfs, clock } = buildEmulation(SAMPLES, { log: silentLogger });
   const type = (p: string, id: string) => core.parents.get(p)!.types.get(id)!;
+  const pciWrite = async (op: 'bind' | 'unbind') => {
+    const fh = kernfs.open(`/bus/pci/drivers/i915/${op}`, 1);
+    try {
+      await kernfs.write(fh, Buffer.from('0000:00:02.0'));
+    } finally {
+      kernfs.release(fh);
+    }
+  };
   const steps: Steps = [
     ['create mtty', () => core.create(type('mtty', 'mtty-2'), U(1))],
     ['create mdpy', () => core.create(type('mdpy', 'mdpy-vga'), U(2))],
@@ -66,7 +74,14 @@ t.test('every vanished path and every changed nlink is invalidated', async (t) =
     ['remove unbound', () => core.remove(core.devices.get(U(1))!)],
     ['add a PCI parent', async () => registerProfileParent(core, GVT.parents[0]!, clock)],
     ['create on it', () => core.create(type('0000:00:02.0', 'i915-GVTg_V5_4'), U(4))],
-    ['unregister it', () => core.unregisterParent('0000:00:02.0')],
+    // Unbinding the function from i915 unregisters the parent with its vGPU; kvmgt stays loaded.
+    ['unbind it from i915', () => pciWrite('unbind')],
+    ['bind it back', () => pciWrite('bind')],
+    ['create on it again', () => core.create(type('0000:00:02.0', 'i915-GVTg_V5_4'), U(4))],
+    ['unregister it (kvmgt unloads)', () => core.unregisterParent('0000:00:02.0')],
+    ['add it again', async () => registerProfileParent(core, GVT.parents[0]!, clock)],
+    ['unbind it', () => pciWrite('unbind')],
+    ['unload kvmgt while it is unbound', () => core.unregisterParent('0000:00:02.0')],
     ['unregister mbochs with a device', () => core.unregisterParent('mbochs')],
   ];
   await checkSteps(t, kernfs, steps);

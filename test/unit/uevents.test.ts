@@ -235,3 +235,42 @@ t.test('uevent files of the driver core\'s devices, drivers and buses send synth
     '...but sends nothing (dev_uevent_filter)',
   );
 });
+
+t.test('GVT-g: unbinding the PCI function from i915 unregisters only the parent; kvmgt and its mdev driver stay loaded', async (t) => {
+  const { core, kernfs, take, ready } = emulation(BUILTIN_PROFILES.gvt!);
+  await ready;
+  await take();
+  const GVT = '/devices/pci0000:00/0000:00:02.0';
+  await core.create(core.parents.get('0000:00:02.0')!.types.get('i915-GVTg_V5_4')!, U1);
+  await take();
+  const loaded = () => [kernfs.readdir('/bus/mdev/drivers').includes('intel_vgpu_mdev'), kernfs.readdir('/module').includes('kvmgt')];
+  await writeFile(kernfs, '/bus/pci/drivers/i915/unbind', '0000:00:02.0');
+  const pci = (l: string) => l.replace(/ PCI_CLASS.*/, ' ...');
+  t.same((await take()).map(pci), [
+    `ACTION=remove DEVPATH=${GVT}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    `ACTION=unbind DEVPATH=${GVT}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=remove DEVPATH=${GVT}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=change DEVPATH=${GVT} SUBSYSTEM=pci MDEV_STATE=unregistered DRIVER=i915 ...`,
+    `ACTION=unbind DEVPATH=${GVT} SUBSYSTEM=pci ...`,
+  ], 'the children, the parent\'s MDEV_STATE and the PCI unbind: no driver or module remove');
+  t.same(loaded(), [true, true], 'bus/mdev/drivers/intel_vgpu_mdev and module/kvmgt stay');
+  t.same(kernfs.readdir('/class/mdev_bus').filter((n) => n !== '.' && n !== '..'), [], 'the parent is gone from class/mdev_bus');
+  t.same(kernfs.readdir('/module/kvmgt/drivers').filter((n) => n !== '.' && n !== '..'), ['mdev:intel_vgpu_mdev']);
+  await writeFile(kernfs, '/bus/pci/drivers/i915/bind', '0000:00:02.0');
+  t.same((await take()).map(pci), [
+    `ACTION=change DEVPATH=${GVT} SUBSYSTEM=pci MDEV_STATE=registered DRIVER=i915 ...`,
+    `ACTION=bind DEVPATH=${GVT} SUBSYSTEM=pci DRIVER=i915 ...`,
+  ], 'binding back registers the parent: no driver or module add');
+  t.ok(kernfs.readdir(`${GVT}/mdev_supported_types`).includes('i915-GVTg_V5_4'), 'its types are back');
+  // rmmod kvmgt with i915 unbound: only the module's own events (the parent is not registered).
+  await writeFile(kernfs, '/bus/pci/drivers/i915/unbind', '0000:00:02.0');
+  await take();
+  await core.unregisterParent('0000:00:02.0');
+  t.same(await take(), [
+    'ACTION=remove DEVPATH=/bus/mdev/drivers/intel_vgpu_mdev SUBSYSTEM=drivers',
+    'ACTION=remove DEVPATH=/module/kvmgt SUBSYSTEM=module',
+  ]);
+  t.same(loaded(), [false, false], 'unloaded: driver and module gone');
+  await t.rejects(core.unregisterParent('0000:00:02.0'), { errno: Errno.ENODEV }, 'nothing left to unload');
+  t.same(await take(), []);
+});
