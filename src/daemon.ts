@@ -5,6 +5,7 @@ import { MdevCore } from './core/core';
 import { MdevError, errnoName } from './core/errno';
 import type { Ida } from './core/ida';
 import type { Parent } from './core/model';
+import { placePciDevice } from './drivers/placement';
 import { hostOf, registerProfileParent } from './drivers/profile';
 import { Uevents } from './events/uevents';
 import type { ParentProfile, Profile } from './drivers/profile-types';
@@ -28,7 +29,9 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const clock = opts.clock ?? realClock;
   const core = new MdevCore(abi, opts.log);
   const parents = profile.parents.map((p) => registerProfileParent(core, p, clock));
-  const devices = hostOf(core).model;
+  const host = hostOf(core);
+  for (const d of profile.pciDevices ?? []) placePciDevice(host.model, host.bars, d);
+  const devices = host.model;
   const tree = new SysfsTree(core, devices);
   const kernfs = new Kernfs(tree.root, opts.log);
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));

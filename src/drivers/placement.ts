@@ -3,7 +3,7 @@ import type { ParentPlacement } from '../core/model';
 import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
 import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';
 import { KNOWN_BUSES } from '../devices/known-buses';
-import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciProfile } from './profile-types';
+import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciDeviceProfile, PciProfile } from './profile-types';
 
 /** One mdev parent a profile parent yields: itself, or one per VF (sriov.mdevOn = vfs). */
 export interface PlacedParent {
@@ -59,7 +59,7 @@ function align(at: bigint, size: bigint): bigint {
   return ((at + size - 1n) / size) * size;
 }
 
-function pciFunction(name: string, pci: PciProfile, bars: Bar[], device: HexId, irq: number): PciFunction {
+function pciFunction(name: string, pci: PciDeviceProfile['pci'], bars: Bar[], device: HexId, irq: number): PciFunction {
   const addr = parseBdf(name)!;
   return new PciFunction(
     addr,
@@ -138,6 +138,18 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
     profile: { ...p, name, path: vfPath.join('/'), pci: { ...pci, driver: vfDriver } },
     placement: { name, path: vfPath, device: model.get(vfPath)! },
   }));
+}
+
+/**
+ * A PCI function that is no mdev parent and has no driver (a profile's `pciDevices`: the host
+ * bridge), on the PCI bus with its root; no iommu group. A device already there is left alone.
+ */
+export function placePciDevice(model: DeviceModel, bars: BarAllocator, d: PciDeviceProfile): void {
+  const path = d.path.split('/').filter(Boolean);
+  ensureRoot(model, path);
+  if (model.get(path)) return;
+  const fn = pciFunction(d.name, d.pci, bars.place(d.pci.bars), d.pci.device, d.pci.irq ?? 0);
+  model.add(new HostDevice(d.name, path, model.bus('pci'), fn, [], {}, undefined, true));
 }
 
 /** The driver claims the device by its id table (it was bound at boot); the driver exists. */

@@ -211,6 +211,20 @@ export interface Profile {
   recorded?: RecordingHeader;
   abi?: '6.1' | '4.17';
   parents: ParentProfile[];
+  /**
+   * PCI functions that are no mdev parent and have no driver, e.g. the host bridge of the machine
+   * a profile describes (00:00.0 of qemu's i440FX), so PCI clients see that machine's bus.
+   */
+  pciDevices?: PciDeviceProfile[];
+}
+
+/** A PCI function no driver has bound (no iommu group either: a bridge). */
+export interface PciDeviceProfile {
+  /** Its address, e.g. 0000:00:00.0. */
+  name: string;
+  /** devices/pci<domain>:<bus>/<address>. */
+  path: string;
+  pci: Omit<PciProfile, 'driver' | 'module' | 'sriov'>;
 }
 
 // ---- placement: the host device a parent sits on (src/devices/) -----------------------------

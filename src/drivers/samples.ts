@@ -44,6 +44,18 @@ export const SAMPLES: Profile = {
       deviceAttrs: { 'vendor/memory': '{cost} MB\n' },
     },
   ],
+  // The real-kernel fixtures were recorded under qemu's default machine (pc, i440FX, one CPU): its
+  // host bridge, which no driver binds. PCI clients then see that machine's bus, not an empty one.
+  pciDevices: [
+    {
+      name: '0000:00:00.0',
+      path: 'devices/pci0000:00/0000:00:00.0',
+      pci: {
+        vendor: '0x8086', device: '0x1237', subsystemVendor: '0x1af4', subsystemDevice: '0x1100', class: '0x060000', revision: '0x02',
+        express: false, bars: [], irq: 0, localCpus: '0', dmaMaskBits: 32,
+      },
+    },
+  ],
 };
 
 // The hardware built-ins live in builtin/; these names stay importable from here.

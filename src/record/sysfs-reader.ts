@@ -86,6 +86,8 @@ export interface ObservedHost {
   parents: ObservedParent[];
   ap?: ObservedApBus;
   vendorVfio: ObservedVendorVfio[];
+  /** PCI host bridges (class 0x0600xx) no driver has bound: the machine's bus as PCI clients see it. */
+  hostBridges: PhysFn[];
   /** bus/mdev/drivers/<name> -> basename of its module link (when there is one). */
   mdevDrivers: Map<string, string | undefined>;
   /** Problems worth telling the user (a file that could not be represented, a skipped parent). */
@@ -149,7 +151,18 @@ export function readHost(rootArg: string): ObservedHost {
     const mod = linkTarget(root, join(root, 'bus', 'mdev', 'drivers', e.name, 'module'));
     mdevDrivers.set(e.name, mod === undefined ? undefined : basename(mod));
   }
-  return { parents, mdevDrivers, warnings, ap: readApBus(root), vendorVfio };
+  return { parents, mdevDrivers, warnings, ap: readApBus(root), vendorVfio, hostBridges: readHostBridges(root) };
+}
+
+function readHostBridges(root: string): PhysFn[] {
+  const out: PhysFn[] = [];
+  for (const e of listDir(join(root, 'bus', 'pci', 'devices')) ?? []) {
+    const path = linkTarget(root, join(root, 'bus', 'pci', 'devices', e.name));
+    if (path === undefined || !/^0x0600/.test(readAttr(join(root, path, 'class')).content?.toString('latin1') ?? '')) continue;
+    const fn = readPhysFn(root, path);
+    if (fn.driver === undefined) out.push(fn);
+  }
+  return out;
 }
 
 /**

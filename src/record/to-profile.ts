@@ -63,6 +63,11 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
     ...(abi === '4.17' ? { abi } : {}),
     parents,
   };
+  const bridges = host.hostBridges.map((b) => {
+    const { driver: _d, module: _m, sriov: _s, ...pci } = pciOf(b, warnings);
+    return { name: b.name, path: b.path, pci };
+  });
+  if (bridges.length > 0) profile.pciDevices = bridges;
   return { profile, warnings, rules };
 }
 

@@ -262,13 +262,19 @@ export class BusesRenderer {
 
   // ---- bus/ ----------------------------------------------------------------------------
 
+  /**
+   * Buses with a device, and always pci: a kernel built with CONFIG_PCI (Debian's x86 and s390x
+   * ones) has bus/pci even with no function on it, and lspci then lists nothing rather than
+   * falling back to the host's /proc/bus/pci.
+   */
   busNames(): string[] {
-    return [...this.model.buses.values()].filter((b) => this.model.onBus(b).length > 0).map((b) => b.name);
+    const names = [...this.model.buses.values()].filter((b) => this.model.onBus(b).length > 0).map((b) => b.name);
+    return names.includes('pci') ? names : [...names, 'pci'];
   }
 
   busDir(name: string): DirNode | undefined {
-    const bus = this.model.buses.get(name);
-    if (!bus || this.model.onBus(bus).length === 0) return undefined;
+    const bus = name === 'pci' ? this.model.bus('pci') : this.model.buses.get(name);
+    if (!bus || (name !== 'pci' && this.model.onBus(bus).length === 0)) return undefined;
     return this.cached(bus, () => {
       const devices = () => this.model.onBus(bus);
       const entries: Record<string, () => Node | undefined> = {

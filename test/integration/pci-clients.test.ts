@@ -6,8 +6,10 @@ import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { backendArgs, CLI, cliEnv, scratch } from '../helpers/daemon';
 
 // Real PCI clients from Debian's packages (pciutils, driverctl, sysfsutils) run through
-// `mdevfs exec` against every built-in profile with a PCI parent, and against an SR-IOV profile
-// file: they find every function and print no error line.
+// `mdevfs exec` against every built-in profile and against an SR-IOV profile file: they find
+// every function, print no error line, and never see the machine's own devices (bus/pci is
+// always there, as on a kernel built with CONFIG_PCI, so lspci does not fall back to the host's
+// /proc/bus/pci).
 //
 // Two lines come from the machine, not the tree, and are the only ones let through: lspci -vv
 // asks libkmod for "Kernel modules:" and a machine without /lib/modules/<release> (a container)
@@ -29,20 +31,74 @@ const errorLines = (err: string) => err.split('\n').filter((l) => l !== '' && !M
 /** What lspci prints when config or an attribute is missing or unreadable. */
 const BROKEN = /Cannot|rev ff|access denied|<\?>|Unknown header|unable to|No such file|<unavailable>/i;
 
-const pciParents = Object.entries(BUILTIN_PROFILES).filter(([, p]) => p.parents.some((x) => x.pci));
+/** The PCI functions a built-in declares: its PCI parents (VFs too) and its other functions (a host bridge). */
+function functionsOf(name: string): string[] {
+  const r = exec(name, 'ls /sys/bus/pci/devices');
+  return r.out.split('\n').filter(Boolean);
+}
 
-t.test('lspci, driverctl and systool on every built-in profile with a PCI parent', async (t) => {
-  t.ok(pciParents.length >= 2, 'gvt and NVIDIA at least');
-  for (const [name, profile] of pciParents) {
-    const first = profile.parents.find((p) => p.pci)!.name;
-    const r = exec(name, 'lspci && lspci -nn && lspci -vv && lspci -xxxx >/dev/null && driverctl list-devices && systool -b pci -v');
-    t.equal(r.code, 0, `${name}: every client exits 0`);
-    t.same(errorLines(r.err), [], `${name}: no error line`);
+/** Each client with its exit code, so one that fails is named. */
+const CLIENTS = ['lspci', 'lspci -vv', 'driverctl list-devices', 'systool -b pci -v'];
+const clients = CLIENTS.map((c) => `echo "== ${c}"; ${c}; echo "rc=$?"`).join('; ');
+
+/** The part of the output of client c (between its "== c" line and its "rc=" line). */
+function section(out: string, c: string): { text: string; rc: string } {
+  const m = new RegExp(`^== ${c}\n([\\s\\S]*?)^rc=(\\d+)$`, 'm').exec(out);
+  return { text: m?.[1] ?? '<missing>', rc: m?.[2] ?? '<missing>' };
+}
+
+t.test('lspci, driverctl and systool on every built-in profile', async (t) => {
+  t.equal(Object.keys(BUILTIN_PROFILES).length, 8);
+  for (const [name, profile] of Object.entries(BUILTIN_PROFILES)) {
+    const expected = [
+      ...profile.parents.filter((p) => p.pci).map((p) => p.name),
+      ...(profile.pciDevices ?? []).map((d) => d.name),
+    ];
+    const fns = functionsOf(name);
+    t.ok(expected.every((f) => fns.includes(f)), `${name}: bus/pci/devices holds the profile's functions`);
+    const r = exec(name, `${clients}; lspci -xxxx >/dev/null; echo "rc=$?"`);
+    t.equal(r.code, 0, `${name}: exec exits 0`);
     t.notMatch(r.out, BROKEN, `${name}: nothing unreadable`);
-    t.match(r.out, `${first.slice(5)} `, `${name}: lspci lists ${first}`);
-    t.match(r.out, new RegExp(`^${first} \\S+$`, 'm'), `${name}: driverctl lists ${first} with its driver`);
-    t.match(r.out, `Device path = "/sys/devices/`, `${name}: systool walks the devices`);
+    const lspci = section(r.out, 'lspci');
+    // Every line names a function of the tree (bus:dev.fn without the domain), nothing else.
+    t.same(lspci.text.split('\n').filter(Boolean).map((l) => l.split(' ')[0]), fns.map((f) => f.slice(5)), `${name}: lspci lists the tree's functions only`);
+    const systool = section(r.out, 'systool -b pci -v');
+    t.equal(systool.rc, '0', `${name}: systool exits 0`);
+    t.same([...systool.text.matchAll(/^ {2}([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])\b/gm)].map((m) => m[1]), fns, `${name}: systool walks the tree's functions`);
+    const driverctl = section(r.out, 'driverctl list-devices');
+    if (fns.length === 0) {
+      // An s390 LPAR without zPCI functions: an empty bus/pci, and driverctl says so (exit 1).
+      t.equal(lspci.text, '', `${name}: lspci lists nothing (the host's devices stay out)`);
+      t.equal(lspci.rc, '0', `${name}: lspci exits 0`);
+      t.equal(section(r.out, 'lspci -vv').text, '', `${name}: lspci -vv lists nothing`);
+      t.equal(driverctl.text, '', `${name}: driverctl prints nothing on stdout`);
+      t.equal(driverctl.rc, '1', `${name}: driverctl list-devices exits 1 on an empty PCI bus`);
+      t.same(errorLines(r.err), ['driverctl: No overridable devices found. Kernel too old?'], `${name}: driverctl's own line only`);
+      t.equal(systool.text, 'Bus = "pci"\n\n', `${name}: systool shows the empty bus`);
+      continue;
+    }
+    t.same(errorLines(r.err), [], `${name}: no error line`);
+    for (const c of CLIENTS) t.equal(section(r.out, c).rc, '0', `${name}: ${c} exits 0`);
+    t.same(
+      driverctl.text.split('\n').filter(Boolean).map((l) => l.split(' ')[0]),
+      fns,
+      `${name}: driverctl lists every function`,
+    );
+    for (const p of profile.parents.filter((x) => x.pci)) {
+      t.match(driverctl.text, new RegExp(`^${p.name} ${p.pci!.driver}$`, 'm'), `${name}: driverctl lists ${p.name} with its driver`);
+    }
+    for (const d of profile.pciDevices ?? []) t.match(driverctl.text, new RegExp(`^${d.name} \\(none\\)$`, 'm'), `${name}: ${d.name} has no driver`);
   }
+});
+
+t.test('samples: the reference machine\'s host bridge, as lspci -vv and systool read it', async (t) => {
+  const r = exec('samples', 'lspci -nn -vv -s 00:00.0; systool -b pci -v 0000:00:00.0 | grep -E "class|device  |vendor  |revision|subsystem_"');
+  t.same(errorLines(r.err), []);
+  t.match(r.out, '00:00.0 Host bridge [0600]: Intel Corporation 440FX - 82441FX PMC [Natoma] [8086:1237] (rev 02)');
+  t.match(r.out, 'Subsystem: Red Hat, Inc. Qemu virtual machine [1af4:1100]');
+  t.notMatch(r.out, 'Kernel driver in use');
+  t.match(r.out, /class\s+= "0x060000"/);
+  t.match(r.out, /subsystem_vendor\s+= "0x1af4"/);
 });
 
 t.test('lspci -vv reads the GVT-g parent as the function it is', async (t) => {
