@@ -76,20 +76,49 @@ export async function createPresentDevices(core: MdevCore, profiles: readonly Pa
         const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
         throw new Error(`${where}: cannot be created on ${parent.name} (${errno})`);
       }
-      for (const [path, values] of Object.entries(d.attrs ?? {})) {
-        const attr = parent.driver.deviceAttrs(dev, core.abi).find((a) => a.path === path);
-        if (!attr?.store) throw new Error(`${where}.attrs: "${path}" is no writable attribute of its devices`);
-        for (const value of typeof values === 'string' ? [values] : values) {
-          try {
-            await attr.store(Buffer.from(value, 'latin1'));
-          } catch (err) {
-            const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
-            throw new Error(`${where}.attrs: writing ${JSON.stringify(value)} to "${path}" failed (${errno})`);
-          }
-        }
-      }
+      const attrs = parent.driver.deviceAttrs(dev, core.abi);
+      await writeAttrs(where, d.attrs ?? {}, (path) => attrs.find((a) => a.path === path), 'its devices');
     }
   } finally {
     for (const [ida, n] of held) ida.free(n);
+  }
+  await setPresentVfs(core, profiles);
+}
+
+/**
+ * The VFs' state at start (`vfs`: a recorded host's vGPUs on vendor-specific VFIO VFs): each write
+ * goes through the store of the VF's attribute, as an `echo` to the file would (capacity included).
+ */
+async function setPresentVfs(core: MdevCore, profiles: readonly ParentProfile[]): Promise<void> {
+  const model = hostOf(core).model;
+  for (const [i, p] of profiles.entries()) {
+    for (const [j, vf] of (p.vfs ?? []).entries()) {
+      const where = `profile: parents[${i}].vfs[${j}] (${vf.name})`;
+      const pf = model.get(p.path.split('/').filter(Boolean));
+      const dev = p.pci?.sriov?.mdevOn === 'none' && pf?.pci?.sriov?.vfs.some((v) => v.name === vf.name) ? model.get([...pf.path.slice(0, -1), vf.name]) : undefined;
+      if (!dev) throw new Error(`${where}: no VF of "${p.name}" without mdev (pci.sriov.mdevOn "none") has this name`);
+      await writeAttrs(where, vf.attrs, (path) => dev.driverAttrs.find((a) => a.path === path), 'the VF');
+    }
+  }
+}
+
+/** Writes a profile's `attrs` (path -> value or values in order) through each attribute's store. */
+async function writeAttrs(
+  where: string,
+  attrs: Record<string, string | string[]>,
+  find: (path: string) => { store?(buf: Buffer): Promise<number> | number } | undefined,
+  whose: string,
+): Promise<void> {
+  for (const [path, values] of Object.entries(attrs)) {
+    const attr = find(path);
+    if (!attr?.store) throw new Error(`${where}.attrs: "${path}" is no writable attribute of ${whose}`);
+    for (const value of typeof values === 'string' ? [values] : values) {
+      try {
+        await attr.store(Buffer.from(value, 'latin1'));
+      } catch (err) {
+        const errno = err instanceof MdevError ? errnoName(err.errno) : (err as Error).message;
+        throw new Error(`${where}.attrs: writing ${JSON.stringify(value)} to "${path}" failed (${errno})`);
+      }
+    }
   }
 }

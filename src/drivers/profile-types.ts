@@ -178,6 +178,19 @@ export interface ParentProfile {
    * `types` (the part after the driver prefix).
    */
   devices?: PresentDevice[];
+  /**
+   * VFs' state at start (vendor-specific VFIO, `pci.sriov.mdevOn` "none": a recorded host's vGPUs
+   * on VFs): written to each VF's `vfAttrs` after the devices present, in this order, through the
+   * store a write to the file makes (a vGPU takes the GPU's capacity), before the tree is mounted.
+   */
+  vfs?: PresentVf[];
+}
+
+export interface PresentVf {
+  /** The VF's PCI address (0000:00:07.4). */
+  name: string;
+  /** A `vfAttrs` path -> bytes, or several writes in order: `{"nvidia/current_vgpu_type": "1148"}`. */
+  attrs: Record<string, string | string[]>;
 }
 
 export interface PresentDevice {

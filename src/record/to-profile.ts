@@ -4,7 +4,9 @@
  * that reproduces every available_instances (checked by replaying it in-process).
  */
 import { type Emulation, buildEmulation } from '../daemon';
-import type { DeviceAttrSpec, ParentProfile, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
+import { BUILTINS } from '../drivers/builtin/index';
+import { hostOf } from '../drivers/profile';
+import type { DeviceAttrSpec, ParentProfile, PciProfile, PresentVf, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
 import { silentLogger } from '../log';
 import { apHostOf, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
@@ -52,7 +54,7 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
     rules.set(base.name, chosen.rule);
   }
   for (const g of host.vendorVfio) {
-    const parent = vendorVfioParent(g, warnings);
+    const parent = await vendorVfioParent(g, warnings);
     if (!parent) continue;
     parents.push(parent);
     rules.set(parent.name, 'nvidia same-size on vendor-specific VFIO VFs');
@@ -73,11 +75,13 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
 
 /**
  * A GPU whose VFs take vGPUs through nvidia/current_vgpu_type (no mdev): its PF with
- * sriov.mdevOn "none", the types its VFs list as creatable, and the NVIDIA rule. Sysfs shows no
- * max_instance here: it is taken as the largest type's framebuffer over the type's (a warning
- * says so), which only matters beyond one vGPU per VF.
+ * sriov.mdevOn "none", its vGPU types, the NVIDIA rule, and each VF's current_vgpu_type as a
+ * write at start (`vfs`). A VF lists only what it can take now (nothing while it holds a vGPU or
+ * the GPU is full), so a GPU mdevfs knows (its PF's device id) gets the built-in's type table;
+ * another gets the types its VFs list now, with max_instance (which sysfs does not show here)
+ * taken as the largest framebuffer over the type's, and warnings saying so.
  */
-function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): ParentProfile | undefined {
+async function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): Promise<ParentProfile | undefined> {
   const pci = pciOf(g.pf, warnings);
   if (!pci.sriov) {
     warnings.push(`${g.pf.name}: its VFs have nvidia/current_vgpu_type but it shows no SR-IOV; not recorded`);
@@ -85,31 +89,20 @@ function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): ParentProf
   }
   const vfDriver = g.vfs[0]?.driver;
   pci.sriov = { ...pci.sriov, ...(vfDriver && vfDriver !== pci.driver ? { vfDriver } : {}), mdevOn: 'none' };
-  const names = new Map<number, string>();
+  const listed = new Map<number, string>();
   for (const vf of g.vfs) {
     for (const line of vf.creatable.split('\n')) {
       const m = /^(\d+)\s*: (.*)$/.exec(line);
-      if (m) names.set(Number(m[1]), m[2]!);
+      if (m) listed.set(Number(m[1]), m[2]!);
     }
-    if (vf.current !== '0') warnings.push(`${vf.name}: holds vGPU type ${vf.current}; the replay starts with it unset`);
   }
-  const fb = new Map([...names].map(([id, name]) => [id, Number(/-(\d+)[A-Z]+\d*$/.exec(name)?.[1] ?? NaN) * 1024]));
-  const largest = Math.max(...[...fb.values()].filter((v) => v > 0));
-  const types: TypeProfile[] = [];
-  for (const [id, name] of [...names].sort((a, b) => a[0] - b[0])) {
-    const mb = fb.get(id)!;
-    if (!(mb > 0)) {
-      warnings.push(`${g.pf.name}: no framebuffer size in the vGPU name "${name}"; type ${id} left out`);
-      continue;
-    }
-    types.push({ name: String(id), prettyName: name, deviceApi: 'vfio-pci', framebufferMb: mb, max: Math.floor(largest / mb) });
-  }
+  const held = g.vfs.filter((vf) => vf.current !== '0' && vf.current !== '').sort((a, b) => a.name.localeCompare(b.name));
+  const types = knownVfioTypes(g, pci, listed, held, warnings) ?? visibleVfioTypes(g, pci, listed, held, warnings);
   if (types.length === 0) {
     warnings.push(`${g.pf.name}: its VFs list no creatable vGPU type; not recorded`);
     return undefined;
   }
-  warnings.push(`${g.pf.name}: vendor-specific VFIO shows no max_instance; each type's is the largest framebuffer over its own`);
-  return {
+  const parent: ParentProfile = {
     name: g.pf.name,
     path: g.pf.path,
     pci,
@@ -122,6 +115,76 @@ function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): ParentProf
       'nvidia/current_vgpu_type': { kind: 'nvidia-current-vgpu-type' },
     },
   };
+  const vfs: PresentVf[] = [];
+  for (const vf of held) {
+    if (!types.some((t) => t.name === vf.current)) {
+      warnings.push(`${vf.name}: holds vGPU type ${vf.current}, which no VF lists; the replay starts with it unset`);
+      continue;
+    }
+    // Kept only if the replay takes it (an estimated max_instance may not leave room).
+    const next = [...vfs, { name: vf.name, attrs: { 'nvidia/current_vgpu_type': vf.current } }];
+    if (await replay({ ...parent, vfs: next }, '6.1')) vfs.push(next.at(-1)!);
+    else warnings.push(`${vf.name}: holds vGPU type ${vf.current}; the replay refuses to set it, so it starts unset`);
+  }
+  if (vfs.length > 0) parent.vfs = vfs;
+  const em = await replay(parent, '6.1');
+  const shown = em ? vfFiles(em, parent) : new Map<string, string>();
+  const differ = g.vfs.filter((vf) => shown.get(vf.name) !== `${vf.creatable}|${vf.current}`).map((vf) => vf.name);
+  if (differ.length > 0) warnings.push(`${g.pf.name}: in the replay, nvidia/ of ${differ.sort().join(', ')} read otherwise than on the host`);
+  return parent;
+}
+
+const hexNum = (v: string | number) => (typeof v === 'number' ? v : parseInt(v, 16));
+
+/** The built-in's types of a GPU mdevfs knows (same PF vendor and device id), if they agree with what the VFs show. */
+function knownVfioTypes(g: ObservedVendorVfio, pci: PciProfile, listed: Map<number, string>, held: readonly { current: string }[], warnings: string[]): TypeProfile[] | undefined {
+  const known = Object.values(BUILTINS)
+    .flatMap((b) => b.parents)
+    .find((p) => p.pci?.sriov?.mdevOn === 'none' && hexNum(p.pci.vendor) === hexNum(pci.vendor) && hexNum(p.pci.device) === hexNum(pci.device));
+  if (!known) return undefined;
+  const byId = new Map(known.types.map((t) => [Number(t.name), t]));
+  const odd = [...listed].filter(([id, name]) => byId.get(id)?.prettyName !== name).map(([id]) => id);
+  odd.push(...held.map((vf) => Number(vf.current)).filter((id) => !byId.has(id)));
+  if (odd.length > 0) {
+    warnings.push(`${g.pf.name}: types ${[...new Set(odd)].join(', ')} are not in mdevfs's table of this GPU (another driver branch?); recorded from what its VFs list`);
+    return undefined;
+  }
+  return known.types.map(({ name, prettyName, deviceApi, framebufferMb, max }) => ({ name, prettyName, deviceApi, framebufferMb, max }));
+}
+
+/** A GPU mdevfs does not know: the types its VFs list now, max_instance estimated. */
+function visibleVfioTypes(g: ObservedVendorVfio, pci: PciProfile, listed: Map<number, string>, held: readonly { current: string }[], warnings: string[]): TypeProfile[] {
+  const fb = new Map([...listed].map(([id, name]) => [id, Number(/-(\d+)[A-Z]+\d*$/.exec(name)?.[1] ?? NaN) * 1024]));
+  // The GPU holds the vGPUs set and still has room for the largest type listed: at least their sum.
+  const inUse = held.reduce((sum, vf) => sum + (fb.get(Number(vf.current)) ?? 0), 0);
+  const largest = Math.max(...[...fb.values()].filter((v) => v > 0)) + inUse;
+  const types: TypeProfile[] = [];
+  for (const [id, name] of [...listed].sort((a, b) => a[0] - b[0])) {
+    const mb = fb.get(id)!;
+    if (!(mb > 0)) {
+      warnings.push(`${g.pf.name}: no framebuffer size in the vGPU name "${name}"; type ${id} left out`);
+      continue;
+    }
+    types.push({ name: String(id), prettyName: name, deviceApi: 'vfio-pci', framebufferMb: mb, max: Math.floor(largest / mb) });
+  }
+  if (types.length === 0) return types;
+  const what = `${g.pf.name}: a GPU mdevfs has no type table for (PCI ${pci.vendor}:${pci.device})`;
+  warnings.push(`${what}: its types are the ${types.length} its VFs list now${held.length > 0 ? ', and a type no VF offers while vGPUs are set is missing' : ''}`);
+  warnings.push(`${g.pf.name}: vendor-specific VFIO shows no max_instance; each type's is the framebuffer in use plus the largest listed, over its own`);
+  return types;
+}
+
+/** Each VF's nvidia/creatable_vgpu_types and current_vgpu_type (trimmed) in a replay, as "creatable|current". */
+function vfFiles(em: Emulation, p: ParentProfile): Map<string, string> {
+  const model = hostOf(em.core).model;
+  const pf = model.get(p.path.split('/').filter(Boolean));
+  const out = new Map<string, string>();
+  for (const vf of pf?.pci?.sriov?.vfs ?? []) {
+    const dev = model.get([...pf!.path.slice(0, -1), vf.name]);
+    const show = (f: string) => dev?.driverAttrs.find((a) => a.path === `nvidia/${f}`)?.show?.() ?? '';
+    out.set(vf.name, `${show('creatable_vgpu_types')}|${show('current_vgpu_type').trim()}`);
+  }
+  return out;
 }
 
 /** Parents grouped as the profile holds them: each alone, except the VFs of one PF, together. */

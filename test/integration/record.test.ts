@@ -5,8 +5,9 @@ import { promises as fsp } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import t, { type Test } from 'tap';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
+import type { PresentVf, Profile } from '../../src/drivers/profile-types';
 import { expected, runScenario } from '../helpers/conformance';
-import { CLI, REPO, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+import { CLI, REPO, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // `mdevfs record` reads a tree and writes a profile; mounting that profile must show what the
 // tree showed (mdevctl types, mdevctl list, every file of the parents) and behave as it did.
@@ -163,29 +164,44 @@ const cases: { name: string; profile: string; abi?: string }[] = [
 /**
  * NVIDIA vendor-specific VFIO (no mdev parents): the PF and its VFs, nvidia/ files included,
  * read the same, and a vGPU set and cleared on a VF changes every VF's creatable list alike.
+ * `held` (VF index -> type id) is set on the original before it is recorded: the replay starts
+ * with it, and (`live`) clearing it frees the GPU as on the original.
  */
-async function vendorVfioRoundTrip(t: Test, orig: string): Promise<void> {
+async function vendorVfioRoundTrip(t: Test, orig: string, held: [number, string][] = [], live = true): Promise<{ stderr: string; profile: Profile }> {
+  const vfs = readdirSync(join(orig, 'bus/pci/devices')).filter((d) => existsSync(join(orig, 'bus/pci/devices', d, 'nvidia'))).sort();
+  const current = (vf: string) => `bus/pci/devices/${vf}/nvidia/current_vgpu_type`;
+  for (const [i, id] of held) t.equal(write(orig, current(vfs[i]!), `${id}\n`), 'ok', `${vfs[i]} <- ${id} on the original`);
   const r = await record(orig);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stderr, /capacity nvidia same-size on vendor-specific VFIO VFs/);
+  const profile = JSON.parse(r.text) as Profile;
+  const pf = profile.parents[0]!;
+  const wanted = held.map(([i, id]) => ({ name: vfs[i]!, attrs: { 'nvidia/current_vgpu_type': id } })).sort((a, b) => a.name.localeCompare(b.name));
+  t.same(pf.vfs ?? [], wanted, 'each VF\'s vGPU type is recorded as a write at start');
   const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
   t.teardown(() => replay.stop());
-  const pf = JSON.parse(r.text).parents[0];
   const root = dirname(pf.path);
   const files = async (dir: string) => {
     const out = [await listing(dir)];
     await walkTree(dir, root, true, out);
+    out.push(sh(dir, `for f in bus/pci/devices/*/nvidia/current_vgpu_type; do echo "$f: $(cat $f)"; done`).out);
     return out.join('\n');
   };
-  t.equal(await files(replay.dir), await files(orig), 'the PF and VFs, file by file');
-  const vfs = readdirSync(join(orig, 'bus/pci/devices')).filter((d) => existsSync(join(orig, 'bus/pci/devices', d, 'nvidia')));
+  const before = await files(orig);
+  for (const [i, id] of held) t.match(before, new RegExp(`${vfs[i]!.replace(/\./g, '\\.')}/nvidia/current_vgpu_type: ${id}\n`));
+  t.equal(await files(replay.dir), before, 'the PF and VFs, file by file, and cat current_vgpu_type');
   const lists = (dir: string) => vfs.map((vf) => readFileSync(join(dir, 'bus/pci/devices', vf, 'nvidia/creatable_vgpu_types'), 'latin1')).join('--\n');
+  const step = (i: number, value: string) => {
+    t.equal(write(replay.dir, current(vfs[i]!), value), write(orig, current(vfs[i]!), value), `${vfs[i]} current_vgpu_type <- ${value}`);
+    t.equal(lists(replay.dir), lists(orig), `every VF's creatable list after ${vfs[i]} <- ${value}`);
+  };
+  if (!live) return { stderr: r.stderr, profile };
+  // Clearing what was held frees the GPU as on the original: the replay's vGPUs took capacity.
+  for (const [i] of held) step(i, '0');
+  if (held.length > 0) t.match(lists(orig), /NVIDIA L40S-48Q\n/, 'the whole GPU is free again');
   const id = /\n(\d+) +: [^\n]*-1Q\n/.exec(lists(orig))![1]!;
-  for (const value of [id, '0', '0']) {
-    const path = `bus/pci/devices/${vfs[0]}/nvidia/current_vgpu_type`;
-    t.equal(write(replay.dir, path, value), write(orig, path, value), `current_vgpu_type <- ${value}`);
-    t.equal(lists(replay.dir), lists(orig), `every VF's creatable list after ${value}`);
-  }
+  for (const value of [id, '0', '0']) step(0, value);
+  return { stderr: r.stderr, profile };
 }
 
 // The built-ins a few at a time (each waits mostly on daemons starting): the file stays under a minute.
@@ -212,6 +228,60 @@ t.test('recordings replay as the original', { jobs: 4 }, async (t) => {
       sameDynamics(t, orig.dir, replay.dir);
     });
   }
+});
+
+t.test('nvidia-l40s with vGPUs set: each VF keeps its type, and the full type list is recorded', { jobs: 3 }, async (t) => {
+  const l40s = BUILTIN_PROFILES['nvidia-l40s']!;
+  const all = l40s.parents[0]!.types.map((ty) => ty.name);
+  t.test('2Q on two VFs', { buffered: true }, async (t) => {
+    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[0, '1148'], [5, '1148']]);
+    t.notMatch(stderr, /warning/, 'nothing left out');
+    t.same(profile.parents[0]!.types.map((ty) => ty.name), all, 'every type of the GPU, not only the 2 GB ones the VFs list');
+  });
+  t.test('48Q: the GPU fully used, no VF lists a type', { buffered: true }, async (t) => {
+    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[3, '1156']]);
+    t.notMatch(stderr, /warning/, 'nothing left out');
+    t.same(profile.parents[0]!.types, l40s.parents[0]!.types.map(({ name, prettyName, deviceApi, framebufferMb, max }) => ({ name, prettyName, deviceApi, framebufferMb, max })), "the built-in's table, max_instance included");
+  });
+  t.test('a GPU mdevfs has no table for: the types listed now, and warnings', { buffered: true }, async (t) => {
+    const unknown = structuredClone(l40s);
+    unknown.parents[0]!.pci!.device = '0x26ba';
+    const orig = await startDaemon({ profile: unknown, logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[2, '1148']], false);
+    t.match(stderr, /warning: 0000:00:07\.0: a GPU mdevfs has no type table for \(PCI 0x10de:0x26ba\): its types are the 3 its VFs list now, and a type no VF offers while vGPUs are set is missing/);
+    t.match(stderr, /warning: 0000:00:07\.0: vendor-specific VFIO shows no max_instance/);
+    t.notMatch(stderr, /otherwise|unset/, 'the vGPU held is set again at start');
+    t.same(profile.parents[0]!.types.map((ty) => ty.prettyName), ['NVIDIA L40S-2B', 'NVIDIA L40S-2Q', 'NVIDIA L40S-2A']);
+  });
+  t.test('a vfs entry that cannot be applied: exit 2 before mounting, naming it', async (t) => {
+    const cases: [PresentVf[], RegExp][] = [
+      [[{ name: '0000:00:07.0', attrs: { 'nvidia/current_vgpu_type': '1148' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.0\): no VF of "0000:00:07\.0"/],
+      [[{ name: '0000:00:07.4', attrs: { 'nvidia/vm_name': 'x' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.4\)\.attrs: "nvidia\/vm_name" is no writable attribute of the VF/],
+      [
+        [
+          { name: '0000:00:07.4', attrs: { 'nvidia/current_vgpu_type': '1156' } },
+          { name: '0000:00:07.5', attrs: { 'nvidia/current_vgpu_type': '1148' } },
+        ],
+        /parents\[0\]\.vfs\[1\] \(0000:00:07\.5\)\.attrs: writing "1148" to "nvidia\/current_vgpu_type" failed \(EIO\)/,
+      ],
+    ];
+    for (const [vfs, message] of cases) {
+      const bad = structuredClone(l40s);
+      bad.parents[0]!.vfs = vfs;
+      const file = join(work, `vfs-${++seq}.json`);
+      writeFileSync(file, JSON.stringify(bad));
+      const dir = join(work, `m-${++seq}`);
+      const m = spawnSync(process.execPath, [CLI, 'mount', dir, '--profile', file, ...backendArgs], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
+      t.equal(m.status, 2, m.stderr);
+      t.match(m.stderr, message);
+      t.notOk(isMounted(dir), 'nothing mounted');
+    }
+  });
 });
 
 t.test('the recording: a header, devices present, and nothing of the recording machine', async (t) => {
