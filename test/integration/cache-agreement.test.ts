@@ -1,6 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { CLI, cliEnv, sh, startDaemon } from '../helpers/daemon';
+import { CLI, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 import type { Profile } from '../../src/drivers/profile-types';
 import { checkInvariants, mountedTree } from '../helpers/invariants';
 
@@ -142,6 +144,18 @@ t.test('stat, readdir and open agree after every kind of operation', async (t) =
   t.equal(sh(d.dir, `echo ${U(4)} > ${T('fast')}/create`).code, 0);
   await step('parent removal', () => t.equal(ctl(d.dir, 'remove-parent', 'gpu').status, 0));
   t.equal(sh(d.dir, 'ls bus/mdev/devices | wc -l').stdout, '0\n');
+  // The names come back: a lookup made while they were absent (a negative entry) must not hide them.
+  const file = join(scratch('mdevfs-agree-'), 'parent.json');
+  writeFileSync(file, JSON.stringify(PROFILE.parents[0]));
+  await step('parent registration', () => {
+    t.equal(sh(d.dir, `stat ${T('fast')} devices/virtual/gpu/gpu class/mdev_bus/gpu`).code, 1, 'absent before');
+    t.equal(ctl(d.dir, 'add-parent', file).status, 0);
+  });
+  t.equal(sh(d.dir, `echo ${U(5)} > ${T('fast')}/create && ls bus/mdev/devices`).stdout, `${U(5)}\n`, 'and serve creates');
+  await step('bind refused (ENODEV, as on 6.1)', () => {
+    t.equal(sh(d.dir, `echo ${U(5)} > bus/mdev/drivers/gpu/unbind`).code, 0);
+    t.match(sh(d.dir, `echo ${U(5)} > bus/mdev/drivers/gpu/bind`).stderr, 'No such device');
+  });
 });
 
 t.test('4.17: a vetoed remove takes the remove file away and gives it back; all three agree', async (t) => {
