@@ -219,7 +219,7 @@ function semanticProblems(profile: Profile): string[] {
     const at = `parents[${i}]`;
     const path = p.path.split('/');
     const before = out.length;
-    for (const c of path) if (c === '.' || c === '..') out.push(`${at}.path: "${c}" would leave the parent's directory`);
+    for (const c of new Set(path)) if (c === '.' || c === '..') out.push(`${at}.path: "${c}" would leave the parent's directory`);
     if (path[path.length - 1] !== p.name) out.push(`${at}.path: must end with the parent's name "${p.name}"`);
     if (p.name === '.' || p.name === '..') out.push(`${at}.name: must be a directory name`);
     const placements = ['class', 'pci', 'bus'].filter((k) => p[k as keyof ParentProfile] !== undefined);

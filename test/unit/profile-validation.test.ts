@@ -135,6 +135,7 @@ t.test('each bad profile is refused with a message naming its field', async (t) 
     mutate(p);
     const problems = profileProblems(p);
     t.ok(problems[0]?.startsWith(message), `${what}: ${problems[0]} starts with ${message}`);
+    t.same(problems.filter((m, i) => problems.indexOf(m) !== i), [], `${what}: no message twice`);
   }
   t.match(profileProblems([]), ['profile: must be an object']);
   t.match(profileProblems('x'), ['profile: must be an object']);
