@@ -1,5 +1,6 @@
-import { chmodSync, lstatSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
@@ -71,7 +72,11 @@ export function startControlServer(
   });
   removeStaleSocket(path);
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new Error(`cannot listen on the control socket ${path}: ${err.message}`)));
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      // libuv reports bind(2)'s ENOENT as EACCES ("for compatibility with Windows").
+      const why = err.code === 'EACCES' && !existsSync(dirname(path)) ? `its directory ${dirname(path)} does not exist` : err.message;
+      reject(new Error(`cannot listen on the control socket ${path}: ${why}`));
+    });
     server.listen(path, () => {
       try {
         chmodSync(path, 0o600); // root only (the directory is private too)
