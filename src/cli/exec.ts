@@ -148,6 +148,9 @@ export async function execInUserNamespace(): Promise<number> {
     return fail(`not root, and /dev/fuse is not open to this user (${(err as NodeJS.ErrnoException).code}): it must be mode 0666, or run as root`);
   }
   const probe = spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { encoding: 'utf8' });
+  if ((probe.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+    return fail('not root, and unshare (util-linux) is not on PATH: it makes the user namespace; install it, or run as root');
+  }
   if (probe.status !== 0) {
     const blocker = userNamespaceBlocker();
     return fail(

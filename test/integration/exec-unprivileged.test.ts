@@ -100,3 +100,10 @@ t.test('as nobody, mdevfs mount uses fuse-native (fusermount) and says so', { sk
   t.equal(await exited, 0, 'SIGTERM: exit 0');
   t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), dir, 'no mount left');
 });
+
+t.test('as nobody without unshare on PATH, mdevfs exec says what is missing', { skip: cannotRun }, async (t) => {
+  const tmp = nobodysDir('mdevfs-unpriv-');
+  const r = spawnSync('setpriv', [...NOBODY, 'env', '-i', `PATH=${tmp}`, process.execPath, CLI, 'exec', '--', 'true'], { encoding: 'utf8', timeout: 30000 });
+  t.equal(r.stderr, 'mdevfs exec: not root, and unshare (util-linux) is not on PATH: it makes the user namespace; install it, or run as root\n');
+  t.equal(r.status, 1);
+});
