@@ -375,7 +375,7 @@ for (const abi of ['6.1', '4.17'] as const) {
         runs++;
         await run(abi, cmds, walk);
       }),
-      { seed, numRuns: Number(process.env.MDEVFS_MODEL_RUNS ?? 750) },
+      { seed, numRuns: Number(process.env.MDEVFS_MODEL_RUNS ?? 1500) },
     );
     t.comment(`${runs} sequences (seed ${seed}) in ${Date.now() - started} ms`);
     t.pass('every sequence agreed with the model');
