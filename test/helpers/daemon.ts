@@ -20,6 +20,19 @@ export function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
+/**
+ * Python for scripts run with python3 -c: write(path, data) as one write(2), the way a C writer
+ * stores to a sysfs attribute (Python's buffered open() may split or merge writes). Needs `import os`.
+ */
+export const PY_WRITE = String.raw`
+def write(path, data):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data.encode())
+    finally:
+        os.close(fd)
+`;
+
 export interface Daemon {
   dir: string;
   proc: ChildProcess;

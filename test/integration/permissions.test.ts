@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import t from 'tap';
 import { defaultControlPath } from '../../src/control/protocol';
 import { asNobody, letOthersTraverse } from '../helpers/as-user';
-import { CLI, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
+import { CLI, PY_WRITE, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // Only root changes the tree, as on sysfs: the mount is allow_other + default_permissions, so the
 // kernel applies generic_permission and setattr_prepare to every caller, and other users get the
@@ -24,12 +24,7 @@ def op(label, fn):
         res[label] = 'ok'
     except OSError as e:
         res[label] = errno.errorcode[e.errno]
-def write(path, data):
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, data.encode())
-    finally:
-        os.close(fd)
+${PY_WRITE}
 def read(path, flags=os.O_RDONLY):
     fd = os.open(path, flags)
     try:

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { type Daemon, PY_WRITE, sh, startDaemon } from '../helpers/daemon';
 
 // The direct backend lets the kernel cache symlink targets (FUSE_CACHE_SYMLINKS) for as long
 // as the link's inode lives. A device removed and created again under the same UUID, on
@@ -73,20 +73,15 @@ import os, sys
 m, U, V = sys.argv[1:4]
 dev = m + "/devices/virtual/mtty/mtty/" + U
 types = m + "/class/mdev_bus/mtty/mdev_supported_types/"
-def w(p, s):
-    fd = os.open(p, os.O_WRONLY)
-    try:
-        os.write(fd, s.encode())
-    finally:
-        os.close(fd)
-w(types + "mtty-1/create", U)
+${PY_WRITE}
+write(types + "mtty-1/create", U)
 links = lambda: [os.readlink(dev + "/mdev_type"), os.readlink(dev + "/iommu_group")]
 print(*links())
 held = [os.open(dev + "/" + l, os.O_PATH | os.O_NOFOLLOW) for l in ("mdev_type", "iommu_group")]
 print(*links())
-w(dev + "/remove", "1")
-w(types + "mtty-2/create", V)
-w(types + "mtty-2/create", U)
+write(dev + "/remove", "1")
+write(types + "mtty-2/create", V)
+write(types + "mtty-2/create", U)
 print(*links())
 `;
 

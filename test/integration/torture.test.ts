@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { GVT, SAMPLES } from '../../src/drivers/samples';
-import { CLI, type Daemon, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+import { CLI, type Daemon, PY_WRITE, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 import { type SeenErrors, checkInvariants, mountedTree } from '../helpers/invariants';
 
 // Bounded torture through the real mount: 8 python3 writer processes at once, a pool of 12
@@ -47,12 +47,7 @@ def attempt(kind, fn):
         name = errno.errorcode.get(e.errno, str(e.errno))
         errors.setdefault(kind, {})
         errors[kind][name] = errors[kind].get(name, 0) + 1
-def write(path, data):
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, data.encode())
-    finally:
-        os.close(fd)
+${PY_WRITE}
 def read():
     open(rnd.choice(types) + '/available_instances').read()
     os.listdir(root + '/bus/mdev/devices')
