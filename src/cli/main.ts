@@ -254,6 +254,17 @@ async function withMount(
     return 1;
   }
 
+  // Signals are ours before mounting starts: one that arrives while mounting stops the daemon
+  // right after, through the same unmount, instead of killing it with its mount in place.
+  const stopped = new Promise<number>((resolveStop) => {
+    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolveStop(0));
+    onOrphaned(() => resolveStop(0)); // npx: `kill $!` reaches npm and its shell, not us
+    process.on('uncaughtException', (err) => {
+      log.fatal({ err }, 'uncaught exception');
+      resolveStop(1);
+    });
+    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  });
   const backend = makeBackend({ mountpoint: dir, kernfs: emulation.kernfs, log });
   try {
     await backend.mount();
@@ -265,15 +276,6 @@ async function withMount(
   mounted = true;
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
-  const stopped = new Promise<number>((resolveStop) => {
-    for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => resolveStop(0));
-    onOrphaned(() => resolveStop(0)); // npx: `kill $!` reaches npm and its shell, not us
-    process.on('uncaughtException', (err) => {
-      log.fatal({ err }, 'uncaught exception');
-      resolveStop(1);
-    });
-    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
-  });
   try {
     return await body(stopped, dir, { uevents: emulation.uevents, log });
   } finally {
