@@ -15,6 +15,8 @@ import { SysfsTree } from './sysfs/tree';
 export interface Emulation {
   core: MdevCore;
   kernfs: Kernfs;
+  /** The rendered tree Kernfs serves (also what the bench's static copy is dumped from). */
+  tree: SysfsTree;
   abi: Abi;
   clock: Clock;
   /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
@@ -39,7 +41,7 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   const uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
-  return { core, kernfs, abi, clock, uevents, ready };
+  return { core, kernfs, tree, abi, clock, uevents, ready };
 }
 
 /**

@@ -1,7 +1,8 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Profile } from '../drivers/profile-types';
+import { lazyUnmount, mountAt } from '../fuse/mountpoint';
 
 const ROOT = resolve(__dirname, '..', '..');
 const CLI = join(ROOT, 'scripts', 'mdevfs');
@@ -153,16 +154,11 @@ export async function stopMounted(child: ChildProcess, exited: Promise<unknown> 
       await exited;
     }
   }
-  if (isMounted(dir)) await lazyUnmount(dir);
+  if (isMounted(dir)) await lazyUnmount(dir).catch(() => undefined);
   if (!isMounted(dir)) rmSync(work, { recursive: true, force: true });
 }
 
+/** Something is mounted at dir (the daemon's own mountinfo reader). */
 export function isMounted(dir: string): boolean {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .some((l) => l.split(' ')[4] === dir);
-}
-
-export function lazyUnmount(dir: string): Promise<void> {
-  return new Promise((r) => execFile('fusermount', ['-uz', dir], (err) => (err ? execFile('umount', ['-l', dir], () => r()) : r())));
+  return mountAt(dir) !== undefined;
 }

@@ -13,7 +13,6 @@ import { buildEmulation } from '../daemon';
 import { loadProfile } from '../drivers/profile';
 import { silentLogger } from '../log';
 import { type Node, relativeTarget } from '../sysfs/nodes';
-import { SysfsTree } from '../sysfs/tree';
 
 const instant: Clock = { sleep: () => Promise.resolve() };
 
@@ -55,7 +54,7 @@ async function main(): Promise<void> {
   const [profileFile, devicesFile, dest] = process.argv.slice(2);
   if (!profileFile || !devicesFile || !dest) throw new Error('usage: dump-tree PROFILE.json DEVICES.json DEST');
   const t0 = performance.now();
-  const { core } = buildEmulation(loadProfile(profileFile), { log: silentLogger, clock: instant });
+  const { core, tree } = buildEmulation(loadProfile(profileFile), { log: silentLogger, clock: instant });
   const devices = JSON.parse(readFileSync(devicesFile, 'utf8')) as [string, string][];
   const types = new Map([...core.parents.values()].flatMap((p) => [...p.types.values()].map((t) => [t.id, t] as const)));
   for (const [uuid, typeId] of devices) {
@@ -66,7 +65,7 @@ async function main(): Promise<void> {
   const t1 = performance.now();
   const counts = { dirs: 0, files: 0, links: 0, unreadable: 0 };
   mkdirSync(dest, { recursive: true });
-  dump(new SysfsTree(core).root, [], dest, counts);
+  dump(tree.root, [], dest, counts);
   process.stdout.write(JSON.stringify({ ...counts, createMs: t1 - t0, writeMs: performance.now() - t1 }) + '\n');
 }
 
