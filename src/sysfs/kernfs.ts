@@ -76,8 +76,11 @@ export class Kernfs {
     this.invalidationListeners.push(listener);
   }
 
+  /**
+   * Every change of the tree comes here, also one that took nothing away (a new name): a
+   * backend whose kernel caches directory listings must hear of those too.
+   */
   invalidate(inv: Invalidation): void {
-    if (inv.entries.length === 0 && inv.attrs.length === 0) return;
     for (const l of this.invalidationListeners) {
       const delivered = l(inv);
       if (!delivered) continue;

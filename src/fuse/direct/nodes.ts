@@ -17,6 +17,8 @@ export interface FuseNode {
   lastAttr?: Attr;
   /** The symlink target last given to the kernel, which caches it (FUSE_CACHE_SYMLINKS). */
   target?: string;
+  /** For a directory: the change generation its listing was last read at (the kernel caches it). */
+  listedGen?: number;
   detached: boolean;
   readonly children: Map<string, FuseNode>;
 }

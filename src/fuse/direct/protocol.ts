@@ -58,8 +58,12 @@ export const FUSE_CACHE_SYMLINKS = 1 << 23;
 
 // OPEN reply flags
 export const FOPEN_DIRECT_IO = 1 << 0;
+/** Keep the page cache (for a directory: its readdir cache) across this open. */
+export const FOPEN_KEEP_CACHE = 1 << 1;
 export const FOPEN_NOFLUSH = 1 << 5;
 export const FOPEN_PARALLEL_DIRECT_WRITES = 1 << 6;
+/** The kernel caches this directory's READDIR replies in its page cache (minor >= 28). */
+export const FOPEN_CACHE_DIR = 1 << 3;
 
 // SETATTR valid bits
 export const FATTR_MODE = 1 << 0;

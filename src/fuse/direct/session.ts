@@ -67,6 +67,13 @@ export class Session {
   /** How long the kernel may cache entries and attributes: Kernfs announces every change. */
   readonly timeout = LONG_TIMEOUT;
   private initDone = false;
+  /**
+   * Directory listings: the kernel caches each directory's READDIR replies (FOPEN_CACHE_DIR)
+   * and keeps them across opens (FOPEN_KEEP_CACHE) while no change happened since they were
+   * read. `listingGen` counts changes; `listed` holds the directories read since the last one.
+   */
+  private listingGen = 0;
+  private readonly listed = new Set<FuseNode>();
 
   constructor(private readonly opts: SessionOptions) {
     this.fd = opts.fd;
@@ -246,11 +253,30 @@ export class Session {
    * (it bumps the attribute version and marks them stale), so the write cannot block.
    */
   private notifyAttrs(node: FuseNode): void {
+    this.notifyNow(P.invalInode(node.id));
+  }
+
+  private notifyNow(buf: Buffer): void {
     try {
-      fs.writeSync(this.fd, P.invalInode(node.id));
+      fs.writeSync(this.fd, buf);
     } catch (err) {
       this.notifyFailed((err as NodeJS.ErrnoException).code);
     }
+  }
+
+  /**
+   * Any change may have changed any listing (the tree does not say which): every directory
+   * whose listing the kernel may have cached since the last change loses it, and no open
+   * keeps a listing read before now (OPENDIR). A directory's pages are locked only while the
+   * kernel copies entries in or out, never while it waits for us, so this is written at once
+   * from the main thread. It matters for a directory already open (a rewinddir, or a first
+   * read after the change); a new open would drop the listing anyway.
+   */
+  private dropListings(): void {
+    this.listingGen++;
+    if (this.listed.size === 0) return;
+    if (this.initDone && !this.stopping) for (const dir of this.listed) this.notifyNow(P.invalInode(dir.id, true));
+    this.listed.clear();
   }
 
   /**
@@ -258,7 +284,8 @@ export class Session {
    * cached link targets go to the notifier thread, all of this change in one batch.
    */
   private invalidate(inv: Invalidation): Promise<void> {
-    if (!this.initDone || this.stopping) return Promise.resolve();
+    this.dropListings();
+    if (!this.initDone || this.stopping || (inv.entries.length === 0 && inv.attrs.length === 0)) return Promise.resolve();
     const batch: Buffer[] = [];
     for (const path of inv.entries) {
       const node = this.nodes.atPath(path);
@@ -429,7 +456,9 @@ export class Session {
         if (this.kernfs.resolve(node.path).kind !== 'dir') throw new MdevError(ENOTDIR);
         const fh = this.nextDirFh++;
         this.dirs.set(fh, { node });
-        return this.reply(u, P.openOut(fh, 0));
+        // The listing the kernel cached stays only if nothing changed since it was read.
+        const keep = node.listedGen === this.listingGen ? P.FOPEN_KEEP_CACHE : 0;
+        return this.reply(u, P.openOut(fh, P.FOPEN_CACHE_DIR | keep));
       }
       case P.Op.READDIR:
         return this.readdir(u, body);
@@ -531,6 +560,9 @@ export class Session {
     const size = body.readUInt32LE(16);
     // The listing is taken when reading starts (offset 0) so that cookies stay stable.
     if (offset === 0 || !d.names) {
+      // What the kernel caches from here on is this listing, current as of now.
+      d.node.listedGen = this.listingGen;
+      this.listed.add(d.node);
       try {
         d.names = d.node.detached ? ['.', '..'] : this.kernfs.readdir(d.node.path);
       } catch (err) {
