@@ -99,3 +99,30 @@ t.test('unbind detaches the driver, bind is ENODEV (5.15+ mdev drivers never mat
   t.equal(run(`echo ${U} > bus/mdev/drivers/mtty/unbind`).stderr, err('No such device'), 'not bound any more');
   t.equal(run(`echo 1 > bus/mdev/devices/${U}/remove`).code, 0, 'an unbound device can be removed');
 });
+
+// MDEVFS_SPIN_US keeps the daemon polling /dev/fuse between requests (direct backend; the
+// other ignores it). Everything must work the same, and a SIGTERM must still end it at once.
+const CYCLES = String.raw`
+import os, sys, uuid
+m = sys.argv[1]
+t = m + "/class/mdev_bus/mtty/mdev_supported_types/mtty-1/"
+def w(p, b):
+    fd = os.open(p, os.O_WRONLY); os.write(fd, b); os.close(fd)
+ok = 0
+for i in range(200):
+    u = str(uuid.uuid4())
+    w(t + "create", u.encode())
+    a = open(t + "available_instances").read()
+    w(m + "/bus/mdev/devices/" + u + "/remove", b"1")
+    ok += a == "23\n" and not os.path.exists(m + "/bus/mdev/devices/" + u)
+print(ok, open(t + "available_instances").read().strip())
+`;
+
+t.test('with MDEVFS_SPIN_US the daemon answers the same and stops at once', async (t) => {
+  const s = await startDaemon({ env: { MDEVFS_SPIN_US: '500' } });
+  const r = sh(s.dir, `python3 -c '${CYCLES}' .`);
+  t.equal(r.stdout, '200 24\n', '200 cycles, each seen');
+  const t0 = Date.now();
+  t.equal(await s.stop(), 0, 'exits 0 on SIGTERM');
+  t.ok(Date.now() - t0 < 2000, `stopped in ${Date.now() - t0} ms`);
+});
