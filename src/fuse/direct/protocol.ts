@@ -125,7 +125,7 @@ export function frame(unique: bigint, error: number, payload?: Buffer): Buffer {
   const out = Buffer.allocUnsafe(len);
   out.writeUInt32LE(len, 0);
   out.writeInt32LE(error, 4);
-  out.writeBigUInt64LE(unique, 8);
+  writeU64(out, 8, Number(unique));
   if (payload) payload.copy(out, OUT_HEADER_SIZE);
   return out;
 }
@@ -145,16 +145,15 @@ export interface Attr {
 
 function writeTime(buf: Buffer, secOff: number, nsecOff: number, ms: number): void {
   const sec = Math.floor(ms / 1000);
-  buf.writeBigUInt64LE(BigInt(sec), secOff);
+  writeU64(buf, secOff, sec);
   buf.writeUInt32LE(Math.round((ms - sec * 1000) * 1e6) % 1e9, nsecOff);
 }
 
-/** struct fuse_attr (88 bytes) at off. */
+/** struct fuse_attr (88 bytes) at off; every byte written (buffers come from allocUnsafe). */
 export function writeAttr(buf: Buffer, off: number, a: Attr): void {
-  buf.fill(0, off, off + ATTR_SIZE);
-  buf.writeBigUInt64LE(a.ino, off + 0);
-  buf.writeBigUInt64LE(BigInt(a.size), off + 8);
-  buf.writeBigUInt64LE(0n, off + 16); // blocks
+  writeU64(buf, off + 0, Number(a.ino));
+  writeU64(buf, off + 8, a.size);
+  writeU64(buf, off + 16, 0); // blocks
   writeTime(buf, off + 24, off + 48, a.atimeMs);
   writeTime(buf, off + 32, off + 52, a.mtimeMs);
   writeTime(buf, off + 40, off + 56, a.ctimeMs);
@@ -167,33 +166,44 @@ export function writeAttr(buf: Buffer, off: number, a: Attr): void {
   buf.writeUInt32LE(0, off + 84); // flags
 }
 
-function splitValid(seconds: number): [bigint, number] {
+/** A validity in seconds as fuse's (u64 seconds, u32 nanoseconds) at secOff and nsecOff. */
+function writeValid(buf: Buffer, secOff: number, nsecOff: number, seconds: number): void {
   const s = Math.floor(seconds);
-  return [BigInt(s), Math.round((seconds - s) * 1e9)];
+  writeU64(buf, secOff, s);
+  buf.writeUInt32LE(Math.round((seconds - s) * 1e9), nsecOff);
 }
 
-/** struct fuse_entry_out. */
-export function entryOut(nodeid: bigint, generation: bigint, entryValid: number, attrValid: number, a: Attr): Buffer {
-  const b = Buffer.alloc(ENTRY_OUT_SIZE);
-  const [es, ens] = splitValid(entryValid);
-  const [as, ans] = splitValid(attrValid);
-  b.writeBigUInt64LE(nodeid, 0);
-  b.writeBigUInt64LE(generation, 8);
-  b.writeBigUInt64LE(es, 16);
-  b.writeBigUInt64LE(as, 24);
-  b.writeUInt32LE(ens, 32);
-  b.writeUInt32LE(ans, 36);
-  writeAttr(b, 40, a);
+/**
+ * The reply to LOOKUP, out_header and struct fuse_entry_out in one buffer (GETATTR and LOOKUP
+ * are most of the requests: no BigInt, one allocation, no copy).
+ */
+export function entryReply(unique: bigint, nodeid: bigint, entryValid: number, attrValid: number, a: Attr): Buffer {
+  const b = header(unique, ENTRY_OUT_SIZE);
+  const o = OUT_HEADER_SIZE;
+  writeU64(b, o, Number(nodeid));
+  writeU64(b, o + 8, 0); // generation
+  writeValid(b, o + 16, o + 32, entryValid);
+  writeValid(b, o + 24, o + 36, attrValid);
+  writeAttr(b, o + 40, a);
   return b;
 }
 
-/** struct fuse_attr_out. */
-export function attrOut(attrValid: number, a: Attr): Buffer {
-  const b = Buffer.alloc(ATTR_OUT_SIZE);
-  const [s, ns] = splitValid(attrValid);
-  b.writeBigUInt64LE(s, 0);
-  b.writeUInt32LE(ns, 8);
-  writeAttr(b, 16, a);
+/** The reply to GETATTR and SETATTR: out_header and struct fuse_attr_out. */
+export function attrReply(unique: bigint, attrValid: number, a: Attr): Buffer {
+  const b = header(unique, ATTR_OUT_SIZE);
+  const o = OUT_HEADER_SIZE;
+  writeValid(b, o, o + 8, attrValid);
+  b.writeUInt32LE(0, o + 12); // dummy
+  writeAttr(b, o + 16, a);
+  return b;
+}
+
+/** An allocated reply with its out_header written (error 0), room for len bytes after it. */
+function header(unique: bigint, len: number): Buffer {
+  const b = Buffer.allocUnsafe(OUT_HEADER_SIZE + len);
+  b.writeUInt32LE(OUT_HEADER_SIZE + len, 0);
+  b.writeInt32LE(0, 4);
+  writeU64(b, 8, Number(unique));
   return b;
 }
 
@@ -286,7 +296,7 @@ export function frameInPlace(buf: Buffer, unique: bigint, len: number): Buffer {
   const total = OUT_HEADER_SIZE + len;
   buf.writeUInt32LE(total, 0);
   buf.writeInt32LE(0, 4);
-  buf.writeBigUInt64LE(unique, 8);
+  writeU64(buf, 8, Number(unique));
   return buf.subarray(0, total);
 }
 

@@ -460,11 +460,11 @@ export class Session {
           this.notify(batch);
         }
         const node = this.nodes.lookedUp(parent, name);
-        return this.reply(u, P.entryOut(node.id, 0n, this.timeout, this.timeout, this.attrOf(node, s)));
+        return this.send(P.entryReply(u, node.id, this.timeout, this.timeout, this.attrOf(node, s)));
       }
       case P.Op.GETATTR:
         // With FUSE_GETATTR_FH the kernel names the open file; its node is the same inode.
-        return this.reply(u, P.attrOut(this.timeout, this.currentAttr(this.node(h))));
+        return this.send(P.attrReply(u, this.timeout, this.currentAttr(this.node(h))));
       case P.Op.SETATTR:
         return this.setattr(u, this.live(h), body);
       case P.Op.READLINK: {
@@ -578,7 +578,7 @@ export class Session {
       change.mtime = time(P.FATTR_MTIME_NOW, 40, 60);
     }
     if (Object.keys(change).length > 0) this.kernfs.setattr(node.path, change);
-    this.reply(u, P.attrOut(this.timeout, this.currentAttr(node)));
+    this.send(P.attrReply(u, this.timeout, this.currentAttr(node)));
   }
 
   private write_(h: P.InHeader, body: Buffer): void {
