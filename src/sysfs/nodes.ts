@@ -12,6 +12,8 @@ export interface DirNode {
   alive(): boolean;
   /** How many entries are directories (for st_nlink), where known without looking each up. */
   subdirs?(): number;
+  /** The kind of every entry, where they are all of one kind (readdir then looks none up). */
+  readonly entryKind?: Node['kind'];
 }
 
 export interface AttrNode {
@@ -78,8 +80,14 @@ export function dynDir(
   lookup: (name: string) => Node | undefined,
   alive: Alive = ALWAYS,
   subdirs?: () => number,
+  entryKind?: Node['kind'],
 ): DirNode {
-  return { kind: 'dir', alive, names, lookup, subdirs };
+  return { kind: 'dir', alive, names, lookup, subdirs, entryKind };
+}
+
+/** A directory of links only, computed by two functions (st_nlink counts no entry). */
+export function linkDir(names: () => Iterable<string>, lookup: (name: string) => LinkNode | undefined, alive: Alive = ALWAYS): DirNode {
+  return dynDir(names, lookup, alive, () => 0, 'link');
 }
 
 /** Counts the subdirectories of a directory, cheaply where it says how. */

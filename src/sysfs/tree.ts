@@ -14,6 +14,7 @@ import {
   attr,
   dir,
   dynDir,
+  linkDir,
   groups,
   link,
   onlyWhen,
@@ -351,14 +352,13 @@ export class SysfsTree {
   private typeDir(type: MdevType, alive: Alive): DirNode {
     return this.cached(type, 'dir', () => {
       const core = this.core;
-      const devices = dynDir(
+      const devices = linkDir(
         () => type.devices.keys(),
         (name) => {
           const dev = type.devices.get(name);
           return dev && link(this.devicePath(dev), this.partAlive(dev, 'links'));
         },
         alive,
-        () => 0,
       );
       return dir(
         {
@@ -443,14 +443,12 @@ export class SysfsTree {
   private busMdev(): DirNode {
     return this.cached(this, 'bus/mdev', () => {
       const core = this.core;
-      const devices = dynDir(
+      const devices = linkDir(
         () => this.listedDevices(),
         (name) => {
           const dev = core.devices.get(name);
           return dev && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'dir')) : undefined;
         },
-        undefined,
-        () => 0,
       );
       const drivers = dynDir(
         () => this.busDrivers().map((d) => d.name),
@@ -491,14 +489,13 @@ export class SysfsTree {
         },
         alive,
       );
-      const bound = dynDir(
+      const bound = linkDir(
         () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')).map((d) => d.uuid),
         (uuid) => {
           const dev = core.devices.get(uuid);
           return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(this.devicePath(dev), this.partAlive(dev, 'bound')) : undefined;
         },
         alive,
-        () => 0,
       );
       return union([fixed, bound], alive);
     });
@@ -506,14 +503,12 @@ export class SysfsTree {
 
   /** A directory of links named after parents (class/mdev_bus, class/<class>, bus/pci/devices, ...). */
   private parentLinks(parents: () => Parent[]): DirNode {
-    return dynDir(
+    return linkDir(
       () => parents().map((p) => p.name),
       (name) => {
         const p = parents().find((x) => x.name === name);
         return p && link(p.placement.path, this.parentAlive(p));
       },
-      undefined,
-      () => 0,
     );
   }
 

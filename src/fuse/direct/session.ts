@@ -624,6 +624,10 @@ export class Session {
     const out = Buffer.allocUnsafe(P.OUT_HEADER_SIZE + size);
     const base = P.OUT_HEADER_SIZE;
     let used = 0;
+    // Where every entry is of one kind (bus/mdev/devices, a type's devices/), none is looked up:
+    // an entry gone since the listing was taken is then listed, as a race with readdir may.
+    const uniform = dir?.entryKind;
+    const seed = nameInoSeed(d.node.path);
     for (let i = offset; i < d.names.length; i++) {
       const name = d.names[i]!;
       const recSize = P.direntSize(Buffer.byteLength(name));
@@ -632,11 +636,11 @@ export class Session {
       let ino = Number(d.node.id);
       if (name === '..') ino = Number(d.node.parent?.id ?? d.node.id);
       else if (name !== '.') {
-        const kind = dir?.lookup(name)?.kind;
+        const kind = uniform ?? dir?.lookup(name)?.kind;
         if (!kind) continue; // gone since the listing was taken
         type = kind === 'dir' ? P.DT_DIR : kind === 'link' ? P.DT_LNK : P.DT_REG;
         const known = d.node.children.get(name);
-        ino = known && !known.detached ? Number(known.id) : nameIno(d.node.path, name);
+        ino = known && !known.detached ? Number(known.id) : nameIno(seed, name);
       }
       used += P.writeDirent(out, base + used, ino, i + 1, type, name);
     }
@@ -656,13 +660,16 @@ const NO_REPLY = new Set<number>([P.Op.FORGET, P.Op.BATCH_FORGET, P.Op.INTERRUPT
  * A stable, non-zero d_ino for a name never looked up: FNV-1a of the path, 32 bits, with bit
  * 40 set (no clash with node ids, which count up from 2). Only readdir's d_ino shows it.
  */
-function nameIno(dirPath: string, name: string): number {
-  let h = 0x811c9dc5;
-  const mix = (s: string) => {
-    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  };
-  mix(dirPath);
-  mix('/');
-  mix(name);
-  return (h >>> 0) + 2 ** 40;
+function nameIno(seed: number, name: string): number {
+  return (fnv1a(seed, name) >>> 0) + 2 ** 40;
+}
+
+/** The FNV-1a state after `${dirPath}/`: nameIno goes on from it for each name in the directory. */
+function nameInoSeed(dirPath: string): number {
+  return fnv1a(fnv1a(0x811c9dc5, dirPath), '/');
+}
+
+function fnv1a(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h;
 }
