@@ -39,6 +39,7 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
   const uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
+  kernfs.beforeWriteReturns(() => uevents.delivered());
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
   return { core, kernfs, tree, abi, clock, uevents, ready };

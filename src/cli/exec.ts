@@ -2,15 +2,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import { constants as fsConstants, accessSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { constants as osConstants, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { SENDER_PY } from '../events/udev';
 
 export interface ExecOptions {
   /**
    * Deliver uevents as udevd does, inside a private network namespace of the command's own:
-   * called with the stream that feeds the sender there (see events/udev.ts); returns the unsubscribe.
+   * called with the stream that feeds the sender there and the one it acknowledges each event on
+   * (see events/udev.ts); returns the unsubscribe.
    */
-  udev?: (sender: Writable) => () => void;
+  udev?: (sender: Writable, acks: Readable) => () => void;
   /** Settles when mdevfs is told to stop: the command gets SIGTERM, and SIGKILL if still running STOP_GRACE_MS later. */
   stop?: Promise<unknown>;
 }
@@ -32,10 +33,11 @@ function commandEnv(): NodeJS.ProcessEnv {
 }
 
 /**
- * With --udev: the sender starts in the new network namespace, fed on fd 3; it detaches once its
- * socket exists (so CMD starts after it, and it is not CMD's child).
+ * With --udev: the sender starts in the new network namespace, fed on fd 3, acknowledging on fd 4;
+ * it detaches once its socket exists (so CMD starts after it, and it is not CMD's child). CMD
+ * inherits neither fd.
  */
-const UDEV_SENDER = 'python3 -c "$MDEVFS_UDEV_SENDER" --detach <&3 3<&- || exit 125; unset MDEVFS_UDEV_SENDER; ';
+const UDEV_SENDER = 'python3 -c "$MDEVFS_UDEV_SENDER" --detach --ack-fd 4 <&3 3<&- || exit 125; unset MDEVFS_UDEV_SENDER; ';
 
 type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
 
@@ -64,6 +66,7 @@ function withoutFuseFds(stdio: Stdio[]): number | undefined {
   if (leaking.length === 0) return undefined;
   const devNull = openSync('/dev/null', 'r');
   for (const fd of leaking) {
+    if (fd < stdio.length) continue; // that number is the child's stdio entry (a pipe) anyway
     while (stdio.length <= fd) stdio.push('ignore');
     stdio[fd] = devNull;
   }
@@ -81,17 +84,17 @@ export function runOverSys(tree: string, argv: readonly string[], opts: ExecOpti
   mkdirSync(join(scratch, 'scripts.d', 'notifiers'), { recursive: true });
   const inner =
     'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2" /etc/mdevctl.d || exit 125; shift 2; ' +
-    (opts.udev ? `${UDEV_SENDER}exec "$@" 3<&-` : 'exec "$@"');
+    (opts.udev ? `${UDEV_SENDER}exec "$@" 3<&- 4>&-` : 'exec "$@"');
   const env = commandEnv();
   if (opts.udev) env.MDEVFS_UDEV_SENDER = SENDER_PY;
-  const stdio: Stdio[] = opts.udev ? ['inherit', 'inherit', 'inherit', 'pipe'] : ['inherit', 'inherit', 'inherit'];
+  const stdio: Stdio[] = opts.udev ? ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
   const devNull = withoutFuseFds(stdio);
   const child = spawn('unshare', ['-m', ...(opts.udev ? ['-n'] : []), '--propagation', 'private', 'sh', '-c', inner, 'sh', tree, scratch, ...argv], {
     stdio,
     env,
   });
   if (devNull !== undefined) closeSync(devNull);
-  const unsubscribe = opts.udev?.(child.stdio[3] as Writable);
+  const unsubscribe = opts.udev?.(child.stdio[3] as Writable, child.stdio[4] as Readable);
   return new Promise((resolve) => {
     const done = (code: number) => {
       unsubscribe?.();

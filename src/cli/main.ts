@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Request } from '../control/protocol';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
@@ -144,7 +144,7 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
     return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
-      const udev = options.has('udev') ? (out: Writable) => feedUdevSender(uevents, out, log) : undefined;
+      const udev = options.has('udev') ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks) : undefined;
       return runOverSys(mountpoint, argv, { udev, stop: stopped });
     });
   } finally {

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { endianness } from 'node:os';
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Uevent, Uevents } from './uevents';
 
@@ -64,12 +64,14 @@ export function udevMessage(props: readonly (readonly [string, string])[]): Buff
  * its network namespace; libudev accepts the message only from uid 0. ECONNREFUSED is what
  * udevd gets too when the datagram's unicast copy finds no kernel handler: the multicast went out.
  * With --detach it forks once the socket exists and the parent exits: whoever waited for it knows
- * the sender is there, and the sender is nobody's child.
+ * the sender is there, and the sender is nobody's child. With --ack-fd N it writes one byte to
+ * fd N once each datagram is out (sendto has queued it on every listener's socket).
  */
 export const SENDER_PY = `
 import base64, os, socket, sys
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 15)
 s.bind((0, 0))
+ack = int(sys.argv[sys.argv.index("--ack-fd") + 1]) if "--ack-fd" in sys.argv else None
 if "--detach" in sys.argv and os.fork() != 0:
     os._exit(0)
 while True:
@@ -82,15 +84,53 @@ while True:
         pass
     except OSError as e:
         print("mdevfs: udev sender: %s" % e, file=sys.stderr, flush=True)
+    if ack is not None:
+        try:
+            os.write(ack, b".")
+        except OSError:
+            ack = None
 `;
+
+/** How long a write(2) waits for the sender to say an event went out before it returns anyway. */
+const ACK_TIMEOUT_MS = 2000;
 
 /**
  * Feeds every uevent, as udevd would re-broadcast it, to a sender reading `out`. udevd adds
  * USEC_INITIALIZED (when it first saw the device) to what the kernel sent.
  */
-export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger): () => void {
+export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger, acks?: Readable): () => void {
   const firstSeen = new Map<string, bigint>();
-  out.on('error', (err) => log.warn({ err }, 'udev sender is gone; uevents are no longer delivered'));
+  // One waiter per line sent, answered in order by the sender's bytes on `acks`. A sender that
+  // is gone or silent never holds a write: everything waiting is let go.
+  const waiting: (() => void)[] = [];
+  let silent = !acks;
+  const letGo = () => {
+    silent = true;
+    for (const w of waiting.splice(0)) w();
+  };
+  acks?.on('data', (chunk: Buffer) => {
+    for (let i = 0; i < chunk.length; i++) waiting.shift()?.();
+  });
+  acks?.on('end', letGo);
+  acks?.on('error', letGo);
+  out.on('error', (err) => {
+    letGo();
+    log.warn({ err }, 'udev sender is gone; uevents are no longer delivered');
+  });
+  const sent = (): Promise<void> | undefined => {
+    if (silent) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        log.warn({ ms: ACK_TIMEOUT_MS }, 'udev sender did not acknowledge an event; writes no longer wait for it');
+        letGo();
+      }, ACK_TIMEOUT_MS);
+      timer.unref();
+      waiting.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  };
   return uevents.subscribe((ev: Uevent) => {
     const devpath = ev.DEVPATH ?? '';
     let usec = firstSeen.get(devpath);
@@ -100,7 +140,9 @@ export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger): ()
     }
     if (ev.ACTION === 'remove') firstSeen.delete(devpath);
     const props: [string, string][] = [...Object.entries(ev), ['USEC_INITIALIZED', String(usec)]];
-    if (!out.destroyed) out.write(udevMessage(props).toString('base64') + '\n');
+    if (out.destroyed) return undefined;
+    out.write(udevMessage(props).toString('base64') + '\n');
+    return sent();
   });
 }
 
@@ -110,14 +152,14 @@ export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger): ()
  */
 export function startUdevSender(uevents: Uevents, log: Logger): { child: ChildProcess; stop: () => void; failed: Promise<Error> } {
   let stopping = false;
-  const child = spawn('python3', ['-c', SENDER_PY], { stdio: ['pipe', 'inherit', 'inherit'] });
+  const child = spawn('python3', ['-c', SENDER_PY, '--ack-fd', '1'], { stdio: ['pipe', 'pipe', 'inherit'] });
   const failed = new Promise<Error>((resolve) => {
     child.on('error', (err) => resolve(new Error(`cannot start the udev sender: python3: ${err.message}`)));
     child.on('exit', (code, signal) => {
       if (!stopping) resolve(new Error(`the udev sender (python3) ended (${signal ?? `exit ${code}`})`));
     });
   });
-  const unsubscribe = feedUdevSender(uevents, child.stdin!, log);
+  const unsubscribe = feedUdevSender(uevents, child.stdin!, log, child.stdout!);
   return {
     child,
     failed,

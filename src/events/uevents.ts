@@ -10,6 +10,9 @@ import type { KobjectInfo } from '../sysfs/tree';
  */
 export type Uevent = Readonly<Record<string, string>>;
 
+/** A sink; one that returns a promise is waited for (delivered()) until it settles. */
+export type UeventListener = (ev: Uevent) => void | Promise<void>;
+
 /** The layer that knows paths: DEVPATH, SUBSYSTEM and `uevent` variables of a kobject. */
 export interface KobjectSource {
   kobject(k: Kobj): KobjectInfo;
@@ -62,13 +65,16 @@ export class Uevents {
   /** The last HISTORY events sent, a ring: the oldest at historyStart once full. */
   private readonly history: Uevent[] = [];
   private historyStart = 0;
-  private readonly listeners = new Set<(ev: Uevent) => void>();
+  private readonly listeners = new Set<UeventListener>();
+  /** Sinks' acknowledgements not yet in (a udev sender's, once the datagram is out). */
+  private readonly acks = new Set<Promise<void>>();
   /** bus/mdev drivers (name -> module) and classes of the loaded modules: their appearance and departure are uevents too. */
   private drivers: Map<string, string>;
   private classes: Set<string>;
   /** Module adds that follow a loading parent's registration (do_init_module sends KOBJ_ADD last). */
   private readonly afterRegistered = new Map<Parent, [string, string][][]>();
-  private flushScheduled = false;
+  /** Settles when the flush scheduled last has run (null: none scheduled). */
+  private flushing: Promise<void> | null = null;
 
   constructor(
     private readonly core: MdevCore,
@@ -88,7 +94,7 @@ export class Uevents {
    * Calls listener with every event sent from now on; with `since`, first with the retained
    * events whose SEQNUM is greater. Returns the unsubscribe function.
    */
-  subscribe(listener: (ev: Uevent) => void, since?: number): () => void {
+  subscribe(listener: UeventListener, since?: number): () => void {
     if (since !== undefined) {
       const h = this.history;
       for (let i = 0; i < h.length; i++) {
@@ -270,13 +276,24 @@ export class Uevents {
   // ---- sending -------------------------------------------------------------------------
 
   private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
+    if (this.flushing) return;
     const upTo = this.rendered;
-    void this.settled().then(() => {
-      this.flushScheduled = false;
+    this.flushing = this.settled().then(() => {
+      this.flushing = null;
       this.flush(upTo);
     });
+  }
+
+  /**
+   * Resolves once the events ready so far have been sent and every sink that acknowledges
+   * (the udev sender) has acknowledged them: a write(2) returns only then, as the kernel
+   * broadcasts a uevent before the write that caused it returns. Events still held for a
+   * device in the middle of its create or remove are not waited for.
+   */
+  async delivered(): Promise<void> {
+    // Flushes rendered meanwhile by other writers are followed a few rounds at most.
+    for (let round = 0; this.flushing && round < 4; round++) await this.flushing;
+    if (this.acks.size > 0) await Promise.all([...this.acks]);
   }
 
   /**
@@ -304,7 +321,12 @@ export class Uevents {
     }
     for (const l of this.listeners) {
       try {
-        l(ev);
+        const ack: unknown = l(ev);
+        // (A listener typed as returning void may return anything: only a promise is waited for.)
+        if (ack instanceof Promise) {
+          const tracked: Promise<void> = ack.catch(() => undefined).then(() => void this.acks.delete(tracked));
+          this.acks.add(tracked);
+        }
       } catch {
         // A sink's failure is the sink's business; the others still hear the event.
       }

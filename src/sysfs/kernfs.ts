@@ -62,6 +62,7 @@ export class Kernfs {
 
   private readonly invalidationListeners: ((inv: Invalidation) => Promise<void> | void)[] = [];
   private readonly undelivered = new Set<Promise<void>>();
+  private readonly writeBarriers: (() => Promise<void>)[] = [];
 
   constructor(
     private readonly root: DirNode,
@@ -87,6 +88,11 @@ export class Kernfs {
       const tracked: Promise<void> = delivered.catch(() => undefined).then(() => void this.undelivered.delete(tracked));
       this.undelivered.add(tracked);
     }
+  }
+
+  /** What every write waits for, after the invalidations, before it returns (the uevents' delivery). */
+  beforeWriteReturns(barrier: () => Promise<void>): void {
+    this.writeBarriers.push(barrier);
   }
 
   /** Resolves once every invalidation announced so far has reached the kernel. */
@@ -217,8 +223,10 @@ export class Kernfs {
       if (err instanceof MdevError) this.log.info({ path: f.path, errno: errnoName(err.errno), reason: err.message }, 'write refused');
       throw err;
     } finally {
-      // What the store changed is gone from every cache before write(2) returns.
+      // What the store changed is gone from every cache before write(2) returns, and the
+      // uevents it caused have been broadcast.
       await this.settled();
+      for (const b of this.writeBarriers) await b();
     }
   }
 
