@@ -198,6 +198,20 @@ export function attrReply(unique: bigint, attrValid: number, a: Attr): Buffer {
   return b;
 }
 
+/** The reply to OPEN: out_header and struct fuse_open_out (fh below 2^53). */
+export function openReply(unique: bigint, fh: number, openFlags: number): Buffer {
+  const b = header(unique, OPEN_OUT_SIZE);
+  writeU64(b, OUT_HEADER_SIZE, fh);
+  b.writeUInt32LE(openFlags >>> 0, OUT_HEADER_SIZE + 8);
+  b.writeUInt32LE(0, OUT_HEADER_SIZE + 12); // open_flags' padding (backing_id)
+  return b;
+}
+
+/** A u64 below 2^53 at off, as a number (no BigInt). */
+export function readU64(buf: Buffer, off: number): number {
+  return buf.readUInt32LE(off) + buf.readUInt32LE(off + 4) * 0x100000000;
+}
+
 /** An allocated reply with its out_header written (error 0), room for len bytes after it. */
 function header(unique: bigint, len: number): Buffer {
   const b = Buffer.allocUnsafe(OUT_HEADER_SIZE + len);

@@ -477,18 +477,18 @@ export class Session {
         const node = this.node(h);
         if (node.detached) throw new MdevError(ENODEV, 'stale');
         const fh = this.kernfs.open(node.path, body.readUInt32LE(0));
-        return this.reply(u, P.openOut(BigInt(fh), P.FOPEN_DIRECT_IO | P.FOPEN_PARALLEL_DIRECT_WRITES | P.FOPEN_NOFLUSH));
+        return this.send(P.openReply(u, fh, P.FOPEN_DIRECT_IO | P.FOPEN_PARALLEL_DIRECT_WRITES | P.FOPEN_NOFLUSH));
       }
       case P.Op.READ: {
-        const fh = Number(body.readBigUInt64LE(0));
-        const offset = Number(body.readBigUInt64LE(8));
+        const fh = P.readU64(body, 0);
+        const offset = P.readU64(body, 8);
         const size = body.readUInt32LE(16);
         return this.reply(u, this.kernfs.read(fh, size, offset));
       }
       case P.Op.WRITE:
         return this.write_(h, body);
       case P.Op.RELEASE:
-        this.kernfs.release(Number(body.readBigUInt64LE(0)));
+        this.kernfs.release(P.readU64(body, 0));
         return this.reply(u);
       case P.Op.FLUSH:
       case P.Op.FSYNC:
