@@ -15,6 +15,8 @@ export interface Options {
   only: Set<string> | null;
   /** node --cpu-prof the figure-5 daemon into this directory. */
   cpuProf: string | null;
+  /** A nice-19 spinner per CPU for the whole run (no CPU ever idles). */
+  busyCpus: boolean;
 }
 
 /** What every figure adds to: table rows, notes under the table, raw data for the JSON. */
