@@ -163,7 +163,7 @@ async function withMount(
 ): Promise<number> {
   const [
     { ensurePrivateDir },
-    { lockForLife },
+    { lockForLife, sweepStaleLocks },
     { controlDir, lockPath },
     { startControlServer },
     { buildEmulation },
@@ -224,6 +224,8 @@ async function withMount(
       process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds ${lockPath(dir, controlPath)}\n`);
       return EXIT_MOUNT;
     }
+    // The locks of daemons that were killed (SIGKILL leaves them), while this one starts.
+    if (cdir) void sweepStaleLocks(cdir, lockPath(dir, controlPath)).then((n) => n > 0 && log.debug({ removed: n, dir: cdir }, 'stale locks removed'));
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return 1;

@@ -1,5 +1,6 @@
-import { spawnSync } from 'node:child_process';
-import { closeSync, constants, fstatSync, openSync, rmSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, constants, fstatSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * Takes an exclusive flock(2) on `path` without waiting, held until this process exits.
@@ -35,4 +36,34 @@ export function lockForLife(path: string): boolean {
     closeSync(fd); // the previous holder removed it as it exited
   }
   throw new Error(`cannot lock ${path}: it keeps being replaced`);
+}
+
+/** The locks (and sockets) daemons keep in the control directory: a 16-hex-digit id each. */
+const LOCK_NAME = /^[0-9a-f]{16}\.lock$/;
+
+/**
+ * Removes, in the background, the locks in `dir` that no daemon holds (a daemon killed with
+ * SIGKILL cannot remove its own), with the socket of the same name. Each is removed by flock(1)
+ * while it holds the lock, the way a daemon removes its own at exit, so a daemon that opened it
+ * meanwhile finds that `path` no longer names the file it locked and tries again (lockForLife).
+ * A lock some daemon holds is left alone: `flock --nonblock` fails on it. Resolves with the
+ * number removed; never rejects.
+ */
+export function sweepStaleLocks(dir: string, own: string): Promise<number> {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => LOCK_NAME.test(n) && join(dir, n) !== own);
+  } catch {
+    return Promise.resolve(0);
+  }
+  if (names.length === 0) return Promise.resolve(0);
+  const script = 'n=0; for f; do flock --nonblock "$f" rm -f "$f" "${f%.lock}.sock" && n=$((n+1)); done; echo $n';
+  return new Promise((resolve) => {
+    let out = '';
+    const child = spawn('sh', ['-c', script, 'sh', ...names.map((n) => join(dir, n))], { stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', () => resolve(0));
+    child.on('exit', () => resolve(Number(out.trim()) || 0));
+    child.unref();
+  });
 }

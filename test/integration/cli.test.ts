@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BACKEND, CLI, REPO, backendArgs, cliEnv, isMounted, scratch, startDaemon } from '../helpers/daemon';
@@ -171,4 +171,26 @@ t.test('npx: kill $! while the daemon is still starting (its shell gone before i
     grep -c " ${dir} " /proc/mounts`;
   const r = spawnSync('bash', ['-c', script], { cwd: REPO, encoding: 'utf8', timeout: 30000, env: cliEnv() });
   t.equal(r.stdout, 'gone\n0\n', r.stderr);
+});
+
+t.test('a starting daemon removes the locks (and sockets) of killed daemons, never a held one', async (t) => {
+  const ctl = scratch('mdevfs-ctl-');
+  const stale = join(ctl, 'aaaaaaaaaaaaaaaa');
+  const held = join(ctl, 'bbbbbbbbbbbbbbbb.lock');
+  writeFileSync(`${stale}.lock`, '');
+  writeFileSync(`${stale}.sock`, '');
+  writeFileSync(join(ctl, 'notes.txt'), 'not a lock');
+  // A live daemon's lock: flock(1) holds it for as long as it sleeps.
+  const holder = spawn('flock', [held, 'sleep', '60'], { stdio: 'ignore' });
+  t.teardown(() => void holder.kill());
+  for (let i = 0; i < 100 && spawnSync('flock', ['--nonblock', held, 'true']).status === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  const d = await startDaemon({ env: { MDEVFS_CONTROL_DIR: ctl } });
+  t.teardown(() => d.stop());
+  const gone = () => !existsSync(`${stale}.lock`);
+  for (let i = 0; i < 200 && !gone(); i++) await new Promise((r) => setTimeout(r, 25));
+  t.ok(gone(), 'the stale lock is removed');
+  t.notOk(existsSync(`${stale}.sock`), 'with its socket');
+  t.ok(existsSync(held), 'a held lock stays');
+  t.ok(existsSync(join(ctl, 'notes.txt')), 'what is not a lock stays');
+  t.equal(readdirSync(ctl).filter((n) => n.endsWith('.lock') && n !== 'bbbbbbbbbbbbbbbb.lock').length, 1, "the daemon's own lock is there");
 });
