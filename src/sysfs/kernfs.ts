@@ -130,8 +130,8 @@ export class Kernfs {
     return node;
   }
 
-  getattr(path: string): Stat {
-    const node = this.resolve(path);
+  /** stat of path; `node`, if given, is what path resolves to (a backend may keep it between changes). */
+  getattr(path: string, node: Node = this.resolve(path)): Stat {
     const o = this.override(path);
     const t = this.epoch;
     const mode = this.modeOf(node, o);
@@ -183,8 +183,7 @@ export class Kernfs {
   }
 
   /** kernfs_fop_open with KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK: mode bits decide, root or not. */
-  open(path: string, flags: number): number {
-    const node = this.resolve(path);
+  open(path: string, flags: number, node: Node = this.resolve(path)): number {
     if (node.kind === 'dir') {
       if ((flags & O_ACCMODE) !== 0) fail(Errno.EISDIR);
       return 0;

@@ -1,3 +1,4 @@
+import type { Node } from '../../sysfs/nodes';
 import type { Attr } from './protocol';
 import { FUSE_ROOT_ID } from './protocol';
 
@@ -19,6 +20,9 @@ export interface FuseNode {
   target?: string;
   /** For a directory: the change generation its listing was last read at (the kernel caches it). */
   listedGen?: number;
+  /** The Kernfs node its path resolved to, at change generation `resolvedGen` (valid while no change happened). */
+  resolved?: Node;
+  resolvedGen?: number;
   detached: boolean;
   readonly children: Map<string, FuseNode>;
 }

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { MdevError } from '../../core/errno';
 import type { Invalidation, Kernfs, Stat } from '../../sysfs/kernfs';
-import type { DirNode } from '../../sysfs/nodes';
+import type { DirNode, Node as KNode } from '../../sysfs/nodes';
 import { type FuseNode, NodeTable, childPath } from './nodes';
 import { type FdPoller, POLL_READ_BUFFER, pollFd } from './poll';
 import * as P from './protocol';
@@ -82,9 +82,10 @@ export class Session {
   /**
    * Directory listings: the kernel caches each directory's READDIR replies (FOPEN_CACHE_DIR)
    * and keeps them across opens (FOPEN_KEEP_CACHE) while no change happened since they were
-   * read. `listingGen` counts changes; `listed` holds the directories read since the last one.
+   * read. `changeGen` counts changes; `listed` holds the directories read since the last one.
+   * A FuseNode also keeps the Kernfs node its path resolved to until the next change (resolved()).
    */
-  private listingGen = 0;
+  private changeGen = 0;
   private readonly listed = new Set<FuseNode>();
 
   constructor(private readonly opts: SessionOptions) {
@@ -315,7 +316,7 @@ export class Session {
    * read after the change); a new open would drop the listing anyway.
    */
   private dropListings(): void {
-    this.listingGen++;
+    this.changeGen++;
     if (this.listed.size === 0) return;
     if (this.initDone && !this.stopping) for (const dir of this.listed) this.notifyNow(P.invalInode(dir.id, true));
     this.listed.clear();
@@ -355,6 +356,19 @@ export class Session {
   private dropTarget(node: FuseNode, batch: Buffer[]): void {
     node.target = undefined;
     batch.push(P.invalInode(node.id, true));
+  }
+
+  /**
+   * What node.path resolves to in Kernfs, walked again only after a change: every change of
+   * the tree comes through invalidate() (the kernel's own caches rely on that), so between
+   * two changes a path resolves to the same node. Throws as Kernfs.resolve does.
+   */
+  private resolved(node: FuseNode): KNode {
+    if (node.resolved && node.resolvedGen === this.changeGen) return node.resolved;
+    const kn = this.kernfs.resolve(node.path);
+    node.resolved = kn;
+    node.resolvedGen = this.changeGen;
+    return kn;
   }
 
   private exists(path: string): boolean {
@@ -413,7 +427,7 @@ export class Session {
   private currentAttr(node: FuseNode): P.Attr {
     if (!node.detached) {
       try {
-        return this.attrOf(node, this.kernfs.getattr(node.path));
+        return this.attrOf(node, this.kernfs.getattr(node.path, this.resolved(node)));
       } catch (err) {
         if (!(err instanceof MdevError) || !node.lastAttr) throw err;
       }
@@ -476,7 +490,7 @@ export class Session {
       case P.Op.OPEN: {
         const node = this.node(h);
         if (node.detached) throw new MdevError(ENODEV, 'stale');
-        const fh = this.kernfs.open(node.path, body.readUInt32LE(0));
+        const fh = this.kernfs.open(node.path, body.readUInt32LE(0), this.resolved(node));
         return this.send(P.openReply(u, fh, P.FOPEN_DIRECT_IO | P.FOPEN_PARALLEL_DIRECT_WRITES | P.FOPEN_NOFLUSH));
       }
       case P.Op.READ: {
@@ -499,7 +513,7 @@ export class Session {
         const fh = this.nextDirFh++;
         this.dirs.set(fh, { node });
         // The listing the kernel cached stays only if nothing changed since it was read.
-        const keep = node.listedGen === this.listingGen ? P.FOPEN_KEEP_CACHE : 0;
+        const keep = node.listedGen === this.changeGen ? P.FOPEN_KEEP_CACHE : 0;
         return this.reply(u, P.openOut(fh, P.FOPEN_CACHE_DIR | keep));
       }
       case P.Op.READDIR:
@@ -603,7 +617,7 @@ export class Session {
     // The listing is taken when reading starts (offset 0) so that cookies stay stable.
     if (offset === 0 || !d.names) {
       // What the kernel caches from here on is this listing, current as of now.
-      d.node.listedGen = this.listingGen;
+      d.node.listedGen = this.changeGen;
       this.listed.add(d.node);
       try {
         d.names = d.node.detached ? ['.', '..'] : this.kernfs.readdir(d.node.path);
