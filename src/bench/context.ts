@@ -17,6 +17,8 @@ export interface Options {
   cpuProf: string | null;
   /** A nice-19 spinner per CPU for the whole run (no CPU ever idles). */
   busyCpus: boolean;
+  /** Every process of the run on this CPU (taskset), or null. */
+  pinCpu: number | null;
 }
 
 /** What every figure adds to: table rows, notes under the table, raw data for the JSON. */

@@ -16,8 +16,10 @@
  *   --busy-cpus            keep every CPU busy with a nice-19 spinner for the whole run, so
  *                          that no CPU ever idles: a sleeping vCPU wakes slowly (tens of us),
  *                          and whether one is idle is the largest source of run-to-run noise
+ *   --pin-cpu N            run everything (the bench, every daemon, every client) on CPU N:
+ *                          no wakeup crosses CPUs, so what is measured is CPU time
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
@@ -32,7 +34,7 @@ import { type Results, machine, table, writeJson } from './report';
 import { pingPong } from './py';
 import { removeScratch } from './static-copy';
 
-const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR] [--backend fuse-native|direct] [--busy-cpus]';
+const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR] [--backend fuse-native|direct] [--busy-cpus] [--pin-cpu N]';
 
 function parseOptions(argv: string[]): Options {
   const o: Options = {
@@ -45,6 +47,7 @@ function parseOptions(argv: string[]): Options {
     only: null,
     cpuProf: null,
     busyCpus: false,
+    pinCpu: null,
   };
   const num = (v: string | undefined, name: string) => {
     const n = Number(v);
@@ -100,6 +103,11 @@ function parseOptions(argv: string[]): Options {
       case '--busy-cpus':
         o.busyCpus = true;
         break;
+      case '--pin-cpu':
+        if (!v || !/^\d+$/.test(v)) throw new Error('--pin-cpu needs a CPU number');
+        o.pinCpu = Number(v);
+        i++;
+        break;
       case '-h':
       case '--help':
         process.stdout.write(USAGE + '\n');
@@ -140,6 +148,11 @@ async function main(): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Every process started from here on inherits the affinity (fork keeps it).
+  if (opts.pinCpu !== null) {
+    const r = spawnSync('taskset', ['-a', '-p', '-c', String(opts.pinCpu), String(process.pid)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`--pin-cpu: taskset failed: ${r.stderr?.trim() ?? r.error?.message}`);
+  }
   // nice 19 against nice 0: CFS gives a spinner about 1.5% of a CPU that the measured processes
   // want, and the CPU never enters its idle state.
   const spinners: ChildProcess[] = opts.busyCpus
@@ -192,7 +205,8 @@ async function main(): Promise<number> {
   process.stdout.write(
     `mdevfs bench, ${results.date.slice(0, 10)}: ${m.nproc} CPUs, kernel ${m.kernel}, node ${m.node}, ${m.python}, mdevctl ${m.mdevctl ?? 'missing'}; ${results.durationS!.toFixed(0)} s\n` +
       `process-to-process pipe round trip (two wakeups): ${before.toFixed(1)} us at the start, ${after.toFixed(1)} us at the end` +
-      `${opts.busyCpus ? '; --busy-cpus: a nice-19 spinner on every CPU' : ''}\n\n`,
+      `${opts.busyCpus ? '; --busy-cpus: a nice-19 spinner on every CPU' : ''}` +
+      `${opts.pinCpu !== null ? `; --pin-cpu ${opts.pinCpu}: every process on that CPU` : ''}\n\n`,
   );
   process.stdout.write(table(ctx.rows) + '\n');
   if (ctx.notes.length) process.stdout.write('\n' + ctx.notes.map((n) => `- ${n}`).join('\n') + '\n');
