@@ -73,7 +73,8 @@ export class Notifier {
   private waiting: { seq: number; done: () => void } | null = null;
   private closed = false;
 
-  constructor(fd: number) {
+  /** onDeath: called once if the thread ends before close() (it should not). */
+  constructor(fd: number, onDeath?: (err?: Error) => void) {
     this.worker = new Worker(WORKER, {
       eval: true,
       workerData: { fd, ctl: this.ctl.buffer, data: this.data.buffer, res: this.res.buffer },
@@ -81,8 +82,20 @@ export class Notifier {
     this.worker.on('message', (seq: number) => {
       if (this.waiting && seq >= this.waiting.seq) this.waiting.done();
     });
+    // A thread that died (it should not) must not hold every write for ever: what waits for
+    // it goes on, and each notification from then on reports ENOTCONN (the session logs it).
+    const died = (err?: Error) => {
+      if (!this.gone && !this.closed) onDeath?.(err);
+      this.gone = true;
+      this.waiting?.done();
+    };
+    this.worker.on('error', died);
+    this.worker.on('exit', () => died());
     this.worker.unref();
   }
+
+  /** The thread ended (close(), or it died). */
+  private gone = false;
 
   /**
    * Writes the notifications in order, one batch at a time (the caller waits for each);
@@ -91,7 +104,8 @@ export class Notifier {
    */
   async write(bufs: Buffer[]): Promise<(string | null)[]> {
     const errors: (string | null)[] = [];
-    for (let i = 0; i < bufs.length && !this.closed; ) {
+    if (this.gone && !this.closed) return bufs.map(() => 'ENOTCONN');
+    for (let i = 0; i < bufs.length && !this.closed && !this.gone; ) {
       let count = 0;
       let off = 0;
       while (i + count < bufs.length && count < MAX_PER_BATCH && off + bufs[i + count]!.length <= DATA_BYTES) {
@@ -104,6 +118,7 @@ export class Notifier {
         continue;
       }
       await this.run(count);
+      if (this.gone) return [...errors, ...bufs.slice(i).map(() => 'ENOTCONN')];
       for (let k = 0; k < count; k++) errors.push(this.res[k] === 0 ? null : (ERRNO_NAMES.get(this.res[k]!) ?? `errno ${this.res[k]}`));
       i += count;
     }
@@ -111,6 +126,7 @@ export class Notifier {
   }
 
   private run(count: number): Promise<void> | void {
+    if (this.gone) return;
     const seq = ++this.seq;
     this.ctl[COUNT] = count;
     Atomics.store(this.ctl, POSTED, seq);
@@ -128,8 +144,8 @@ export class Notifier {
       };
       this.waiting = { seq, done };
       Atomics.store(this.ctl, WANT, 1);
-      // The thread may have finished between the spin and WANT: then it sends nothing.
-      if (Atomics.load(this.ctl, DONE) === seq) done();
+      // The thread may have finished between the wait and WANT: then it sends nothing.
+      if (Atomics.load(this.ctl, DONE) === seq || this.gone) done();
     });
   }
 

@@ -94,7 +94,9 @@ export class Session {
     this.log = opts.log;
     this.maxWrite = Math.min(opts.maxWrite ?? 128 * 1024, 128 * 1024);
     this.readersDone = new Promise((resolve) => (this.resolveReadersDone = resolve));
-    this.notifier = new Notifier(this.fd);
+    this.notifier = new Notifier(this.fd, (err) =>
+      this.log.error({ err }, 'fuse: the notifier thread ended; the kernel is no longer told what changed (its caches may go stale)'),
+    );
     this.kernfs.onInvalidate((inv) => this.invalidate(inv));
   }
 
@@ -287,7 +289,7 @@ export class Session {
 
   /** ENOENT: the kernel had nothing cached under that name; anything else is worth a word. */
   private notifyFailed(error: string | null | undefined): void {
-    if (error && error !== 'ENOENT' && error !== 'ENODEV' && !this.stopping) this.log.warn({ error }, 'fuse: notification failed');
+    if (error && error !== 'ENOENT' && error !== 'ENODEV' && error !== 'ENOTCONN' && !this.stopping) this.log.warn({ error }, 'fuse: notification failed');
   }
 
   /**
