@@ -67,6 +67,11 @@ Options:
                         fuse-native, which mounts through fusermount
   -h, --help            this text
 
+Environment:
+  MDEVFS_SPIN_US=N      direct backend: after each request keep polling /dev/fuse for N microseconds
+                        instead of sleeping. Faster sequential clients where a CPU is idle, slower
+                        ones where the CPUs are busy (docs/benchmarks.md); off (0) by default
+
 Exit codes: 0 clean unmount, 1 failure, 2 usage error, 3 DIR is already a live mount or another
 daemon is serving it.
 `;
