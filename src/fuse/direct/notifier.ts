@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 // Shared control words (Int32Array indices).
 const POSTED = 0; // sequence number of the last batch handed to the thread
 const DONE = 1; // sequence number of the last batch the thread has written
-const WANT = 2; // 1: the main thread stopped spinning and waits for a message
+const WANT = 2; // 1: the main thread stopped waiting on DONE and waits for a message
 const STOP = 3; // 1: the thread leaves
 const COUNT = 4; // notifications in the batch handed over
 
@@ -21,8 +21,8 @@ const WAIT_MS = 0.5;
 
 // The thread sleeps on the POSTED word (a futex), writes each notification of the batch in
 // order (each frame starts with its length), records each write's errno, publishes DONE (and
-// wakes the main thread if it sleeps on it) and,
-// if the main thread is no longer spinning, tells it with a message. It never returns to its
+// wakes the main thread if it sleeps on it) and, if the main thread no longer waits on that
+// word, tells it with a message. It never returns to its
 // event loop, so a message is its only asynchronous signal.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -69,7 +69,7 @@ export class Notifier {
   private readonly data = Buffer.from(new SharedArrayBuffer(DATA_BYTES));
   private readonly res = new Int32Array(new SharedArrayBuffer(MAX_PER_BATCH * 4));
   private seq = 0;
-  /** The batch waiting for the thread's message, if the spin ran out. */
+  /** The batch waiting for the thread's message, if the wait on DONE ran out. */
   private waiting: { seq: number; done: () => void } | null = null;
   private closed = false;
 
