@@ -123,11 +123,16 @@ export function parseInHeader(buf: Buffer): InHeader {
 export function frame(unique: bigint, error: number, payload?: Buffer): Buffer {
   const len = OUT_HEADER_SIZE + (payload?.length ?? 0);
   const out = Buffer.allocUnsafe(len);
-  out.writeUInt32LE(len, 0);
-  out.writeInt32LE(error, 4);
-  writeU64(out, 8, Number(unique));
+  writeOutHeader(out, len, error, unique);
   if (payload) payload.copy(out, OUT_HEADER_SIZE);
   return out;
+}
+
+/** struct fuse_out_header at the start of buf: the reply's whole length, its error, its unique. */
+function writeOutHeader(buf: Buffer, total: number, error: number, unique: bigint): void {
+  buf.writeUInt32LE(total, 0);
+  buf.writeInt32LE(error, 4);
+  writeU64(buf, 8, Number(unique));
 }
 
 /** The attributes we report; times in ms since the epoch. */
@@ -198,7 +203,7 @@ export function attrReply(unique: bigint, attrValid: number, a: Attr): Buffer {
   return b;
 }
 
-/** The reply to OPEN: out_header and struct fuse_open_out (fh below 2^53). */
+/** The reply to OPEN and OPENDIR: out_header and struct fuse_open_out (fh below 2^53). */
 export function openReply(unique: bigint, fh: number, openFlags: number): Buffer {
   const b = header(unique, OPEN_OUT_SIZE);
   writeU64(b, OUT_HEADER_SIZE, fh);
@@ -215,17 +220,7 @@ export function readU64(buf: Buffer, off: number): number {
 /** An allocated reply with its out_header written (error 0), room for len bytes after it. */
 function header(unique: bigint, len: number): Buffer {
   const b = Buffer.allocUnsafe(OUT_HEADER_SIZE + len);
-  b.writeUInt32LE(OUT_HEADER_SIZE + len, 0);
-  b.writeInt32LE(0, 4);
-  writeU64(b, 8, Number(unique));
-  return b;
-}
-
-/** struct fuse_open_out. */
-export function openOut(fh: bigint, openFlags: number): Buffer {
-  const b = Buffer.alloc(OPEN_OUT_SIZE);
-  b.writeBigUInt64LE(fh, 0);
-  b.writeUInt32LE(openFlags, 8);
+  writeOutHeader(b, OUT_HEADER_SIZE + len, 0, unique);
   return b;
 }
 
@@ -308,9 +303,7 @@ export function writeDirent(buf: Buffer, off: number, ino: number, nextOff: numb
 /** Writes the out_header into the first OUT_HEADER_SIZE bytes of buf, whose payload (len bytes) follows it. */
 export function frameInPlace(buf: Buffer, unique: bigint, len: number): Buffer {
   const total = OUT_HEADER_SIZE + len;
-  buf.writeUInt32LE(total, 0);
-  buf.writeInt32LE(0, 4);
-  writeU64(buf, 8, Number(unique));
+  writeOutHeader(buf, total, 0, unique);
   return buf.subarray(0, total);
 }
 

@@ -511,12 +511,12 @@ export class Session {
         return this.reply(u);
       case P.Op.OPENDIR: {
         const node = this.live(h);
-        if (this.kernfs.resolve(node.path).kind !== 'dir') throw new MdevError(ENOTDIR);
+        if (this.resolved(node).kind !== 'dir') throw new MdevError(ENOTDIR);
         const fh = this.nextDirFh++;
         this.dirs.set(fh, { node });
         // The listing the kernel cached stays only if nothing changed since it was read.
         const keep = node.listedGen === this.changeGen ? P.FOPEN_KEEP_CACHE : 0;
-        return this.reply(u, P.openOut(fh, P.FOPEN_CACHE_DIR | keep));
+        return this.send(P.openReply(u, Number(fh), P.FOPEN_CACHE_DIR | keep));
       }
       case P.Op.READDIR:
         return this.readdir(u, body);
@@ -598,7 +598,7 @@ export class Session {
   }
 
   private write_(h: P.InHeader, body: Buffer): void {
-    const fh = Number(body.readBigUInt64LE(0));
+    const fh = P.readU64(body, 0);
     const size = body.readUInt32LE(16);
     // The read buffer is reused as soon as we return: copy the data before going async.
     const data = Buffer.from(body.subarray(P.WRITE_IN_SIZE, P.WRITE_IN_SIZE + size));
@@ -614,7 +614,7 @@ export class Session {
   private readdir(u: bigint, body: Buffer): void {
     const d = this.dirs.get(body.readBigUInt64LE(0));
     if (!d) throw new MdevError(9 /* EBADF */);
-    const offset = Number(body.readBigUInt64LE(8));
+    const offset = P.readU64(body, 8);
     const size = body.readUInt32LE(16);
     // The listing is taken when reading starts (offset 0) so that cookies stay stable.
     if (offset === 0 || !d.names) {
@@ -631,7 +631,7 @@ export class Session {
     // The directory is resolved once; each entry is one lookup in it (not a walk from the root).
     let dir: DirNode | undefined;
     try {
-      const n = d.node.detached ? undefined : this.kernfs.resolve(d.node.path);
+      const n = d.node.detached ? undefined : this.resolved(d.node);
       if (n?.kind === 'dir') dir = n;
     } catch (err) {
       if (!(err instanceof MdevError)) throw err;
