@@ -335,13 +335,15 @@ export class Session {
     for (const path of inv.entries) {
       const node = this.nodes.atPath(path);
       if (!node || !node.parent) continue;
-      const parent = this.nodes.atPath(node.parent.path);
-      if (parent) batch.push(P.invalEntry(parent.id, node.name));
       // A superset is allowed: only a name that really went away loses its node id.
       if (!this.exists(path)) {
         // A removed link's cached target goes with it (its inode may live on, held open).
+        // Dropped before the entry: once the entry is gone the kernel may have evicted the
+        // inode already, and the notification would only come back ENOENT.
         for (const link of this.nodes.detach(node)) this.dropTarget(link, batch);
       } else if (node.target !== undefined) this.dropTarget(node, batch);
+      const parent = this.nodes.atPath(node.parent.path);
+      if (parent) batch.push(P.invalEntry(parent.id, node.name));
     }
     for (const path of inv.attrs) {
       const node = this.nodes.atPath(path);
