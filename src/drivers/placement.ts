@@ -111,7 +111,7 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
   let dev = model.get(path);
   if (!dev) {
     const fn = pciFunction(p.name, pci, bars.place(pci.bars), pci.device, pci.irq ?? 16);
-    fn.iommuGroup = groups.alloc();
+    fn.iommuGroup = groupOf(groups, pci.iommuGroup);
     dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
     const s = pci.sriov;
     if (s) {
@@ -121,7 +121,7 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
         const perVf = vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(fn.sriov!.vfs.length) }));
         const vf = pciFunction(name, { ...pci, express: true }, perVf, s.vfDevice, 0);
         vf.physfn = fn;
-        vf.iommuGroup = groups.alloc();
+        vf.iommuGroup = groupOf(groups, s.vfIommuGroups?.[fn.sriov.vfs.length]);
         fn.sriov.vfs.push(vf);
         model.add(new HostDevice(name, vfPath, bus, vf, [], {}, undefined, true));
       }
@@ -144,12 +144,19 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
  * A PCI function that is no mdev parent and has no driver (a profile's `pciDevices`: the host
  * bridge), on the PCI bus with its root; no iommu group. A device already there is left alone.
  */
-export function placePciDevice(model: DeviceModel, bars: BarAllocator, d: PciDeviceProfile): void {
+export function placePciDevice(model: DeviceModel, groups: Ida, bars: BarAllocator, d: PciDeviceProfile): void {
   const path = d.path.split('/').filter(Boolean);
   ensureRoot(model, path);
   if (model.get(path)) return;
   const fn = pciFunction(d.name, d.pci, bars.place(d.pci.bars), d.pci.device, d.pci.irq ?? 0);
+  // In a group only if the profile names one (a recorded host's bridge); else none, as before.
+  if (d.pci.iommuGroup !== undefined) fn.iommuGroup = groupOf(groups, d.pci.iommuGroup);
   model.add(new HostDevice(d.name, path, model.bus('pci'), fn, [], {}, undefined, true));
+}
+
+/** The group a profile names for a function (held back for it, or free), else the lowest free one. */
+function groupOf(groups: Ida, named: number | undefined): number {
+  return named !== undefined && groups.take(named) ? named : groups.alloc();
 }
 
 /** The driver claims the device by its id table (it was bound at boot); the driver exists. */

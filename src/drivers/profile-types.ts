@@ -277,6 +277,12 @@ export interface PciProfile {
   bars?: PciBarProfile[];
   /** An SR-IOV physical function and its virtual functions. */
   sriov?: SriovProfile;
+  /**
+   * The function's IOMMU group number (kernel/iommu_groups/N), as a recorded host had it.
+   * Default: the lowest number free when the function is placed. Numbers a profile names are
+   * held back from the start, so no other function or mdev takes them first.
+   */
+  iommuGroup?: number;
 }
 
 export interface PciBarProfile {
@@ -312,6 +318,8 @@ export interface SriovProfile {
    * get the parent's `vfAttrs` instead).
    */
   mdevOn?: 'pf' | 'vfs' | 'none';
+  /** The enabled VFs' IOMMU group numbers, VF 0 first (as `PciProfile.iommuGroup`; a VF past the list gets the lowest free). */
+  vfIommuGroups?: number[];
 }
 
 /**

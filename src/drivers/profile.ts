@@ -254,7 +254,49 @@ function semanticProblems(profile: Profile): string[] {
   // One AP bus, one vfio_ap matrix: its host configuration is declared once.
   const apHosts = profile.parents.flatMap((p, i) => (p.apHost ? [i] : []));
   for (const i of apHosts.slice(1)) out.push(`parents[${i}].apHost: the AP configuration is parents[${apHosts[0]}]'s (a system has one AP bus)`);
+  groupProblems(profile, out);
   return out;
+}
+
+/** Every IOMMU group number a profile names, with where it names it. */
+export function namedIommuGroups(profile: Profile): { group: number; at: string }[] {
+  const out: { group: number; at: string }[] = [];
+  profile.parents.forEach((p, i) => {
+    if (p.pci?.iommuGroup !== undefined) out.push({ group: p.pci.iommuGroup, at: `parents[${i}].pci.iommuGroup` });
+    p.pci?.sriov?.vfIommuGroups?.forEach((group, k) => out.push({ group, at: `parents[${i}].pci.sriov.vfIommuGroups[${k}]` }));
+    p.devices?.forEach((d, j) => {
+      if (d.iommuGroup !== undefined) out.push({ group: d.iommuGroup, at: `parents[${i}].devices[${j}].iommuGroup` });
+    });
+  });
+  profile.pciDevices?.forEach((d, k) => {
+    if (d.pci.iommuGroup !== undefined) out.push({ group: d.pci.iommuGroup, at: `pciDevices[${k}].pci.iommuGroup` });
+  });
+  return out;
+}
+
+/** An IOMMU group belongs to one device; a PF lists a group for an enabled VF only. */
+function groupProblems(profile: Profile, out: string[]): void {
+  const seen = new Map<number, string>();
+  for (const { group, at } of namedIommuGroups(profile)) {
+    const other = seen.get(group);
+    if (other !== undefined) out.push(`${at}: IOMMU group ${group} is also ${other}'s`);
+    else seen.set(group, at);
+  }
+  profile.parents.forEach((p, i) => {
+    const s = p.pci?.sriov;
+    if (s?.vfIommuGroups && s.vfIommuGroups.length > (s.numVfs ?? s.totalVfs)) {
+      out.push(`parents[${i}].pci.sriov.vfIommuGroups: ${s.vfIommuGroups.length} groups for ${s.numVfs ?? s.totalVfs} enabled VFs`);
+    }
+  });
+}
+
+/**
+ * Holds back every IOMMU group number a profile names for a PCI function, before anything is
+ * placed: a function placed earlier without one would otherwise take the lowest free number,
+ * which may be a later function's. (Recorded mdevs get theirs as they are created.)
+ */
+export function reserveIommuGroups(core: MdevCore, profile: Profile): void {
+  for (const { group, at } of namedIommuGroups(profile)) if (!at.includes('.devices[')) core.groupIds.reserve(group);
 }
 
 /** NVIDIA vendor-specific VFIO (pci.sriov.mdevOn "none"): VF files over an nvidia-vgpu GPU, no mdevs. */

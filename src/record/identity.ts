@@ -13,6 +13,8 @@ export interface DeviceFiles {
   subsystem?: string;
   driver?: string;
   driverModule?: string;
+  /** N of its iommu_group link. */
+  iommuGroup?: number;
 }
 
 /** The IORESOURCE_* bits the `resource` file shows (include/linux/ioport.h). */
@@ -44,6 +46,7 @@ export function pciOf(dev: DeviceFiles, warnings: string[]): PciProfile {
   opt('irq', num('irq'));
   opt('localCpus', f('local_cpulist'), '0-7');
   opt('dmaMaskBits', num('dma_mask_bits'), 64);
+  opt('iommuGroup', dev.iommuGroup);
   const config = dev.files.get('config')?.content;
   if (config !== undefined) opt('express', config.length > 256, true);
   const resources = (f('resource') ?? '').split('\n').map((l) => l.trim().split(/\s+/).map((x) => (/^0x[0-9a-f]+$/i.test(x) ? BigInt(x) : undefined)));

@@ -57,6 +57,8 @@ export interface ObservedParent {
   devices: ObservedDevice[];
   /** An SR-IOV VF: its physical function (the physfn link). */
   pf?: PhysFn;
+  /** N of its iommu_group link (kernel/iommu_groups/N). */
+  iommuGroup?: number;
 }
 
 /** A PCI physical function whose VFs are mdev parents: the files that describe it. */
@@ -66,6 +68,8 @@ export interface PhysFn {
   files: Map<string, ObservedFile>;
   driver?: string;
   driverModule?: string;
+  /** N of its iommu_group link. */
+  iommuGroup?: number;
 }
 
 /** The s390 AP bus (bus/ap): what vfio-ap checks assignments against. */
@@ -79,7 +83,7 @@ export interface ObservedApBus {
 /** A PF whose VFs take vGPUs through NVIDIA's vendor-specific VFIO files. */
 export interface ObservedVendorVfio {
   pf: PhysFn;
-  vfs: { name: string; driver?: string; creatable: string; current: string }[];
+  vfs: { name: string; driver?: string; creatable: string; current: string; iommuGroup?: number }[];
 }
 
 export interface ObservedHost {
@@ -179,7 +183,13 @@ function readVendorVfio(root: string): ObservedVendorVfio[] {
     const read = (f: string) => readAttr(join(root, path, 'nvidia', f)).content?.toString('latin1') ?? '';
     let group = byPf.get(physfn);
     if (!group) byPf.set(physfn, (group = { pf: readPhysFn(root, physfn), vfs: [] }));
-    group.vfs.push({ name: e.name, driver: driverOf(root, join(root, path))[0], creatable: read('creatable_vgpu_types'), current: read('current_vgpu_type').trim() });
+    group.vfs.push({
+      name: e.name,
+      driver: driverOf(root, join(root, path))[0],
+      creatable: read('creatable_vgpu_types'),
+      current: read('current_vgpu_type').trim(),
+      iommuGroup: groupOf(root, join(root, path)),
+    });
   }
   return [...byPf.values()];
 }
@@ -275,12 +285,11 @@ function readParent(root: string, name: string, path: string, warnings: string[]
     }
     const vfio = (listDir(join(ddir, 'vfio-dev')) ?? []).map((e) => /^vfio(\d+)$/.exec(e.name)).find((m) => m !== null);
     const driver = linkTarget(root, join(ddir, 'driver'));
-    const group = linkTarget(root, join(ddir, 'iommu_group'));
     devices.push({
       uuid: uuid.toLowerCase(),
       typeId,
       driver: driver && basename(driver),
-      iommuGroup: group !== undefined && /^\d+$/.test(basename(group)) ? Number(basename(group)) : undefined,
+      iommuGroup: groupOf(root, ddir),
       vfio: vfio ? Number(vfio[1]) : undefined,
       attrs,
     });
@@ -302,7 +311,14 @@ function readParent(root: string, name: string, path: string, warnings: string[]
     extra,
     types,
     devices,
+    iommuGroup: groupOf(root, dir),
   };
+}
+
+/** N of a device directory's iommu_group link (kernel/iommu_groups/N), if it has one. */
+function groupOf(root: string, dir: string): number | undefined {
+  const group = linkTarget(root, join(dir, 'iommu_group'));
+  return group !== undefined && /^\d+$/.test(basename(group)) ? Number(basename(group)) : undefined;
 }
 
 /** Basenames of a device's driver link and of that driver's module link. */
@@ -317,7 +333,7 @@ function readPhysFn(root: string, path: string): PhysFn {
   const files = new Map<string, ObservedFile>();
   for (const e of listDir(dir) ?? []) if (e.isFile() && PARENT_FILES.includes(e.name)) files.set(e.name, readAttr(join(dir, e.name)));
   const [driver, driverModule] = driverOf(root, dir);
-  return { name: basename(path), path, files, driver, driverModule };
+  return { name: basename(path), path, files, driver, driverModule, iommuGroup: groupOf(root, dir) };
 }
 
 /** Regular files below dir, by path relative to the directory being recorded (symlinks are left out). */

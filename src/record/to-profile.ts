@@ -3,6 +3,7 @@
  * identity, types with their attributes as they were, the devices present, and a capacity model
  * that reproduces every available_instances (checked by replaying it in-process).
  */
+import { formatBdf, parseBdf, vfAddress } from '../devices/pci';
 import { type Emulation, buildEmulation } from '../daemon';
 import { BUILTINS } from '../drivers/builtin/index';
 import { hostOf } from '../drivers/profile';
@@ -89,6 +90,7 @@ async function vendorVfioParent(g: ObservedVendorVfio, warnings: string[]): Prom
   }
   const vfDriver = g.vfs[0]?.driver;
   pci.sriov = { ...pci.sriov, ...(vfDriver && vfDriver !== pci.driver ? { vfDriver } : {}), mdevOn: 'none' };
+  withVfGroups(pci, g.pf, g.vfs, warnings);
   const listed = new Map<number, string>();
   for (const vf of g.vfs) {
     for (const line of vf.creatable.split('\n')) {
@@ -215,10 +217,31 @@ function onVfs(p: ParentProfile, pf: PhysFn, members: ObservedParent[], warnings
   }
   const vfDriver = members[0]!.driver;
   pci.sriov = { ...pci.sriov, ...(vfDriver && vfDriver !== pci.driver ? { vfDriver } : {}), mdevOn: 'vfs' };
+  withVfGroups(pci, pf, members, warnings);
   p.pci = pci;
   if (p.devices) p.devices = p.devices.map(({ uuid, type, ...rest }) => ({ uuid, type, parent: vfName.get(uuid)!, ...rest }));
   const ids = (m: ObservedParent) => m.types.map((t) => t.id).join(' ');
   if (members.some((m) => ids(m) !== ids(members[0]!))) warnings.push(`${pf.name}: its VFs show different types; every VF replays with ${members[0]!.name}'s`);
+}
+
+/**
+ * The enabled VFs' IOMMU groups, VF 0 first (a VF's index from its address: PF + offset +
+ * index * stride). Left out, with a word, unless every enabled VF showed one.
+ */
+function withVfGroups(pci: PciProfile, pf: PhysFn, vfs: readonly { name: string; iommuGroup?: number }[], warnings: string[]): void {
+  const s = pci.sriov;
+  const at = parseBdf(pf.name);
+  if (!s || !at) return;
+  const enabled = s.numVfs ?? s.totalVfs;
+  const byName = new Map(vfs.map((vf) => [vf.name, vf.iommuGroup]));
+  const groups: number[] = [];
+  for (let k = 0; k < enabled; k++) {
+    const group = byName.get(formatBdf(vfAddress(at, s.offset ?? 1, s.stride ?? 1, k)));
+    if (group === undefined) break;
+    groups.push(group);
+  }
+  if (groups.length === enabled && enabled > 0) s.vfIommuGroups = groups;
+  else if (vfs.some((vf) => vf.iommuGroup !== undefined)) warnings.push(`${pf.name}: not every enabled VF showed an IOMMU group; the replay numbers its VFs' groups itself`);
 }
 
 function vendorOf(rp: RecognisedParent): Vendor | undefined {

@@ -120,6 +120,15 @@ const cases: [string, (p: P) => void, string][] = [
   ['an abi unknown', (p) => (p.abi = '5.4'), 'abi: must be one of "6.1", "4.17"'],
   ['a present device of no type', (p) => (p.parents[0].devices = [{ uuid: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001', type: 'huge' }]),
     'parents[0].devices[0].type: no type "huge" in this parent'],
+  ['one IOMMU group for two functions', (p) => (p.parents[1].pci.iommuGroup = 7, p.parents[2].pci.iommuGroup = 7),
+    "parents[2].pci.iommuGroup: IOMMU group 7 is also parents[1].pci.iommuGroup's"],
+  ['a VF in a PCI function\'s group', (p) => (p.parents[1].pci.iommuGroup = 3, p.parents[2].pci.sriov.vfIommuGroups = [10, 3]),
+    "parents[2].pci.sriov.vfIommuGroups[1]: IOMMU group 3 is also parents[1].pci.iommuGroup's"],
+  ['an mdev in a PCI function\'s group', (p) => (p.parents[1].pci.iommuGroup = 0, p.parents[0].devices = [{ uuid: '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001', type: 'small', iommuGroup: 0 }]),
+    "parents[1].pci.iommuGroup: IOMMU group 0 is also parents[0].devices[0].iommuGroup's"],
+  ['more VF groups than enabled VFs', (p) => (p.parents[2].pci.sriov.numVfs = 2, p.parents[2].pci.sriov.vfIommuGroups = [1, 2, 3]),
+    'parents[2].pci.sriov.vfIommuGroups: 3 groups for 2 enabled VFs'],
+  ['a negative IOMMU group', (p) => (p.parents[1].pci.iommuGroup = -1), 'parents[1].pci.iommuGroup: must be >= 0'],
 ];
 
 t.test('the good profile and every built-in validate', async (t) => {
