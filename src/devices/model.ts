@@ -23,6 +23,11 @@ export interface DriverAttr {
 export interface DriverHooks {
   probe(dev: HostDevice): void;
   remove(dev: HostDevice): Promise<void>;
+  /**
+   * A PF driver's sriov_configure: enable that many VFs (they are 0 before), or disable them all
+   * (0). Without it, sriov_numvfs refuses any other count (ENOENT), as for such a driver.
+   */
+  sriovConfigure?(dev: HostDevice, numVfs: number): Promise<void>;
 }
 
 export class BusDriver {
@@ -100,6 +105,8 @@ export class HostDevice {
 
 export type DeviceEvent =
   | { kind: 'device'; dev: HostDevice; present: boolean }
+  /** KOBJ_CHANGE of a device (a PF once its VFs are enabled: sriov_enable). */
+  | { kind: 'change'; dev: HostDevice }
   | { kind: 'bind'; dev: HostDevice; driver: BusDriver; bound: boolean }
   | { kind: 'driver'; driver: BusDriver; present: boolean };
 
@@ -165,6 +172,11 @@ export class DeviceModel {
     if (dev.driver) await this.unbind(dev);
     this.devices.delete(dev.path.join('/'));
     this.emit({ kind: 'device', dev, present: false });
+  }
+
+  /** kobject_uevent(KOBJ_CHANGE) of a device whose attributes changed. */
+  changed(dev: HostDevice): void {
+    this.emit({ kind: 'change', dev });
   }
 
   /** driver_match_device: driver_override decides when set, else dynamic ids and the id table. */

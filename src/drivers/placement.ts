@@ -117,27 +117,71 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
     if (s) {
       const vfBars = bars.place(s.vfBars, s.totalVfs);
       fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [], driversAutoprobe: true };
-      for (const { name, path: vfPath } of parentNames({ ...p, pci: { ...pci, sriov: { ...s, mdevOn: 'vfs' } } })) {
-        const perVf = vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(fn.sriov!.vfs.length) }));
-        const vf = pciFunction(name, { ...pci, express: true }, perVf, s.vfDevice, 0);
-        vf.physfn = fn;
-        vf.iommuGroup = groupOf(groups, s.vfIommuGroups?.[fn.sriov.vfs.length]);
-        fn.sriov.vfs.push(vf);
-        model.add(new HostDevice(name, vfPath, bus, vf, [], {}, undefined, true));
-      }
+      addVfs(model, groups, dev, pci, fn.sriov.numVfs);
     }
   }
   const mdevOn = pci.sriov?.mdevOn ?? 'pf';
-  const vfDriver = pci.sriov?.vfDriver ?? pci.driver;
   claim(model, dev, pci.driver, pci.module);
-  for (const vf of dev.pci?.sriov?.vfs ?? []) claim(model, model.get([...path.slice(0, -1), vf.name])!, vfDriver, pci.module);
+  const vfs = vfDevices(model, dev);
+  claimVfs(model, pci, vfs);
   if (mdevOn === 'pf') return [{ profile: p, placement: { name: p.name, path, device: dev } }];
   // The PF is no mdev parent: its driver simply has it.
   model.bindNow(dev, bus.drivers.get(pci.driver)!);
-  return parentNames(p).map(({ name, path: vfPath }) => ({
-    profile: { ...p, name, path: vfPath.join('/'), pci: { ...pci, driver: vfDriver } },
-    placement: { name, path: vfPath, device: model.get(vfPath)! },
-  }));
+  return mdevOn === 'vfs' ? vfs.map((vf) => vfParent(p, vf)) : [];
+}
+
+/** An enabled VF as the mdev parent of a profile whose `sriov.mdevOn` is `vfs`. */
+export function vfParent(p: ParentProfile, vf: HostDevice): PlacedParent {
+  const pci = p.pci!;
+  return {
+    profile: { ...p, name: vf.name, path: vf.path.join('/'), pci: { ...pci, driver: pci.sriov?.vfDriver ?? pci.driver } },
+    placement: { name: vf.name, path: vf.path, device: vf },
+  };
+}
+
+/** The PF's enabled VFs' devices, VF 0 first. */
+export function vfDevices(model: DeviceModel, pf: HostDevice): HostDevice[] {
+  return (pf.pci?.sriov?.vfs ?? []).map((vf) => model.get([...pf.path.slice(0, -1), vf.name])!);
+}
+
+/** The VF driver claims the VFs (its id table): they bind when probed. */
+export function claimVfs(model: DeviceModel, pci: PciProfile, vfs: readonly HostDevice[]): void {
+  for (const vf of vfs) claim(model, vf, pci.sriov?.vfDriver ?? pci.driver, pci.module);
+}
+
+/**
+ * pci_iov_add_virtfn for the PF's VFs from the first not there up to `count`: each at its
+ * routing id (PF + offset + index * stride) with its share of the IOV BARs and its IOMMU group
+ * (the profile's, else the lowest free). Returns the VFs added, VF 0 first.
+ */
+export function addVfs(model: DeviceModel, groups: Ida, pf: HostDevice, pci: PciProfile, count: number): HostDevice[] {
+  const fn = pf.pci!;
+  const s = fn.sriov!;
+  const out: HostDevice[] = [];
+  for (let k = s.vfs.length; k < count; k++) {
+    const name = formatBdf(vfAddress(fn.address, s.offset, s.stride, k));
+    const perVf = s.vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(k) }));
+    const vf = pciFunction(name, { ...pci, express: true }, perVf, pci.sriov!.vfDevice, 0);
+    vf.physfn = fn;
+    vf.iommuGroup = groupOf(groups, pci.sriov!.vfIommuGroups?.[k]);
+    s.vfs.push(vf);
+    out.push(model.add(new HostDevice(name, [...pf.path.slice(0, -1), name], model.bus('pci'), vf, [], {}, undefined, true)));
+  }
+  return out;
+}
+
+/**
+ * pci_iov_remove_virtfn of every VF, VF 0 first (sriov_del_vfs): each unbound (its driver's
+ * remove runs: an mdev parent on it goes, with its mdevs), then gone, its IOMMU group free.
+ */
+export async function removeVfs(model: DeviceModel, groups: Ida, pf: HostDevice): Promise<void> {
+  const s = pf.pci!.sriov!;
+  for (const dev of vfDevices(model, pf)) {
+    await model.remove(dev);
+    for (const drv of dev.bus!.drivers.values()) drv.claimed.delete(dev);
+    if (dev.pci!.iommuGroup !== undefined) groups.free(dev.pci!.iommuGroup);
+  }
+  s.vfs.length = 0;
 }
 
 /**

@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock';
 import type { MdevCore } from '../core/core';
 import { Errno } from '../core/errno';
 import type { Parent } from '../core/model';
-import { DeviceModel } from '../devices/model';
+import { DeviceModel, type HostDevice } from '../devices/model';
 import { parseBdf, parseCpuList } from '../devices/pci';
 import { BUILTINS } from './builtin/index';
 import { ConfiguredDriver } from './configured-driver';
@@ -12,7 +12,7 @@ import { scopeOf } from './models/types';
 import { attachVendorVfio } from './models/vendor-vfio';
 import { placeApBus } from './models/ap-bus';
 import { apHostOf } from './models/attrs';
-import { BarAllocator, type PlacedParent, hexValue, parentNames, placeParent } from './placement';
+import { BarAllocator, type PlacedParent, addVfs, claimVfs, hexValue, parentNames, placeParent, removeVfs, vfDevices, vfParent } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
 import { AJV_OPTIONS, GENERATED_VALIDATOR_PATH, SCHEMA_PATH, schemaDigest } from './profile-schema';
 
@@ -335,7 +335,8 @@ function pciProblems(p: ParentProfile, at: string, out: string[]): void {
   barProblems(s.vfBars, `${at}.pci.sriov.vfBars`, out);
   const num = s.numVfs ?? s.totalVfs;
   if (num > s.totalVfs) out.push(`${at}.pci.sriov.numVfs: must be at most totalVfs (${s.totalVfs})`);
-  if ((s.mdevOn ?? 'pf') === 'vfs' && num === 0) out.push(`${at}.pci.sriov.numVfs: must be at least 1 when the VFs are the mdev parents`);
+  // No VF enabled yet (before `sriov-manage -e`) is a state of its own, but then no mdev is there.
+  if ((s.mdevOn ?? 'pf') === 'vfs' && num === 0 && p.devices?.length) out.push(`${at}.pci.sriov.numVfs: must be at least 1 for devices on the VFs`);
   const last = (addr.bus << 8) + (addr.slot << 3) + addr.fn + (s.offset ?? 1) + (s.stride ?? 1) * Math.max(0, s.totalVfs - 1);
   if (last > 0xffff) out.push(`${at}.pci.sriov: VF ${s.totalVfs - 1} would be past bus ff (offset/stride too large)`);
 }
@@ -439,15 +440,46 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
   const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
   // vfio-ap's host: the AP bus with the cards, queues and masks the parent's apHost declares.
   if (p.apHost) placeApBus(host.model, apHostOf(p, scopeOf(core)));
-  if (p.pci?.sriov?.mdevOn === 'none') {
+  if (p.pci?.sriov) {
     const pf = host.model.get(p.path.split('/').filter(Boolean))!;
-    const vfs = (pf.pci?.sriov?.vfs ?? []).map((vf) => host.model.get([...pf.path.slice(0, -1), vf.name])!);
-    attachVendorVfio(host.model, p, vfs, scopeOf(core), core.vfioIds);
+    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scopeOf(core), core.vfioIds);
+    // The PF driver's sriov_configure: sriov_numvfs enables and disables the VFs.
+    const hooks = pf.hooks.get(p.pci.driver) ?? { probe: () => undefined, remove: async () => undefined };
+    hooks.sriovConfigure = (dev, n) => configureVfs(core, host.model, p, dev, n, clock);
+    pf.hooks.set(p.pci.driver, hooks);
   }
   return parents[0];
 }
 
-function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock): Parent {
+/**
+ * sriov_configure of a profile PF's driver (NVIDIA's, as `sriov-manage -e` uses it): 0 removes
+ * every VF (their mdev parents and mdevs, or their vGPUs, go with them); another count adds that
+ * many, and each is probed as the kernel does when sriov_drivers_autoprobe is on: it becomes an
+ * mdev parent (`mdevOn: vfs`), gets its nvidia/ files (`none`), or is only there (`pf`, as at
+ * start). Then KOBJ_CHANGE of the PF (sriov_enable).
+ */
+async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile, pf: HostDevice, n: number, clock: Clock): Promise<void> {
+  const s = pf.pci!.sriov!;
+  if (n === 0) {
+    await removeVfs(model, core.groupIds, pf);
+    s.numVfs = 0;
+    return;
+  }
+  s.numVfs = n;
+  const mdevOn = p.pci!.sriov!.mdevOn ?? 'pf';
+  const probe = s.driversAutoprobe;
+  // pci_iov_add_virtfn, one VF after the other: device_add, then its probe (and its uevents).
+  for (let k = s.vfs.length; k < n; k++) {
+    const vfs = addVfs(model, core.groupIds, pf, p.pci!, k + 1);
+    claimVfs(model, p.pci!, vfs);
+    if (mdevOn === 'vfs') for (const vf of vfs) attachParent(core, model, vfParent(p, vf), clock, probe);
+    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), core.vfioIds, probe);
+  }
+  model.changed(pf);
+}
+
+/** Sets the parent's driver hooks on its device and, unless `bind` is false, binds it (the probe registers the parent). */
+function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock, bind = true): Parent | undefined {
   const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock, scopeOf(core)));
   const dev = placement.device;
   if (!dev) return register();
@@ -464,6 +496,6 @@ function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }
   });
   const drv = dev.bus!.drivers.get(driverName)!;
   if (dev.driver === drv) register();
-  else if (!dev.driver) model.bindNow(dev, drv);
-  return core.parents.get(placement.name)!;
+  else if (!dev.driver && bind) model.bindNow(dev, drv);
+  return core.parents.get(placement.name);
 }

@@ -242,6 +242,7 @@ export class Uevents {
     if (!dev.bus) return [];
     const host: Kobj = { kind: 'host', dev };
     if (ev.kind === 'bind') return [this.event(host, ev.bound ? 'bind' : 'unbind')];
+    if (ev.kind === 'change') return [this.event(host, 'change')];
     if (ev.present) {
       const p = this.event(host, 'add');
       this.hostVars.set(dev, this.tree.kobject(host).vars);

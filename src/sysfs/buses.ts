@@ -185,7 +185,6 @@ export class BusesRenderer {
   private pciFiles(dev: HostDevice, fn: PciFunction, alive: Alive): DirNode {
     const id = fn.id;
     const h = (n: number, w: number) => `0x${hex(n, w)}\n`;
-    const vfs = fn.sriov?.vfs ?? [];
     const sibling = (f: PciFunction) => [...dev.path.slice(0, -1), f.name];
     const entries: Record<string, () => Node | undefined> = {
       ari_enabled: () => ro('0\n', alive),
@@ -222,7 +221,8 @@ export class BusesRenderer {
       entries.sriov_stride = () => ro(`${s.stride}\n`, alive);
       entries.sriov_totalvfs = () => ro(`${s.totalVfs}\n`, alive);
       entries.sriov_vf_device = () => ro(`${s.vfDevice.toString(16)}\n`, alive);
-      vfs.forEach((vf, i) => (entries[`virtfn${i}`] = () => link(sibling(vf), alive)));
+      // The VFs enabled now (sriov_numvfs changes them).
+      for (let i = 0; i < s.totalVfs; i++) entries[`virtfn${i}`] = () => (s.vfs[i] ? link(sibling(s.vfs[i]!), alive) : undefined);
     }
     return dir(entries, alive);
   }
@@ -248,16 +248,26 @@ export class BusesRenderer {
   }
 
   /**
-   * sriov_numvfs_store: kstrtou16, ERANGE above sriov_totalvfs, the current count is a no-op,
-   * ENOENT without a bound driver. The emulated PF drivers have no sriov_configure, so any other
-   * count is ENOENT too, as the kernel answers for such a driver: VFs are fixed by the profile.
+   * sriov_numvfs_store (drivers/pci/iov.c), under the device lock: kstrtou16 (EINVAL), ERANGE
+   * above sriov_totalvfs, the current count is a no-op, ENOENT without a bound driver or when
+   * the driver has no sriov_configure (vfio-pci here: docs/deviations.md); 0 disables the VFs,
+   * another count enables that many, EBUSY while some are enabled.
    */
-  private numVfsStore(dev: HostDevice, fn: PciFunction, buf: Buffer): number {
+  private numVfsStore(dev: HostDevice, fn: PciFunction, buf: Buffer): Promise<number> {
     const n = kstrtoul(buf);
-    if (n > 0xffffn || n > BigInt(fn.sriov!.totalVfs)) fail(Errno.ERANGE, 'more VFs than sriov_totalvfs');
-    if (Number(n) === fn.sriov!.numVfs) return buf.length;
-    if (!dev.driver) fail(Errno.ENOENT, 'no driver bound to device; cannot configure SR-IOV');
-    fail(Errno.ENOENT, 'driver does not support SR-IOV configuration via sysfs');
+    if (n > 0xffffn) fail(Errno.EINVAL, 'not a u16');
+    if (n > BigInt(fn.sriov!.totalVfs)) fail(Errno.ERANGE, 'more VFs than sriov_totalvfs');
+    const want = Number(n);
+    return dev.serialize(async () => {
+      const s = fn.sriov!;
+      if (want === s.numVfs) return buf.length;
+      if (!dev.driver) fail(Errno.ENOENT, 'no driver bound to device; cannot configure SR-IOV');
+      const configure = dev.hooks.get(dev.driver.name)?.sriovConfigure;
+      if (!configure) fail(Errno.ENOENT, 'driver does not support SR-IOV configuration via sysfs');
+      if (want !== 0 && s.numVfs !== 0) fail(Errno.EBUSY, `${s.numVfs} VFs already enabled. Disable before enabling ${want} VFs`);
+      await configure(dev, want);
+      return buf.length;
+    });
   }
 
   // ---- bus/ ----------------------------------------------------------------------------
@@ -462,6 +472,12 @@ export class BusesRenderer {
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
+    if (ev.kind === 'change') {
+      // A PF's VFs enabled or disabled: its virtfnN links come and go (a superset is fine).
+      const s = ev.dev.pci?.sriov;
+      const links = s ? Array.from({ length: s.totalVfs }, (_, i) => at(...ev.dev.path, `virtfn${i}`)) : [];
+      return { entries: links, attrs: [at(...ev.dev.path)] };
+    }
     const { dev, present } = ev;
     const attrs = [at(...dev.path.slice(0, -1)), at('bus'), at('kernel', 'iommu_groups')];
     if (present) return { entries: [], attrs };

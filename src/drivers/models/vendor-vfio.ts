@@ -11,7 +11,7 @@ import type { ModelScope } from './types';
  * GPU its `capacity` names, and registers it with VFIO (vfio-dev/vfioN, numbered with the mdevs);
  * when the VF leaves the driver they go, with the VF's vGPU.
  */
-export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: readonly HostDevice[], scope: ModelScope, vfioIds: Ida): void {
+export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: readonly HostDevice[], scope: ModelScope, vfioIds: Ida, bind = true): void {
   if (p.capacity.model !== 'nvidia-vgpu') throw new Error(`parent ${p.name}: vendor-specific VFIO needs the nvidia-vgpu capacity model`);
   const spec = { ...p.capacity, sriov: true, gpu: p.capacity.gpu ?? p.name };
   const gpu = gpuFor(spec, p.name, p.types, scope);
@@ -40,6 +40,6 @@ export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: read
     });
     const drv = dev.bus!.drivers.get(driverName)!;
     if (dev.driver === drv) probe();
-    else if (!dev.driver) model.bindNow(dev, drv);
+    else if (!dev.driver && bind) model.bindNow(dev, drv);
   }
 }
