@@ -453,10 +453,12 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
 
 /**
  * sriov_configure of a profile PF's driver (NVIDIA's, as `sriov-manage -e` uses it): 0 removes
- * every VF (their mdev parents and mdevs, or their vGPUs, go with them); another count adds that
- * many, and each is probed as the kernel does when sriov_drivers_autoprobe is on: it becomes an
- * mdev parent (`mdevOn: vfs`), gets its nvidia/ files (`none`), or is only there (`pf`, as at
- * start). Then KOBJ_CHANGE of the PF (sriov_enable).
+ * every VF (their mdev parents and mdevs, or their vGPUs, go with them; no uevent of the PF:
+ * sriov_disable sends none); another count adds that many, and each is probed as the kernel
+ * does when sriov_drivers_autoprobe is on: it becomes an mdev parent (`mdevOn: vfs`), gets its
+ * nvidia/ files (`none`), or is only there (`pf`, as at start). Then KOBJ_CHANGE of the PF
+ * (sriov_enable). sriov_numvfs already reads the new count then, as since Linux 6.9 (6.1 set
+ * it just after that uevent).
  */
 async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile, pf: HostDevice, n: number, clock: Clock): Promise<void> {
   const s = pf.pci!.sriov!;
@@ -468,9 +470,11 @@ async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile
   s.numVfs = n;
   const mdevOn = p.pci!.sriov!.mdevOn ?? 'pf';
   const probe = s.driversAutoprobe;
-  // pci_iov_add_virtfn, one VF after the other: device_add, then its probe (and its uevents).
+  // pci_iov_add_virtfn, one VF after the other: device_add (KOBJ_ADD), the virtfnN and physfn
+  // links (KOBJ_CHANGE of the VF), then pci_bus_add_device: its probe and KOBJ_BIND.
   for (let k = s.vfs.length; k < n; k++) {
     const vfs = addVfs(model, core.groupIds, pf, p.pci!, k + 1);
+    for (const vf of vfs) model.changed(vf);
     claimVfs(model, p.pci!, vfs);
     if (mdevOn === 'vfs') for (const vf of vfs) attachParent(core, model, vfParent(p, vf), clock, probe);
     else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), core.vfioIds, probe);

@@ -105,14 +105,20 @@ t.test('0 disables the VFs with their mdevs, a count enables them again as mdev 
     [
       ...['4', '5', '6'].flatMap((f) => [
         `add /devices/pci0000:40/0000:41:00.${f}`,
+        `change /devices/pci0000:40/0000:41:00.${f}`,
         `change /devices/pci0000:40/0000:41:00.${f} nvidia`,
         `bind /devices/pci0000:40/0000:41:00.${f} nvidia`,
       ]),
       `change ${DEVPATH_PF} nvidia`,
     ],
-    'each VF added, made an mdev parent by its probe, bound; VF 0 first; then KOBJ_CHANGE of the PF',
+    'each VF added, linked (change), made an mdev parent by its probe (change), bound; VF 0 first; then KOBJ_CHANGE of the PF',
   );
-  t.same(on.filter((e) => e.ACTION === 'change' && e.DEVPATH.endsWith('41:00.5')).map((e) => e.MDEV_STATE), ['unregistered', 'registered'], 'VF 1 left as an mdev parent, and came back');
+  t.same(
+    on.filter((e) => e.ACTION === 'change' && e.DEVPATH.endsWith('41:00.5')).map((e) => e.MDEV_STATE),
+    ['unregistered', undefined, 'registered'],
+    'VF 1 left as an mdev parent, came back (pci_iov_sysfs_link), and registered again',
+  );
+  t.equal(on.filter((e) => e.ACTION === 'change' && e.DEVPATH === DEVPATH_PF).length, 1, "one change of the PF, sriov_enable's: sriov_disable sends none");
   t.equal(on.at(-1)!.SUBSYSTEM, 'pci');
 });
 
