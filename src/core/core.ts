@@ -49,6 +49,8 @@ export class MdevCore {
   /** iommu group numbers: one numbering with the host devices' own groups (kernel/iommu_groups). */
   readonly groupIds = new Ida();
   readonly vfioIds = new Ida();
+  /** Minors of the VFIO group character devices (vfio.group_ida). */
+  readonly groupMinors = new Ida();
 
   constructor(
     readonly abi: Abi,
@@ -307,6 +309,8 @@ export class MdevCore {
     if (part === 'bound') {
       dev.iommuGroup = this.groupIds.alloc();
       this.iommuGroups.set(dev.iommuGroup, dev);
+      // vfio_create_group: the group's /dev/vfio/N (a class "vfio" device), before vfio-dev.
+      dev.vfioGroupMinor = this.groupMinors.alloc();
       if (this.abi.vfioDev) {
         dev.vfioIndex = this.vfioIds.alloc();
         this.vfioDevices.set(dev.vfioIndex, dev);
@@ -330,6 +334,7 @@ export class MdevCore {
         this.vfioDevices.delete(dev.vfioIndex);
         this.vfioIds.free(dev.vfioIndex);
       }
+      if (dev.vfioGroupMinor !== undefined) this.groupMinors.free(dev.vfioGroupMinor);
     }
     if (part === 'links') dev.type.devices.delete(dev.uuid);
     if (part === 'dir') dev.parent.visibleDevices--;

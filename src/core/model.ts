@@ -98,6 +98,8 @@ export class MdevDevice {
   readonly parts = new Set<Part>();
   iommuGroup: number | undefined;
   vfioIndex: number | undefined;
+  /** Minor of its VFIO group's character device (/dev/vfio/<iommuGroup>) while bound. */
+  vfioGroupMinor: number | undefined;
   /** The vendor has created (probed) the device and not yet removed it. */
   vendorActive = false;
   /** The bus driver the device is bound to while 'bound' is shown. */

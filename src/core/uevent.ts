@@ -9,6 +9,7 @@ import type { MdevDevice, Parent } from './model';
 export type Kobj =
   | { kind: 'device'; dev: MdevDevice } // the mdev device, bus mdev
   | { kind: 'vfio-dev'; dev: MdevDevice } // its vfio-dev/vfioN child (6.1)
+  | { kind: 'vfio-group'; dev: MdevDevice } // its VFIO group's device, devices/virtual/vfio/<group>
   | { kind: 'parent'; parent: Parent } // the parent device
   | { kind: 'driver'; name: string; bus?: string } // bus/<bus, default mdev>/drivers/<name>
   | { kind: 'host'; dev: HostDevice } // a device of the driver core (a PCI function, ...)

@@ -134,7 +134,7 @@ export class Uevents {
   }
 
   private event(kobj: Kobj, action: KobjAction, extra: readonly string[] = [], drop?: string): Pending {
-    const dev = kobj.kind === 'device' || kobj.kind === 'vfio-dev' ? kobj.dev : undefined;
+    const dev = kobj.kind === 'device' || kobj.kind === 'vfio-dev' || kobj.kind === 'vfio-group' ? kobj.dev : undefined;
     return { env: envOf(this.tree.kobject(kobj), action, extra, drop), dev, id: ++this.rendered };
   }
 
@@ -165,15 +165,19 @@ export class Uevents {
     }
   }
 
-  /** device_add, driver bind (probe registers the vfio device), driver unbind, device_del. */
+  /**
+   * device_add, driver bind (probe registers the vfio device: its VFIO group's device first,
+   * then vfio-dev/vfioN on 6.1), driver unbind (the other way round), device_del.
+   */
   private renderPart(dev: MdevDevice, part: Part, shown: boolean): Pending[] {
     const device: Kobj = { kind: 'device', dev };
+    const group: Kobj[] = dev.vfioGroupMinor !== undefined ? [{ kind: 'vfio-group', dev }] : [];
     const vfio: Kobj[] = this.core.abi.vfioDev && dev.vfioIndex !== undefined ? [{ kind: 'vfio-dev', dev }] : [];
     if (part === 'dir') return [this.event(device, shown ? 'add' : 'remove')];
     if (part !== 'bound') return [];
-    if (shown) return [...vfio.map((k) => this.event(k, 'add')), this.event(device, 'bind')];
+    if (shown) return [...[...group, ...vfio].map((k) => this.event(k, 'add')), this.event(device, 'bind')];
     // KOBJ_UNBIND is sent after dev->driver is cleared: no DRIVER=.
-    return [...vfio.map((k) => this.event(k, 'remove')), this.event(device, 'unbind', [], 'DRIVER')];
+    return [...[...vfio, ...group].map((k) => this.event(k, 'remove')), this.event(device, 'unbind', [], 'DRIVER')];
   }
 
   /**

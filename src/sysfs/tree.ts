@@ -23,6 +23,12 @@ import {
   wo,
 } from './nodes';
 
+/**
+ * The VFIO group character devices' major (alloc_chrdev_region, so the kernel picks it): 253 on
+ * the real 6.1 kernel the fixtures were recorded on (test/events/uevents.txt).
+ */
+const VFIO_GROUP_MAJOR = 253;
+
 /** make(key()), made again only when key() changes. */
 function memoBy<K, T>(key: () => K, make: (k: K) => T): () => T {
   let made: { k: K; v: T } | undefined;
@@ -109,9 +115,12 @@ export class SysfsTree {
           for (const top of tops) entries.push(`${devPath}/${top}`);
         }
       } else if (part === 'bound') {
-        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'));
+        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'), at('class', 'vfio'), at('devices', 'virtual'), at('devices', 'virtual', 'vfio'));
         if (!shown) {
           entries.push(`${devPath}/driver`, `${devPath}/iommu_group`, `${devPath}/vfio-dev`);
+          if (dev.iommuGroup !== undefined) entries.push(at('class', 'vfio', String(dev.iommuGroup)), at('devices', 'virtual', 'vfio', String(dev.iommuGroup)));
+          // The glue directory goes with its last group device.
+          if (this.vfioGroups().length === 0) entries.push(at('devices', 'virtual', 'vfio'));
           if (dev.boundDriver) entries.push(at('bus', 'mdev', 'drivers', dev.boundDriver, dev.uuid));
           if (dev.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.iommuGroup)));
           if (dev.vfioIndex !== undefined) entries.push(at('class', 'vfio-dev', `vfio${dev.vfioIndex}`));
@@ -221,6 +230,10 @@ export class SysfsTree {
         path = this.devicePath(k.dev);
         node = this.deviceDir(k.dev);
         break;
+      case 'vfio-group':
+        path = ['devices', 'virtual', 'vfio', String(k.dev.iommuGroup)];
+        node = this.vfioGroupDir(k.dev);
+        break;
       case 'vfio-dev': {
         const name = `vfio${k.dev.vfioIndex}`;
         path = [...this.devicePath(k.dev), 'vfio-dev', name];
@@ -268,9 +281,12 @@ export class SysfsTree {
         return d;
       };
       const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
+      // devices/virtual/vfio: the VFIO group devices' glue directory, while there is one.
+      const glue = key === 'devices/virtual' ? () => (this.vfioGroups().length > 0 ? ['vfio'] : []) : () => [];
       return dynDir(
-        () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix)]),
+        () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix), ...glue()]),
         (name) => {
+          if (name === 'vfio' && glue().length > 0) return this.vfioGroupsDir();
           // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
           const device = this.buses.deviceAt(`${key}/${name}`);
           if (device) return this.buses.deviceDir(device);
@@ -521,6 +537,8 @@ export class SysfsTree {
       return union([
         dir({
           mdev_bus: () => this.parentLinks(() => this.registeredParents()),
+          // The vfio core's class (vfio_init): a link per VFIO group device.
+          vfio: () => this.vfioGroupLinks(),
           'vfio-dev': () =>
             this.core.abi.vfioDev
               ? dynDir(
@@ -543,6 +561,66 @@ export class SysfsTree {
           (name) => (classes().has(name) ? this.parentLinks(() => classes().get(name) ?? []) : undefined),
         ),
       ]);
+    });
+  }
+
+  // ---- VFIO groups: /dev/vfio/<group> as sysfs shows it ---------------------------------
+
+  /** The bound mdevs, each with its VFIO group (one per device: an emulated IOMMU). */
+  private vfioGroups(): MdevDevice[] {
+    return [...this.core.iommuGroups.values()].filter((d) => d.vfioGroupMinor !== undefined && d.parts.has('bound'));
+  }
+
+  private vfioGroupNames(): string[] {
+    return this.vfioGroups().map((d) => String(d.iommuGroup));
+  }
+
+  private vfioGroupOf(name: string): MdevDevice | undefined {
+    if (!/^(0|[1-9]\d*)$/.test(name)) return undefined;
+    const dev = this.core.iommuGroups.get(Number(name));
+    return dev && dev.vfioGroupMinor !== undefined && dev.parts.has('bound') ? dev : undefined;
+  }
+
+  /** devices/virtual/vfio/: one directory per group device. */
+  private vfioGroupsDir(): DirNode {
+    return this.cached(this, 'devices/virtual/vfio', () =>
+      dynDir(
+        () => this.vfioGroupNames(),
+        (name) => {
+          const dev = this.vfioGroupOf(name);
+          return dev && this.vfioGroupDir(dev);
+        },
+      ),
+    );
+  }
+
+  /** class/vfio/: N -> ../../devices/virtual/vfio/N. */
+  private vfioGroupLinks(): DirNode {
+    return this.cached(this, 'class/vfio', () =>
+      linkDir(
+        () => this.vfioGroupNames(),
+        (name) => {
+          const dev = this.vfioGroupOf(name);
+          return dev && link(['devices', 'virtual', 'vfio', name], this.partAlive(dev, 'bound'));
+        },
+      ),
+    );
+  }
+
+  /**
+   * A VFIO group's character device (vfio_create_group: device_create in class "vfio", named by
+   * the IOMMU group, devt VFIO_GROUP_MAJOR:minor): dev, power/, subsystem, uevent with MAJOR,
+   * MINOR and DEVNAME, as the real 6.1 kernel's uevents show (test/events/uevents.txt).
+   */
+  private vfioGroupDir(dev: MdevDevice): DirNode {
+    return this.cached(dev, `vfio-group:${dev.iommuGroup}:${dev.vfioGroupMinor}`, () => {
+      const alive = this.partAlive(dev, 'bound');
+      const devt = `${VFIO_GROUP_MAJOR}:${dev.vfioGroupMinor}`;
+      const vars = `MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${dev.vfioGroupMinor}\nDEVNAME=vfio/${dev.iommuGroup}\n`;
+      const power = powerDir(alive);
+      const subsystem = link(['class', 'vfio'], alive);
+      const uevent = attr(0o644, () => vars, this.ueventStore({ kind: 'vfio-group', dev }), alive);
+      return dir({ dev: () => ro(`${devt}\n`, alive), power: () => power, subsystem: () => subsystem, uevent: () => uevent }, alive);
     });
   }
 

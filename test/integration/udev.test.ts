@@ -36,11 +36,12 @@ t.test('mdevfs events: JSON lines in the kernel order, --since replays, --until 
   const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
   t.same(events, [
     { ACTION: 'add', DEVPATH: `${MTTY}/${U1}`, SUBSYSTEM: 'mdev', SEQNUM: '1' },
-    { ACTION: 'add', DEVPATH: `${MTTY}/${U1}/vfio-dev/vfio0`, SUBSYSTEM: 'vfio-dev', SEQNUM: '2' },
-    { ACTION: 'bind', DEVPATH: `${MTTY}/${U1}`, SUBSYSTEM: 'mdev', DRIVER: 'mtty', SEQNUM: '3' },
+    { ACTION: 'add', DEVPATH: '/devices/virtual/vfio/0', SUBSYSTEM: 'vfio', MAJOR: '253', MINOR: '0', DEVNAME: 'vfio/0', SEQNUM: '2' },
+    { ACTION: 'add', DEVPATH: `${MTTY}/${U1}/vfio-dev/vfio0`, SUBSYSTEM: 'vfio-dev', SEQNUM: '3' },
+    { ACTION: 'bind', DEVPATH: `${MTTY}/${U1}`, SUBSYSTEM: 'mdev', DRIVER: 'mtty', SEQNUM: '4' },
   ]);
   t.same(
-    Object.keys(events[2]!),
+    Object.keys(events[3]!),
     ['ACTION', 'DEVPATH', 'SUBSYSTEM', 'DRIVER', 'SEQNUM'],
     'the variables keep the order kobject_uevent_env gives them',
   );
@@ -53,21 +54,22 @@ t.test('mdevfs events: JSON lines in the kernel order, --since replays, --until 
     live.push(ev);
     if (ev.ACTION === 'change') heardChange();
   });
-  t.equal(stream.seqnum, 3, 'the acknowledgement says what was sent so far');
+  t.equal(stream.seqnum, 4, 'the acknowledgement says what was sent so far');
   const w = sh(d.dir, `echo 1 > bus/mdev/devices/${U1}/remove; echo change > devices/virtual/mtty/mtty/uevent; echo bogus > devices/virtual/mtty/mtty/uevent`);
   t.match(w.stderr, /echo: write error: Invalid argument/, 'an unknown action is EINVAL');
-  const done = cli(['events', d.dir, '--since', '3', '--until', 'change:mtty', '--timeout', '10']);
+  const done = cli(['events', d.dir, '--since', '4', '--until', 'change:mtty', '--timeout', '10']);
   t.equal(done.status, 0, done.stderr);
   await changed;
   stream.stop();
   await stream.closed;
   t.same(live.map(noSeq), [
     `ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    'ACTION=remove DEVPATH=/devices/virtual/vfio/0 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/0',
     `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
     `ACTION=remove DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
     `ACTION=change DEVPATH=${MTTY} SUBSYSTEM=mtty SYNTH_UUID=0`,
   ]);
-  t.same(live.map((e) => e.SEQNUM), ['4', '5', '6', '7']);
+  t.same(live.map((e) => e.SEQNUM), ['5', '6', '7', '8', '9']);
 
   const late = cli(['events', d.dir, '--until', `add:${U1}`, '--timeout', '0.5']);
   t.equal(late.status, 1, 'an event that does not come: exit 1 after --timeout');
@@ -131,13 +133,14 @@ t.test('udevadm inside mdevfs exec --udev: info, attribute walk, trigger, monito
     monitor,
     [
       'monitor will print the received events for:\nUDEV - the event which udev sends out after rule processing\n',
+      // SEQNUM 2 and 7 are the VFIO group device's add and remove (subsystem vfio, not listened to).
       block('add', dev, 'mdev', ['SEQNUM=1', 'USEC_INITIALIZED=N\n']),
-      block('add', vfio, 'vfio-dev', ['SEQNUM=2', 'USEC_INITIALIZED=N\n']),
-      block('bind', dev, 'mdev', ['DRIVER=mtty', 'SEQNUM=3', 'USEC_INITIALIZED=N\n']),
-      block('change', dev, 'mdev', ['SYNTH_UUID=0', 'DRIVER=mtty', 'SEQNUM=4', 'USEC_INITIALIZED=N\n']),
-      block('remove', vfio, 'vfio-dev', ['SEQNUM=5', 'USEC_INITIALIZED=N\n']),
-      block('unbind', dev, 'mdev', ['SEQNUM=6', 'USEC_INITIALIZED=N\n']),
-      block('remove', dev, 'mdev', ['SEQNUM=7', 'USEC_INITIALIZED=N\n\n']),
+      block('add', vfio, 'vfio-dev', ['SEQNUM=3', 'USEC_INITIALIZED=N\n']),
+      block('bind', dev, 'mdev', ['DRIVER=mtty', 'SEQNUM=4', 'USEC_INITIALIZED=N\n']),
+      block('change', dev, 'mdev', ['SYNTH_UUID=0', 'DRIVER=mtty', 'SEQNUM=5', 'USEC_INITIALIZED=N\n']),
+      block('remove', vfio, 'vfio-dev', ['SEQNUM=6', 'USEC_INITIALIZED=N\n']),
+      block('unbind', dev, 'mdev', ['SEQNUM=8', 'USEC_INITIALIZED=N\n']),
+      block('remove', dev, 'mdev', ['SEQNUM=9', 'USEC_INITIALIZED=N\n\n']),
     ].join('\n'),
   );
 });

@@ -43,14 +43,13 @@ function parse(text: string): Step[] {
 
 /**
  * What is compared: HOME and PATH are added by the kernel for the uevent helper only (after
- * SEQNUM; the netlink message has neither); SEQNUM values differ (checked to increase instead);
- * mdevfs does not render the vfio group devices (/sys/class/vfio/N, devices/virtual/vfio/N:
- * the /dev/vfio/N character devices), so their SUBSYSTEM=vfio events are left out.
+ * SEQNUM; the netlink message has neither); SEQNUM values differ (checked to increase instead).
+ * Everything else, the vfio group devices' events (SUBSYSTEM=vfio, MAJOR, MINOR, DEVNAME) too.
  */
 function comparable(steps: Step[]): Step[] {
   return steps.map((s) => ({
     ...s,
-    events: s.events.filter((e) => !e.includes('SUBSYSTEM=vfio')).map((e) => e.filter((kv) => !/^(HOME|PATH|SEQNUM)=/.test(kv))),
+    events: s.events.map((e) => e.filter((kv) => !/^(HOME|PATH|SEQNUM)=/.test(kv))),
   }));
 }
 

@@ -51,26 +51,31 @@ t.test('create, unbind, remove: the driver core order, SEQNUM increasing', async
   await core.createStore(mtty, Buffer.from(U1));
   t.same(await take(), [
     `ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
+    `ACTION=add DEVPATH=/devices/virtual/vfio/0 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/0`,
     `ACTION=add DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
     `ACTION=bind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev DRIVER=mtty`,
   ]);
   await core.unbindStore('mtty', Buffer.from(U1 + '\n'));
-  t.same(await take(), [`ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`, `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`]);
+  t.same(await take(), [
+    `ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    `ACTION=remove DEVPATH=/devices/virtual/vfio/0 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/0`,
+    `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
+  ]);
   await core.removeStore(core.devices.get(U1)!, Buffer.from('1'));
   t.same(await take(), [`ACTION=remove DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`]);
   t.same(
     all.map((e) => Number(e.SEQNUM)),
-    [1, 2, 3, 4, 5, 6],
+    [1, 2, 3, 4, 5, 6, 7, 8],
     'SEQNUM counts every event from 1',
   );
-  t.equal(uevents.lastSeqnum, 6);
+  t.equal(uevents.lastSeqnum, 8);
 });
 
 t.test('4.17: bind to vfio_mdev, no vfio-dev child', async (t) => {
   const { core, take } = emulation(SAMPLES, { abi: '4.17' });
   const mtty = core.parents.get('mtty')!.types.get('mtty-2')!;
   await core.createStore(mtty, Buffer.from(U1));
-  t.same(await take(), [`ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`, `ACTION=bind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev DRIVER=vfio_mdev`]);
+  t.same(await take(), [`ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`, `ACTION=add DEVPATH=/devices/virtual/vfio/0 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/0`, `ACTION=bind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev DRIVER=vfio_mdev`]);
 });
 
 const slow: ParentProfile = {
@@ -109,7 +114,7 @@ t.test('a device is announced only once the whole of it is there, and its remova
   while (clock.waiting === 0) await tick();
   clock.releaseAll();
   await creating;
-  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=add', 'ACTION=add', 'ACTION=bind']);
+  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=add', 'ACTION=add', 'ACTION=add', 'ACTION=bind']);
 
   const removing = core.removeStore(core.devices.get(U1)!, Buffer.from('1'));
   await tick();
@@ -117,9 +122,9 @@ t.test('a device is announced only once the whole of it is there, and its remova
   while (clock.waiting === 0) await tick();
   clock.releaseAll();
   await removing;
-  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=remove', 'ACTION=unbind', 'ACTION=remove']);
+  t.same((await take()).map((l) => l.split(' ')[0]), ['ACTION=remove', 'ACTION=remove', 'ACTION=unbind', 'ACTION=remove']);
   const whole = 'mdev_type,driver,iommu_group,vfio-dev/vfio0';
-  t.same(found, [`add ${whole}`, `add ${whole}`, `bind ${whole}`, 'remove gone', 'unbind gone', 'remove gone']);
+  t.same(found, [`add ${whole}`, `add ${whole}`, `add ${whole}`, `bind ${whole}`, 'remove gone', 'remove gone', 'unbind gone', 'remove gone']);
 });
 
 t.test('a create the vendor refuses: add, then remove (the device appeared briefly)', async (t) => {
@@ -163,6 +168,7 @@ t.test('parents: module load and unload order, children first', async (t) => {
   await core.unregisterParent('mtty');
   t.same(await take(), [
     `ACTION=remove DEVPATH=${MTTY}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    `ACTION=remove DEVPATH=/devices/virtual/vfio/0 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/0`,
     `ACTION=unbind DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
     `ACTION=remove DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
     `ACTION=change DEVPATH=${MTTY} SUBSYSTEM=mtty MDEV_STATE=unregistered`,
@@ -186,7 +192,7 @@ t.test('late subscribers get the last 1024 events, oldest first, then the live o
   uevents.subscribe((ev) => since.push(Number(ev.SEQNUM)), 1098);
   await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
   await take();
-  t.same(since, [1099, 1100, 1101, 1102, 1103], 'the retained ones above SEQNUM 1098, then the live ones');
+  t.same(since, [1099, 1100, 1101, 1102, 1103, 1104], 'the retained ones above SEQNUM 1098, then the live ones');
 });
 
 t.test('a PCI parent (GVT-g): MDEV_STATE carries the PCI device\'s own variables; the device itself stays', async (t) => {
@@ -248,6 +254,8 @@ t.test('GVT-g: unbinding the PCI function from i915 unregisters only the parent;
   const pci = (l: string) => l.replace(/ PCI_CLASS.*/, ' ...');
   t.same((await take()).map(pci), [
     `ACTION=remove DEVPATH=${GVT}/${U1}/vfio-dev/vfio0 SUBSYSTEM=vfio-dev`,
+    // The GPU's own IOMMU group is 0: the mdev's is 1, its VFIO group device the first (minor 0).
+    `ACTION=remove DEVPATH=/devices/virtual/vfio/1 SUBSYSTEM=vfio MAJOR=253 MINOR=0 DEVNAME=vfio/1`,
     `ACTION=unbind DEVPATH=${GVT}/${U1} SUBSYSTEM=mdev`,
     `ACTION=remove DEVPATH=${GVT}/${U1} SUBSYSTEM=mdev`,
     `ACTION=change DEVPATH=${GVT} SUBSYSTEM=pci MDEV_STATE=unregistered DRIVER=i915 ...`,
