@@ -204,9 +204,11 @@ t.test('unbinding the GVT-g function from i915 unregisters only the mdev parent:
   step('', 1);
   t.same(step(`echo ${U} > class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_8/create; echo 0000:00:02.0 > bus/pci/drivers/i915/unbind`, 2), [
     `add /${P}/${U}`,
+    'add /devices/virtual/vfio/1', // its VFIO group's device (the GPU's own IOMMU group is 0)
     `add /${P}/${U}/vfio-dev/vfio0`,
     `bind /${P}/${U}`,
     `remove /${P}/${U}/vfio-dev/vfio0`,
+    'remove /devices/virtual/vfio/1',
     `unbind /${P}/${U}`,
     `remove /${P}/${U}`,
     `change /${P} unregistered`,
