@@ -10,10 +10,14 @@ import { join } from 'node:path';
  *
  * The file is removed when we exit, still holding the lock. So that a daemon that opened it just
  * before cannot then lock a file that is no longer at `path`, a lock counts only if `path` still
- * names the file we locked; otherwise we try again with the new one.
+ * names the file we locked; otherwise we try again with the new one. A lock held by someone else
+ * may be another daemon's sweep removing it (sweepStaleLocks holds it for one rm): it counts as a
+ * live daemon's only once it has been held, at `path`, for HELD_MS.
  */
 export function lockForLife(path: string): boolean {
-  for (let attempt = 0; attempt < 10; attempt++) {
+  let heldFor = 0;
+  let replaced = 0;
+  for (;;) {
     let fd: number;
     try {
       fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
@@ -21,21 +25,43 @@ export function lockForLife(path: string): boolean {
       throw new Error(`cannot open the lock file ${path}: ${(err as Error).message}`);
     }
     const r = spawnSync('flock', ['--exclusive', '--nonblock', '3'], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
-    if (r.status !== 0) {
+    if (r.status !== 0 && r.status !== 1) {
       closeSync(fd);
-      if (r.status === 1) return false;
       throw new Error(`cannot lock ${path} with flock(1): ${r.error?.message ?? r.stderr.trim()}`);
     }
-    const locked = fstatSync(fd);
-    const named = statSync(path, { throwIfNoEntry: false });
-    if (named && named.ino === locked.ino && named.dev === locked.dev) {
+    const same = namesFile(path, fd);
+    if (r.status === 0 && same) {
       // fd stays open (and locked) until the process is gone.
       process.on('exit', () => rmSync(path, { force: true }));
       return true;
     }
-    closeSync(fd); // the previous holder removed it as it exited
+    closeSync(fd);
+    // Not ours. Held, and still at `path`: a daemon, or another daemon's sweep (sweepStaleLocks)
+    // that holds it only while it removes it. Give a sweep a moment before believing a daemon.
+    if (r.status === 1 && same) {
+      if (heldFor >= HELD_MS) return false;
+      sleepMs(SWEEP_WAIT_MS);
+      heldFor += SWEEP_WAIT_MS;
+      continue;
+    }
+    // The file we opened was removed meanwhile (its holder exited, or it was swept): again.
+    if (++replaced >= 10) throw new Error(`cannot lock ${path}: it keeps being replaced`);
   }
-  throw new Error(`cannot lock ${path}: it keeps being replaced`);
+}
+
+/** How long a lock held at its path may be a sweep's (which holds it for one rm) before it counts as a daemon's. */
+const HELD_MS = 300;
+const SWEEP_WAIT_MS = 25;
+
+/** Whether `path` still names the file open as fd. */
+function namesFile(path: string, fd: number): boolean {
+  const open = fstatSync(fd);
+  const named = statSync(path, { throwIfNoEntry: false });
+  return !!named && named.ino === open.ino && named.dev === open.dev;
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** The locks (and sockets) daemons keep in the control directory: a 16-hex-digit id each. */
