@@ -115,12 +115,15 @@ export class SysfsTree {
           for (const top of tops) entries.push(`${devPath}/${top}`);
         }
       } else if (part === 'bound') {
-        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'), at('class', 'vfio'), at('devices', 'virtual'), at('devices', 'virtual', 'vfio'));
+        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'), at('devices', 'virtual', 'vfio'));
+        // The glue directory devices/virtual/vfio comes with the first group device and goes with
+        // the last: only then does devices/virtual's link count change.
+        const groups = this.vfioGroups().length;
+        if (shown ? groups === 1 : groups === 0) attrs.push(at('devices', 'virtual'));
         if (!shown) {
           entries.push(`${devPath}/driver`, `${devPath}/iommu_group`, `${devPath}/vfio-dev`);
           if (dev.iommuGroup !== undefined) entries.push(at('class', 'vfio', String(dev.iommuGroup)), at('devices', 'virtual', 'vfio', String(dev.iommuGroup)));
-          // The glue directory goes with its last group device.
-          if (this.vfioGroups().length === 0) entries.push(at('devices', 'virtual', 'vfio'));
+          if (groups === 0) entries.push(at('devices', 'virtual', 'vfio'));
           if (dev.boundDriver) entries.push(at('bus', 'mdev', 'drivers', dev.boundDriver, dev.uuid));
           if (dev.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.iommuGroup)));
           if (dev.vfioIndex !== undefined) entries.push(at('class', 'vfio-dev', `vfio${dev.vfioIndex}`));

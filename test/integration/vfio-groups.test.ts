@@ -10,6 +10,17 @@ const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const U2 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
 const MT = 'class/mdev_bus/mtty/mdev_supported_types/mtty-1';
 
+t.test("devices/virtual's link count follows the glue directory, through the kernel's attribute cache", async (t) => {
+  const d = await startDaemon();
+  t.teardown(() => d.stop());
+  const nlink = (script = '') => sh(d.dir, `${script} stat -c %h devices/virtual`).stdout.trim();
+  const before = Number(nlink());
+  t.equal(Number(nlink(`echo ${U1} > ${MT}/create &&`)), before + 1, 'the first group brings devices/virtual/vfio');
+  t.equal(Number(nlink(`echo ${U2} > ${MT}/create &&`)), before + 1, 'a second one does not');
+  t.equal(Number(nlink(`echo 1 > bus/mdev/devices/${U1}/remove &&`)), before + 1);
+  t.equal(Number(nlink(`echo 1 > bus/mdev/devices/${U2}/remove &&`)), before, 'the last one takes it away');
+});
+
 t.test('devices/virtual/vfio/N and class/vfio/N follow the bound mdevs', async (t) => {
   const d = await startDaemon();
   t.teardown(() => d.stop());
