@@ -472,18 +472,19 @@ export class BusesRenderer {
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
-    if (ev.kind === 'change') {
-      // A PF's VFs enabled or disabled: its virtfnN links come and go (a superset is fine).
-      const s = ev.dev.pci?.sriov;
-      const links = s ? Array.from({ length: s.totalVfs }, (_, i) => at(...ev.dev.path, `virtfn${i}`)) : [];
-      return { entries: links, attrs: [at(...ev.dev.path)] };
-    }
+    // KOBJ_CHANGE takes nothing away: a PF's new virtfnN links are new names, and a VF's removal
+    // takes its own link (below).
+    if (ev.kind === 'change') return { entries: [], attrs: [] };
     const { dev, present } = ev;
     const attrs = [at(...dev.path.slice(0, -1)), at('bus'), at('kernel', 'iommu_groups')];
     if (present) return { entries: [], attrs };
     const entries = [at(...dev.path)];
     if (dev.bus) entries.push(at('bus', dev.bus.name, 'devices', dev.name));
     if (dev.pci?.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
+    // A VF's virtfnN link in its PF goes with it (pci_iov_remove_virtfn); the VF is still listed.
+    const pf = dev.pci?.physfn;
+    const index = pf?.sriov?.vfs.indexOf(dev.pci!) ?? -1;
+    if (pf && index >= 0) entries.push(at(...dev.path.slice(0, -1), pf.name, `virtfn${index}`));
     return { entries, attrs };
   }
 }

@@ -123,6 +123,14 @@ t.test('0 disables the VFs with their mdevs, a count enables them again as mdev 
   t.equal(on.at(-1)!.SUBSYSTEM, 'pci');
 });
 
+t.test('a VF taken away takes its virtfnN link from the kernel\'s caches too (vendor-specific VFIO: no mdev parent goes)', async (t) => {
+  const d = await startDaemon({ profile: 'nvidia-l40s' });
+  t.teardown(() => d.stop());
+  const L40S = 'bus/pci/devices/0000:00:07.0';
+  const r = sh(d.dir, `readlink ${L40S}/virtfn0 && echo 0 > ${L40S}/sriov_numvfs && { readlink ${L40S}/virtfn0 || echo gone; }`);
+  t.equal(r.stdout, '../0000:00:07.4\ngone\n', r.stderr);
+});
+
 t.test('without sriov_drivers_autoprobe the VFs come unbound, and binding one makes it a parent', async (t) => {
   const d = await mount(t);
   const r = sh(
