@@ -258,18 +258,18 @@ function semanticProblems(profile: Profile): string[] {
   return out;
 }
 
-/** Every IOMMU group number a profile names, with where it names it. */
-export function namedIommuGroups(profile: Profile): { group: number; at: string }[] {
-  const out: { group: number; at: string }[] = [];
+/** Every IOMMU group number a profile names, with where it names it and whose it is (a PCI function's, an mdev's). */
+export function namedIommuGroups(profile: Profile): { group: number; at: string; of: 'function' | 'mdev' }[] {
+  const out: { group: number; at: string; of: 'function' | 'mdev' }[] = [];
   profile.parents.forEach((p, i) => {
-    if (p.pci?.iommuGroup !== undefined) out.push({ group: p.pci.iommuGroup, at: `parents[${i}].pci.iommuGroup` });
-    p.pci?.sriov?.vfIommuGroups?.forEach((group, k) => out.push({ group, at: `parents[${i}].pci.sriov.vfIommuGroups[${k}]` }));
+    if (p.pci?.iommuGroup !== undefined) out.push({ group: p.pci.iommuGroup, at: `parents[${i}].pci.iommuGroup`, of: 'function' });
+    p.pci?.sriov?.vfIommuGroups?.forEach((group, k) => out.push({ group, at: `parents[${i}].pci.sriov.vfIommuGroups[${k}]`, of: 'function' }));
     p.devices?.forEach((d, j) => {
-      if (d.iommuGroup !== undefined) out.push({ group: d.iommuGroup, at: `parents[${i}].devices[${j}].iommuGroup` });
+      if (d.iommuGroup !== undefined) out.push({ group: d.iommuGroup, at: `parents[${i}].devices[${j}].iommuGroup`, of: 'mdev' });
     });
   });
   profile.pciDevices?.forEach((d, k) => {
-    if (d.pci.iommuGroup !== undefined) out.push({ group: d.pci.iommuGroup, at: `pciDevices[${k}].pci.iommuGroup` });
+    if (d.pci.iommuGroup !== undefined) out.push({ group: d.pci.iommuGroup, at: `pciDevices[${k}].pci.iommuGroup`, of: 'function' });
   });
   return out;
 }
@@ -296,7 +296,7 @@ function groupProblems(profile: Profile, out: string[]): void {
  * which may be a later function's. (Recorded mdevs get theirs as they are created.)
  */
 export function reserveIommuGroups(core: MdevCore, profile: Profile): void {
-  for (const { group, at } of namedIommuGroups(profile)) if (!at.includes('.devices[')) core.groupIds.reserve(group);
+  for (const { group, of } of namedIommuGroups(profile)) if (of === 'function') core.groupIds.reserve(group);
 }
 
 /** NVIDIA vendor-specific VFIO (pci.sriov.mdevOn "none"): VF files over an nvidia-vgpu GPU, no mdevs. */
