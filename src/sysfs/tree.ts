@@ -569,41 +569,30 @@ export class SysfsTree {
 
   // ---- VFIO groups: /dev/vfio/<group> as sysfs shows it ---------------------------------
 
-  /** The bound mdevs, each with its VFIO group (one per device: an emulated IOMMU). */
-  private vfioGroups(): MdevDevice[] {
-    return [...this.core.iommuGroups.values()].filter((d) => d.vfioGroupMinor !== undefined && d.parts.has('bound'));
-  }
-
-  /**
-   * How many group devices there are, without walking them (a create at 10,000 devices must
-   * cost what one at 0 does): show('bound') gives a device its IOMMU group and its group minor
-   * together, and hide('bound') takes both.
+  /*
+   * The group devices are the bound mdevs' groups, core.iommuGroups: show('bound') gives a device
+   * its IOMMU group and its group minor together, and hide('bound') takes both. Counted without
+   * walking them (a create at 10,000 devices must cost what one at 0 does).
    */
   private vfioGroupCount(): number {
     return this.core.iommuGroups.size;
   }
 
   private vfioGroupNames(): string[] {
-    return this.vfioGroups().map((d) => String(d.iommuGroup));
+    return [...this.core.iommuGroups.keys()].map(String);
   }
 
-  private vfioGroupOf(name: string): MdevDevice | undefined {
-    if (!/^(0|[1-9]\d*)$/.test(name)) return undefined;
-    const dev = this.core.iommuGroups.get(Number(name));
-    return dev && dev.vfioGroupMinor !== undefined && dev.parts.has('bound') ? dev : undefined;
+  /** A directory of one entry per group device: make(dev, name) for a group number that has one. */
+  private vfioGroupEntries<N extends Node>(make: (dev: MdevDevice, name: string) => N): (name: string) => N | undefined {
+    return (name) => {
+      const dev = /^(0|[1-9]\d*)$/.test(name) ? this.core.iommuGroups.get(Number(name)) : undefined; // 00 is ENOENT
+      return dev && make(dev, name);
+    };
   }
 
   /** devices/virtual/vfio/: one directory per group device. */
   private vfioGroupsDir(): DirNode {
-    return this.cached(this, 'devices/virtual/vfio', () =>
-      dynDir(
-        () => this.vfioGroupNames(),
-        (name) => {
-          const dev = this.vfioGroupOf(name);
-          return dev && this.vfioGroupDir(dev);
-        },
-      ),
-    );
+    return this.cached(this, 'devices/virtual/vfio', () => dynDir(() => this.vfioGroupNames(), this.vfioGroupEntries((dev) => this.vfioGroupDir(dev))));
   }
 
   /** class/vfio/: N -> ../../devices/virtual/vfio/N. */
@@ -611,10 +600,7 @@ export class SysfsTree {
     return this.cached(this, 'class/vfio', () =>
       linkDir(
         () => this.vfioGroupNames(),
-        (name) => {
-          const dev = this.vfioGroupOf(name);
-          return dev && link(['devices', 'virtual', 'vfio', name], this.partAlive(dev, 'bound'));
-        },
+        this.vfioGroupEntries((dev, name) => link(['devices', 'virtual', 'vfio', name], this.partAlive(dev, 'bound'))),
       ),
     );
   }
