@@ -171,7 +171,7 @@ async function withMount(
     { lockForLife, sweepStaleLocks },
     { controlDir, lockPath },
     { startControlServer },
-    { buildEmulation },
+    { Emulation },
     { loadProfile },
     { BACKENDS, automaticBackend },
     { inspect, lazyUnmount },
@@ -182,7 +182,7 @@ async function withMount(
     import('../control/lock'),
     import('../control/protocol'),
     import('../control/server'),
-    import('../daemon'),
+    import('../emulation'),
     import('../drivers/profile'),
     import('../fuse/backends'),
     import('../fuse/mountpoint'),
@@ -211,7 +211,7 @@ async function withMount(
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
-    emulation = buildEmulation(profile, { abi: abiOpt as string | undefined, log });
+    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log });
     await emulation.ready;
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
@@ -254,8 +254,7 @@ async function withMount(
   let control;
   try {
     mkdirSync(dir, { recursive: true });
-    control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled(),
-      () => ({ mountpoint: dir, mounted }), emulation.uevents);
+    control = await startControlServer(controlPath, emulation, log, () => ({ mountpoint: dir, mounted }));
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return 1;

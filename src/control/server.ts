@@ -2,37 +2,26 @@ import { chmodSync, existsSync, lstatSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock } from '../core/clock';
-import type { MdevCore } from '../core/core';
+import type { Emulation } from '../emulation';
 import type { Uevents } from '../events/uevents';
-import { createPresentDevices } from '../daemon';
-import { registerProfileParent, validateProfile } from '../drivers/profile';
 import type { Reply, Request } from './protocol';
 
 /** The daemon's control socket: parents come and go while mounted. */
 export function startControlServer(
   path: string,
-  core: MdevCore,
-  clock: Clock,
+  em: Emulation,
   log: Logger,
-  /** Resolves when every cache has dropped what the last change removed. */
-  settled: () => Promise<void>,
   /** What `ping` answers: the mountpoint served, and whether it is mounted yet. */
   status: () => { mountpoint: string; mounted: boolean },
-  /** What the `events` op streams. */
-  uevents?: Uevents,
 ): Promise<Server> {
+  const { core, uevents } = em;
   const handle = async (req: Request): Promise<Reply> => {
     switch (req.op) {
       case 'add-parent':
-        validateProfile({ parents: [req.parent] });
-        // Its devices present (a recording's) are made as at start.
-        await createPresentDevices(core, [req.parent], [registerProfileParent(core, req.parent, clock)]);
-        await settled();
+        await em.addParent(req.parent);
         return { ok: true };
       case 'remove-parent':
-        await core.unregisterParent(req.name);
-        await settled();
+        await em.removeParent(req.name);
         return { ok: true };
       case 'parents':
         return { ok: true, parents: [...core.parents.keys()] };
@@ -54,7 +43,7 @@ export function startControlServer(
         try {
           const req = JSON.parse(line) as Request;
           log.info({ op: req.op }, 'control request');
-          if (req.op === 'events' && uevents) {
+          if (req.op === 'events') {
             streamEvents(sock, uevents, req.since);
             continue;
           }

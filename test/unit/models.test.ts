@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/core/errno';
 import type { MdevDevice, MdevType } from '../../src/core/model';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { AP } from '../../src/drivers/builtin/ap';
 import { GVT, GVT_PARENT } from '../../src/drivers/builtin/gvt';
 import { NVIDIA_L40S, NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
@@ -17,7 +17,7 @@ import { ManualClock } from '../helpers/manual-clock';
 const uuid = (n: number) => `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`;
 
 function setup(profile: Profile, abi = '6.1') {
-  const { core } = buildEmulation(profile, { abi, log: silentLogger, clock: new ManualClock() });
+  const { core } = new Emulation(profile, { abi, log: silentLogger, clock: new ManualClock() });
   const parent = [...core.parents.values()][0]!;
   const type = (id: string): MdevType => {
     const ty = parent.types.get(id);
