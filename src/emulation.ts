@@ -110,9 +110,9 @@ export class Emulation implements Registrar {
    * hears it as the kernel would tell it: every mdev parent unregistered and its module unloaded
    * (in the reverse order of registration; their devices go first, each as a remove), every host
    * device removed (VFs first, then the deepest first: unbind, remove), then the profile placed
-   * and its devices present created as at start (add, bind, registration events). The kernel's
-   * numberings start again from a fresh boot's; SEQNUM goes on. Bus drivers stay registered (as
-   * built-in drivers do), with their dynamic ids dropped.
+   * and every host driver unregistered (remove), then the profile placed and its devices present
+   * created as at start (add, bind, registration events). The kernel's numberings start again from
+   * a fresh boot's; SEQNUM goes on.
    */
   reset(): Promise<void> {
     return this.serialize(async () => {
@@ -131,8 +131,9 @@ export class Emulation implements Registrar {
     const byDepth = [...host.model.devices.values()].reverse().sort((a, b) => b.path.length - a.path.length);
     for (const dev of byDepth) await removeDevice(host, dev);
     for (const bus of host.model.buses.values()) {
+      for (const drv of [...bus.drivers.values()].reverse()) host.model.removeDriver(drv);
       bus.autoprobe = true;
-      for (const drv of bus.drivers.values()) drv.dynIds.clear();
+      bus.attrs = [];
     }
     this.ids.clear();
     host.resetBars();

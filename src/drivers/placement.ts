@@ -135,13 +135,14 @@ function placePci(host: Host, p: ParentProfile, pci: PciProfile, path: string[])
   if (!dev) {
     const fn = pciFunction(p.name, pci, bars.place(pci.bars), pci.device, pci.irq ?? 16);
     fn.iommuGroup = groupOf(host.ids.iommuGroups, pci.iommuGroup);
-    dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
     const s = pci.sriov;
+    // The SR-IOV capability is the function's before device_add: a listener may render it then.
     if (s) {
       const vfBars = bars.place(s.vfBars, s.totalVfs);
       fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [], driversAutoprobe: true };
-      addVfs(host, dev, pci, fn.sriov.numVfs);
     }
+    dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
+    if (fn.sriov) addVfs(host, dev, pci, fn.sriov.numVfs);
   }
   const mdevOn = pci.sriov?.mdevOn ?? 'pf';
   claim(model, dev, pci.driver, pci.module);

@@ -241,7 +241,7 @@ export class Uevents {
    * driver bind / unbind, driver_register of a bus driver.
    */
   private renderHost(ev: DeviceEvent): Pending[] {
-    if (ev.kind === 'driver') return ev.present ? [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, 'add')] : [];
+    if (ev.kind === 'driver') return [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, ev.present ? 'add' : 'remove')];
     const dev = ev.dev;
     if (!dev.bus) return [];
     const host: Kobj = { kind: 'host', dev };

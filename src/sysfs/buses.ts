@@ -471,7 +471,13 @@ export class BusesRenderer {
       this.driverAttrTops(dev).clear();
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
-    if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
+    if (ev.kind === 'driver') {
+      const attrs = [at('bus', ev.driver.bus.name, 'drivers'), at('module')];
+      if (ev.present) return { entries: [], attrs };
+      const entries = [at('bus', ev.driver.bus.name, 'drivers', ev.driver.name)];
+      if (ev.driver.module) entries.push(at('module', ev.driver.module));
+      return { entries, attrs };
+    }
     // KOBJ_CHANGE takes nothing away: a PF's new virtfnN links are new names, and a VF's removal
     // takes its own link (below).
     if (ev.kind === 'change') return { entries: [], attrs: [] };
