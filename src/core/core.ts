@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Abi, Step } from './abi';
-import { Errno, MdevError, errnoName, fail } from './errno';
+import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import { KernelIds } from './kernel-ids';
 import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
-import { kstrtoul, parseCreateUuid, sysfsStreq } from './parse';
+import { kstrtoul, parseCreateUuid, sysfsStreq } from '../base/parse';
 import { type Kobj, type KobjAction, parseSynthUevent } from './uevent';
 import type { VendorDriver } from './vendor';
 

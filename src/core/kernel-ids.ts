@@ -1,4 +1,4 @@
-import { Ida } from './ida';
+import { Ida } from '../base/ida';
 
 /**
  * The kernel's system-wide numberings of one emulation, shared by the mdev core and the host's

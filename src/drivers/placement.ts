@@ -1,4 +1,4 @@
-import type { Ida } from '../core/ida';
+import type { Ida } from '../base/ida';
 import type { KernelIds } from '../core/kernel-ids';
 import type { ParentPlacement } from '../core/model';
 import { DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { ErrorObject } from 'ajv';
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
 import type { KernelIds } from '../core/kernel-ids';
-import { Errno } from '../core/errno';
+import { Errno } from '../base/errno';
 import type { Parent } from '../core/model';
 import type { DeviceModel, HostDevice } from '../devices/model';
 import { parseBdf, parseCpuList } from '../devices/pci';

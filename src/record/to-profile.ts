@@ -7,7 +7,7 @@ import { formatBdf, parseBdf, vfAddress } from '../devices/pci';
 import { Emulation } from '../emulation';
 import { BUILTINS } from '../drivers/builtin/index';
 import type { DeviceAttrSpec, ParentProfile, PciProfile, PresentVf, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
-import { silentLogger } from '../log';
+import { silentLogger } from '../base/log';
 import { apHostOf, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
 import type { ObservedHost, ObservedParent, ObservedVendorVfio, PhysFn } from './sysfs-reader';

@@ -2,7 +2,7 @@ import t from 'tap';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
 import { Emulation } from '../../src/emulation';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import type { Kernfs } from '../../src/sysfs/kernfs';
 import { type TreeFs, kernfsTree } from '../helpers/invariants';
 

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { Ida } from '../../src/core/ida';
+import { Ida } from '../../src/base/ida';
 import { Emulation } from '../../src/emulation';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 
 // IOMMU group numbers a profile names (a recorded host's) are the functions' own, whatever the
 // order they are placed in; everything else gets the lowest number left, as the kernel's IDA.
