@@ -14,13 +14,14 @@ import t from 'tap';
  * - sysfs: the tree and Kernfs, computed from the core and the devices.
  * - events: uevents rendered from the core's and the devices' events, with the tree's kobjects.
  * - fuse: serves a Kernfs at a mountpoint.
- * - daemon (src/daemon.ts): builds an emulation from a profile (core, drivers, tree, events).
+ * - emulation (src/emulation.ts): the Emulation, which owns one (core, host devices, drivers, tree,
+ *   events) and changes it (add, remove a parent, reset).
  * - control: the control socket, which changes a running emulation.
  * - record: reads a host into a profile, checked by building it as an emulation.
  * - cli: the `mdevfs` command, on top of everything.
- * Layers that do not import each other (drivers and sysfs, fuse and daemon) are ordered arbitrarily.
+ * Layers that do not import each other (drivers and sysfs, fuse and emulation) are ordered arbitrarily.
  */
-const LAYERS = ['base', 'devices', 'core', 'drivers', 'sysfs', 'events', 'fuse', 'daemon', 'control', 'record', 'cli', 'bench'];
+const LAYERS = ['base', 'devices', 'core', 'drivers', 'sysfs', 'events', 'fuse', 'emulation', 'control', 'record', 'cli', 'bench'];
 
 /** Imports allowed to run back up, each with its reason. None today. */
 const EXCEPTIONS: { from: string; to: string; why: string }[] = [];
