@@ -22,16 +22,21 @@ export interface CommandSpec {
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'control', 'backend', 'udev'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev'];
+const FLAGS = ['udev', 'json', 'follow'];
 
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   mount: { options: MOUNT_OPTIONS, min: 1, max: 1, usage: 'mdevfs mount DIR [options]' },
   exec: { options: MOUNT_OPTIONS, min: 0, max: 0, rest: true, usage: 'mdevfs exec [options] -- CMD [ARG...]' },
-  ctl: { options: ['control'], min: 2, max: 3, usage: 'mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME [--control PATH]' },
-  wait: { options: ['control', 'timeout'], min: 1, max: 1, usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]' },
+  ctl: {
+    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout'],
+    min: 1,
+    max: 4,
+    usage: 'mdevfs ctl [DIR] parents|add-parent FILE|NAME|remove-parent NAME|state|mark|wait ...|reset [--json] [--control PATH]',
+  },
+  wait: { options: ['control', 'timeout'], min: 0, max: 1, usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]' },
   events: {
     options: ['control', 'since', 'until', 'timeout'],
-    min: 1,
+    min: 0,
     max: 1,
     usage: 'mdevfs events DIR [--since SEQNUM] [--until ACTION:NAME] [--timeout SECONDS] [--control PATH]',
   },
@@ -135,6 +140,16 @@ export function mountpointOf(dirArg: string): string {
     throw new UsageError(`${dirArg}: its parent directory is not usable (${(err as NodeJS.ErrnoException).code})`);
   }
   return resolve(parent, basename(abs));
+}
+
+/**
+ * The socket of `wait` or `events` without DIR: --control, else $MDEVFS_CONTROL (what `mdevfs
+ * exec` gives its command, with $MDEVFS_ROOT, the tree as the command sees it).
+ */
+export function controlFromEnv(options: ReadonlyMap<string, string>): { socket: string; root: string | undefined } {
+  const socket = options.get('control') ?? process.env.MDEVFS_CONTROL;
+  if (!socket) throw new UsageError('missing DIR (outside mdevfs exec, MDEVFS_CONTROL is not set)');
+  return { socket, root: process.env.MDEVFS_ROOT };
 }
 
 /** --control, else the socket in the control directory for DIR's mountpoint. */

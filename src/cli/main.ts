@@ -1,10 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
-import type { Request } from '../control/protocol';
-import type { ParentProfile, Profile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
 import { blockedThreadCount } from '../fuse/backend-interface';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
@@ -28,10 +26,21 @@ Usage:
                                  CMD gets SYSTEMD_DEVICE_VERIFY_SYSFS=0 (unless set), without which
                                  libudev (udevadm, pyudev, libvirt) refuses a /sys that is not sysfs.
   mdevfs ctl DIR parents          list the parents of the daemon serving DIR
-  mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
+  mdevfs ctl DIR add-parent FILE|NAME
+                                 register the parent(s) in FILE (a profile, or one parent), or those of the
+                                 built-in profile NAME, while mounted
   mdevfs ctl DIR remove-parent NAME
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
+  mdevfs ctl DIR state [--json]  parents, types with available_instances, devices and their state
+  mdevfs ctl DIR mark            print the current SEQNUM (wait --since it for what comes after)
+  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone
+                 [--since N] [--timeout S]
+                                 exit 0 once it holds (an event: one with a SEQNUM above N, default 0), 1 at
+                                 the timeout (default 10 s)
+  mdevfs ctl DIR reset           back to the profile's start state (see docs/control-api.md)
+                                 Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
+                                 $MDEVFS_CONTROL, the socket exec gives CMD (and $MDEVFS_ROOT, the tree: /sys)
   mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
   mdevfs events DIR [--since N] [--until ACTION:NAME] [--timeout S]
                                  print the uevents of the daemon serving DIR as JSON lines (ACTION, DEVPATH,
@@ -95,50 +104,6 @@ async function mountCommand(dirArg: string, options: Options): Promise<number> {
   });
 }
 
-async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
-  const [dirArg, verb, arg] = args as [string, string, string | undefined];
-  const path = controlPathFor(dirArg, options);
-  let req: Request;
-  if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
-  else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
-  else if (verb === 'add-parent' && arg) {
-    let parsed: Profile | ParentProfile;
-    try {
-      parsed = JSON.parse(readFileSync(arg, 'utf8')) as Profile | ParentProfile;
-    } catch (err) {
-      process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
-      return EXIT_USAGE;
-    }
-    const parents = 'parents' in parsed ? parsed.parents : [parsed];
-    for (const parent of parents) {
-      const code = await ctlSend(path, { op: 'add-parent', parent });
-      if (code !== 0) return code;
-    }
-    return 0;
-  } else {
-    process.stderr.write(`mdevfs ctl: unknown or incomplete request "${args.slice(1).join(' ')}"\n`);
-    return EXIT_USAGE;
-  }
-  return ctlSend(path, req);
-}
-
-async function ctlSend(path: string, req: Request): Promise<number> {
-  const { request } = await import('../control/client');
-  let reply;
-  try {
-    reply = await request(path, req);
-  } catch (err) {
-    process.stderr.write(`mdevfs ctl: no daemon answers on ${path}: ${(err as Error).message}\n`);
-    return 1;
-  }
-  if (!reply.ok) {
-    process.stderr.write(`mdevfs ctl: ${reply.error}\n`);
-    return 1;
-  }
-  if (reply.parents) process.stdout.write(reply.parents.map((p) => p + '\n').join(''));
-  return 0;
-}
-
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
   const [{ hasSysAdmin }, { execInUserNamespace, runOverSys }, { feedUdevSender }] = await Promise.all([
     import('../fuse/backend-registry'),
@@ -148,9 +113,9 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
   if (!hasSysAdmin()) return execInUserNamespace();
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
-    return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
+    return await withMount(dir, options, (stopped, mountpoint, { uevents, log, controlPath }) => {
       const udev = options.has('udev') ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks) : undefined;
-      return runOverSys(mountpoint, argv, { udev, stop: stopped });
+      return runOverSys(mountpoint, argv, { udev, stop: stopped, control: controlPath });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -164,13 +129,13 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
 async function withMount(
   dirArg: string,
   options: Options,
-  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger }) => Promise<number>,
+  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger; controlPath: string }) => Promise<number>,
 ): Promise<number> {
   const [
     { ensurePrivateDir },
     { lockForLife, sweepStaleLocks },
     { controlDir, lockPath },
-    { startControlServer },
+    { startControlServer, stopControlServer },
     { Emulation },
     { loadProfile },
     { BACKENDS, automaticBackend },
@@ -275,7 +240,7 @@ async function withMount(
   try {
     await backend.mount();
   } catch (err) {
-    control.close();
+    stopControlServer(control);
     rmSync(controlPath, { force: true });
     throw err;
   }
@@ -283,7 +248,7 @@ async function withMount(
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
   try {
-    return await body(stopped, dir, { uevents: emulation.uevents, log });
+    return await body(stopped, dir, { uevents: emulation.uevents, log, controlPath });
   } finally {
     // The last resort: stopping takes well under a second; if anything in it hangs, the process
     // ends anyway (its mount is detached first, or dies with its /dev/fuse).
@@ -291,7 +256,7 @@ async function withMount(
       log.error({ ms: STOP_DEADLINE_MS }, 'stopping did not finish in time: the process ends with SIGKILL');
       process.kill(process.pid, 'SIGKILL');
     }, STOP_DEADLINE_MS);
-    control.close();
+    stopControlServer(control);
     rmSync(controlPath, { force: true });
     log.info('unmounting');
     try {
@@ -340,13 +305,13 @@ async function dispatch(args: Invocation): Promise<number> {
     case 'mount':
       return mountCommand(positionals[0]!, options);
     case 'ctl':
-      return ctlCommand(positionals, options);
+      return (await import('./ctl')).ctlCommand(positionals, options);
     case 'exec':
       return execCommand(args.rest, options);
     case 'wait':
-      return (await import('./wait')).waitCommand(positionals[0]!, options);
+      return (await import('./wait')).waitCommand(positionals[0], options);
     case 'events':
-      return (await import('./events')).eventsCommand(positionals[0]!, options);
+      return (await import('./events')).eventsCommand(positionals[0], options);
     case 'record':
       return (await import('../record/record')).recordCommand(positionals[0], options.get('output'));
     default:

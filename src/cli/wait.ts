@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { request } from '../control/client';
+import { call } from '../control/client';
 import { mountAt } from '../fuse/mountpoint';
-import { UsageError, controlPathFor, mountpointOf } from './args';
+import { UsageError, controlFromEnv, controlPathFor, mountpointOf } from './args';
 
 const POLL_MS = 50;
 
@@ -13,15 +13,18 @@ const POLL_MS = 50;
  * answer (a file's content is never cached) must succeed, done in a child with a time limit so
  * that a hung mount cannot block us.
  */
-export async function waitCommand(dirArg: string, options: ReadonlyMap<string, string>): Promise<number> {
+export async function waitCommand(dirArg: string | undefined, options: ReadonlyMap<string, string>): Promise<number> {
   const seconds = Number(options.get('timeout') ?? '10');
   if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not "${options.get('timeout')}"`);
-  const dir = mountpointOf(dirArg); // these two throw UsageError
-  const socket = controlPathFor(dir, options);
+  // Without DIR (a command run by mdevfs exec): the socket it was given, and the tree where it
+  // sees it (the daemon's own mountpoint is in another mount namespace).
+  const fromEnv = dirArg === undefined ? controlFromEnv(options) : undefined;
+  const dir = fromEnv ? mountpointOf(fromEnv.root ?? '/sys') : mountpointOf(dirArg!); // these throw UsageError
+  const socket = fromEnv ? fromEnv.socket : controlPathFor(dir, options);
   const deadline = Date.now() + seconds * 1000;
   let why = 'not checked';
   for (;;) {
-    why = await check(dir, socket, Math.max(100, Math.min(2000, deadline - Date.now())));
+    why = await check(dir, socket, Math.max(100, Math.min(2000, deadline - Date.now())), !fromEnv);
     if (!why) return 0;
     if (Date.now() + POLL_MS >= deadline) break;
     await new Promise((r) => setTimeout(r, POLL_MS));
@@ -31,12 +34,12 @@ export async function waitCommand(dirArg: string, options: ReadonlyMap<string, s
 }
 
 /** '' when ready, else what is missing. */
-async function check(dir: string, socket: string, timeoutMs: number): Promise<string> {
+async function check(dir: string, socket: string, timeoutMs: number, sameMountpoint: boolean): Promise<string> {
   try {
-    const reply = await request(socket, { op: 'ping' }, timeoutMs);
-    if (!reply.ok) return `the daemon on ${socket} refused the ping: ${reply.error}`;
-    if (reply.mountpoint !== dir) return `the daemon on ${socket} serves ${reply.mountpoint ?? 'something else'}`;
-    if (!reply.mounted) return 'the daemon is still mounting';
+    const reply = await call<{ mountpoint?: string; mounted?: boolean; error?: string }>(socket, 'GET', '/v1/ping', undefined, timeoutMs);
+    if (reply.status !== 200) return `the daemon on ${socket} refused the ping: ${reply.body.error ?? reply.status}`;
+    if (sameMountpoint && reply.body.mountpoint !== dir) return `the daemon on ${socket} serves ${reply.body.mountpoint ?? 'something else'}`;
+    if (!reply.body.mounted) return 'the daemon is still mounting';
   } catch (err) {
     return `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
   }
