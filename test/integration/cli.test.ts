@@ -58,7 +58,7 @@ t.test('bad invocations: usage errors (exit 2) with a hint, nothing mounted', as
     [['frobnicate'], 2, 'unknown command "frobnicate"\n'],
     [[], 2, 'missing command'],
     [['ctl', dir], 2, `missing the verb after ${dir} (parents, add-parent`],
-    [['ctl', dir, 'parents', '--profile', 'gvt'], 2, 'mdevfs ctl does not take --profile (it takes --control)'],
+    [['ctl', dir, 'parents', '--profile', 'gvt'], 2, 'mdevfs ctl does not take --profile (it takes --control, --json'],
     [['ctl', dir, 'parents', 'extra'], 2, 'mdevfs ctl: parents takes no argument'],
     [['ctl', dir, 'remove-parent', 'a', 'b'], 2, 'mdevfs ctl: remove-parent takes one argument'],
     [['exec', 'true'], 2, 'unexpected argument "true"; usage: mdevfs exec [options] -- CMD'],
