@@ -1,0 +1,289 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
+
+// Runs every example in README.md and docs/*.md, so none goes stale. The convention (also in
+// docs/examples.md, for contributors):
+//
+// - Every fenced block names its language. `console`, `bash`, `sh` and `json` blocks are examples
+//   and run; `text` and `markdown` blocks are not examples (usage listings, a file's layout); any
+//   other language, or none, fails this test, so nothing new slips in unrun.
+// - A `console` block is a transcript: each line starting with `# ` or `$ ` is a command, the lines
+//   after it, up to the next command, are exactly what it prints (stdout and stderr, in order). A
+//   line that is only `#` or `$` is an empty prompt. The commands run in order in ONE bash (so `cd`
+//   carries over), and the whole transcript must come out identical, after the normalisations in
+//   NORMALISE below. As on a terminal, `ls` lists in columns (TERMINAL below).
+// - A `bash` or `sh` block runs as one script under `set -e -o pipefail` and must exit 0. A line
+//   that is only `...` (with an optional comment) stands for "your commands here" and runs as `:`.
+// - A `json` block is a profile: `mdevfs exec --profile BLOCK -- true` must accept it (exit 0).
+// - Every block runs in a fresh directory that looks like a clone of the repository (a symlink to
+//   each of its tracked top-level entries, dist/ and node_modules/, and an empty ./mount of its own), as the README's "in a clone of this repository" says, as root,
+//   with `npm_config_offline=true` so `npx` can never reach the package registry.
+// - HTML comments on the lines just before a block (blank lines between are allowed) set it up:
+//     <!-- mounted: ARGS -->   the harness runs `mdevfs mount ARGS` in that directory first (and stops
+//                              it after the block), for a transcript that uses a mount the text
+//                              around it has started;
+//     <!-- not run: REASON --> the block cannot run here (no container engine, this host's /sys,
+//                              the whole suite itself...). The test prints every such mark with its
+//                              reason, and there may be at most MAX_NOT_RUN of them.
+// - On the fuse-native run (MDEVFS_TEST_BACKEND=fuse-native) every `mdevfs mount` and `mdevfs exec`
+//   of an example gets `--backend fuse-native`, so the examples are checked on both backends.
+
+const MAX_NOT_RUN = 8;
+const RUN = new Set(['console', 'bash', 'sh', 'json']);
+const NOT_EXAMPLES = new Set(['text', 'markdown']);
+
+/**
+ * What varies from run to run, replaced in both the expected and the actual transcript. Keep this
+ * list short: anything else an example prints must be exact.
+ */
+const NORMALISE: readonly [RegExp, string][] = [
+  // udevadm monitor's timestamp (seconds since boot): `UDEV  [3516.024154] add ...`
+  [/^(UDEV|KERNEL)( +)\[\d+\.\d+\]/gm, '$1$2[TIME]'],
+  // bash names the script line in its messages (`bash: line 3: echo: write error: ...`); the
+  // README shows an interactive shell, which does not.
+  [/^bash: line \d+: /gm, 'bash: '],
+];
+
+const normalise = (s: string) => NORMALISE.reduce((acc, [re, to]) => acc.replace(re, to), s);
+
+interface Block {
+  file: string;
+  line: number;
+  lang: string;
+  body: string;
+  notRun?: string;
+  mounted?: string;
+}
+
+interface Stray {
+  file: string;
+  line: number;
+  text: string;
+}
+
+/** The fenced blocks of a markdown file, with the marks in the HTML comments just before each. */
+function blocksOf(file: string): { blocks: Block[]; stray: Stray[] } {
+  const lines = readFileSync(join(REPO, file), 'utf8').split('\n');
+  const blocks: Block[] = [];
+  const marks: Stray[] = [];
+  const stray: Stray[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i]!;
+    const mark = /^<!-- (not run|mounted): (.*?) -->$/.exec(l);
+    if (mark) {
+      marks.push({ file, line: i + 1, text: l });
+      continue;
+    }
+    if (l.trim() === '' && marks.length) continue;
+    const fence = /^```(\S*)\s*$/.exec(l);
+    if (!fence) {
+      stray.push(...marks.splice(0));
+      continue;
+    }
+    const start = i;
+    const body: string[] = [];
+    for (i++; i < lines.length && !/^```\s*$/.test(lines[i]!); i++) body.push(lines[i]!);
+    const block: Block = { file, line: start + 1, lang: fence[1]!, body: body.join('\n') + '\n' };
+    for (const m of marks.splice(0)) {
+      const [, kind, value] = /^<!-- (not run|mounted): (.*?) -->$/.exec(m.text)!;
+      if (kind === 'not run') block.notRun = value!.trim();
+      else block.mounted = value!.trim();
+    }
+    blocks.push(block);
+  }
+  stray.push(...marks);
+  return { blocks, stray };
+}
+
+const FILES = ['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const parsed = FILES.map(blocksOf);
+const BLOCKS = parsed.flatMap((p) => p.blocks);
+const where = (b: { file: string; line: number }) => `${b.file}:${b.line}`;
+
+/** Examples talk about the default backend; on the fuse-native run they get it explicitly. */
+function withBackend(cmd: string): string {
+  return BACKEND ? cmd.replace(/\bmdevfs (mount|exec)\b/g, `mdevfs $1 --backend ${BACKEND}`) : cmd;
+}
+
+/** A directory that looks like a clone: a symlink to each top-level entry of the repository. */
+function cloneLike(): string {
+  const dir = scratch('mdevfs-docs-');
+  const tracked = new Set(readdirSync(REPO).filter((e) => e !== '.git'));
+  // Only what a clone holds plus what setup makes; not whatever a developer left in the tree.
+  const keep = ['dist', 'node_modules'];
+  const git = spawnSync('git', ['ls-tree', '--name-only', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+  for (const e of [...git, ...keep]) {
+    if (!tracked.has(e)) continue;
+    // ./mount is the clone's own mount point (mount/.gitkeep): examples mount there, so it is
+    // a directory of this copy, not a link to the repository's.
+    if (e === 'mount') mkdirSync(join(dir, e));
+    else symlinkSync(join(REPO, e), join(dir, e));
+  }
+  return dir;
+}
+
+const ENV = cliEnv({ LC_ALL: 'C', npm_config_offline: 'true', npm_config_update_notifier: 'false' });
+
+interface Run {
+  code: number | null;
+  out: string;
+  timedOut: boolean;
+}
+
+/**
+ * Runs a bash script in its own process group (stdout and stderr merged, in order). After
+ * `timeoutMs` the group gets SIGTERM (a daemon in it unmounts), then SIGKILL.
+ */
+function runScript(script: string, cwd: string, timeoutMs = 120_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const p = spawn('bash', ['-c', `exec 2>&1\n${script}`], { cwd, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let timedOut = false;
+    p.stdout!.on('data', (d) => (out += d));
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-p.pid!, sig);
+      } catch {
+        /* already gone */
+      }
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill('SIGTERM');
+      setTimeout(() => kill('SIGKILL'), 5000).unref();
+    }, timeoutMs);
+    // Resolve on close (stdout closed by every process of the script, daemons included).
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, timedOut });
+    });
+  });
+}
+
+/** Mounts under `dir` (FUSE or bind) that are still there. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')));
+}
+
+/**
+ * A transcript shows a terminal; its commands write to a pipe here. What differs for the commands
+ * the docs use: `ls` lists in columns on a terminal (one name a line on a pipe).
+ */
+const TERMINAL = 'export COLUMNS=80\nls() { command ls -C -T 0 "$@"; }\n';
+
+interface Transcript {
+  commands: string[];
+  /** The transcript as the markdown shows it, one `# cmd` line and its output per command. */
+  text: string;
+}
+
+function parseConsole(body: string): Transcript {
+  const commands: string[] = [];
+  const text: string[] = [];
+  for (const line of body.replace(/\n$/, '').split('\n')) {
+    if (line === '#' || line === '$') continue;
+    const cmd = /^[#$] (.*)$/.exec(line);
+    if (cmd) commands.push(cmd[1]!);
+    text.push(line);
+  }
+  return { commands, text: text.join('\n') + '\n' };
+}
+
+/** Runs a transcript's commands in one bash and renders what they printed the same way. */
+async function runConsole(tr: Transcript, cwd: string): Promise<{ text: string; run: Run }> {
+  const mark = (i: number | string) => `printf '\\036%s\\036' ${i}`;
+  const script = TERMINAL + tr.commands.map((c, i) => `${mark(i)}\n${withBackend(c)}`).join('\n') + `\n${mark('end')}\n`;
+  const run = await runScript(script, cwd);
+  const parts = run.out.split(/\x1e(\d+|end)\x1e/);
+  const outputs = new Map<number, string>();
+  for (let i = 1; i + 1 < parts.length; i += 2) if (parts[i] !== 'end') outputs.set(Number(parts[i]), parts[i + 1]!);
+  const text = tr.commands
+    .map((c, i) => {
+      const o = outputs.get(i) ?? '<<not reached>>\n';
+      return `# ${c}\n${o}${o === '' || o.endsWith('\n') ? '' : '\n'}`;
+    })
+    .join('');
+  return { text, run };
+}
+
+/** Starts `mdevfs mount ARGS` in `cwd` and waits until it answers; returns how to stop it. */
+async function mountFor(args: string, cwd: string, t: typeof import('tap').default): Promise<() => Promise<void>> {
+  const argv = args.split(/\s+/).filter(Boolean);
+  const dir = argv.find((a) => !a.startsWith('-'))!;
+  const proc = spawn(process.execPath, [CLI, 'mount', ...argv, ...(BACKEND ? ['--backend', BACKEND] : [])], {
+    cwd,
+    env: ENV,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let logs = '';
+  proc.stderr!.on('data', (d) => (logs += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
+  const wait = await runScript(`${process.execPath} ${CLI} wait ${dir} --timeout 20`, cwd);
+  if (wait.code !== 0) {
+    proc.kill('SIGKILL');
+    throw new Error(`mdevfs mount ${args} did not come up: ${wait.out}${logs}`);
+  }
+  return async () => {
+    proc.kill('SIGTERM');
+    t.equal(await exited, 0, `mdevfs mount ${args} exits 0 when stopped`);
+  };
+}
+
+t.test('every fenced block names a language the harness knows', async (t) => {
+  const unknown = BLOCKS.filter((b) => !RUN.has(b.lang) && !NOT_EXAMPLES.has(b.lang)).map((b) => `${where(b)}: \`\`\`${b.lang}`);
+  t.same(unknown, [], 'examples are console, bash, sh or json; reference text is text or markdown');
+  const stray = parsed.flatMap((p) => p.stray).map((s) => `${where(s)}: ${s.text}`);
+  t.same(stray, [], 'every <!-- not run --> / <!-- mounted --> mark comes right before a block');
+  const misplaced = BLOCKS.filter((b) => (b.notRun !== undefined || b.mounted !== undefined) && !RUN.has(b.lang)).map(where);
+  t.same(misplaced, [], 'marks only on examples');
+  t.ok(BLOCKS.filter((b) => RUN.has(b.lang) && b.notRun === undefined).length >= 5, 'the harness finds the examples');
+});
+
+t.test('the examples that are not run, and why', async (t) => {
+  const notRun = BLOCKS.filter((b) => b.notRun !== undefined);
+  for (const b of notRun) t.comment(`not run: ${where(b)}: ${b.notRun}`);
+  t.ok(notRun.every((b) => b.notRun!.length >= 10), 'each names its reason');
+  t.ok(notRun.length <= MAX_NOT_RUN, `at most ${MAX_NOT_RUN} (${notRun.length}): run an example rather than mark it`);
+});
+
+for (const b of BLOCKS) {
+  if (!RUN.has(b.lang) || b.notRun !== undefined) continue;
+  t.test(`${where(b)} (${b.lang})`, async (t) => {
+    const cwd = cloneLike();
+    let stop: (() => Promise<void>) | undefined;
+    if (b.mounted) stop = await mountFor(b.mounted, cwd, t);
+    try {
+      if (b.lang === 'console') {
+        const tr = parseConsole(b.body);
+        t.ok(tr.commands.length > 0, 'a transcript has commands');
+        const { text, run } = await runConsole(tr, cwd);
+        t.notOk(run.timedOut, 'finished');
+        t.equal(normalise(text), normalise(tr.text), 'prints what the transcript shows');
+      } else if (b.lang === 'json') {
+        const file = join(cwd, 'example-profile.json');
+        writeFileSync(file, b.body);
+        const run = await runScript(`${process.execPath} ${CLI} exec --profile ${file} ${BACKEND ? `--backend ${BACKEND}` : ''} -- true`, cwd);
+        t.equal(run.code, 0, `mdevfs accepts it as a profile${run.code === 0 ? '' : `\n${run.out}`}`);
+      } else {
+        const script = b.body
+          .split('\n')
+          .map((l) => (/^\s*\.\.\.(\s+#.*)?$/.test(l) ? ':' : withBackend(l)))
+          .join('\n');
+        const run = await runScript(`set -e -o pipefail\n${script}`, cwd);
+        t.notOk(run.timedOut, 'finished');
+        t.equal(run.code, 0, `exits 0${run.code === 0 ? '' : `\n${run.out}`}`);
+      }
+    } finally {
+      if (stop) await stop();
+      const left = mountsUnder(cwd);
+      t.same(left, [], 'leaves no mount behind');
+      for (const m of left.reverse()) spawnSync('umount', ['-l', m]);
+    }
+  });
+}
