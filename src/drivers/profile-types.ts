@@ -1,6 +1,6 @@
 import type { ErrnoName } from '../core/errno';
 
-/** How a driver decides how many instances fit (spec §4.4). */
+/** How a driver decides how many instances fit (docs/mdev-abi.md, "Counting instances"). */
 export type CapacitySpec =
   /** A per-parent count. 6.1: counted by the core (EUSERS); 4.17: by the vendor (legacyErrno). */
   | { model: 'counter'; max: number; legacyErrno?: ErrnoName }
@@ -10,9 +10,9 @@ export type CapacitySpec =
   | { model: 'constant'; value: number }
   /** The first type created locks the parent; other types drop to 0 (NVIDIA time-sliced). */
   | { model: 'exclusive'; errno?: ErrnoName }
-  /** NVIDIA vGPU (hardware-profiles.md §1.7): see NvidiaCapacity. */
+  /** NVIDIA vGPU (docs/hardware.md): see NvidiaCapacity. */
   | NvidiaCapacity
-  /** Intel GVT-g (hardware-profiles.md §3.4): see GvtCapacity. */
+  /** Intel GVT-g (docs/hardware.md): see GvtCapacity. */
   | GvtCapacity;
 
 /**
@@ -89,8 +89,8 @@ export type DeviceAttrSpec =
   | { kind: 'ap-matrix' | 'ap-guest-matrix' | 'ap-control-domains' | 'ap-config'; abi?: AbiList };
 
 /**
- * The host's AP configuration a vfio-ap parent checks assignments against (hardware-profiles.md
- * §4.4-§4.5). Masks are written as sysfs shows them: "0x" + up to 64 hex digits, bit 0 leftmost.
+ * The host's AP configuration a vfio-ap parent checks assignments against (docs/hardware.md,
+ * "s390 vfio-ap"). Masks are written as sysfs shows them: "0x" + up to 64 hex digits, bit 0 leftmost.
  */
 export interface ApHostSpec {
   /** Highest adapter / domain id (Na, Nd): 63 and 15 without APXA (defaults), 255 with it. */
