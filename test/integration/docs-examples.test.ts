@@ -19,7 +19,8 @@ import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
 //   that is only `...` (with an optional comment) stands for "your commands here" and runs as `:`.
 // - A `json` block is a profile: `mdevfs exec --profile BLOCK -- true` must accept it (exit 0).
 // - Every block runs in a fresh directory that looks like a clone of the repository (a symlink to
-//   each of its tracked top-level entries, dist/ and node_modules/, and an empty ./mount of its own), as the README's "in a clone of this repository" says, as root,
+//   each of its tracked top-level entries, dist/ and node_modules/, and an empty ./mount of its
+//   own), as the README's "in a clone of this repository" says, as root,
 //   with `npm_config_offline=true` so `npx` can never reach the package registry.
 // - HTML comments on the lines just before a block (blank lines between are allowed) set it up:
 //     <!-- mounted: ARGS -->   the harness runs `mdevfs mount ARGS` in that directory first (and stops
@@ -287,3 +288,46 @@ for (const b of BLOCKS) {
     }
   });
 }
+
+/** Every text file of the repository's sources, tests and docs (what a citation may sit in). */
+function citingFiles(): string[] {
+  const out = spawnSync('git', ['ls-files', 'README.md', 'docs', 'src', 'test'], { cwd: REPO, encoding: 'utf8' }).stdout;
+  return out.split('\n').filter((f) => f && f !== 'test/integration/docs-examples.test.ts' && !f.startsWith('test/conformance/expected'));
+}
+
+t.test('docs and comments cite what a clone contains, by sections that exist', async (t) => {
+  const files = citingFiles();
+  const missing = /hardware-profiles\.md|kernel-mdev-abi\.md|spec §|\.\.\/shared\//;
+  const bad = files.flatMap((f) =>
+    readFileSync(join(REPO, f), 'utf8')
+      .split('\n')
+      .flatMap((l, i) => (missing.test(l) ? [`${f}:${i + 1}: ${l.trim()}`] : [])),
+  );
+  t.same(bad, [], 'no citation of the private notes (hardware-profiles.md, kernel-mdev-abi.md, "spec §N", ../shared)');
+  // `docs/NAME.md, "Section"` (a comment may wrap it: ` * ` and line breaks are spaces)
+  const sections = new Map<string, string[]>();
+  const headings = (doc: string) =>
+    sections.get(doc) ??
+    sections
+      .set(doc, readFileSync(join(REPO, doc), 'utf8').split('\n').filter((l) => l.startsWith('#')).map((l) => l.replace(/^#+\s*/, '')))
+      .get(doc)!;
+  const unknown: string[] = [];
+  let cited = 0;
+  for (const f of files) {
+    const text = readFileSync(join(REPO, f), 'utf8').replace(/\n\s*(\*|\/\/|#)?\s*/g, ' ');
+    for (const m of text.matchAll(/(docs\/[\w-]+\.md)`?,? "([^"]+)"/g)) {
+      const [, doc, section] = m;
+      cited++;
+      let hs: string[];
+      try {
+        hs = headings(doc!);
+      } catch {
+        unknown.push(`${f}: ${doc} does not exist`);
+        continue;
+      }
+      if (!hs.some((h) => h.replace(/`/g, '').startsWith(section!.replace(/`/g, '')))) unknown.push(`${f}: ${doc}, "${section}"`);
+    }
+  }
+  t.ok(cited >= 10, `finds the section citations (${cited})`);
+  t.same(unknown, [], 'every docs/NAME.md, "Section" citation names a heading of that file');
+});
