@@ -1,4 +1,4 @@
-import type { ErrnoName } from '../core/errno';
+import type { ErrnoName } from '../base/errno';
 
 /** How a driver decides how many instances fit (docs/mdev-abi.md, "Counting instances"). */
 export type CapacitySpec =
