@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
@@ -330,4 +330,22 @@ t.test('docs and comments cite what a clone contains, by sections that exist', a
   }
   t.ok(cited >= 10, `finds the section citations (${cited})`);
   t.same(unknown, [], 'every docs/NAME.md, "Section" citation names a heading of that file');
+});
+
+t.test('the files the README and docs/ name exist', async (t) => {
+  const stale: string[] = [];
+  let checked = 0;
+  for (const f of FILES) {
+    const text = readFileSync(join(REPO, f), 'utf8');
+    // `src/...`, `test/...`, `docs/...`, `scripts/...` in backticks, without a `:line` suffix;
+    // placeholders (NAME, *) are not paths.
+    for (const m of text.matchAll(/`((?:src|test|docs|scripts)\/[^`\s:]*)/g)) {
+      const p = m[1]!;
+      if (/[A-Z]{3,}|\*|</.test(p)) continue;
+      checked++;
+      if (!existsSync(join(REPO, p))) stale.push(`${f}: ${p}`);
+    }
+  }
+  t.ok(checked >= 20, `finds the paths (${checked})`);
+  t.same(stale, [], 'no path to a file that moved or went');
 });
