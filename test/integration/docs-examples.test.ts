@@ -20,8 +20,9 @@ import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
 // - A `json` block is a profile: `mdevfs exec --profile BLOCK -- true` must accept it (exit 0).
 // - Every block runs in a fresh directory that looks like a clone of the repository (a symlink to
 //   each of its tracked top-level entries, dist/ and node_modules/, and an empty ./mount of its
-//   own), as the README's "in a clone of this repository" says, as root,
-//   with `npm_config_offline=true` so `npx` can never reach the package registry.
+//   own), as the README's "in a clone of this repository" says, as root, with `mdevfs` on PATH
+//   (as an install puts it there) and `npm_config_offline=true` so `npx` can never reach the
+//   package registry.
 // - HTML comments on the lines just before a block (blank lines between are allowed) set it up:
 //     <!-- mounted: ARGS -->   the harness runs `mdevfs mount ARGS` in that directory first (and stops
 //                              it after the block), for a transcript that uses a mount the text
@@ -126,7 +127,16 @@ function cloneLike(): string {
   return dir;
 }
 
-const ENV = cliEnv({ LC_ALL: 'C', npm_config_offline: 'true', npm_config_update_notifier: 'false' });
+/** `mdevfs` on PATH, as `npm link` or `npm install -g .` puts it there: a link to scripts/mdevfs. */
+const BIN = scratch('mdevfs-docs-bin-');
+symlinkSync(CLI, join(BIN, 'mdevfs'));
+
+const ENV = cliEnv({
+  LC_ALL: 'C',
+  PATH: `${BIN}:${process.env.PATH}`,
+  npm_config_offline: 'true',
+  npm_config_update_notifier: 'false',
+});
 
 interface Run {
   code: number | null;
