@@ -21,8 +21,9 @@ import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
 // - Every block runs in a fresh directory that looks like a clone of the repository (a symlink to
 //   each of its tracked top-level entries, dist/ and node_modules/, and an empty ./mount of its
 //   own), as the README's "in a clone of this repository" says, as root, with `mdevfs` on PATH
-//   (as an install puts it there) and `npm_config_offline=true` so `npx` can never reach the
-//   package registry.
+//   (as an install puts it there), `npm install -g` / `npm link` installing into a prefix of the
+//   block's own (first on PATH), `sudo CMD` run as CMD (we are root), and `npm_config_offline=true`
+//   so `npx` and npm can never reach the package registry.
 // - HTML comments on the lines just before a block (blank lines between are allowed) set it up:
 //     <!-- mounted: ARGS -->   the harness runs `mdevfs mount ARGS` in that directory first (and stops
 //                              it after the block), for a transcript that uses a mount the text
@@ -111,8 +112,10 @@ function withBackend(cmd: string): string {
 }
 
 /** A directory that looks like a clone: a symlink to each top-level entry of the repository. */
-function cloneLike(): string {
-  const dir = scratch('mdevfs-docs-');
+function cloneLike(): { cwd: string; env: NodeJS.ProcessEnv } {
+  const root = scratch('mdevfs-docs-');
+  const dir = join(root, 'clone');
+  mkdirSync(dir);
   const tracked = new Set(readdirSync(REPO).filter((e) => e !== '.git'));
   // Only what a clone holds plus what setup makes; not whatever a developer left in the tree.
   const keep = ['dist', 'node_modules'];
@@ -124,7 +127,9 @@ function cloneLike(): string {
     if (e === 'mount') mkdirSync(join(dir, e));
     else symlinkSync(join(REPO, e), join(dir, e));
   }
-  return dir;
+  // `npm install -g` (and `npm link`) install into a prefix of this run's, first on PATH.
+  const prefix = join(root, 'npm-global');
+  return { cwd: dir, env: { ...ENV, npm_config_prefix: prefix, PATH: `${prefix}/bin:${ENV.PATH}` } };
 }
 
 /** `mdevfs` on PATH, as `npm link` or `npm install -g .` puts it there: a link to scripts/mdevfs. */
@@ -148,9 +153,9 @@ interface Run {
  * Runs a bash script in its own process group (stdout and stderr merged, in order). After
  * `timeoutMs` the group gets SIGTERM (a daemon in it unmounts), then SIGKILL.
  */
-function runScript(script: string, cwd: string, timeoutMs = 120_000): Promise<Run> {
+function runScript(script: string, cwd: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<Run> {
   return new Promise((resolve) => {
-    const p = spawn('bash', ['-c', `exec 2>&1\n${script}`], { cwd, env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('bash', ['-c', `exec 2>&1\n${PRELUDE}${script}`], { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let timedOut = false;
     p.stdout!.on('data', (d) => (out += d));
@@ -188,6 +193,12 @@ function mountsUnder(dir: string): string[] {
  */
 const TERMINAL = 'export COLUMNS=80\nls() { command ls -C -T 0 "$@"; }\n';
 
+/**
+ * Every script runs as root, where the docs' `sudo CMD` is just CMD (the README: "as root, or
+ * prefix each with sudo"); sudo with options is not something an example should need.
+ */
+const PRELUDE = 'sudo() { case "$1" in -*) echo "docs-examples: sudo $1 is not supported" >&2; return 126;; esac; "$@"; }\n';
+
 interface Transcript {
   commands: string[];
   /** The transcript as the markdown shows it, one `# cmd` line and its output per command. */
@@ -207,10 +218,10 @@ function parseConsole(body: string): Transcript {
 }
 
 /** Runs a transcript's commands in one bash and renders what they printed the same way. */
-async function runConsole(tr: Transcript, cwd: string): Promise<{ text: string; run: Run }> {
+async function runConsole(tr: Transcript, cwd: string, env: NodeJS.ProcessEnv): Promise<{ text: string; run: Run }> {
   const mark = (i: number | string) => `printf '\\036%s\\036' ${i}`;
   const script = TERMINAL + tr.commands.map((c, i) => `${mark(i)}\n${withBackend(c)}`).join('\n') + `\n${mark('end')}\n`;
-  const run = await runScript(script, cwd);
+  const run = await runScript(script, cwd, env);
   const parts = run.out.split(/\x1e(\d+|end)\x1e/);
   const outputs = new Map<number, string>();
   for (let i = 1; i + 1 < parts.length; i += 2) if (parts[i] !== 'end') outputs.set(Number(parts[i]), parts[i + 1]!);
@@ -224,18 +235,18 @@ async function runConsole(tr: Transcript, cwd: string): Promise<{ text: string; 
 }
 
 /** Starts `mdevfs mount ARGS` in `cwd` and waits until it answers; returns how to stop it. */
-async function mountFor(args: string, cwd: string, t: typeof import('tap').default): Promise<() => Promise<void>> {
+async function mountFor(args: string, cwd: string, env: NodeJS.ProcessEnv, t: typeof import('tap').default): Promise<() => Promise<void>> {
   const argv = args.split(/\s+/).filter(Boolean);
   const dir = argv.find((a) => !a.startsWith('-'))!;
   const proc = spawn(process.execPath, [CLI, 'mount', ...argv, ...(BACKEND ? ['--backend', BACKEND] : [])], {
     cwd,
-    env: ENV,
+    env,
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let logs = '';
   proc.stderr!.on('data', (d) => (logs += d));
   const exited = new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
-  const wait = await runScript(`${process.execPath} ${CLI} wait ${dir} --timeout 20`, cwd);
+  const wait = await runScript(`${process.execPath} ${CLI} wait ${dir} --timeout 20`, cwd, env);
   if (wait.code !== 0) {
     proc.kill('SIGKILL');
     throw new Error(`mdevfs mount ${args} did not come up: ${wait.out}${logs}`);
@@ -266,27 +277,27 @@ t.test('the examples that are not run, and why', async (t) => {
 for (const b of BLOCKS) {
   if (!RUN.has(b.lang) || b.notRun !== undefined) continue;
   t.test(`${where(b)} (${b.lang})`, async (t) => {
-    const cwd = cloneLike();
+    const { cwd, env } = cloneLike();
     let stop: (() => Promise<void>) | undefined;
-    if (b.mounted) stop = await mountFor(b.mounted, cwd, t);
+    if (b.mounted) stop = await mountFor(b.mounted, cwd, env, t);
     try {
       if (b.lang === 'console') {
         const tr = parseConsole(b.body);
         t.ok(tr.commands.length > 0, 'a transcript has commands');
-        const { text, run } = await runConsole(tr, cwd);
+        const { text, run } = await runConsole(tr, cwd, env);
         t.notOk(run.timedOut, 'finished');
         t.equal(normalise(text), normalise(tr.text), 'prints what the transcript shows');
       } else if (b.lang === 'json') {
         const file = join(cwd, 'example-profile.json');
         writeFileSync(file, b.body);
-        const run = await runScript(`${process.execPath} ${CLI} exec --profile ${file} ${BACKEND ? `--backend ${BACKEND}` : ''} -- true`, cwd);
+        const run = await runScript(`${process.execPath} ${CLI} exec --profile ${file} ${BACKEND ? `--backend ${BACKEND}` : ''} -- true`, cwd, env);
         t.equal(run.code, 0, `mdevfs accepts it as a profile${run.code === 0 ? '' : `\n${run.out}`}`);
       } else {
         const script = b.body
           .split('\n')
           .map((l) => (/^\s*\.\.\.(\s+#.*)?$/.test(l) ? ':' : withBackend(l)))
           .join('\n');
-        const run = await runScript(`set -e -o pipefail\n${script}`, cwd);
+        const run = await runScript(`set -e -o pipefail\n${script}`, cwd, env);
         t.notOk(run.timedOut, 'finished');
         t.equal(run.code, 0, `exits 0${run.code === 0 ? '' : `\n${run.out}`}`);
       }
