@@ -116,12 +116,14 @@ function cloneLike(): { cwd: string; env: NodeJS.ProcessEnv } {
   const root = scratch('mdevfs-docs-');
   const dir = join(root, 'clone');
   mkdirSync(dir);
-  const tracked = new Set(readdirSync(REPO).filter((e) => e !== '.git'));
+  const present = new Set(readdirSync(REPO).filter((e) => e !== '.git'));
   // Only what a clone holds plus what setup makes; not whatever a developer left in the tree.
   const keep = ['dist', 'node_modules'];
-  const git = spawnSync('git', ['ls-tree', '--name-only', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-  for (const e of [...git, ...keep]) {
-    if (!tracked.has(e)) continue;
+  const git = spawnSync('git', ['ls-tree', '--name-only', 'HEAD'], { cwd: REPO, encoding: 'utf8' }).stdout ?? '';
+  // Not a git checkout (an exported tree): everything there is.
+  const entries = git.trim() ? git.split('\n').filter(Boolean) : [...present];
+  for (const e of new Set([...entries, ...keep])) {
+    if (!present.has(e)) continue;
     // ./mount is the clone's own mount point (mount/.gitkeep): examples mount there, so it is
     // a directory of this copy, not a link to the repository's.
     if (e === 'mount') mkdirSync(join(dir, e));
