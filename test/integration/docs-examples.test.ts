@@ -372,3 +372,15 @@ t.test('the files the README and docs/ name exist', async (t) => {
   t.ok(checked >= 20, `finds the paths (${checked})`);
   t.same(stale, [], 'no path to a file that moved or went');
 });
+
+t.test('the harness tells a transcript that holds from one that does not', async (t) => {
+  const { cwd, env } = cloneLike();
+  const right = parseConsole('# echo one\none\n# cd /nonexistent; echo two >&2\nbash: cd: /nonexistent: No such file or directory\ntwo\n#\n');
+  t.same(right.commands, ['echo one', 'cd /nonexistent; echo two >&2'], 'commands are the prompt lines');
+  const ran = await runConsole(right, cwd, env);
+  t.equal(normalise(ran.text), normalise(right.text), 'stdout and stderr in order, bash\'s "line N: " dropped');
+  const wrong = parseConsole('# echo one\nOne\n');
+  t.not(normalise((await runConsole(wrong, cwd, env)).text), normalise(wrong.text), 'a changed output is a difference');
+  t.equal(normalise('UDEV  [3516.024154] add x\n'), normalise('UDEV  [7.000001] add x\n'), "udevadm's timestamps are normalised");
+  t.not(normalise('UDEV  [1.0] add x\n'), normalise('UDEV  [1.0] bind x\n'), 'nothing else of the line');
+});
