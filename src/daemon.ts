@@ -9,6 +9,7 @@ import { placePciDevice } from './drivers/placement';
 import { hostOf, registerProfileParent, reserveIommuGroups } from './drivers/profile';
 import { Uevents } from './events/uevents';
 import type { ParentProfile, Profile } from './drivers/profile-types';
+import { FaultEngine } from './faults/engine';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
 
@@ -21,6 +22,8 @@ export interface Emulation {
   clock: Clock;
   /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
   uevents: Uevents;
+  /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
+  faults: FaultEngine;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   ready: Promise<void>;
 }
@@ -29,7 +32,8 @@ export interface Emulation {
 export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logger; clock?: Clock }): Emulation {
   const abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
   const clock = opts.clock ?? realClock;
-  const core = new MdevCore(abi, opts.log);
+  const faults = new FaultEngine(clock, opts.log);
+  const core = new MdevCore(abi, opts.log, faults);
   reserveIommuGroups(core, profile);
   const parents = profile.parents.map((p) => registerProfileParent(core, p, clock));
   const host = hostOf(core);
@@ -43,7 +47,7 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   kernfs.beforeWriteReturns(() => uevents.delivered());
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
-  return { core, kernfs, tree, abi, clock, uevents, ready };
+  return { core, kernfs, tree, abi, clock, uevents, ready, faults };
 }
 
 /**
