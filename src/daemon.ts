@@ -10,6 +10,7 @@ import { hostOf, registerProfileParent, reserveIommuGroups } from './drivers/pro
 import { Uevents } from './events/uevents';
 import type { ParentProfile, Profile } from './drivers/profile-types';
 import { FaultEngine } from './faults/engine';
+import { Journal } from './journal/journal';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
 
@@ -24,6 +25,8 @@ export interface Emulation {
   uevents: Uevents;
   /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
   faults: FaultEngine;
+  /** Every write to the tree and every fault fired, in order (src/journal). */
+  journal: Journal;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   ready: Promise<void>;
 }
@@ -40,14 +43,16 @@ export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logg
   for (const d of profile.pciDevices ?? []) placePciDevice(host.model, core.groupIds, host.bars, d);
   const devices = host.model;
   const tree = new SysfsTree(core, devices);
-  const kernfs = new Kernfs(tree.root, opts.log);
+  // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
+  const journal = new Journal(core, faults, { lastSeqnum: (): number => uevents.lastSeqnum, now: clock.now?.bind(clock), wallNow: clock.wallNow?.bind(clock) });
+  const kernfs = new Kernfs(tree.root, opts.log, { faults, journal });
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
-  const uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
+  const uevents: Uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
   kernfs.beforeWriteReturns(() => uevents.delivered());
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
-  return { core, kernfs, tree, abi, clock, uevents, ready, faults };
+  return { core, kernfs, tree, abi, clock, uevents, ready, faults, journal };
 }
 
 /**

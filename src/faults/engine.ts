@@ -135,6 +135,8 @@ export class FaultEngine {
   /** Replaced, never changed in place: a check that waits keeps iterating the list it started with. */
   private rules: readonly Rule[] = [];
   private readonly counts: Record<FaultOp, number> = Object.fromEntries(FAULT_OPS.map((op) => [op, 0])) as Record<FaultOp, number>;
+  /** Rules of the attribute-write ops (not create, remove, read). */
+  private writeRules = 0;
   private nextId = 1;
   private readonly fireListeners: ((f: FaultFired) => void)[] = [];
 
@@ -146,6 +148,11 @@ export class FaultEngine {
   /** Whether any rule could match a request of op (an attribute write is also a `store`). */
   watching(op: FaultOp): boolean {
     return this.counts[op] > 0 || (this.counts.store > 0 && op !== 'read' && op !== 'create' && op !== 'remove');
+  }
+
+  /** Whether any rule could match an attribute write (store, bind, unbind, sriov_numvfs, current_vgpu_type). */
+  watchingWrites(): boolean {
+    return this.writeRules > 0;
   }
 
   /** Validates spec (FaultSpecError with every problem) and adds the rule; returns it as listed. */
@@ -162,7 +169,7 @@ export class FaultEngine {
     copy.id = id;
     const rule = new Rule(id, copy, opts.origin ?? 'api', opts.owner);
     this.rules = [...this.rules, rule];
-    this.counts[copy.match.op]++;
+    this.count(copy.match.op, 1);
     this.log?.info({ rule: id, spec: copy, origin: rule.origin }, 'fault rule added');
     return rule.view();
   }
@@ -282,6 +289,11 @@ export class FaultEngine {
     for (const l of this.fireListeners) l({ rule: rule.id, action: rule.spec.action.kind, ctx, ...extra });
   }
 
+  private count(op: FaultOp, by: 1 | -1): void {
+    this.counts[op] += by;
+    if (op !== 'read' && !VENDOR_OPS.includes(op)) this.writeRules += by;
+  }
+
   private find(id: string | number): Rule | undefined {
     // "3" names rule 3 too (an id from a URL or a command line is a string).
     return this.rules.find((r) => r.id === id || String(r.id) === String(id));
@@ -292,7 +304,7 @@ export class FaultEngine {
     const set = new Set(gone);
     this.rules = this.rules.filter((r) => !set.has(r));
     for (const r of gone) {
-      this.counts[r.spec.match.op]--;
+      this.count(r.spec.match.op, -1);
       r.release();
       this.log?.info({ rule: r.id }, 'fault rule removed');
     }

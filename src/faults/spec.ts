@@ -15,6 +15,15 @@ import { Errno, type ErrnoName } from '../core/errno';
 export const FAULT_OPS = ['create', 'remove', 'store', 'bind', 'unbind', 'sriov_numvfs', 'current_vgpu_type', 'read'] as const;
 export type FaultOp = (typeof FAULT_OPS)[number];
 
+/** The step of a write to an attribute, by its canonical path: a bus driver's bind/unbind, two attributes by name, else any store. */
+export function writeStep(path: string): FaultOp {
+  const parts = path.split('/');
+  const attr = parts[parts.length - 1];
+  if ((attr === 'bind' || attr === 'unbind') && parts[parts.length - 3] === 'drivers') return attr;
+  if (attr === 'sriov_numvfs' || attr === 'current_vgpu_type') return attr;
+  return 'store';
+}
+
 /** The vendor steps (the core calls the engine there); the others are checked by Kernfs at a write or read. */
 export const VENDOR_OPS: readonly FaultOp[] = ['create', 'remove'];
 

@@ -607,7 +607,7 @@ export class Session {
     this.pendingWrites.add(h.unique);
     // Answered once: by the vendor's result, or by stop() if that comes first.
     const settled = () => this.pendingWrites.delete(h.unique);
-    this.kernfs.write(fh, data).then(
+    this.kernfs.write(fh, data, { pid: h.pid, uid: h.uid, gid: h.gid }).then(
       (n) => settled() && this.reply(h.unique, P.writeOut(n)),
       (err) => settled() && this.replyError(h.unique, this.errnoOf(err, h)),
     );
