@@ -20,7 +20,7 @@ export interface CommandSpec {
   usage: string;
 }
 
-const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'control', 'backend', 'udev'];
+const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
 const FLAGS = ['udev'];
 

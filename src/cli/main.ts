@@ -65,6 +65,8 @@ Options:
                         invalidation, parallel writes; needs root) or fuse-native (libfuse2, no kernel
                         caching). Without it, a user who may not mount (no CAP_SYS_ADMIN) gets
                         fuse-native, which mounts through fusermount
+  --journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each
+                        (seq, times, op, path, the writer's pid/uid/comm, data, result, what changed)
   -h, --help            this text
 
 Environment:
@@ -177,6 +179,7 @@ async function withMount(
     { inspect, lazyUnmount },
     { LOG_LEVELS, createLogger },
     { onOrphaned },
+    { journalToFile },
   ] = await Promise.all([
     import('../control/private-dir'),
     import('../control/lock'),
@@ -188,6 +191,7 @@ async function withMount(
     import('../fuse/mountpoint'),
     import('../log'),
     import('./orphan'),
+    import('../journal/file'),
   ]);
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
@@ -216,6 +220,14 @@ async function withMount(
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return EXIT_USAGE;
+  }
+  let stopJournal: (() => Promise<void>) | undefined;
+  try {
+    const file = options.get('journal');
+    if (file !== undefined) stopJournal = journalToFile(emulation.journal, String(file), log);
+  } catch (err) {
+    process.stderr.write(`mdevfs: --journal: ${(err as Error).message}\n`);
+    return 1;
   }
 
   // Everything that can fail happens before mounting: usage, the control directory, the lock, DIR, the socket.
@@ -295,12 +307,16 @@ async function withMount(
     control.close();
     rmSync(controlPath, { force: true });
     log.info('unmounting');
+    // No request stays hung on a fault rule: each goes on (and is answered) before the unmount.
+    const released = emulation.faults.releaseAll();
+    if (released > 0) log.info({ released }, 'hung requests released');
     try {
       await backend.unmount();
     } catch (err) {
       log.warn({ err }, 'unmount failed; detaching lazily');
       await lazyUnmount(dir).catch(() => undefined);
     }
+    await stopJournal?.();
     clearTimeout(deadline);
   }
 }
