@@ -1,5 +1,5 @@
 import type { Abi } from '../core/abi';
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import type { MdevDevice, MdevType } from '../core/model';
 import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
 import { type DeviceAttr } from './models/attrs';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { type Clock, seededRandom } from '../core/clock';
-import { errnoByName, MdevError } from '../core/errno';
+import { type Clock, seededRandom } from '../base/clock';
+import { errnoByName, MdevError } from '../base/errno';
 import { globToRegExp } from './glob';
 import { FAULT_OPS, type FaultAction, type FaultOp, type FaultRuleSpec, FaultSpecError, VENDOR_OPS, validateFaultRule } from './spec';
 

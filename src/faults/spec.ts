@@ -1,5 +1,5 @@
 import Ajv, { type ErrorObject } from 'ajv';
-import { Errno, type ErrnoName } from '../core/errno';
+import { Errno, type ErrnoName } from '../base/errno';
 
 /**
  * The kernel-level steps a fault rule can name.

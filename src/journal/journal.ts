@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { CoreEvent, MdevCore } from '../core/core';
-import { MdevError, errnoName } from '../core/errno';
+import { MdevError, errnoName } from '../base/errno';
 import type { MdevDevice, MdevType, Parent } from '../core/model';
 import type { FaultEngine, FaultFired } from '../faults/engine';
 import { writeStep } from '../faults/spec';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Errno, MdevError, errnoName, fail } from '../core/errno';
+import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import type { FaultContext, FaultEngine } from '../faults/engine';
 import { writeStep } from '../faults/spec';
 import { type AttrNode, type DirNode, type Node, countSubdirs, relativeTarget } from './nodes';

@@ -1,10 +1,10 @@
 import t from 'tap';
 import type { AbiVersion } from '../../src/core/abi';
-import { MdevError, errnoName } from '../../src/core/errno';
+import { MdevError, errnoName } from '../../src/base/errno';
 import { buildEmulation, type Emulation } from '../../src/daemon';
 import type { Profile } from '../../src/drivers/profile-types';
 import { SAMPLES } from '../../src/drivers/samples';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import type { Kernfs } from '../../src/sysfs/kernfs';
 import { checkInvariants, kernfsTree } from '../helpers/invariants';
 import { ManualClock, tick } from '../helpers/manual-clock';

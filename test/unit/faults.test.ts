@@ -1,6 +1,6 @@
 import Ajv from 'ajv';
 import t from 'tap';
-import { Errno, MdevError } from '../../src/core/errno';
+import { Errno, MdevError } from '../../src/base/errno';
 import { FaultEngine, type FaultContext, type FaultFired } from '../../src/faults/engine';
 import { FAULT_RULE_SCHEMA, FaultSpecError } from '../../src/faults/spec';
 import { ManualClock, tick } from '../helpers/manual-clock';

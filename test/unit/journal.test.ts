@@ -2,12 +2,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { MdevError, errnoName } from '../../src/core/errno';
+import { MdevError, errnoName } from '../../src/base/errno';
 import { buildEmulation } from '../../src/daemon';
 import { SAMPLES } from '../../src/drivers/samples';
 import { journalToFile } from '../../src/journal/file';
 import { type JournalEntry } from '../../src/journal/journal';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import type { Caller, Kernfs } from '../../src/sysfs/kernfs';
 import { ManualClock, tick } from '../helpers/manual-clock';
 
