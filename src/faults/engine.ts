@@ -174,6 +174,25 @@ export class FaultEngine {
     return rule.view();
   }
 
+  /**
+   * Gives rule id a new spec (validated as by add; its id, if any, must be this one), in its place
+   * in the order, with its counters and PRNG started again and what hung on it released.
+   * Returns undefined if there is no such rule.
+   */
+  change(id: string | number, spec: unknown): FaultRuleView | undefined {
+    const old = this.find(id);
+    if (!old) return undefined;
+    validateFaultRule(spec);
+    if (spec.id !== undefined && String(spec.id) !== String(old.id)) throw new FaultSpecError([`id: a rule's id does not change (${JSON.stringify(old.id)})`]);
+    const rule = new Rule(old.id, { ...structuredClone(spec), id: old.id }, old.origin, old.owner);
+    this.rules = this.rules.map((r) => (r === old ? rule : r));
+    this.count(old.spec.match.op, -1);
+    this.count(rule.spec.match.op, 1);
+    old.release();
+    this.log?.info({ rule: rule.id, spec: rule.spec }, 'fault rule changed');
+    return rule.view();
+  }
+
   list(): FaultRuleView[] {
     return this.rules.map((r) => r.view());
   }

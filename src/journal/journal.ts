@@ -261,6 +261,7 @@ export class Journal implements WriteObserver<Pending> {
   }
 
   private concerned(parent: Parent): Iterable<Pending> {
+    if (this.inFlight.size === 1) return this.inFlight; // the usual case: one writer at a time
     const dir = this.dirOf(parent);
     const near = [...this.inFlight].filter((p) => p.path.startsWith(dir));
     return near.length > 0 ? near : this.inFlight;

@@ -235,3 +235,22 @@ t.test('reset restarts the profile rules and drops the others; no rule, no watch
   t.same(e.list(), []);
   for (const op of ['create', 'remove', 'store', 'bind', 'read'] as const) t.notOk(e.watching(op), `${op}: no rule, not watching`);
 });
+
+t.test('change: a new spec in the same place, counters restarted, hangs released', async (t) => {
+  const e = new FaultEngine(new ManualClock());
+  e.add({ match: { op: 'create' }, action: { kind: 'hang' } });
+  e.add({ id: 'last', match: { op: 'remove' }, action: { kind: 'errno', errno: 'EIO' } });
+  const hung = outcome(e, create);
+  await tick();
+  const changed = e.change(1, { match: { op: 'store', attr: 'remove' }, action: { kind: 'errno', errno: 'ENODEV' } });
+  t.same(changed, { id: 1, spec: { id: 1, match: { op: 'store', attr: 'remove' }, action: { kind: 'errno', errno: 'ENODEV' } }, origin: 'api', matched: 0, fired: 0, hung: 0 });
+  t.equal(await hung, 'ok', 'what hung on the old spec goes on');
+  t.equal(await outcome(e, create), 'ok', 'the old match is gone');
+  t.notOk(e.watching('create'));
+  t.equal(await outcome(e, store(`${DEV}/remove`)), Errno.ENODEV);
+  t.same(e.list().map((r) => r.id), [1, 'last'], 'in its place');
+  t.equal(e.change('nope', { match: { op: 'create' }, action: { kind: 'hang' } }), undefined);
+  t.throws(() => e.change(1, { id: 2, match: { op: 'create' }, action: { kind: 'hang' } }), FaultSpecError);
+  t.throws(() => e.change(1, { match: { op: 'create' } }), FaultSpecError);
+  t.equal(e.get(1)!.spec.match.op, 'store', 'a refused change changes nothing');
+});
