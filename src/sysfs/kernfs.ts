@@ -248,10 +248,17 @@ export class Kernfs {
    * who wrote (the journal records it). A fault rule on the write acts before the store runs.
    */
   async write(fh: number, data: Buffer, caller?: Caller): Promise<number> {
-    const f = this.handle(fh);
+    const journal = this.opts.journal;
+    const f = this.files.get(fh);
+    if (!f) fail(Errno.EBADF);
+    if (!f.node.alive()) {
+      // A write to a file whose node went (a remove that lost the race) is journaled too.
+      const stale = new MdevError(Errno.ENODEV, 'stale file');
+      journal?.end(journal.begin(canonicalPath(f.path), data.subarray(0, PAGE_SIZE), caller), stale);
+      throw stale;
+    }
     if (data.length === 0) return 0;
     const buf = Buffer.from(data.subarray(0, PAGE_SIZE));
-    const journal = this.opts.journal;
     const token = journal?.begin(canonicalPath(f.path), buf, caller);
     let result: unknown;
     try {
@@ -269,9 +276,12 @@ export class Kernfs {
     } finally {
       // What the store changed is gone from every cache before write(2) returns, and the
       // uevents it caused have been broadcast.
-      await this.settled();
-      for (const b of this.writeBarriers) await b();
-      if (journal) journal.end(token, result);
+      try {
+        await this.settled();
+        for (const b of this.writeBarriers) await b();
+      } finally {
+        journal?.end(token, result);
+      }
     }
   }
 

@@ -141,3 +141,14 @@ t.test('--journal FILE: every entry from then on, one JSON line each', async (t)
   t.same(lines, j.since(1), 'the entries after the file was opened, as the journal has them');
   t.throws(() => journalToFile(j, join(dir, 'no/such/dir/x'), silentLogger), /ENOENT/, 'a file that cannot be opened is an error at once');
 });
+
+t.test('a write to a file whose device went is journaled with ENODEV', async (t) => {
+  const { k, j } = await emulation();
+  await write(k, CREATE, U1);
+  const stale = k.open(`${MTTY}/${U1}/remove`, 1);
+  t.equal(await write(k, `${MTTY}/${U1}/remove`, '1'), 1);
+  await t.rejects(k.write(stale, Buffer.from('1'), caller), { errno: 19 });
+  k.release(stale);
+  const last = j.since(0).pop()!;
+  t.same([last.op, last.path, last.errno, last.caller?.uid], ['remove', `/sys${MTTY}/${U1}/remove`, 'ENODEV', 1000]);
+});
