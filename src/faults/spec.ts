@@ -1,4 +1,4 @@
-import Ajv, { type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { Errno, type ErrnoName } from '../base/errno';
 
 /**
@@ -141,10 +141,12 @@ export class FaultSpecError extends Error {
   }
 }
 
-let compiled: ReturnType<Ajv['compile']> | undefined;
+let compiled: ValidateFunction | undefined;
 
 /** Checks a rule as it came (JSON): the schema first, then what the schema cannot say. Throws FaultSpecError. */
 export function validateFaultRule(spec: unknown): asserts spec is FaultRuleSpec {
+  // ajv loads at the first rule that comes as JSON (100 ms), not at every daemon start.
+  const Ajv = (require('ajv') as typeof import('ajv')).default;
   compiled ??= new Ajv({ allErrors: true, discriminator: true, strict: false }).compile(FAULT_RULE_SCHEMA);
   if (!compiled(spec)) throw new FaultSpecError(describe(compiled.errors ?? []));
   const problems = semanticProblems(spec as FaultRuleSpec);

@@ -5,6 +5,7 @@ import { buildEmulation, type Emulation } from '../../src/daemon';
 import type { Profile } from '../../src/drivers/profile-types';
 import { SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
+import { validateFaultRule } from '../../src/faults/spec';
 import type { Kernfs } from '../../src/sysfs/kernfs';
 import { checkInvariants, kernfsTree } from '../helpers/invariants';
 import { ManualClock, tick } from '../helpers/manual-clock';
@@ -204,6 +205,7 @@ t.test("a profile's faults are the engine's rules, listed with their counts, gon
       [6, 'profile', { id: 6, match: { op: 'remove', type: 'flaky-b' }, action: { kind: 'errno', errno: 'EBUSY' }, trigger: { probability: 0.5, seed: 1010 } }],
     ],
   );
+  for (const r of e.faults.list()) t.doesNotThrow(() => validateFaultRule(r.spec), `rule ${r.id} is valid as the API would take it`);
   await e.core.unregisterParent('flaky');
   t.same(e.faults.list(), [], 'the parent took its rules with it');
 });
