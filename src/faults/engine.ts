@@ -51,9 +51,11 @@ function assumeValid(_spec: unknown): asserts _spec is FaultRuleSpec {}
 class Rule {
   matched = 0;
   fired = 0;
+  /** Taken out of the engine (a check that waited may still hold the list it was in). */
+  gone = false;
   readonly hung = new Set<() => void>();
-  private random: () => number;
-  private jitter: () => number;
+  private random!: () => number;
+  private jitter!: () => number;
   private readonly pathRe: RegExp | undefined;
   private readonly uuid: string | undefined;
   private readonly vendor: boolean;
@@ -64,8 +66,7 @@ class Rule {
     readonly origin: 'profile' | 'api',
     readonly owner: unknown,
   ) {
-    this.random = seededRandom(spec.trigger?.seed ?? 1);
-    this.jitter = seededRandom((spec.trigger?.seed ?? 1) ^ 0x9e3779b9);
+    this.restart();
     this.pathRe = spec.match.path === undefined ? undefined : globToRegExp(spec.match.path);
     this.uuid = spec.match.uuid?.toLowerCase();
     this.vendor = VENDOR_OPS.includes(spec.match.op);
@@ -79,6 +80,7 @@ class Rule {
   }
 
   matches(ctx: FaultContext): boolean {
+    if (this.gone) return false;
     const m = this.spec.match;
     // `store` is every attribute write; the others are their own step.
     if (m.op !== ctx.op && (m.op !== 'store' || ctx.op === 'read' || VENDOR_OPS.includes(ctx.op))) return false;
@@ -194,6 +196,7 @@ export class FaultEngine {
     this.rules = this.rules.map((r) => (r === old ? rule : r));
     this.count(old.spec.match.op, -1);
     this.count(rule.spec.match.op, 1);
+    old.gone = true;
     old.release();
     this.log?.info({ rule: rule.id, spec: rule.spec }, 'fault rule changed');
     return rule.view();
@@ -329,6 +332,7 @@ export class FaultEngine {
     const set = new Set(gone);
     this.rules = this.rules.filter((r) => !set.has(r));
     for (const r of gone) {
+      r.gone = true;
       this.count(r.spec.match.op, -1);
       r.release();
       this.log?.info({ rule: r.id }, 'fault rule removed');

@@ -169,6 +169,17 @@ t.test('rules run in order: delays add up, the first errno ends the check', asyn
   t.same(e.list().map((r) => r.matched), [1, 1, 0], 'the rule after the errno did not see the request');
 });
 
+t.test('a rule removed while a request waits on an earlier one is not applied to it', async (t) => {
+  const e = new FaultEngine(new ManualClock());
+  const hang = e.add({ match: { op: 'create' }, action: { kind: 'hang' } });
+  const fail = e.add({ match: { op: 'create' }, action: { kind: 'errno', errno: 'EIO' } });
+  const p = outcome(e, create);
+  await tick();
+  e.remove(fail.id);
+  e.release(hang.id);
+  t.equal(await p, 'ok');
+});
+
 t.test('delay jitter comes from the rule seed', async (t) => {
   const delays = async (seed: number) => {
     const e = new FaultEngine({ sleep: () => Promise.resolve() });
