@@ -144,7 +144,10 @@ export class Journal implements WriteObserver<Pending> {
     return this.seq;
   }
 
-  /** The entries kept whose seq is greater than `seq`, oldest first. */
+  /**
+   * The entries kept whose seq is greater than `seq`, oldest first. Entries the ring dropped are
+   * gone: a reader sees the gap as a first seq greater than seq + 1 (and `dropped` grew).
+   */
   since(seq = 0): JournalEntry[] {
     const out: JournalEntry[] = [];
     for (let i = 0; i < this.length; i++) {
