@@ -21,7 +21,8 @@ async function help(): Promise<string> {
   return `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
 
 Usage:
-  mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
+  mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM; DIR is
+                                 created if missing (and removed after), and may be spelt any way
   mdevfs exec [options] -- CMD   mount a fresh tree, run CMD with it over /sys (and a scratch
                                  /etc/mdevctl.d) in a private mount namespace, unmount; exits with
                                  CMD's status. An ordinary user gets a user namespace of their own
@@ -249,7 +250,7 @@ async function withMount(
   try {
     // One daemon per DIR: the loser of a race exits 3 before looking at DIR.
     if (!lockForLife(lock)) {
-      process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds ${lock}\n`);
+      process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon serves it\n`);
       return EXIT_MOUNT;
     }
     // The locks of daemons that were killed (SIGKILL leaves them), while this one starts.

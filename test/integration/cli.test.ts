@@ -146,7 +146,7 @@ t.test('two daemons started at once on one DIR: exactly one mounts, the other ex
     });
     const loser = await Promise.race(procs.map((p, i) => exited(p).then((code) => ({ i, code }))));
     t.equal(loser.code, 3, `round ${round}: the loser exits 3`);
-    t.match(errs[loser.i]!(), `mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds`);
+    t.match(errs[loser.i]!(), `mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon serves it\n`);
     const winner = procs[1 - loser.i]!;
     t.equal(cli(['wait', dir, '--timeout', '10']).status, 0, `round ${round}: the winner serves DIR`);
     t.equal(mountsAt(dir), 1, `round ${round}: exactly one mount`);
