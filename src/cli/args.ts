@@ -18,6 +18,8 @@ export interface CommandSpec {
   /** Takes a command after `--` (exec). */
   rest?: boolean;
   usage: string;
+  /** An example of its use, for its --help. */
+  example?: string;
 }
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'control', 'backend', 'udev'];
@@ -36,6 +38,13 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     usage: 'mdevfs events DIR [--since SEQNUM] [--until ACTION:NAME] [--timeout SECONDS] [--control PATH]',
   },
   record: { options: ['output'], min: 0, max: 1, usage: 'mdevfs record [ROOT] [-o FILE]' },
+  profiles: {
+    options: ['gpus'],
+    min: 0,
+    max: 2,
+    usage: 'mdevfs profiles [show NAME [--gpus N]]',
+    example: 'mdevfs profiles show nvidia-t4 --gpus 4 > t4x4.json && mdevfs mount ./mount --profile t4x4.json',
+  },
   help: { options: [], min: 0, max: 0, usage: 'mdevfs --help' },
 };
 

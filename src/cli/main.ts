@@ -41,6 +41,12 @@ Usage:
   mdevfs record [ROOT] [-o FILE] write a profile that replays the mdev parents of ROOT (default /sys, this
                                  host; or a copy of a tree, or a mount): identity, types, devices present,
                                  available_instances and a capacity model. Replay: --profile FILE
+  mdevfs profiles               list the built-in profiles, one a line, with the host each emulates
+  mdevfs profiles show NAME [--gpus N]
+                                 print a built-in as a JSON profile for --profile FILE, to copy and change;
+                                 --gpus N (nvidia-t4, nvidia-v100, nvidia-a10, nvidia-l40s): N GPUs, the
+                                 first where the built-in has it, the others at 0000:01:00.0, 0000:02:00.0...
+                                 (one bus each, each its own IOMMU group), at most 16
   mdevfs --help
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
@@ -350,6 +356,8 @@ async function dispatch(args: Invocation): Promise<number> {
       return (await import('./events')).eventsCommand(positionals[0]!, options);
     case 'record':
       return (await import('../record/record')).recordCommand(positionals[0], options.get('output'));
+    case 'profiles':
+      return (await import('./profiles')).profilesCommand(positionals, options);
     default:
       throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }
