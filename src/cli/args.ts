@@ -29,7 +29,7 @@ const FLAGS = ['udev'];
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   mount: { options: MOUNT_OPTIONS, min: 1, max: 1, usage: 'mdevfs mount DIR [options]' },
   exec: { options: MOUNT_OPTIONS, min: 0, max: 0, rest: true, usage: 'mdevfs exec [options] -- CMD [ARG...]' },
-  ctl: { options: ['control'], min: 2, max: 3, usage: 'mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME [--control PATH]' },
+  ctl: { options: ['control'], min: 2, max: 3, usage: 'mdevfs ctl DIR parents|add-parent FILE|PROFILE|remove-parent NAME [--control PATH]' },
   wait: { options: ['control', 'timeout'], min: 1, max: 1, usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]' },
   events: {
     options: ['control', 'since', 'until', 'timeout'],

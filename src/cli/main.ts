@@ -1,10 +1,10 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Request } from '../control/protocol';
-import type { ParentProfile, Profile } from '../drivers/profile-types';
+import type { ParentProfile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
 import { blockedThreadCount } from '../fuse/backend';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
@@ -28,7 +28,9 @@ Usage:
                                  CMD gets SYSTEMD_DEVICE_VERIFY_SYSFS=0 (unless set), without which
                                  libudev (udevadm, pyudev, libvirt) refuses a /sys that is not sysfs.
   mdevfs ctl DIR parents          list the parents of the daemon serving DIR
-  mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
+  mdevfs ctl DIR add-parent FILE|NAME
+                                 register the parent(s) in FILE (a profile, or one parent) or of the built-in
+                                 profile NAME while mounted
   mdevfs ctl DIR remove-parent NAME
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
@@ -108,14 +110,14 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
   if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
   else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
   else if (verb === 'add-parent' && arg) {
-    let parsed: Profile | ParentProfile;
+    // A built-in's name or a file, checked here as --profile is: a refused profile is a usage error.
+    let parents: ParentProfile[];
     try {
-      parsed = JSON.parse(readFileSync(arg, 'utf8')) as Profile | ParentProfile;
+      parents = (await import('../drivers/profile')).loadParents(arg);
     } catch (err) {
       process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
       return EXIT_USAGE;
     }
-    const parents = 'parents' in parsed ? parsed.parents : [parsed];
     for (const parent of parents) {
       const code = await ctlSend(path, { op: 'add-parent', parent });
       if (code !== 0) return code;

@@ -22,21 +22,115 @@ export const BUILTIN_PROFILES: Record<string, Profile> = BUILTINS;
 export function loadProfile(nameOrFile: string): Profile {
   const builtin = BUILTIN_PROFILES[nameOrFile];
   if (builtin) return builtin;
-  let text: string;
-  try {
-    text = readFileSync(nameOrFile, 'utf8');
-  } catch (err) {
-    const names = Object.keys(BUILTIN_PROFILES).join(', ');
-    throw new Error(`profile "${nameOrFile}" is neither a built-in (${names}) nor a readable file: ${(err as Error).message}`);
-  }
-  let profile: unknown;
-  try {
-    profile = JSON.parse(text);
-  } catch (err) {
-    throw new Error(`profile ${nameOrFile}: not JSON: ${(err as Error).message}`);
-  }
+  const profile = readJsonFile(nameOrFile);
   validateProfile(profile, nameOrFile);
   return profile;
+}
+
+/**
+ * What `mdevfs ctl DIR add-parent` takes: a built-in profile by name, or a JSON file holding a
+ * profile or one parent (as `{ "parents": [it] }`); validated as `loadProfile` validates.
+ */
+export function loadParents(nameOrFile: string): ParentProfile[] {
+  const builtin = BUILTIN_PROFILES[nameOrFile];
+  if (builtin) return builtin.parents;
+  const json = readJsonFile(nameOrFile);
+  const profile = typeof json === 'object' && json !== null && !Array.isArray(json) && !('parents' in json) ? { parents: [json] } : json;
+  validateProfile(profile, nameOrFile);
+  return profile.parents;
+}
+
+/** A file's JSON; a syntax error is given at its line:column. */
+function readJsonFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const names = Object.keys(BUILTIN_PROFILES).join(', ');
+    throw new Error(`profile "${file}" is neither a built-in (${names}) nor a readable file: ${(err as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    const at = syntaxErrorAt(text);
+    const line = text.slice(0, at).split('\n').length;
+    const column = at - (text.lastIndexOf('\n', at - 1) + 1) + 1;
+    // V8's words without its offset and its copy of the text: "Expected ',' or '}' after property value".
+    const why = (err as Error).message
+      .replace(/ in JSON at position \d+.*$/s, '')
+      .replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')
+      .replace(/ \(line \d+ column \d+\)$/, '');
+    throw new Error(`profile ${file}:${line}:${column}: not JSON: ${at >= text.length ? 'the text ends too early' : why}`);
+  }
+}
+
+/**
+ * Where JSON text stops being JSON (RFC 8259's grammar): the offset of the first character that
+ * cannot be there, or the text's length when it ends too early; -1 if it is JSON. V8's messages
+ * give no offset for some errors ("Unexpected token ']', "[1,]" is not valid JSON").
+ */
+export function syntaxErrorAt(text: string): number {
+  let i = 0;
+  const fail = (): never => {
+    throw new RangeError(String(i));
+  };
+  const ws = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const expect = (c: string) => (text[i] === c ? i++ : fail());
+  const string = () => {
+    expect('"');
+    while (i < text.length && text[i] !== '"') {
+      if (text.charCodeAt(i) < 0x20) fail();
+      if (text[i] === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          for (let k = 1; k <= 4; k++) if (!/[0-9a-fA-F]/.test(text[i + k] ?? '')) (i += k), fail();
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? 'x')) fail();
+      }
+      i++;
+    }
+    expect('"');
+  };
+  const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      i++;
+      ws();
+      if (text[i] === close) return void i++;
+      for (;;) {
+        if (c === '{') {
+          ws();
+          string();
+          ws();
+          expect(':');
+        }
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else return void expect(close);
+      }
+    }
+    if (c === '"') return string();
+    for (const word of ['true', 'false', 'null']) if (text.startsWith(word, i)) return void (i += word.length);
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (!m) fail();
+    i += m![0].length;
+  };
+  try {
+    value();
+    ws();
+    if (i < text.length) fail();
+    return -1;
+  } catch (err) {
+    if (err instanceof RangeError && /^\d+$/.test(err.message)) return Math.min(Number(err.message), text.length);
+    throw err;
+  }
 }
 
 // ---- validation ------------------------------------------------------------------------
@@ -82,11 +176,22 @@ export function validateProfile(p: unknown, source?: string): asserts p is Profi
   if (problems.length > 0) throw new ProfileError(problems, source);
 }
 
-/** Everything wrong with a profile: the schema's findings first; the cross-field rules once the shape is right. */
+/**
+ * Everything wrong with a profile, in one run: the schema's findings first, then the cross-field
+ * rules on every part whose shape allows them (a rule about a field the schema already refused
+ * says nothing more about it).
+ */
 export function profileProblems(p: unknown): string[] {
   const validate = schemaValidator();
-  if (!validate(p)) return schemaMessages(validate.errors ?? []);
-  return semanticProblems(p as Profile);
+  const shape = validate(p) ? [] : schemaMessages(validate.errors ?? []);
+  const refused = shape.map(fieldOf);
+  const within = (field: string, of: string) => field === of || field.startsWith(`${of}.`) || field.startsWith(`${of}[`);
+  return [...shape, ...semanticProblems(p).filter((m) => !refused.some((f) => within(fieldOf(m), f)))];
+}
+
+/** The field a message names ("parents[0].types[1].name: ..." -> "parents[0].types[1].name"). */
+function fieldOf(message: string): string {
+  return message.slice(0, message.indexOf(': '));
 }
 
 /** "/parents/2/types/0/cost" -> "parents[2].types[0].cost". */
@@ -203,8 +308,21 @@ const PARENT_FILES = new Set(['mdev_supported_types', 'power', 'subsystem', 'uev
 /** Classes mdevfs renders itself. */
 const RESERVED_CLASSES = new Set(['mdev_bus', 'vfio-dev']);
 
-function semanticProblems(profile: Profile): string[] {
+/**
+ * The rules the schema cannot state. They run on a profile of any shape: each rule on each parent
+ * on its own, so one that meets a shape the schema refused (and reported) hides no other's finding.
+ */
+function semanticProblems(input: unknown): string[] {
   const out: string[] = [];
+  const profile = input as Profile;
+  if (!Array.isArray(profile?.parents)) return out;
+  const each = (rule: () => void) => {
+    try {
+      rule();
+    } catch {
+      // a shape the schema reported
+    }
+  };
   const claimed = new Map<string, string>(); // directory -> who
   const names = new Map<string, string>(); // mdev parent name -> who
   const claim = (dir: string[], who: string, field: string) => {
@@ -217,45 +335,75 @@ function semanticProblems(profile: Profile): string[] {
   };
   profile.parents.forEach((p, i) => {
     const at = `parents[${i}]`;
-    const path = p.path.split('/');
     const before = out.length;
-    for (const c of new Set(path)) if (c === '.' || c === '..') out.push(`${at}.path: "${c}" would leave the parent's directory`);
-    if (path[path.length - 1] !== p.name) out.push(`${at}.path: must end with the parent's name "${p.name}"`);
-    if (p.name === '.' || p.name === '..') out.push(`${at}.name: must be a directory name`);
-    const placements = ['class', 'pci', 'bus'].filter((k) => p[k as keyof ParentProfile] !== undefined);
-    if (placements.length > 1) out.push(`${at}: ${placements.join(' and ')} exclude each other (a parent is on one bus or in one class)`);
-    if (p.class !== undefined && (p.class === '.' || p.class === '..' || RESERVED_CLASSES.has(p.class))) {
-      out.push(`${at}.class: "${p.class}" is not a class a parent can have`);
-    }
-    if (p.bus && ['pci', 'mdev'].includes(p.bus.name)) out.push(`${at}.bus.name: "${p.bus.name}" is not for this block${p.bus.name === 'pci' ? ' (use "pci")' : ''}`);
-    if ((p.pci || p.bus) && path.length < 3) out.push(`${at}.path: a device needs a root directory: devices/<root>/${p.name}`);
-    if (p.pci) pciProblems(p, at, out);
-    if (out.length > before) return;
-    for (const { name, path: dir } of parentNames(p)) {
-      const who = `${at} (${name})`;
-      if (names.has(name)) out.push(`${at}.name: "${name}" is also the name of ${names.get(name)}`);
-      names.set(name, who);
-      claim(dir, who, `${at}.path`);
-    }
-    // The PF and the VFs that are no mdev parent still hold their directories.
-    const mdevDirs = new Set(parentNames(p).map((x) => x.path.join('/')));
-    if (p.pci && !mdevDirs.has(path.join('/'))) claim(path, `${at} (its PF)`, `${at}.path`);
-    if (p.pci?.sriov) {
-      for (const { path: dir, name } of parentNames({ ...p, pci: { ...p.pci, sriov: { ...p.pci.sriov, mdevOn: 'vfs' } } })) {
-        if (!mdevDirs.has(dir.join('/'))) claim(dir, `${at} (VF ${name})`, `${at}.pci.sriov`);
-      }
-    }
-    typeProblems(p, at, out);
-    errnoProblems(p, at, out);
-    attrProblems(p.deviceAttrs, DEVICE_FILES, `${at}.deviceAttrs`, out);
-    attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out);
-    vendorVfioProblems(p, at, out);
+    each(() => placementProblems(p, at, out));
+    // Where a parent is placed is known only when its placement is right.
+    if (out.length === before) each(() => claimParent(p, at, names, claim, out));
+    each(() => typeProblems(p, at, out));
+    each(() => costProblems(p, at, out));
+    each(() => errnoProblems(p, at, out));
+    each(() => attrProblems(p.deviceAttrs, DEVICE_FILES, `${at}.deviceAttrs`, out));
+    each(() => attrProblems(p.legacyParentAttrs, PARENT_FILES, `${at}.legacyParentAttrs`, out));
+    each(() => vendorVfioProblems(p, at, out));
   });
   // One AP bus, one vfio_ap matrix: its host configuration is declared once.
-  const apHosts = profile.parents.flatMap((p, i) => (p.apHost ? [i] : []));
-  for (const i of apHosts.slice(1)) out.push(`parents[${i}].apHost: the AP configuration is parents[${apHosts[0]}]'s (a system has one AP bus)`);
-  groupProblems(profile, out);
+  each(() => {
+    const apHosts = profile.parents.flatMap((p, i) => (p.apHost ? [i] : []));
+    for (const i of apHosts.slice(1)) out.push(`parents[${i}].apHost: the AP configuration is parents[${apHosts[0]}]'s (a system has one AP bus)`);
+  });
+  each(() => groupProblems(profile, out));
   return out;
+}
+
+/** The parent's path, name and placement block (class, pci or bus). */
+function placementProblems(p: ParentProfile, at: string, out: string[]): void {
+  const path = p.path.split('/');
+  for (const c of new Set(path)) if (c === '.' || c === '..') out.push(`${at}.path: "${c}" would leave the parent's directory`);
+  if (path[path.length - 1] !== p.name) out.push(`${at}.path: must end with the parent's name "${p.name}"`);
+  if (p.name === '.' || p.name === '..') out.push(`${at}.name: must be a directory name`);
+  const placements = ['class', 'pci', 'bus'].filter((k) => p[k as keyof ParentProfile] !== undefined);
+  if (placements.length > 1) out.push(`${at}: ${placements.join(' and ')} exclude each other (a parent is on one bus or in one class)`);
+  if (p.class !== undefined && (p.class === '.' || p.class === '..' || RESERVED_CLASSES.has(p.class))) {
+    out.push(`${at}.class: "${p.class}" is not a class a parent can have`);
+  }
+  if (p.bus && ['pci', 'mdev'].includes(p.bus.name)) out.push(`${at}.bus.name: "${p.bus.name}" is not for this block${p.bus.name === 'pci' ? ' (use "pci")' : ''}`);
+  if ((p.pci || p.bus) && path.length < 3) out.push(`${at}.path: a device needs a root directory: devices/<root>/${p.name}`);
+  if (p.pci) pciProblems(p, at, out);
+}
+
+/** The names and directories a parent takes: none another parent has. */
+function claimParent(
+  p: ParentProfile,
+  at: string,
+  names: Map<string, string>,
+  claim: (dir: string[], who: string, field: string) => void,
+  out: string[],
+): void {
+  for (const { name, path: dir } of parentNames(p)) {
+    const who = `${at} (${name})`;
+    if (names.has(name)) out.push(`${at}.name: "${name}" is also the name of ${names.get(name)}`);
+    names.set(name, who);
+    claim(dir, who, `${at}.path`);
+  }
+  // The PF and the VFs that are no mdev parent still hold their directories.
+  const path = p.path.split('/');
+  const mdevDirs = new Set(parentNames(p).map((x) => x.path.join('/')));
+  if (p.pci && !mdevDirs.has(path.join('/'))) claim(path, `${at} (its PF)`, `${at}.path`);
+  if (p.pci?.sriov) {
+    for (const { path: dir, name } of parentNames({ ...p, pci: { ...p.pci, sriov: { ...p.pci.sriov, mdevOn: 'vfs' } } })) {
+      if (!mdevDirs.has(dir.join('/'))) claim(dir, `${at} (VF ${name})`, `${at}.pci.sriov`);
+    }
+  }
+}
+
+/** A pool's type that costs more than the whole pool can never be created. */
+function costProblems(p: ParentProfile, at: string, out: string[]): void {
+  const cap = p.capacity;
+  if (cap.model !== 'pool' || typeof cap.size !== 'number') return;
+  p.types.forEach((t, j) => {
+    const cost = t.cost ?? 1;
+    if (typeof cost === 'number' && cost > cap.size) out.push(`${at}.types[${j}].cost: ${cost} can never fit the pool of ${cap.size} (capacity.size)`);
+  });
 }
 
 /** Every IOMMU group number a profile names, with where it names it and whose it is (a PCI function's, an mdev's). */

@@ -142,3 +142,47 @@ t.test('usage errors exit 2', async (t) => {
   }
   t.match(cli('profiles', 'show', 'nvidia-t9').stderr, /no built-in profile "nvidia-t9" \(samples, gvt/);
 });
+
+t.test('ctl add-parent takes a built-in name, so a removed parent comes back; a refused profile exits 2 as with --profile', async (t) => {
+  const d = await startDaemon({ profile: 'nvidia-t4', logLevel: 'warn' });
+  t.teardown(() => d.stop());
+  const types = () => sh(d.dir, 'ls class/mdev_bus/*/mdev_supported_types | wc -l; ls class/mdev_bus').stdout;
+  const before = types();
+  t.equal(before, '17\n0000:00:04.0\n');
+  const removed = cli('ctl', d.dir, 'remove-parent', '0000:00:04.0');
+  t.equal(removed.status, 0, removed.stderr);
+  t.equal(sh(d.dir, 'ls class/mdev_bus').stdout, '');
+  const added = cli('ctl', d.dir, 'add-parent', 'nvidia-t4');
+  t.equal(added.status, 0, added.stderr);
+  t.equal(types(), before, 'the parent is back with its types');
+  t.equal(sh(d.dir, 'readlink bus/pci/devices/0000:00:04.0/driver').stdout, '../../../bus/pci/drivers/nvidia\n');
+
+  // Refused before anything is sent: the same exit code and message as a mount with --profile.
+  const bad = join(work, 'bad-parent.json');
+  const parent = { name: 'gpu1', path: 'devices/virtual/gpu/gpu1', class: 'gpu', mdevDriver: 'gpu', capacity: { model: 'pool', size: 8 }, types: [{ name: 'big', cost: 16 }] };
+  writeFileSync(bad, JSON.stringify({ parents: [parent] }));
+  const syntax = join(work, 'syntax.json');
+  writeFileSync(syntax, '{\n  "parents": [\n    { "name": "x", }\n  ]\n}\n');
+  for (const [file, message] of [
+    [bad, /parents\[0\]\.types\[0\]\.cost: 16 can never fit the pool of 8/],
+    [syntax, /syntax\.json:3:20: not JSON/],
+    ['nvidia-t9', /profile "nvidia-t9" is neither a built-in \(samples, .*\) nor a readable file/],
+  ] as const) {
+    const ctl = cli('ctl', d.dir, 'add-parent', file);
+    t.equal(ctl.status, 2, `ctl add-parent ${file}: ${ctl.stderr}`);
+    t.match(ctl.stderr, message);
+    const mount = cli('mount', join(work, `m-${++seq}`), ...backendArgs, '--profile', file);
+    t.equal(mount.status, 2, `mount --profile ${file}`);
+    t.match(mount.stderr, message);
+  }
+  const lone = join(work, 'lone-parent.json');
+  writeFileSync(lone, JSON.stringify(parent));
+  const one = cli('ctl', d.dir, 'add-parent', lone);
+  t.equal(one.status, 2, 'a file of one parent, refused alike');
+  t.match(one.stderr, /parents\[0\]\.types\[0\]\.cost: 16 can never fit the pool of 8/);
+  t.equal(types(), before, 'nothing changed');
+  // A parent the daemon refuses (it exists) is no usage error.
+  const again = cli('ctl', d.dir, 'add-parent', 'nvidia-t4');
+  t.equal(again.status, 1);
+  t.match(again.stderr, /0000:00:04\.0 exists/);
+});
