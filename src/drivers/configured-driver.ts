@@ -64,6 +64,7 @@ export class ConfiguredDriver implements VendorDriver {
       description: t.description,
       deviceApi: t.deviceApi ?? 'vfio-pci',
       legacyName: t.legacyName,
+      nameFile: t.nameFile,
     }));
     types.forEach((t, i) => {
       const faults = { ...p.faults, ...t.faults };

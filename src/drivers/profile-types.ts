@@ -136,6 +136,11 @@ export interface TypeProfile {
   fence?: number;
   /** 4.17: the vendor's type attributes include `name` (default true; GVT-g had none). */
   legacyName?: boolean;
+  /**
+   * false: the type has no `name` file on any ABI, as on a host before Linux 6.1 (whose mdev core
+   * made none) with a vendor that had none (GVT-g): `mdevfs record` writes it for such a host.
+   */
+  nameFile?: boolean;
   /** Values for {placeholders} in deviceAttrs. */
   vars?: Record<string, string>;
   faults?: FaultSpec;

@@ -399,6 +399,25 @@ t.test('a hand-made static tree (files and symlinks) replays identically, and li
   t.equal(counts(), '15\n0\n', 'a 1Q shuts out the 2Q');
 });
 
+t.test('an older host whose types have no name file (GVT-g before 6.1) replays without one', async (t) => {
+  const fixture = JSON.parse(readFileSync(join(REPO, 'test', 'fixtures', 'record', 'gvt-6.0-tree.json'), 'utf8')) as Parameters<typeof writeTree>[1];
+  const tree = writeTree('gvt-6.0', fixture);
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.notMatch(r.stderr, /name/, 'nothing to warn about');
+  t.match(r.stderr, /0000:00:02\.0: capacity gvt/);
+  const profile = JSON.parse(r.text) as Profile;
+  t.equal(profile.abi, undefined, 'the 6.1 ABI: the mdev driver is i915\'s own, not vfio_mdev');
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  const types = await overSys(tree, MDEVCTL);
+  t.match(types, /i915-GVTg_V5_8\n {4}Available instances: 7\n {4}Device API: vfio-pci\n {4}Description: low_gm_size: 64MB/);
+  t.notMatch(types, /Name:/, 'the host shows no name');
+  t.equal(await overSys(replay.dir, MDEVCTL), types, 'mdevctl types and list: no Name: line in the replay either');
+  const T = 'class/mdev_bus/0000:00:02.0/mdev_supported_types';
+  t.equal(sh(replay.dir, `ls ${T}/i915-GVTg_V5_4; cat ${T}/i915-GVTg_V5_4/name`).stdout, 'available_instances\ncreate\ndescription\ndevice_api\ndevices\n', 'no name file');
+});
+
 t.test('mdevfs exec and ctl add-parent replay a recording', async (t) => {
   const orig = await startDaemon({ profile: 'gvt', logLevel: 'warn' });
   t.teardown(() => orig.stop());
