@@ -113,7 +113,7 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
     // A built-in's name or a file, checked here as --profile is: a refused profile is a usage error.
     let parents: ParentProfile[];
     try {
-      parents = (await import('../drivers/profile')).loadParents(arg);
+      parents = (await import('../drivers/profile-load')).loadParents(arg);
     } catch (err) {
       process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
       return EXIT_USAGE;
