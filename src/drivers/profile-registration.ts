@@ -3,7 +3,7 @@
  * s390 bus devices) placed, the mdev parents registered by their drivers' probe, the VFs that
  * sriov_numvfs adds and removes.
  */
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
 import type { Parent } from '../core/model';
 import { DeviceModel, type HostDevice } from '../devices/model';

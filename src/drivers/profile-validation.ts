@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ErrorObject } from 'ajv';
-import { Errno } from '../core/errno';
+import { Errno } from '../base/errno';
 import { parseBdf, parseCpuList } from '../devices/pci';
 import { hexValue, parentNames } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';

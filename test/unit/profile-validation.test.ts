@@ -181,7 +181,7 @@ t.test('every problem of a file in one run: a bad path hides neither a bad errno
     'parents[2].mdevDrivr: unknown key (did you mean "mdevDriver"?)',
     'parents[0].types[1].name: "small" is also types[0]',
     'parents[0].types[1].cost: 16 can never fit the pool of 8 (capacity.size)',
-    `parents[0].faults.createErrno: "EFOO" is not an errno the emulation knows (${Object.keys((await import('../../src/core/errno')).Errno).join(', ')})`,
+    `parents[0].faults.createErrno: "EFOO" is not an errno the emulation knows (${Object.keys((await import('../../src/base/errno')).Errno).join(', ')})`,
     'parents[1].path: must end with the parent\'s name "0000:00:02.0"',
     'parents[1].types[1].name: "V5_4" is also types[0]',
   ]);
