@@ -533,6 +533,29 @@ t.test('an unknown vendor gets the documented default: a counter, or a pool in p
   t.equal(counts(), 'acme-a 3\nacme-b 1\nacme-c 0\nsame-x 2\nsame-y 2\n', 'one counter for both types');
 });
 
+t.test('an unknown vendor\'s type showing 0 beside no device: a valid pool (no cost above its size), and a warning', async (t) => {
+  const A = 'devices/virtual/zero/zero0';
+  const type = (name: string, avail: number) => ({
+    [`${A}/mdev_supported_types/${name}/device_api`]: 'vfio-pci\n',
+    [`${A}/mdev_supported_types/${name}/available_instances`]: `${avail}\n`,
+    [`${A}/mdev_supported_types/${name}/create`]: '',
+  });
+  const tree = writeTree('zero', {
+    files: { ...type('zero-a', 2), ...type('zero-b', 1), ...type('zero-c', 0) },
+    dirs: ['bus/mdev/drivers/zero'],
+    links: { 'class/mdev_bus/zero0': `../../${A}`, [`${A}/subsystem`]: '../../../../class/zero' },
+  });
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /zero0: the default capacity model does not reproduce every available_instances/);
+  const [p] = JSON.parse(r.text).parents;
+  t.same(p.capacity, { model: 'pool', size: 2, errno: 'ENOSPC' });
+  t.same(Object.fromEntries(p.types.map((ty: { name: string; cost: number }) => [ty.name, ty.cost])), { a: 1, b: 2, c: 2 }, 'the type showing 0 costs the whole pool');
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  t.equal(avail(replay.dir).replace(/class\/mdev_bus\/zero0\/mdev_supported_types\//g, ''), 'zero-a 2\nzero-b 1\nzero-c 1\n');
+});
+
 t.test('a sparse mock tree (no subsystem links, no newlines, parent under bus/pci/devices) is placed as on a host', async (t) => {
   // Laid out as go-nvlib's mocks do: a PCI directory with ids and types, reached from class/mdev_bus.
   const P = 'bus/pci/devices/0000:3b:00.0';
