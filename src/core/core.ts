@@ -75,7 +75,7 @@ export class MdevCore {
     const parent = new Parent(placement, driver);
     for (const t of driver.types) {
       const id = `${driver.driverString}-${t.sysfsName}`;
-      const name = this.abi.vendorTypeName && t.legacyName === false ? undefined : (t.prettyName ?? t.sysfsName);
+      const name = t.nameFile === false || (this.abi.vendorTypeName && t.legacyName === false) ? undefined : (t.prettyName ?? t.sysfsName);
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
