@@ -110,6 +110,7 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
     '                      $XDG_RUNTIME_DIR/mdevfs, else ${TMPDIR:-/tmp}/mdevfs-UID)',
   backend: '--backend NAME        direct (root\'s default) or fuse-native (libfuse2; an ordinary user\'s default)',
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
+  journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
   until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',
