@@ -25,7 +25,7 @@ show() {
   run "ls /sys/devices/virtual/vfio"
   run "ls $B/drivers/mtty $B/drivers/mdpy $B/drivers/mbochs"
 }
-U1=33333333-0000-0000-0000-000000000001
+U1=3333abcd-0000-0000-0000-00000000000a
 U2=33333333-0000-0000-0000-000000000002
 U3=33333333-0000-0000-0000-000000000003
 
