@@ -1,5 +1,5 @@
-import { Errno, MdevError, fail } from '../core/errno';
-import { Ida } from '../core/ida';
+import { Errno, MdevError, fail } from '../base/errno';
+import { Ida } from '../base/ida';
 import type { PciFunction } from './pci';
 
 /**

@@ -1,7 +1,7 @@
 import type { CoreEvent, MdevCore } from '../core/core';
 import type { Kobj } from '../core/uevent';
 import type { Invalidation } from './kernfs';
-import { Errno, fail } from '../core/errno';
+import { Errno, fail } from '../base/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
 import { type DeviceEvent, DeviceModel, type HostDevice } from '../devices/model';
 import { BusesRenderer } from './buses';

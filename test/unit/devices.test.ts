@@ -1,6 +1,6 @@
 import t from 'tap';
-import { Errno } from '../../src/core/errno';
-import { Ida } from '../../src/core/ida';
+import { Errno } from '../../src/base/errno';
+import { Ida } from '../../src/base/ida';
 import { DeviceModel, HostDevice } from '../../src/devices/model';
 import { PciFunction, cpuList, cpuMask, parseBdf, parseCpuList, vfAddress } from '../../src/devices/pci';
 
