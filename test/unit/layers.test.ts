@@ -12,6 +12,8 @@ import t from 'tap';
  * - core: the mdev core. No filesystem.
  * - drivers: vendor drivers and profiles, configured onto the core and the devices.
  * - sysfs: the tree and Kernfs, computed from the core and the devices.
+ * - faults: the fault engine (rules checked at the kernel-level steps); knows nothing but base.
+ * - journal: the record of every write and fault fired, fed by Kernfs' write path and the core's events.
  * - events: uevents rendered from the core's and the devices' events, with the tree's kobjects.
  * - fuse: serves a Kernfs at a mountpoint.
  * - daemon (src/daemon.ts): builds an emulation from a profile (core, drivers, tree, events).
@@ -20,7 +22,7 @@ import t from 'tap';
  * - cli: the `mdevfs` command, on top of everything.
  * Layers that do not import each other (drivers and sysfs, fuse and daemon) are ordered arbitrarily.
  */
-const LAYERS = ['base', 'devices', 'core', 'drivers', 'sysfs', 'events', 'fuse', 'daemon', 'control', 'record', 'cli'];
+const LAYERS = ['base', 'faults', 'devices', 'core', 'drivers', 'sysfs', 'journal', 'events', 'fuse', 'daemon', 'control', 'record', 'cli'];
 
 /** Imports allowed to run back up, each with its reason. None today. */
 const EXCEPTIONS: { from: string; to: string; why: string }[] = [];
