@@ -263,6 +263,23 @@ export class MdevCore {
     return buf.length;
   }
 
+  /**
+   * bus/mdev/drivers_autoprobe. On 6.1 it changes nothing an mdev does: mdev_device_create binds
+   * the parent's driver itself (device_driver_attach), and the bus matches no driver on its own.
+   */
+  autoprobe = true;
+
+  /**
+   * bus/mdev/drivers_probe (drivers_probe_store): ENODEV for a name of no device on the bus; else
+   * device_attach of an unbound device, where mdev_match matches no driver: nothing binds, and
+   * the write succeeds.
+   */
+  probeStore(buf: Buffer): number {
+    const dev = this.findByName(buf);
+    if (!dev || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such device on the mdev bus');
+    return buf.length;
+  }
+
   /** bus/mdev/drivers/<drv>/bind: since 5.15 mdev drivers never match, so this is ENODEV. */
   bindStore(_driverName: string, _buf: Buffer): number {
     fail(Errno.ENODEV, 'mdev drivers do not match by bind');

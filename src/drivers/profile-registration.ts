@@ -27,7 +27,8 @@ const hosts = new WeakMap<MdevCore, Host>();
 /** The host devices of a core's emulation (made on first use). */
 export function hostOf(core: MdevCore): Host {
   let h = hosts.get(core);
-  if (!h) hosts.set(core, (h = { model: new DeviceModel(), bars: new BarAllocator() }));
+  // The VFIO core numbers host devices' vfio-dev/vfioN and group devices with the mdevs'.
+  if (!h) hosts.set(core, (h = { model: new DeviceModel({ devices: core.abi.vfioDev ? core.vfioIds : undefined, groupMinors: core.groupMinors }), bars: new BarAllocator() }));
   return h;
 }
 
@@ -65,7 +66,7 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
   if (p.apHost) placeApBus(host.model, apHostOf(p, scopeOf(core)));
   if (p.pci?.sriov) {
     const pf = host.model.get(p.path.split('/').filter(Boolean))!;
-    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scopeOf(core), core.vfioIds);
+    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scopeOf(core));
     // The PF driver's sriov_configure: sriov_numvfs enables and disables the VFs.
     const hooks = pf.hooks.get(p.pci.driver) ?? { probe: () => undefined, remove: async () => undefined };
     hooks.sriovConfigure = (dev, n) => configureVfs(core, host.model, p, dev, n, clock);
@@ -100,7 +101,7 @@ async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile
     for (const vf of vfs) model.changed(vf);
     claimVfs(model, p.pci!, vfs);
     if (mdevOn === 'vfs') for (const vf of vfs) attachParent(core, model, vfParent(p, vf), clock, probe);
-    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), core.vfioIds, probe);
+    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), probe);
   }
   model.changed(pf);
 }
