@@ -10,6 +10,8 @@ import { ModelScope } from './drivers/models/types';
 import { Host, placePciDevice, removeDevice, removeVfs } from './drivers/placement';
 import { type Registrar, registerProfileParent, reserveIommuGroups, validateProfile } from './drivers/profile';
 import { Uevents } from './events/uevents';
+import { FaultEngine } from './faults/engine';
+import { Journal } from './journal/journal';
 import type { ParentProfile, Profile } from './drivers/profile-types';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
@@ -40,6 +42,10 @@ export class Emulation implements Registrar {
   readonly kernfs: Kernfs;
   /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
   readonly uevents: Uevents;
+  /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
+  readonly faults: FaultEngine;
+  /** Every write to the tree and every fault fired, in order (src/journal). */
+  readonly journal: Journal;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   readonly ready: Promise<void>;
   /** Runtime changes (add, remove a parent, reset) one after the other. */
@@ -53,13 +59,20 @@ export class Emulation implements Registrar {
     this.abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
     this.clock = opts.clock ?? realClock;
     this.log = opts.log;
-    this.core = new MdevCore(this.abi, opts.log, this.ids);
-    this.host = new Host(this.ids);
+    const faults = (this.faults = new FaultEngine(this.clock, opts.log));
+    this.core = new MdevCore(this.abi, opts.log, faults, this.ids);
+    this.host = new Host(this.ids, this.abi.vfioDev);
     const parents = this.placeProfile();
     const devices = this.host.model;
-    this.tree = new SysfsTree(this.core, devices);
-    const kernfs = (this.kernfs = new Kernfs(this.tree.root, opts.log));
-    const tree = this.tree;
+    const tree = (this.tree = new SysfsTree(this.core, devices));
+    // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
+    const clock = this.clock;
+    const journal = (this.journal = new Journal(this.core, faults, {
+      lastSeqnum: (): number => this.uevents.lastSeqnum,
+      now: clock.now?.bind(clock),
+      wallNow: clock.wallNow?.bind(clock),
+    }));
+    const kernfs = (this.kernfs = new Kernfs(tree.root, opts.log, { faults, journal }));
     this.core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
     devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
     this.uevents = new Uevents(this.core, tree, () => kernfs.settled(), devices);

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { ApiError, call } from '../control/client';
-import { UsageError, controlPathFor } from './args';
+import { UsageError, checkControlDir, controlPathFor, noDaemon } from './args';
 
 /**
  * `mdevfs ctl [DIR] VERB ...`: the control API (docs/control-api.md) from the command line.
@@ -12,7 +11,7 @@ export const CTL_VERBS = ['parents', 'add-parent', 'remove-parent', 'state', 'ma
 const EXIT_USAGE = 2;
 
 /** The socket and the verb's words, from `[DIR] VERB ARGS...`. */
-export function ctlTarget(positionals: readonly string[], options: ReadonlyMap<string, string>): { socket: string; words: string[] } {
+export function ctlTarget(positionals: readonly string[], options: ReadonlyMap<string, string>): { socket: string; words: string[]; dir?: string } {
   const [first, ...rest] = positionals;
   if (first === undefined) throw new UsageError('missing the verb');
   const env = process.env.MDEVFS_CONTROL;
@@ -20,11 +19,12 @@ export function ctlTarget(positionals: readonly string[], options: ReadonlyMap<s
     return { socket: options.get('control') ?? env!, words: [first, ...rest] };
   }
   if (rest.length === 0) throw new UsageError(`missing the verb after ${first} (${CTL_VERBS.join(', ')})`);
-  return { socket: controlPathFor(first, options), words: rest };
+  checkControlDir(options, false);
+  return { socket: controlPathFor(first, options), words: rest, dir: first };
 }
 
 export async function ctlCommand(positionals: readonly string[], options: ReadonlyMap<string, string>): Promise<number> {
-  const { socket, words } = ctlTarget(positionals, options);
+  const { socket, words, dir } = ctlTarget(positionals, options);
   const [verb, ...args] = words as [string, ...string[]];
   const json = options.has('json');
   const usage = (msg: string) => {
@@ -53,20 +53,11 @@ export async function ctlCommand(positionals: readonly string[], options: Readon
     case 'add-parent': {
       method = 'POST';
       path = '/v1/parents';
-      let text: string | undefined;
+      // A built-in's name or a file, checked here as --profile is: a refused profile is a usage error.
       try {
-        text = readFileSync(args[0]!, 'utf8');
+        body = { parents: (await import('../drivers/profile-load')).loadParents(args[0]!) };
       } catch (err) {
-        // Not a file: a built-in profile's name (the daemon knows them), unless it looks like a path.
-        if (args[0]!.includes('/') || args[0]!.endsWith('.json')) return usage((err as Error).message);
-      }
-      if (text === undefined) body = { builtin: args[0] };
-      else {
-        try {
-          body = JSON.parse(text);
-        } catch (err) {
-          return usage(`${args[0]}: not JSON: ${(err as Error).message}`);
-        }
+        return usage((err as Error).message);
       }
       break;
     }
@@ -115,7 +106,7 @@ export async function ctlCommand(positionals: readonly string[], options: Readon
   try {
     reply = await call(socket, method, path, body, timeoutS === undefined ? undefined : (timeoutS + 10) * 1000);
   } catch (err) {
-    process.stderr.write(`mdevfs ctl: no daemon answers on ${socket}: ${(err as Error).message}\n`);
+    process.stderr.write(`mdevfs ctl: ${dir === undefined ? `no daemon answers on ${socket} (${(err as Error).message})` : noDaemon(dir, options, err)}\n`);
     return 1;
   }
   const r = reply.body;

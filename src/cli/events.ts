@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { streamLines } from '../control/client';
-import { controlFromEnv, controlPathFor } from './args';
+import { checkControlDir, controlFromEnv, controlPathFor, noDaemon } from './args';
 
 const EXIT_USAGE = 2;
 
@@ -26,7 +26,11 @@ export async function eventsCommand(dirArg: string | undefined, options: Readonl
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) return usage('--since must be a SEQNUM (0 or more)');
   let path: string;
   try {
-    path = dirArg === undefined ? controlFromEnv(options).socket : controlPathFor(dirArg, options);
+    if (dirArg === undefined) path = controlFromEnv(options).socket;
+    else {
+      checkControlDir(options, false);
+      path = controlPathFor(dirArg, options);
+    }
   } catch (err) {
     return usage((err as Error).message);
   }
@@ -45,7 +49,7 @@ export async function eventsCommand(dirArg: string | undefined, options: Readonl
   try {
     stream = await streamLines(path, `/v1/events${since === undefined ? '' : `?since=${since}`}`, onEvent);
   } catch (err) {
-    process.stderr.write(`mdevfs events: no daemon answers on ${path}: ${(err as Error).message}\n`);
+    process.stderr.write(`mdevfs events: ${dirArg === undefined ? `no daemon answers on ${path}: ${(err as Error).message}` : noDaemon(dirArg, options, err)}\n`);
     return 1;
   }
   stop = stream.stop;

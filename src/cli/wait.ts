@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { call } from '../control/client';
 import { mountAt } from '../fuse/mountpoint';
-import { UsageError, controlFromEnv, controlPathFor, mountpointOf } from './args';
+import { UsageError, checkControlDir, controlFromEnv, controlPathFor, mountpointOf, noDaemon } from './args';
 
 const POLL_MS = 50;
 
@@ -19,29 +19,33 @@ export async function waitCommand(dirArg: string | undefined, options: ReadonlyM
   // Without DIR (a command run by mdevfs exec): the socket it was given, and the tree where it
   // sees it (the daemon's own mountpoint is in another mount namespace).
   const fromEnv = dirArg === undefined ? controlFromEnv(options) : undefined;
-  const dir = fromEnv ? mountpointOf(fromEnv.root ?? '/sys') : mountpointOf(dirArg!); // these throw UsageError
+  if (!fromEnv) checkControlDir(options, false);
+  const dir = mountpointOf(fromEnv ? (fromEnv.root ?? '/sys') : dirArg!); // these throw UsageError
   const socket = fromEnv ? fromEnv.socket : controlPathFor(dir, options);
+  const noAnswer = (err: unknown) => (fromEnv ? `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` : noDaemon(dirArg!, options, err));
+  const check = (timeoutMs: number) => checkOnce(dir, socket, timeoutMs, noAnswer, !fromEnv);
   const deadline = Date.now() + seconds * 1000;
   let why = 'not checked';
   for (;;) {
-    why = await check(dir, socket, Math.max(100, Math.min(2000, deadline - Date.now())), !fromEnv);
+    why = await check(Math.max(100, Math.min(2000, deadline - Date.now())));
     if (!why) return 0;
     if (Date.now() + POLL_MS >= deadline) break;
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  process.stderr.write(`mdevfs wait: ${dir} is not ready after ${seconds} s: ${why}\n`);
+  process.stderr.write(`mdevfs wait: ${resolve(dirArg ?? dir)} is not ready after ${seconds} s: ${why}\n`);
   return 1;
 }
 
 /** '' when ready, else what is missing. */
-async function check(dir: string, socket: string, timeoutMs: number, sameMountpoint: boolean): Promise<string> {
+async function checkOnce(dir: string, socket: string, timeoutMs: number, noDaemon: (err: unknown) => string, sameMountpoint: boolean): Promise<string> {
   try {
     const reply = await call<{ mountpoint?: string; mounted?: boolean; error?: string }>(socket, 'GET', '/v1/ping', undefined, timeoutMs);
-    if (reply.status !== 200) return `the daemon on ${socket} refused the ping: ${reply.body.error ?? reply.status}`;
-    if (sameMountpoint && reply.body.mountpoint !== dir) return `the daemon on ${socket} serves ${reply.body.mountpoint ?? 'something else'}`;
-    if (!reply.body.mounted) return 'the daemon is still mounting';
+    if (reply.status !== 200) return `its daemon refused the ping: ${reply.body.error ?? reply.status}`;
+    const { mountpoint, mounted } = reply.body;
+    if (sameMountpoint && mountpoint !== dir) return `the daemon that answers serves ${mountpoint ?? 'something else'}, not ${dir}`;
+    if (!mounted) return 'the daemon is still mounting';
   } catch (err) {
-    return `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    return noDaemon(err);
   }
   const entry = mountAt(dir);
   if (!entry?.fstype.endsWith('mdevfs')) return `${dir} is not an mdevfs mount`;

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { FaultEngine } from '../faults/engine';
 import type { Abi, Step } from './abi';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import { KernelIds } from './kernel-ids';
@@ -49,6 +50,8 @@ export class MdevCore {
   constructor(
     readonly abi: Abi,
     private readonly log: Logger,
+    /** The emulation's fault rules: asked at the vendor's create (probe) and remove, where a vendor fails. */
+    readonly faults?: FaultEngine,
     /** The numberings the core shares with the host's devices (IOMMU groups, vfio devices). */
     readonly ids: KernelIds = new KernelIds(),
   ) {}
@@ -68,10 +71,13 @@ export class MdevCore {
     const parent = new Parent(placement, driver);
     for (const t of driver.types) {
       const id = `${driver.driverString}-${t.sysfsName}`;
-      const name = this.abi.vendorTypeName && t.legacyName === false ? undefined : (t.prettyName ?? t.sysfsName);
+      const name = t.nameFile === false || (this.abi.vendorTypeName && t.legacyName === false) ? undefined : (t.prettyName ?? t.sysfsName);
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
+    if (driver.faultRules && this.faults && !this.faults.hasOwned(driver)) {
+      for (const spec of driver.faultRules) this.faults.add(spec, { origin: 'profile', owner: driver });
+    }
     this.load(parent);
     this.emit({ kind: 'parent', parent, registered: true });
     // The types and the class link exist: KOBJ_CHANGE on the parent (v5.3+).
@@ -108,6 +114,7 @@ export class MdevCore {
     parent.registered = false;
     this.emit({ kind: 'parent', parent, registered: false });
     this.parents.delete(name);
+    this.faults?.removeOwned(parent.driver);
     // Every child, the types and the class link are gone: KOBJ_CHANGE on the parent (v5.3+).
     if (this.abi.mdevStateUevents) this.mdevState(parent, 'unregistered');
     this.emit({ kind: 'unregistered', parent });
@@ -252,6 +259,23 @@ export class MdevCore {
     return buf.length;
   }
 
+  /**
+   * bus/mdev/drivers_autoprobe. On 6.1 it changes nothing an mdev does: mdev_device_create binds
+   * the parent's driver itself (device_driver_attach), and the bus matches no driver on its own.
+   */
+  autoprobe = true;
+
+  /**
+   * bus/mdev/drivers_probe (drivers_probe_store): ENODEV for a name of no device on the bus; else
+   * device_attach of an unbound device, where mdev_match matches no driver: nothing binds, and
+   * the write succeeds.
+   */
+  probeStore(buf: Buffer): number {
+    const dev = this.findByName(buf);
+    if (!dev || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such device on the mdev bus');
+    return buf.length;
+  }
+
   /** bus/mdev/drivers/<drv>/bind: since 5.15 mdev drivers never match, so this is ENODEV. */
   bindStore(_driverName: string, _buf: Buffer): number {
     fail(Errno.ENODEV, 'mdev drivers do not match by bind');
@@ -279,13 +303,27 @@ export class MdevCore {
       if ('show' in step) this.show(dev, step.show);
       else if ('hide' in step) this.hide(dev, step.hide);
       else if (step.vendor === 'probe') {
+        // A fault here is the vendor's create failing: create() undoes everything, as for the vendor's own.
+        if (this.faults?.watching('create')) await this.faults.check(this.faultContext('create', dev));
         await dev.parent.driver.probe(dev, this.abi);
         dev.vendorActive = true;
       } else if (dev.vendorActive) {
         const mayVeto = this.abi.vendorMayVeto && !opts.force;
         try {
+          // A fault here is the vendor's remove failing: a veto where the ABI has one (the vendor
+          // has not released anything), else the vendor releases all the same and the core logs it.
+          let injected: unknown;
+          if (this.faults?.watching('remove')) {
+            try {
+              await this.faults.check(this.faultContext('remove', dev));
+            } catch (err) {
+              if (mayVeto) throw err;
+              injected = err;
+            }
+          }
           await dev.parent.driver.remove(dev, this.abi, { mayVeto });
           dev.vendorActive = false;
+          if (injected) throw injected;
         } catch (err) {
           const errno = err instanceof MdevError ? err.errno : Errno.EIO;
           if (mayVeto) {
@@ -298,6 +336,11 @@ export class MdevCore {
         }
       }
     }
+  }
+
+  private faultContext(op: 'create' | 'remove', dev: MdevDevice) {
+    const parent = dev.parent;
+    return { op, uuid: dev.uuid, parent: parent.name, type: dev.type.id, owner: parent.driver, path: `/sys/${parent.placement.path.join('/')}/${dev.uuid}` };
   }
 
   private show(dev: MdevDevice, part: Part): void {

@@ -1,4 +1,5 @@
 import type { Abi } from './abi';
+import type { FaultRuleSpec } from '../faults/spec';
 import type { MdevDevice, MdevType } from './model';
 
 export interface TypeSpec {
@@ -8,6 +9,8 @@ export interface TypeSpec {
   readonly deviceApi: string;
   /** 4.17: whether the vendor's type attributes include `name` (default true; GVT-g had none). */
   readonly legacyName?: boolean;
+  /** false: no `name` file on any ABI (a recorded host before 6.1 whose vendor had none). */
+  readonly nameFile?: boolean;
 }
 
 /** A sysfs attribute a driver contributes, at a path relative to its owner's directory. */
@@ -41,6 +44,8 @@ export interface VendorDriver {
    */
   remove(dev: MdevDevice, abi: Abi, opts: { mayVeto: boolean }): Promise<void>;
   deviceAttrs(dev: MdevDevice, abi: Abi): readonly VendorAttr[];
+  /** Fault rules the driver's configuration declares (a profile's `faults`): the core adds them at registration. */
+  readonly faultRules?: readonly FaultRuleSpec[];
   /** 4.17 parent attribute groups (e.g. mtty_dev/sample_mtty_dev). */
   parentAttrs?(abi: Abi): readonly VendorAttr[];
 }

@@ -11,10 +11,17 @@ import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciDeviceProfile,
  * numberings it shares with the mdev core (a PCI function's IOMMU group).
  */
 export class Host {
-  readonly model = new DeviceModel();
+  readonly model: DeviceModel;
   private barAllocator = new BarAllocator();
 
-  constructor(readonly ids: KernelIds) {}
+  constructor(
+    readonly ids: KernelIds,
+    /** The ABI's VFIO has vfio-dev/vfioN (6.1; not 4.17). */
+    vfioDev: boolean,
+  ) {
+    // The VFIO core numbers host devices' vfio-dev/vfioN and group devices with the mdevs'.
+    this.model = new DeviceModel({ devices: vfioDev ? ids.vfioDevices : undefined, groupMinors: ids.vfioGroupMinors });
+  }
 
   get bars(): BarAllocator {
     return this.barAllocator;

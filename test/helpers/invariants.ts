@@ -184,10 +184,24 @@ export function checkInvariants(tree: TreeFs, opts: CheckOptions): CheckResult {
   }
   // Groups of host devices (a PCI parent's own) may exist too, but no group is left empty.
   for (const g of groups) if (ls(`/kernel/iommu_groups/${g}/devices`).length === 0) bad(`iommu group ${g} belongs to no device`);
+  // class/vfio-dev/vfioN: an mdev's, or a host device's that a VFIO driver has (vfio-pci, a vendor-specific
+  // VFIO VF); its `device` link leads back to the device that holds it.
+  const vfioGroups = ls('/class/vfio');
   for (const v of ls('/class/vfio-dev')) {
     const target = follow(`/class/vfio-dev/${v}`);
-    if (!target || ![...deviceAt.values()].some((d) => target === `${d}/vfio-dev/${v}`)) bad(`class/vfio-dev/${v} belongs to no device`);
+    const owner = target && follow(`${target}/device`);
+    if (!target || !owner || target !== `${owner}/vfio-dev/${v}`) bad(`class/vfio-dev/${v} belongs to no device`);
+    else if (!exists(`${owner}/driver`)) bad(`${owner} has ${v} but no driver`);
+    // Its IOMMU group has its VFIO group device.
+    const group = owner && follow(`${owner}/iommu_group`)?.split('/').pop();
+    if (owner && (group === undefined || !vfioGroups.includes(group))) bad(`${owner} has ${v} but its IOMMU group ${group} no VFIO group device`);
   }
+  // The VFIO group devices: class/vfio/N leads to devices/virtual/vfio/N, of an IOMMU group that exists.
+  for (const g of vfioGroups) {
+    if (follow(`/class/vfio/${g}`) !== `/devices/virtual/vfio/${g}`) bad(`class/vfio/${g} does not lead to devices/virtual/vfio/${g}`);
+    if (!groups.includes(g)) bad(`class/vfio/${g}: no IOMMU group ${g}`);
+  }
+  if (ls('/devices/virtual/vfio').sort().join() !== [...vfioGroups].sort().join()) bad('devices/virtual/vfio and class/vfio list different groups');
 
   if (opts.quiet && opts.profile) {
     for (const p of opts.profile.parents) {
@@ -238,7 +252,7 @@ function typeIds(p: ParentProfile): string[] {
 }
 
 /**
- * available_instances by the capacity model (kernel-mdev-abi.md §4), for the devices present:
+ * available_instances by the capacity model (docs/mdev-abi.md, "Counting instances"), for the devices present:
  * count(typeId, boundOnly) counts them, bound ones only for what the vendor accounts (an unbound
  * device gave its vendor resources back; the 6.1 core counter holds until release).
  * undefined: a model this reference does not know.
@@ -274,7 +288,7 @@ export function expectedAvailable(
 }
 
 /**
- * The errnos a client may see, by operation (kernel-mdev-abi.md §2, §3.5): the core's, the
+ * The errnos a client may see, by operation (docs/mdev-abi.md, "Writing create", "Writing remove"): the core's, the
  * profile's vendor errnos, ENOENT for a file that went away (a removed device or parent) and
  * ENODEV for a descriptor that outlived its file.
  */

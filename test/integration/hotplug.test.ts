@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { CLI, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
-// Parents come and go while mounted (spec §3.5): in-flight work finishes, later writes get
+// Parents come and go while mounted (docs/mdev-abi.md, "Parent registration and unregistration"): in-flight work finishes, later writes get
 // ENODEV, the class link, children and types disappear, stale fds get ENODEV.
 const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ctl', ...args], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
 const slow = {
@@ -70,6 +70,6 @@ t.test('ctl without a daemon, and bad requests', async (t) => {
   const bad = join(scratch('mdevfs-bad-'), 'bad.json');
   writeFileSync(bad, JSON.stringify({ name: 'x', path: 'sys/x', mdevDriver: 'x', capacity: { model: 'counter', max: 1 }, types: [{ name: 'a' }] }));
   const r = ctl(d.dir, 'add-parent', bad);
-  t.equal(r.status, 1);
-  t.equal(r.stderr, 'mdevfs ctl: profile refused:\n  parents[0].path: must be devices/... ending with the parent\'s name\n');
+  t.equal(r.status, 2, 'a refused profile is a usage error, as with --profile (issue #16)');
+  t.equal(r.stderr, `mdevfs ctl: profile ${bad} refused:\n  parents[0].path: must be devices/... ending with the parent's name\n`);
 });

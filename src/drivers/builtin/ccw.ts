@@ -1,7 +1,7 @@
 import type { ParentProfile, Profile } from '../profile-types';
 
 /**
- * One I/O subchannel bound to vfio_ccw (hardware-profiles.md §5, §7.6): type vfio_ccw-io,
+ * One I/O subchannel bound to vfio_ccw (docs/hardware.md, "s390 vfio-ccw"): type vfio_ccw-io,
  * "I/O subchannel (Non-QDIO)", device_api vfio-ccw, no description, one instance (EUSERS in 6.1;
  * the older vendor counter answered EPERM). No device attributes.
  */
@@ -19,6 +19,6 @@ function subchannel(schid: string): ParentProfile {
 
 /** Two subchannels, as a host with two DASDs passed through. */
 export const CCW: Profile = {
-  description: 's390 vfio-ccw I/O subchannels on the css bus',
+  description: 's390 vfio-ccw: I/O subchannels 0.0.0008 and 0.0.0009 on the css bus',
   parents: [subchannel('0.0.0008'), subchannel('0.0.0009')],
 };
