@@ -41,6 +41,13 @@ Usage:
                                  exit 0 once it holds (an event: one with a SEQNUM above N, default 0), 1 at
                                  the timeout (default 10 s)
   mdevfs ctl DIR reset           back to the profile's start state (see docs/control-api.md)
+  mdevfs ctl DIR fault add --op OP [--parent P --type T --uuid U --attr A --path GLOB]
+                 --errno NAME|--delay MS [--jitter MS]|--hang|--succeed|--content TEXT
+                 [--after N --every N --probability P --seed N --times N --sticky] [--id ID]
+                                 add a fault rule (prints its id); fault list [--json], fault rm ID,
+                                 fault release ID (let what hangs on it go on)
+  mdevfs ctl DIR journal [--since N] [--follow] [--json]
+                                 every write to the tree and every fault fired, with the writer
                                  Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
                                  $MDEVFS_CONTROL, the socket exec gives CMD (and $MDEVFS_ROOT, the tree: /sys)
   mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
