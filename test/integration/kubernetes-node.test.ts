@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { BACKEND, CLI, REPO, type ShResult, cliEnv, scratch } from '../helpers/daemon';
 
@@ -30,9 +30,8 @@ const UUID = '5b2b3f6a-6bc2-4a36-9f0b-93fd3a43b8a1';
 type Obj = Record<string, any>;
 
 function docsOf(text: string): Obj[] {
-  return parseAllDocuments(text as string, { uniqueKeys: true } as never)
-    .valueOf()
-    .map((d: { toJS(): Obj }) => d.toJS());
+  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  return Array.isArray(docs) ? docs.map((d) => d.toJS() as Obj) : [];
 }
 const poolRun = spawnSync(join(DEPLOY, 'pool'), ['nvidia-t4'], { encoding: 'utf8' });
 const agentPod: Obj = docsOf(poolRun.stdout)[0]!.spec.template.spec;
@@ -162,6 +161,72 @@ const inRoot = (pid: number) => {
   }
 };
 
+/** A process and all its descendants, from /proc. */
+function tree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const all = [pid];
+  for (let i = 0; i < all.length; i++) all.push(...(children.get(all[i]!) ?? []));
+  return all;
+}
+
+/** SIGKILL to every process of a container, as the runtime kills one (its cgroup). */
+function killAll(pid: number): void {
+  for (const p of tree(pid)) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+interface Agent {
+  pid: number;
+  exited: Promise<number | null>;
+  /** SIGTERM (the pod deleted); resolves with the exit code, the log in a comment unless 0. */
+  stop(): Promise<number | null>;
+}
+
+/** The agent's pod: its init containers to completion, then the daemon, until the readiness probe passes. */
+async function startAgent(t: Test): Promise<Agent> {
+  for (const init of agentPod.initContainers) {
+    const r = await run(startContainer(agentPod, init));
+    t.equal(r.code, 0, `init container ${init.name} ${r.out}`);
+  }
+  const spec = agentPod.containers[0];
+  const vars = envOf(spec);
+  // The fuse-native run gives the daemon --backend fuse-native, after the manifest's args.
+  const argv = [...spec.command, ...spec.args].map((a: string) => expand(a, vars)).concat(BACKEND ? ['--backend', BACKEND] : []);
+  const proc = startContainer(agentPod, spec, argv);
+  let log = '';
+  proc.stderr!.on('data', (d) => (log += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  t.teardown(() => killAll(proc.pid!));
+  const pid = proc.pid!;
+  const probe = spec.readinessProbe.exec.command as string[];
+  await until('the readiness probe passes', () => proc.exitCode === null && inRoot(pid) && execIn(pid, spec, probe).code === 0);
+  return {
+    pid,
+    exited,
+    async stop() {
+      proc.kill('SIGTERM');
+      const code = await exited;
+      if (code !== 0) t.comment(log);
+      return code;
+    },
+  };
+}
+
 async function until(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (ok()) return;
@@ -211,23 +276,10 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   const inConsumer = (...argv: string[]) => execIn(cpid, client, argv);
   t.equal(inConsumer('ls', '-A', '/sys').stdout, '', 'before the agent, the consumer\'s /sys is the empty hostPath directory');
 
-  // The agent: init containers in order, then the daemon, as the DaemonSet's pod runs them.
-  for (const init of agentPod.initContainers) {
-    const r = await run(startContainer(agentPod, init));
-    t.equal(r.code, 0, `init container ${init.name} ${r.out}`);
-  }
   const spec = agentPod.containers[0];
-  const backend = BACKEND ? ['--backend', BACKEND] : [];
-  const vars = envOf(spec);
-  const agent = startContainer(agentPod, spec, [...spec.command, ...spec.args].map((a: string) => expand(a, vars)).concat(backend));
-  let agentLog = '';
-  agent.stderr!.on('data', (d) => (agentLog += d));
-  const agentExit = new Promise<number | null>((r) => agent.on('exit', (code) => r(code)));
-  t.teardown(() => agent.kill('SIGKILL'));
-  const apid = agent.pid!;
-
   const probe = spec.readinessProbe.exec.command as string[];
-  await until('the readiness probe passes', () => agent.exitCode === null && inRoot(apid) && execIn(apid, spec, probe).code === 0);
+  const agent = await startAgent(t);
+  const apid = agent.pid;
   t.pass(`readiness: ${probe.join(' ')} exits 0 in the agent`);
 
   // The consumer sees the tree where its software looks: /sys (mdevctl, libudev) and /host-sys-mdev.
@@ -267,16 +319,33 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   t.equal(fuseMounts(nodeInfo(), nodeDir).length, 1, 'the node has the tree mounted at its hostPath');
   t.same(fuseMounts(readFileSync('/proc/self/mountinfo', 'utf8'), work), [], 'nothing of the node reaches this machine\'s own namespace');
 
+  const consumerFuse = () => fuseMounts(inConsumer('cat', '/proc/self/mountinfo').stdout, '/').map((l) => l.split(' ')[4]).sort();
+  t.same(consumerFuse(), ['/host-sys-mdev', '/sys'], 'the consumer has the tree at /sys and /host-sys-mdev');
+
   // The agent stops (the pod is deleted: SIGTERM).
-  agent.kill('SIGTERM');
-  const code = await agentExit;
-  t.equal(code, 0, 'the daemon exits 0 on SIGTERM');
-  if (code !== 0) t.comment(agentLog);
-  t.equal(inConsumer('ls', '-A', '/sys').stdout, '', 'the consumer\'s /sys is the empty hostPath directory again');
-  t.equal(inConsumer('ls', '-A', '/host-sys-mdev').stdout, '', 'and so is /host-sys-mdev');
-  t.same(fuseMounts(inConsumer('cat', '/proc/self/mountinfo').stdout, '/'), [], 'no FUSE mount left in the consumer');
-  t.same(fuseMounts(nodeInfo(), nodeDir), [], 'none on the node');
+  t.equal(await agent.stop(), 0, 'the daemon exits 0 on SIGTERM');
+  const gone = async (when: string) => {
+    t.equal(inConsumer('ls', '-A', '/sys').stdout, '', `${when}: the consumer's /sys is the empty hostPath directory again`);
+    t.equal(inConsumer('ls', '-A', '/host-sys-mdev').stdout, '', `${when}: and so is /host-sys-mdev`);
+    t.same(consumerFuse(), [], `${when}: no FUSE mount left in the consumer`);
+    t.same(fuseMounts(nodeInfo(), nodeDir), [], `${when}: none on the node`);
+    t.ok(existsSync(nodeTree), `${when}: the node's tree directory stays, for the next agent`);
+  };
+  await gone('SIGTERM');
   const after = await run(startContainer(agentPod, spec, probe));
   t.not(after.code, 0, `the readiness probe fails once the agent is gone: ${after.out.trim()}`);
   t.not(inConsumer('/opt/consumer/bin/mdev-types', '/host-sys-mdev').code, 0, 'the Go client finds no mdev parent');
+
+  // A new agent (a rolling update): the consumer, still running, gets the tree again.
+  const second = await startAgent(t);
+  t.match(inConsumer('mdevctl', 'types').stdout, /^ {2}nvidia-230$/m, 'a new agent: the running consumer sees the tree again');
+  t.notMatch(inConsumer('mdevctl', 'list').stdout, UUID, 'a fresh host: the old agent\'s vGPU is gone');
+  // The agent's container is killed (OOM, node pressure): every process in it, at once.
+  killAll(second.pid);
+  await second.exited;
+  t.match(inConsumer('ls', '/sys').stderr, /Transport endpoint is not connected/, 'a killed agent leaves a dead mount (ENOTCONN), as any FUSE daemon does');
+  const third = await startAgent(t);
+  t.match(inConsumer('mdevctl', 'types').stdout, /^ {2}nvidia-230$/m, 'the next agent recovers the dead mount, and the consumer sees its tree');
+  t.equal(await third.stop(), 0, 'that agent exits 0 on SIGTERM');
+  await gone('after a crash and a restart');
 });
