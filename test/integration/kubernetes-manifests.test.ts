@@ -174,6 +174,21 @@ t.test('the files agree: pools, profiles, paths, volumes', async (t) => {
   ], 'at /sys and /host-sys-mdev, with HostToContainer propagation');
 });
 
+t.test('the image (Dockerfile) has what the manifests run', async (t) => {
+  const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+  const ds = only(docs, 'DaemonSet').spec.template.spec;
+  t.equal(ds.containers[0].command[0], 'mdevfs', 'the agent runs mdevfs by name');
+  t.match(dockerfile, /^RUN ln -s \/opt\/mdevfs\/scripts\/mdevfs \/usr\/local\/bin\/mdevfs$/m, 'which the image puts on PATH (the node test stands the clone in for /opt/mdevfs)');
+  const installed = /apt-get install[^\n]*(?:\\\n[^\n]*)*/g;
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  t.match(runtime.match(installed)?.join(' ') ?? '', /\bmdevctl\b/, 'the image has mdevctl, which the consumer example runs');
+  const images = [...docs, ...rendered].flatMap((d) => {
+    const spec = d.obj.kind === 'Pod' ? (d.obj.spec as Record<string, any>) : d.obj.kind === 'DaemonSet' ? (d.obj.spec as Record<string, any>).template.spec : undefined;
+    return spec ? [...(spec.initContainers ?? []), ...spec.containers].map((c: { image: string; imagePullPolicy: string }) => `${c.image} ${c.imagePullPolicy}`) : [];
+  });
+  t.same([...new Set(images)], ['mdevfs:latest IfNotPresent'], 'every container runs the image loaded into the nodes, never pulled');
+});
+
 t.test('pool refuses a name that is no DaemonSet name, with a usage error', async (t) => {
   for (const bad of [[], ['Upper'], ['a_b'], ['-x'], ['x-'], ['a'.repeat(57)], ['a', 'b'], ['x/y']]) {
     const r = spawnSync(POOL, bad, { encoding: 'utf8' });

@@ -290,6 +290,7 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   const goTypes = inConsumer('/opt/consumer/bin/mdev-types', '/host-sys-mdev');
   t.equal(goTypes.code, 0, 'the Go client reads /host-sys-mdev');
   t.match(goTypes.stdout, /^0000:00:04\.0 nvidia-230 16 vfio-pci GRID_T4-1Q$/m, 'the Go client lists nvidia-230 with 16 instances');
+  t.equal(inConsumer('/opt/consumer/bin/mdev-types', '/sys').stdout, goTypes.stdout, 'and reads the same at /sys');
 
   // The node: `mdevfs ctl` through the control socket in the hostPath /run/mdevfs.
   const control = spec.args[spec.args.indexOf('--control') + 1] as string;
@@ -304,6 +305,8 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   const added = inConsumer('mdevctl', 'types').stdout;
   t.match(added, /^gpu0$/m, 'the consumer sees the parent added through the control socket');
   t.match(added, /^ {2}gpu-small\n {4}Available instances: 8$/m, 'with its types');
+  t.equal(ctl('remove-parent', 'gpu0').code, 0, 'ctl remove-parent pulls it again');
+  t.notMatch(inConsumer('mdevctl', 'types').stdout, /^gpu0$/m, 'and the consumer no longer sees it');
 
   // A create written through the agent's tree (kubectl exec into the agent).
   const create = execIn(apid, spec, ['sh', '-c', `echo ${UUID} > /var/lib/mdevfs/sys/class/mdev_bus/0000:00:04.0/mdev_supported_types/nvidia-230/create`]);
