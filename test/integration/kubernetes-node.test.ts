@@ -291,6 +291,7 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   t.equal(goTypes.code, 0, 'the Go client reads /host-sys-mdev');
   t.match(goTypes.stdout, /^0000:00:04\.0 nvidia-230 16 vfio-pci GRID_T4-1Q$/m, 'the Go client lists nvidia-230 with 16 instances');
   t.equal(inConsumer('/opt/consumer/bin/mdev-types', '/sys').stdout, goTypes.stdout, 'and reads the same at /sys');
+  t.equal(inConsumer('/opt/consumer/bin/mdev-types', '-devices', '/sys').stdout, '', 'no mdev yet');
 
   // The node: `mdevfs ctl` through the control socket in the hostPath /run/mdevfs.
   const control = spec.args[spec.args.indexOf('--control') + 1] as string;
@@ -317,6 +318,11 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   t.match(info.stdout, new RegExp(`^P: /devices/pci0000:00/0000:00:04\\.0/${UUID}$`, 'm'), 'udevadm resolves the device path');
   t.match(info.stdout, /^E: SUBSYSTEM=mdev$/m, 'as an mdev');
   t.match(inConsumer('/opt/consumer/bin/mdev-types', '/host-sys-mdev').stdout, /^0000:00:04\.0 nvidia-230 15 /m, 'the Go client sees one instance fewer');
+  t.match(
+    inConsumer('/opt/consumer/bin/mdev-types', '-devices', '/sys').stdout,
+    new RegExp(`^${UUID} 0000:00:04\\.0 GRID_T4-1Q \\d+ -?\\d+\\n$`),
+    'and finds the vGPU as KubeVirt\'s device plugin does: parent, type name, IOMMU group, NUMA node',
+  );
 
   const nodeInfo = () => readFileSync(`/proc/${node.pid}/mountinfo`, 'utf8');
   t.equal(fuseMounts(nodeInfo(), nodeDir).length, 1, 'the node has the tree mounted at its hostPath');
