@@ -227,8 +227,9 @@ async function startAgent(t: Test): Promise<Agent> {
   };
 }
 
+/** Polls ok (at most 600 times, 50 ms apart), as kubelet polls a probe. */
 async function until(what: string, ok: () => boolean): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     if (ok()) return;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -257,7 +258,7 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   const build = spawnSync('go', ['build', '-o', join(go, 'bin', 'mdev-types'), '.'], {
     cwd: join(REPO, 'test', 'fixtures', 'mdev-types'),
     encoding: 'utf8',
-    env: { ...process.env, GOFLAGS: '-mod=mod', GOPROXY: 'off', GOCACHE: join(go, 'cache'), GOPATH: join(go, 'path'), CGO_ENABLED: '0' },
+    env: { ...process.env, GOFLAGS: '-mod=mod', GOPROXY: 'off', GOSUMDB: 'off', GOTOOLCHAIN: 'local', GOCACHE: join(go, 'cache'), GOPATH: join(go, 'path'), CGO_ENABLED: '0' },
   });
   t.equal(build.status, 0, `the Go client builds offline ${build.stderr}`);
 
