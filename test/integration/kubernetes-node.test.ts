@@ -64,7 +64,7 @@ const envArgs = (vars: ReadonlyMap<string, string>) => [...vars].map(([k, v]) =>
 
 /**
  * Builds a container's root and mounts, then runs argv in it: $1 the root, $2 the clone, $3 the
- * number of mounts, then SOURCE DEST PROPAGATION for each, then `--` and argv.
+ * number of mounts, then SOURCE DEST PROPAGATION rw|ro for each, then `--` and argv.
  */
 const CONTAINER_SH = String.raw`
 set -e
@@ -80,9 +80,10 @@ mount -t proc proc "$R/proc"
 mount -t tmpfs tmpfs "$R/tmp"
 mount --bind "$repo" "$R/opt/mdevfs"; mount --make-private "$R/opt/mdevfs"
 while [ "$n" -gt 0 ]; do
-  src=$1 dst=$R$2 prop=$3; shift 3; n=$((n - 1))
+  src=$1 dst=$R$2 prop=$3 mode=$4; shift 4; n=$((n - 1))
   if [ -c "$src" ]; then [ -e "$dst" ] || touch "$dst"; mount --bind "$src" "$dst"
   else mkdir -p "$dst"; mount --rbind "$src" "$dst"; fi
+  [ "$mode" = rw ] || mount -o remount,bind,ro "$dst"
   mount --make-r"$prop" "$dst"
 done
 shift
@@ -120,13 +121,13 @@ function startContainer(pod: Obj, container: Obj, argv?: string[]): ChildProcess
   mkdirSync(root);
   const mounts = (container.volumeMounts ?? []).flatMap((m: Obj) => {
     if (m.subPath) throw new Error('subPath: not supported by this test');
-    return [volumeSource(pod, m.name), m.mountPath, PROPAGATION[m.mountPropagation ?? 'None']!];
+    return [volumeSource(pod, m.name), m.mountPath, PROPAGATION[m.mountPropagation ?? 'None']!, m.readOnly ? 'ro' : 'rw'];
   });
   const vars = envOf(container);
   const cmd = argv ?? [...container.command, ...(container.args ?? [])].map((a: string) => expand(a, vars));
   const proc = spawn(
     'nsenter',
-    ['-t', String(node.pid), '-m', '--', 'unshare', '-m', '--propagation', 'unchanged', 'sh', '-c', CONTAINER_SH, 'sh', root, REPO, String(mounts.length / 3), ...mounts, '--', 'env', '-i', ...envArgs(vars), ...cmd],
+    ['-t', String(node.pid), '-m', '--', 'unshare', '-m', '--propagation', 'unchanged', 'sh', '-c', CONTAINER_SH, 'sh', root, REPO, String(mounts.length / 4), ...mounts, '--', 'env', '-i', ...envArgs(vars), ...cmd],
     { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv() },
   );
   return proc;
@@ -262,15 +263,15 @@ t.test('a node of the nvidia-t4 pool: the agent serves the node, a consumer pod 
   });
   t.equal(build.status, 0, `the Go client builds offline ${build.stderr}`);
 
-  // The consumer first, with the Go program in its image (at /opt/consumer/bin).
-  const client = consumerPod.containers[0];
-  const consumerSpec = { ...client, volumeMounts: [...client.volumeMounts] };
-  const consumer = startContainer({ ...consumerPod, volumes: [...consumerPod.volumes, { name: 'go', hostPath: { path: '/go-bin', type: 'DirectoryOrCreate' } }] }, {
-    ...consumerSpec,
-    volumeMounts: [...consumerSpec.volumeMounts, { name: 'go', mountPath: '/opt/consumer/bin' }],
-  });
-  mkdirSync(join(nodeDir, 'go-bin'), { recursive: true });
+  // The consumer first. Its image has the Go program at /opt/consumer/bin (here: a read-only
+  // volume of the node's, added to the example pod).
+  mkdirSync(join(nodeDir, 'go-bin'));
   writeFileSync(join(nodeDir, 'go-bin', 'mdev-types'), readFileSync(join(go, 'bin', 'mdev-types')), { mode: 0o755 });
+  const client = consumerPod.containers[0];
+  const consumer = startContainer(
+    { ...consumerPod, volumes: [...consumerPod.volumes, { name: 'go', hostPath: { path: '/go-bin' } }] },
+    { ...client, volumeMounts: [...client.volumeMounts, { name: 'go', mountPath: '/opt/consumer/bin', readOnly: true }] },
+  );
   t.teardown(() => consumer.kill('SIGKILL'));
   const cpid = consumer.pid!;
   await until('the consumer runs', () => inRoot(cpid));
