@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { type Abi, abiFor } from './core/abi';
-import { type Clock, realClock } from './core/clock';
+import { type Clock, realClock } from './base/clock';
 import { MdevCore } from './core/core';
-import { MdevError, errnoName } from './core/errno';
-import type { Ida } from './core/ida';
+import { MdevError, errnoName } from './base/errno';
+import type { Ida } from './base/ida';
 import type { Parent } from './core/model';
 import { placePciDevice } from './drivers/placement';
 import { hostOf, registerProfileParent, reserveIommuGroups } from './drivers/profile';

@@ -8,10 +8,10 @@
  */
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import { buildEmulation } from '../daemon';
 import { loadProfile } from '../drivers/profile';
-import { silentLogger } from '../log';
+import { silentLogger } from '../base/log';
 import { type Node, relativeTarget } from '../sysfs/nodes';
 
 const instant: Clock = { sleep: () => Promise.resolve() };

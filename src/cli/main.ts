@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Request } from '../control/protocol';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
-import { blockedThreadCount } from '../fuse/backend';
+import { blockedThreadCount } from '../fuse/backend-interface';
 import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
 
 // Each command loads what it needs when it runs (`await import` in its branch), so that `wait`,
@@ -16,7 +16,7 @@ export const EXIT_USAGE = 2;
 export const EXIT_MOUNT = 3;
 
 async function help(): Promise<string> {
-  const [{ BUILTIN_PROFILES }, { LOG_LEVELS }] = await Promise.all([import('../drivers/profile'), import('../log')]);
+  const [{ BUILTIN_PROFILES }, { LOG_LEVELS }] = await Promise.all([import('../drivers/profile'), import('../base/log')]);
   return `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
 
 Usage:
@@ -141,7 +141,7 @@ async function ctlSend(path: string, req: Request): Promise<number> {
 
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
   const [{ hasSysAdmin }, { execInUserNamespace, runOverSys }, { feedUdevSender }] = await Promise.all([
-    import('../fuse/backends'),
+    import('../fuse/backend-registry'),
     import('./exec'),
     import('../events/udev'),
   ]);
@@ -184,9 +184,9 @@ async function withMount(
     import('../control/server'),
     import('../daemon'),
     import('../drivers/profile'),
-    import('../fuse/backends'),
+    import('../fuse/backend-registry'),
     import('../fuse/mountpoint'),
-    import('../log'),
+    import('../base/log'),
     import('./orphan'),
   ]);
   const level = String(options.get('log-level') ?? 'warn');

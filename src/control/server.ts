@@ -2,7 +2,7 @@ import { chmodSync, existsSync, lstatSync, rmSync } from 'node:fs';
 import { type Server, type Socket, createServer } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
 import type { Uevents } from '../events/uevents';
 import { createPresentDevices } from '../daemon';

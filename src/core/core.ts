@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Abi, Step } from './abi';
-import { Errno, MdevError, errnoName, fail } from './errno';
-import { Ida } from './ida';
+import { Errno, MdevError, errnoName, fail } from '../base/errno';
+import { Ida } from '../base/ida';
 import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
-import { kstrtoul, parseCreateUuid, sysfsStreq } from './parse';
+import { kstrtoul, parseCreateUuid, sysfsStreq } from '../base/parse';
 import { type Kobj, type KobjAction, parseSynthUevent } from './uevent';
 import type { VendorDriver } from './vendor';
 

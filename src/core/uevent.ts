@@ -1,4 +1,4 @@
-import { Errno, fail } from './errno';
+import { Errno, fail } from '../base/errno';
 import type { HostDevice } from '../devices/model';
 import type { MdevDevice, Parent } from './model';
 

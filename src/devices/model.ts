@@ -1,4 +1,4 @@
-import { Errno, fail } from '../core/errno';
+import { Errno, fail } from '../base/errno';
 import type { PciFunction } from './pci';
 
 /**

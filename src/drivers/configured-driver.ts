@@ -1,6 +1,6 @@
 import type { Abi } from '../core/abi';
-import { type Clock, seededRandom } from '../core/clock';
-import { errnoByName, fail } from '../core/errno';
+import { type Clock, seededRandom } from '../base/clock';
+import { errnoByName, fail } from '../base/errno';
 import type { MdevDevice, MdevType } from '../core/model';
 import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
 import { type DeviceAttr } from './models/attrs';

@@ -1,4 +1,4 @@
-import type { Ida } from '../core/ida';
+import type { Ida } from '../base/ida';
 import type { ParentPlacement } from '../core/model';
 import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
 import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';

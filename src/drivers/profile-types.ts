@@ -1,4 +1,4 @@
-import type { ErrnoName } from '../core/errno';
+import type { ErrnoName } from '../base/errno';
 
 /** How a driver decides how many instances fit (spec §4.4). */
 export type CapacitySpec =

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ErrorObject } from 'ajv';
-import type { Clock } from '../core/clock';
+import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
-import { Errno } from '../core/errno';
+import { Errno } from '../base/errno';
 import type { Parent } from '../core/model';
 import { DeviceModel, type HostDevice } from '../devices/model';
 import { parseBdf, parseCpuList } from '../devices/pci';

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { MdevError } from '../core/errno';
+import { Errno, MdevError } from '../base/errno';
 import type { Stat } from '../sysfs/kernfs';
-import type { BackendOptions, FuseBackend } from './backend';
+import type { BackendOptions, FuseBackend } from './backend-interface';
 
 // fuse-native ships no types; this is the part of its API we use.
 interface FuseNative {
@@ -15,7 +15,7 @@ const Fuse: FuseCtor & { EIO: number } = require('fuse-native');
 
 type Cb = (code: number, ...rest: unknown[]) => void;
 
-const ENODEV = 19;
+const { ENODEV } = Errno;
 
 /**
  * allow_other (other users, root included, see the tree) for root always; for another user

@@ -8,7 +8,7 @@ import { type Emulation, buildEmulation } from '../daemon';
 import { BUILTINS } from '../drivers/builtin/index';
 import { hostOf } from '../drivers/profile';
 import type { DeviceAttrSpec, ParentProfile, PciProfile, PresentVf, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
-import { silentLogger } from '../log';
+import { silentLogger } from '../base/log';
 import { apHostOf, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
 import type { ObservedHost, ObservedParent, ObservedVendorVfio, PhysFn } from './sysfs-reader';

@@ -4,7 +4,7 @@
  * candidates in order and keeps the first one that, replayed, shows exactly what was recorded;
  * when none does (or the vendor is unknown), it falls back to defaultCapacity().
  */
-import type { ErrnoName } from '../core/errno';
+import type { ErrnoName } from '../base/errno';
 import type { CapacitySpec, DeviceAttrSpec, TypeProfile } from '../drivers/profile-types';
 import type { ObservedDevice, ObservedParent, ObservedType } from './sysfs-reader';
 

@@ -1,5 +1,5 @@
-import { Errno, fail } from '../core/errno';
-import { kstrtoul, sysfsStreq } from '../core/parse';
+import { Errno, fail } from '../base/errno';
+import { kstrtoul, sysfsStreq } from '../base/parse';
 import type { Kobj } from '../core/uevent';
 import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';

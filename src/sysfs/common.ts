@@ -1,4 +1,4 @@
-import { Errno, fail } from '../core/errno';
+import { Errno, fail } from '../base/errno';
 import { type Alive, type DirNode, type Node, acceptWords, attr, dynDir, ro } from './nodes';
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */

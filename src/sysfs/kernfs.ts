@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Errno, MdevError, errnoName, fail } from '../core/errno';
+import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import { type AttrNode, type DirNode, type Node, countSubdirs, relativeTarget } from './nodes';
 
 export interface Stat {

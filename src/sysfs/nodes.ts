@@ -1,4 +1,4 @@
-import { Errno, fail } from '../core/errno';
+import { Errno, fail } from '../base/errno';
 
 /**
  * kernfs-like nodes. Directories are computed from the core on every lookup, so the tree

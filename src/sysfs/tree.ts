@@ -1,9 +1,9 @@
 import type { CoreEvent, MdevCore } from '../core/core';
 import type { Kobj } from '../core/uevent';
 import type { Invalidation } from './kernfs';
-import { Errno, fail } from '../core/errno';
+import { Errno, fail } from '../base/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
-import { kstrtoul } from '../core/parse';
+import { kstrtoul } from '../base/parse';
 import { type DeviceEvent, DeviceModel } from '../devices/model';
 import { BusesRenderer } from './buses';
 import { powerDir } from './common';

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/core/clock';
+import type { Clock } from '../../src/base/clock';
 
 /** A clock whose sleeps end only when the test says so: in-flight windows without timing. */
 export class ManualClock implements Clock {

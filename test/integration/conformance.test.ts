@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { DEFAULT_BACKEND } from '../../src/fuse/backends';
+import { DEFAULT_BACKEND } from '../../src/fuse/backend-registry';
 import { CONFORMANCE, expected, runScenario } from '../helpers/conformance';
 import { BACKEND } from '../helpers/daemon';
 

@@ -1,10 +1,10 @@
 import t from 'tap';
-import { Errno, MdevError } from '../../src/core/errno';
+import { Errno, MdevError } from '../../src/base/errno';
 import type { MdevType } from '../../src/core/model';
 import { buildEmulation } from '../../src/daemon';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { AP, SAMPLES } from '../../src/drivers/samples';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import { ManualClock, tick } from '../helpers/manual-clock';
 
 const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Errno } from '../../src/core/errno';
+import { Errno } from '../../src/base/errno';
 import { DeviceModel, HostDevice } from '../../src/devices/model';
 import { PciFunction, cpuList, cpuMask, parseBdf, parseCpuList, vfAddress } from '../../src/devices/pci';
 

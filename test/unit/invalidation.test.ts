@@ -1,10 +1,10 @@
 import t, { type Test } from 'tap';
-import { Errno } from '../../src/core/errno';
+import { Errno } from '../../src/base/errno';
 import { buildEmulation } from '../../src/daemon';
 import { registerProfileParent } from '../../src/drivers/profile';
 import type { FaultSpec, ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { GVT, SAMPLES } from '../../src/drivers/samples';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import type { Kernfs } from '../../src/sysfs/kernfs';
 import { checkInvariants, kernfsTree } from '../helpers/invariants';
 import { ManualClock, tick } from '../helpers/manual-clock';

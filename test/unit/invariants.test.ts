@@ -1,8 +1,8 @@
 import t from 'tap';
-import { Errno, MdevError } from '../../src/core/errno';
+import { Errno, MdevError } from '../../src/base/errno';
 import { buildEmulation } from '../../src/daemon';
 import { SAMPLES } from '../../src/drivers/samples';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import { type TreeFs, checkInvariants, kernfsTree } from '../helpers/invariants';
 
 // The checker must catch what it claims to: a real tree copied into memory passes, and each

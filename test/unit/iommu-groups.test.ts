@@ -1,9 +1,9 @@
 import t from 'tap';
-import { Ida } from '../../src/core/ida';
+import { Ida } from '../../src/base/ida';
 import { buildEmulation } from '../../src/daemon';
 import { BUILTIN_PROFILES, hostOf } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 
 // IOMMU group numbers a profile names (a recorded host's) are the functions' own, whatever the
 // order they are placed in; everything else gets the lowest number left, as the kernel's IDA.

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { MdevError, errnoName } from '../../src/core/errno';
+import { MdevError, errnoName } from '../../src/base/errno';
 import { buildEmulation } from '../../src/daemon';
 import { registerProfileParent } from '../../src/drivers/profile';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import { type SeenErrors, checkInvariants, expectedAvailable, kernfsTree } from '../helpers/invariants';
 import { ManualClock, tick } from '../helpers/manual-clock';
 

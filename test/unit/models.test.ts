@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Errno, MdevError } from '../../src/core/errno';
+import { Errno, MdevError } from '../../src/base/errno';
 import type { MdevDevice, MdevType } from '../../src/core/model';
 import { buildEmulation } from '../../src/daemon';
 import { AP } from '../../src/drivers/builtin/ap';
@@ -9,7 +9,7 @@ import { formatApMask, parseApMask, parseApMaskChange } from '../../src/drivers/
 import { NvidiaGpu, VendorVfioVf, kstrtol10, vfioVgpuTypes } from '../../src/drivers/models/nvidia';
 import { profileProblems } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import { ManualClock } from '../helpers/manual-clock';
 
 // Each capacity model and vendor attribute kind in-process, through the core (no mount).

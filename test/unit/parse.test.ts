@@ -1,6 +1,6 @@
 import t from 'tap';
-import { Errno, MdevError } from '../../src/core/errno';
-import { kstrtoul, parseCreateUuid } from '../../src/core/parse';
+import { Errno, MdevError } from '../../src/base/errno';
+import { kstrtoul, parseCreateUuid } from '../../src/base/parse';
 
 const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const errnoOf = (fn: () => unknown): number | undefined => {

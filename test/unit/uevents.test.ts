@@ -1,11 +1,11 @@
 import t from 'tap';
-import { Errno } from '../../src/core/errno';
+import { Errno } from '../../src/base/errno';
 import { buildEmulation } from '../../src/daemon';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { SAMPLES } from '../../src/drivers/samples';
 import type { Uevent } from '../../src/events/uevents';
-import { silentLogger } from '../../src/log';
+import { silentLogger } from '../../src/base/log';
 import type { Kernfs } from '../../src/sysfs/kernfs';
 import { ManualClock, tick } from '../helpers/manual-clock';
 

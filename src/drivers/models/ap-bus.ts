@@ -1,4 +1,4 @@
-import { Errno, fail } from '../../core/errno';
+import { Errno, fail } from '../../base/errno';
 import { type DeviceModel, type DriverAttr, HostDevice } from '../../devices/model';
 import { type ApMatrixHost, formatApMask, parseApMaskChange } from './ap';
 

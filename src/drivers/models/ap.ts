@@ -1,7 +1,7 @@
 import type { Abi } from '../../core/abi';
-import { Errno, fail } from '../../core/errno';
+import { Errno, fail } from '../../base/errno';
 import type { MdevDevice } from '../../core/model';
-import { kstrtoul } from '../../core/parse';
+import { kstrtoul } from '../../base/parse';
 import type { VendorAttr } from '../../core/vendor';
 import type { ApHostSpec } from '../profile-types';
 import type { AttrKind } from './types';

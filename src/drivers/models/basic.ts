@@ -1,5 +1,5 @@
 import type { Abi } from '../../core/abi';
-import { errnoByName, fail } from '../../core/errno';
+import { errnoByName, fail } from '../../base/errno';
 import type { MdevDevice } from '../../core/model';
 import type { CapacitySpec } from '../profile-types';
 import type { CapacityModel, ModelType } from './types';

@@ -1,4 +1,4 @@
-import { errnoByName, fail } from '../../core/errno';
+import { errnoByName, fail } from '../../base/errno';
 import type { MdevDevice } from '../../core/model';
 import type { VendorAttr } from '../../core/vendor';
 import type { GvtCapacity, TypeProfile } from '../profile-types';

@@ -1,4 +1,4 @@
-import { Errno, errnoByName, fail } from '../../core/errno';
+import { Errno, errnoByName, fail } from '../../base/errno';
 import type { MdevDevice } from '../../core/model';
 import type { VendorAttr } from '../../core/vendor';
 import type { NvidiaCapacity, TypeProfile } from '../profile-types';

@@ -1,4 +1,4 @@
-import type { Ida } from '../../core/ida';
+import type { Ida } from '../../base/ida';
 import type { DeviceModel, HostDevice } from '../../devices/model';
 import type { ParentProfile } from '../profile-types';
 import { VendorVfioVf, gpuFor, vfioVgpuTypes } from './nvidia';

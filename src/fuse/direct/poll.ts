@@ -1,3 +1,5 @@
+import { Errno } from '../../base/errno';
+
 /**
  * Reads /dev/fuse on the main thread when epoll says a request is there, with no thread-pool
  * hop: the kernel wakes the main thread (one wakeup per request, as a C daemon's read loop
@@ -55,8 +57,7 @@ function bindings(): Bindings | null {
   }
 }
 
-const EAGAIN = 11;
-const EINTR = 4;
+const { EAGAIN, EINTR, ENOENT, ENODEV } = Errno;
 
 /**
  * Calls onRequest with each request read from fd (a Buffer valid until onRequest returns), or
@@ -78,9 +79,9 @@ export function pollFd(fd: number, onRequest: (req: Buffer) => void, onEnd: (err
     const n = b.state[b.kReadBytesOrError]!;
     if (n > 0) return onRequest(buf.subarray(0, n));
     const errno = -n;
-    if (errno === EAGAIN || errno === EINTR || errno === 2 /* ENOENT */) return;
+    if (errno === EAGAIN || errno === EINTR || errno === ENOENT) return;
     stop();
-    onEnd(errno > 0 ? errno : 19 /* EOF: ENODEV */);
+    onEnd(errno > 0 ? errno : ENODEV /* EOF */);
   };
   const stop = () => {
     if (!reading) return;

@@ -1,19 +1,14 @@
 import { Notifier } from './notifier';
 import * as fs from 'node:fs';
 import type { Logger } from 'pino';
-import { MdevError } from '../../core/errno';
+import { Errno, MdevError } from '../../base/errno';
 import type { Invalidation, Kernfs, Stat } from '../../sysfs/kernfs';
 import type { DirNode, Node as KNode } from '../../sysfs/nodes';
 import { type FuseNode, NodeTable, childPath } from './nodes';
 import { type FdPoller, POLL_READ_BUFFER, pollFd } from './poll';
 import * as P from './protocol';
 
-const ENOENT = 2;
-const EIO = 5;
-const ENODEV = 19;
-const ENOTDIR = 20;
-const ENOSYS = 38;
-const ECONNABORTED = 103;
+const { ENOENT, EIO, ENODEV, ENOTDIR, ENOSYS, ECONNABORTED, EBADF } = Errno;
 const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 
@@ -615,7 +610,7 @@ export class Session {
 
   private readdir(u: bigint, body: Buffer): void {
     const d = this.dirs.get(body.readBigUInt64LE(0));
-    if (!d) throw new MdevError(9 /* EBADF */);
+    if (!d) throw new MdevError(EBADF);
     const offset = P.readU64(body, 8);
     const size = body.readUInt32LE(16);
     // The listing is taken when reading starts (offset 0) so that cookies stay stable.

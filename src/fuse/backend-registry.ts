@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { BackendFactory } from './backend';
-import { directBackend } from './direct/backend';
+import type { BackendFactory } from './backend-interface';
+import { directBackend } from './direct/direct-backend';
 import { fuseNativeBackend } from './fuse-native-backend';
 
 /**

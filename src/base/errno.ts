@@ -2,6 +2,7 @@
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  EINTR: 4,
   EIO: 5,
   ENXIO: 6,
   E2BIG: 7,
@@ -24,6 +25,7 @@ export const Errno = {
   EUSERS: 87,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
+  ECONNABORTED: 103,
 } as const;
 
 export type ErrnoName = keyof typeof Errno;

@@ -1,4 +1,4 @@
-import { Errno, fail } from './errno';
+import { Errno, fail } from '../base/errno';
 
 const DASH_POSITIONS = new Set([8, 13, 18, 23]);
 

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BackendOptions, type FuseBackend, reportBlockedThreads } from '../backend';
+import { type BackendOptions, type FuseBackend, reportBlockedThreads } from '../backend-interface';
 import { mountAt } from '../mountpoint';
 import { Session } from './session';
 
