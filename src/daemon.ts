@@ -9,6 +9,8 @@ import { placePciDevice } from './drivers/placement';
 import { hostOf, registerProfileParent, reserveIommuGroups } from './drivers/profile';
 import { Uevents } from './events/uevents';
 import type { ParentProfile, Profile } from './drivers/profile-types';
+import { FaultEngine } from './faults/engine';
+import { Journal } from './journal/journal';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
 
@@ -21,6 +23,10 @@ export interface Emulation {
   clock: Clock;
   /** The uevents the tree's changes send, for the sinks at the edge (JSON stream, udev netlink). */
   uevents: Uevents;
+  /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
+  faults: FaultEngine;
+  /** Every write to the tree and every fault fired, in order (src/journal). */
+  journal: Journal;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   ready: Promise<void>;
 }
@@ -29,21 +35,24 @@ export interface Emulation {
 export function buildEmulation(profile: Profile, opts: { abi?: string; log: Logger; clock?: Clock }): Emulation {
   const abi = abiFor(opts.abi ?? profile.abi ?? '6.1');
   const clock = opts.clock ?? realClock;
-  const core = new MdevCore(abi, opts.log);
+  const faults = new FaultEngine(clock, opts.log);
+  const core = new MdevCore(abi, opts.log, faults);
   reserveIommuGroups(core, profile);
   const parents = profile.parents.map((p) => registerProfileParent(core, p, clock));
   const host = hostOf(core);
   for (const d of profile.pciDevices ?? []) placePciDevice(host.model, core.groupIds, host.bars, d);
   const devices = host.model;
   const tree = new SysfsTree(core, devices);
-  const kernfs = new Kernfs(tree.root, opts.log);
+  // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
+  const journal = new Journal(core, faults, { lastSeqnum: (): number => uevents.lastSeqnum, now: clock.now?.bind(clock), wallNow: clock.wallNow?.bind(clock) });
+  const kernfs = new Kernfs(tree.root, opts.log, { faults, journal });
   core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
   devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
-  const uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
+  const uevents: Uevents = new Uevents(core, tree, () => kernfs.settled(), devices);
   kernfs.beforeWriteReturns(() => uevents.delivered());
   const ready = createPresentDevices(core, profile.parents, parents);
   ready.catch(() => undefined); // handled by whoever awaits it; never an unhandled rejection
-  return { core, kernfs, tree, abi, clock, uevents, ready };
+  return { core, kernfs, tree, abi, clock, uevents, ready, faults, journal };
 }
 
 /**

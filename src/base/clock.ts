@@ -1,6 +1,10 @@
 /** Time is injected so latency and fault tests are reproducible. */
 export interface Clock {
   sleep(ms: number): Promise<void>;
+  /** Monotonic milliseconds (the journal's times); default performance.now(). */
+  now?(): number;
+  /** Wall clock, epoch milliseconds; default Date.now(). */
+  wallNow?(): number;
 }
 
 export const realClock: Clock = {

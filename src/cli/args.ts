@@ -3,14 +3,16 @@
  * `--name=value` and may come anywhere before `--`; anything the command does not take (an unknown
  * or misspelt option, an option of another command, a stray argument) is a UsageError.
  */
-import { realpathSync } from 'node:fs';
+import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
+import { ensurePrivateDir } from '../control/private-dir';
 import { controlDir, defaultControlPath } from '../control/protocol';
+import { mountAt } from '../fuse/mountpoint';
 
 export class UsageError extends Error {}
 
 export interface CommandSpec {
-  /** The options it takes (each takes a value). */
+  /** The options it takes (each takes a value, except the FLAGS). */
   options: readonly string[];
   /** How many positional arguments it takes. */
   min: number;
@@ -18,37 +20,112 @@ export interface CommandSpec {
   /** Takes a command after `--` (exec). */
   rest?: boolean;
   usage: string;
+  /** What it does, for `mdevfs CMD --help` (lines of at most 100 characters). */
+  about: string;
+  /** One command line a user can copy. */
+  example: string;
 }
 
-const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'control', 'backend', 'udev'];
+const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
 const FLAGS = ['udev'];
+/** Short spellings. */
+const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
 export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
-  mount: { options: MOUNT_OPTIONS, min: 1, max: 1, usage: 'mdevfs mount DIR [options]' },
-  exec: { options: MOUNT_OPTIONS, min: 0, max: 0, rest: true, usage: 'mdevfs exec [options] -- CMD [ARG...]' },
-  ctl: { options: ['control'], min: 2, max: 3, usage: 'mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME [--control PATH]' },
-  wait: { options: ['control', 'timeout'], min: 1, max: 1, usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]' },
+  mount: {
+    options: MOUNT_OPTIONS,
+    min: 1,
+    max: 1,
+    usage: 'mdevfs mount DIR [options]',
+    about: 'Mounts the tree at DIR (created if missing, removed again if it was) and serves it in the\n' +
+      'foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then unmounts.',
+    example: 'mdevfs mount ./mount --profile nvidia-t4',
+  },
+  exec: {
+    options: MOUNT_OPTIONS,
+    min: 0,
+    max: 0,
+    rest: true,
+    usage: 'mdevfs exec [options] -- CMD [ARG...]',
+    about: 'Mounts a fresh tree, runs CMD with it over /sys (and a scratch /etc/mdevctl.d) in a private\n' +
+      'mount namespace, unmounts; exits with CMD\'s status.',
+    example: 'mdevfs exec -- mdevctl types',
+  },
+  ctl: {
+    options: ['control'],
+    min: 2,
+    max: 3,
+    usage: 'mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME [--control PATH]',
+    about: 'Asks the daemon serving DIR for its parents, or hot-plugs the parent(s) of a profile FILE, or\n' +
+      'unregisters a parent as the kernel does.',
+    example: 'mdevfs ctl ./mount parents',
+  },
+  wait: {
+    options: ['control', 'timeout'],
+    min: 1,
+    max: 1,
+    usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]',
+    about: 'Exits 0 once the daemon serving DIR answers (also while it is still being built or started);\n' +
+      '1 after --timeout seconds (default 10).',
+    example: 'mdevfs mount ./mount & mdevfs wait ./mount',
+  },
   events: {
     options: ['control', 'since', 'until', 'timeout'],
     min: 1,
     max: 1,
     usage: 'mdevfs events DIR [--since SEQNUM] [--until ACTION:NAME] [--timeout SECONDS] [--control PATH]',
+    about: 'Prints the uevents of the daemon serving DIR as JSON lines, in the kernel\'s order.',
+    example: 'mdevfs events ./mount --since 0 --until add:83b8f4f2-509f-382f-3c1e-e6bfe0fa1001',
   },
-  record: { options: ['output'], min: 0, max: 1, usage: 'mdevfs record [ROOT] [-o FILE]' },
-  help: { options: [], min: 0, max: 0, usage: 'mdevfs --help' },
+  record: {
+    options: ['output'],
+    min: 0,
+    max: 1,
+    usage: 'mdevfs record [ROOT] [-o FILE]',
+    about: 'Writes a profile that replays the mdev parents of ROOT (default /sys, this host; or a copy of a\n' +
+      'tree, or a mount) to FILE or standard output. Replay it with --profile FILE.',
+    example: 'mdevfs record -o recording.json',
+  },
+  help: { options: [], min: 0, max: 1, usage: 'mdevfs help [COMMAND]', about: 'Prints the global help, or that of COMMAND.', example: 'mdevfs help mount' },
 };
 
-const ALL_OPTIONS = [...new Set(Object.values(COMMANDS).flatMap((c) => c.options)), 'help'];
+/** What each option means, for the help texts (first line: its spelling with its value). */
+export const OPTION_HELP: Readonly<Record<string, string>> = {
+  profile: '--profile NAME|FILE   a built-in profile (`mdevfs --help` lists them; default: samples) or a JSON profile file',
+  abi: '--abi 6.1|4.17        kernel ABI to emulate (default: the profile\'s, else 6.1)',
+  'log-level': '--log-level LEVEL     fatal|error|warn|info|debug|trace|silent (default: warn; info logs every refused request)',
+  'log-format': '--log-format FORMAT   json (one object a line, for machines) or pretty (for people; the default when\n' +
+    '                      stderr is a terminal, else json)',
+  control: '--control PATH        the daemon\'s control socket (default: one per DIR in /run/mdevfs for root, else\n' +
+    '                      $XDG_RUNTIME_DIR/mdevfs, else ${TMPDIR:-/tmp}/mdevfs-UID)',
+  backend: '--backend NAME        direct (root\'s default) or fuse-native (libfuse2; an ordinary user\'s default)',
+  udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
+  timeout: '--timeout SECONDS     give up (exit 1) after this long',
+  since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
+  until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',
+  output: '-o, --output FILE     write to FILE instead of standard output',
+};
+
+/** `mdevfs CMD --help`: its usage, what it does, its options and an example. */
+export function commandHelp(command: string): string {
+  const spec = COMMANDS[command]!;
+  const options = [...spec.options.map((o) => OPTION_HELP[o]!), '-h, --help            this text'];
+  return `Usage: ${spec.usage}\n\n${spec.about}\n\nOptions:\n${options.map((o) => '  ' + o.replace(/\n/g, '\n  ')).join('\n')}\n\n` +
+    `Example:\n  ${spec.example}\n\nAll commands: mdevfs --help\n`;
+}
+
+const ALL_OPTIONS = [...new Set(Object.values(COMMANDS).flatMap((c) => c.options)), 'help', 'version'];
 
 export interface Invocation {
-  /** undefined with help. */
+  /** With help: the command whose help is asked for (undefined: the global help). */
   command: string | undefined;
   positionals: string[];
   options: Map<string, string>;
   /** What follows `--`. */
   rest: string[];
   help: boolean;
+  version: boolean;
 }
 
 export function parseCommandLine(argv: readonly string[]): Invocation {
@@ -57,46 +134,61 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
   const rest = dashdash >= 0 ? argv.slice(dashdash + 1) : [];
   const positionals: string[] = [];
   const options = new Map<string, string>();
-  // --help wins over everything else on the line.
-  if (args.includes('--help') || args.includes('-h')) return { command: undefined, positionals, options, rest, help: true };
+  /** How the user spelt each option given (-o or --output): errors name what they typed. */
+  const typed = new Map<string, string>();
+  // --help wins over everything else on the line: that command's help if the line names one.
+  if (args.includes('--help') || args.includes('-h')) {
+    const named = args.find((a) => Object.hasOwn(COMMANDS, a));
+    return { command: named, positionals, options, rest, help: true, version: false };
+  }
+  if (args.includes('--version') || args.includes('-V')) return { command: undefined, positionals, options, rest, help: false, version: true };
   for (let i = 0; i < args.length; i++) {
-    const a = args[i] === '-o' ? '--output' : args[i]!; // record's -o FILE
+    const a = args[i]!;
     if (!a.startsWith('-') || a === '-') {
       positionals.push(a);
       continue;
     }
-    const eq = a.indexOf('=');
-    const name = a.startsWith('--') ? a.slice(2, eq >= 0 ? eq : undefined) : a;
-    if (!a.startsWith('--') || !ALL_OPTIONS.includes(name)) throw new UsageError(`unknown option ${a.startsWith('--') ? '--' + name : a}${hint(name)}`);
-    if (name === 'help') throw new UsageError('--help takes no value');
+    const eq = a.startsWith('--') ? a.indexOf('=') : -1;
+    const spelt = eq >= 0 ? a.slice(0, eq) : a;
+    const name = ALIASES[spelt] ?? (spelt.startsWith('--') ? spelt.slice(2) : undefined);
+    if (name === undefined || !ALL_OPTIONS.includes(name)) throw new UsageError(`unknown option ${spelt}${hint(spelt)}`);
+    if (name === 'help' || name === 'version') throw new UsageError(`${spelt} takes no value`);
     let value: string | undefined;
     if (FLAGS.includes(name)) {
-      if (eq >= 0) throw new UsageError(`--${name} takes no value`);
+      if (eq >= 0) throw new UsageError(`${spelt} takes no value`);
       value = 'true';
     } else if (eq >= 0) value = a.slice(eq + 1);
     else {
       value = args[i + 1];
-      if (value === undefined || value.startsWith('--')) throw new UsageError(`--${name} needs a value`);
+      if (value === undefined || value.startsWith('--')) throw new UsageError(`${spelt} needs a value`);
       i++;
     }
-    if (options.has(name)) throw new UsageError(`--${name} given twice`);
+    if (options.has(name)) throw new UsageError(`${typed.get(name) === spelt ? spelt : `${typed.get(name)} (${spelt})`} given twice`);
     options.set(name, value);
+    typed.set(name, spelt);
   }
   const [command, ...operands] = positionals;
   if (command === undefined) throw new UsageError(`missing command (${Object.keys(COMMANDS).filter((c) => c !== 'help').join(', ')})`);
-  const spec = COMMANDS[command];
+  const spec = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (!spec) throw new UsageError(`unknown command "${command}"${closest(command, Object.keys(COMMANDS), '')}`);
-  for (const name of options.keys()) {
+  for (const [name, spelt] of typed) {
     if (!spec.options.includes(name)) {
       const takes = spec.options.length ? `it takes ${spec.options.map((o) => '--' + o).join(', ')}` : 'it takes none';
-      throw new UsageError(`mdevfs ${command} does not take --${name} (${takes})`);
+      throw new UsageError(`mdevfs ${command} does not take ${spelt} (${takes})`);
     }
+  }
+  if (command === 'help') {
+    const about = operands[0];
+    if (about !== undefined && !Object.hasOwn(COMMANDS, about)) {
+      throw new UsageError(`no help for "${about}": not a command${closest(about, Object.keys(COMMANDS), '')}`);
+    }
+    return { command: about, positionals: [], options, rest, help: true, version: false };
   }
   if (operands.length > spec.max) throw new UsageError(`unexpected argument "${operands[spec.max]}"; usage: ${spec.usage}`);
   if (operands.length < spec.min) throw new UsageError(`missing argument; usage: ${spec.usage}`);
   if (dashdash >= 0 && !spec.rest) throw new UsageError(`mdevfs ${command} takes nothing after --; usage: ${spec.usage}`);
   if (spec.rest && rest.length === 0) throw new UsageError(`missing command after --; usage: ${spec.usage}`);
-  return { command, positionals: operands, options, rest, help: false };
+  return { command, positionals: operands, options, rest, help: false, version: false };
 }
 
 function hint(name: string): string {
@@ -125,23 +217,60 @@ function distance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-/** The absolute mountpoint for DIR, resolving links above it but not DIR itself (it may be a dead mount). */
+/**
+ * The directory DIR names, absolute and without links (so that `./m`, `$PWD/m` and a link to m
+ * find the same daemon): its parent is resolved with realpath, then DIR's own links are followed
+ * one at a time. DIR itself is never stat'ed when it is a mountpoint (one is never a link): its
+ * daemon may be dead (ENOTCONN) or hung. DIR may not exist yet (mount creates it).
+ */
 export function mountpointOf(dirArg: string): string {
-  const abs = resolve(dirArg);
-  let parent: string;
-  try {
-    parent = realpathSync(dirname(abs));
-  } catch (err) {
-    throw new UsageError(`${dirArg}: its parent directory is not usable (${(err as NodeJS.ErrnoException).code})`);
+  let path = resolve(dirArg);
+  for (let links = 0; ; links++) {
+    let parent: string;
+    try {
+      parent = realpathSync(dirname(path));
+    } catch (err) {
+      throw new UsageError(`${dirArg}: its parent directory is not usable (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const dir = resolve(parent, basename(path));
+    if (mountAt(dir)) return dir;
+    let target: string;
+    try {
+      if (!lstatSync(dir).isSymbolicLink()) return dir;
+      target = readlinkSync(dir);
+    } catch {
+      return dir; // missing (or not ours to look at): named as given
+    }
+    if (links >= MAX_LINKS) throw new UsageError(`${dirArg}: too many levels of symbolic links (ELOOP)`);
+    path = resolve(parent, target);
   }
-  return resolve(parent, basename(abs));
 }
 
-/** --control, else the socket in the control directory for DIR's mountpoint. */
+/** As the kernel's path walk (MAXSYMLINKS). */
+const MAX_LINKS = 40;
+
+/** --control, else the socket in the control directory for DIR's mountpoint (see controlDir). */
 export function controlPathFor(dirArg: string, options: ReadonlyMap<string, string>): string {
-  const path = options.get('control') ?? defaultControlPath(mountpointOf(dirArg));
-  if (path === undefined) {
-    throw new UsageError(`no directory for the control socket (${controlDir() ?? 'not root and XDG_RUNTIME_DIR is unset'}); give --control PATH`);
-  }
-  return path;
+  return options.get('control') ?? defaultControlPath(mountpointOf(dirArg));
+}
+
+/**
+ * Checks the control directory of this user's daemons as ensurePrivateDir does (an Error saying
+ * what is wrong); with create, makes it if missing. The clients (ctl, wait, events) check it too,
+ * so that they never talk to a socket that someone else could have put there.
+ */
+export function checkControlDir(options: ReadonlyMap<string, string>, create: boolean): void {
+  if (options.has('control')) return;
+  const dir = controlDir();
+  if (create || existsSync(dir)) ensurePrivateDir(dir, { create });
+}
+
+/**
+ * What to say when the daemon of DIR does not answer: DIR as the user gave it (made absolute), or
+ * the socket they gave with --control; never the name derived for the socket.
+ */
+export function noDaemon(dirArg: string, options: ReadonlyMap<string, string>, err: unknown): string {
+  const control = options.get('control');
+  const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  return control === undefined ? `no daemon answers on ${resolve(dirArg)} (${why}: no mdevfs serves it)` : `no daemon answers on ${control} (${why})`;
 }

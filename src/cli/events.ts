@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { streamEvents } from '../control/client';
-import { controlPathFor } from './args';
+import { checkControlDir, controlPathFor, noDaemon } from './args';
 
 const EXIT_USAGE = 2;
 
@@ -25,6 +25,7 @@ export async function eventsCommand(dirArg: string, options: ReadonlyMap<string,
   const since = options.has('since') ? Number(options.get('since')) : undefined;
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) return usage('--since must be a SEQNUM (0 or more)');
   let path: string;
+  checkControlDir(options, false);
   try {
     path = controlPathFor(dirArg, options);
   } catch (err) {
@@ -45,7 +46,7 @@ export async function eventsCommand(dirArg: string, options: ReadonlyMap<string,
   try {
     stream = await streamEvents(path, since, onEvent);
   } catch (err) {
-    process.stderr.write(`mdevfs events: no daemon answers on ${path}: ${(err as Error).message}\n`);
+    process.stderr.write(`mdevfs events: ${noDaemon(dirArg, options, err)}\n`);
     return 1;
   }
   stop = stream.stop;

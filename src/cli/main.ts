@@ -1,13 +1,14 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { LogFormat } from '../base/log';
 import type { Request } from '../control/protocol';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
 import { blockedThreadCount } from '../fuse/backend-interface';
-import { COMMANDS, type Invocation, UsageError, controlPathFor, mountpointOf, parseCommandLine } from './args';
+import { COMMANDS, type Invocation, UsageError, checkControlDir, commandHelp, controlPathFor, mountpointOf, noDaemon, parseCommandLine } from './args';
 
 // Each command loads what it needs when it runs (`await import` in its branch), so that `wait`,
 // `ctl` and `events` do not load the daemon, ajv or pino: every daemon start and every test that
@@ -20,7 +21,8 @@ async function help(): Promise<string> {
   return `mdevfs: a live emulation of the Linux VFIO mediated-device (mdev) sysfs tree
 
 Usage:
-  mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM
+  mdevfs mount DIR [options]     mount the tree at DIR (in the foreground) until SIGINT/SIGTERM; DIR is
+                                 created if missing (and removed after), and may be spelt any way
   mdevfs exec [options] -- CMD   mount a fresh tree, run CMD with it over /sys (and a scratch
                                  /etc/mdevctl.d) in a private mount namespace, unmount; exits with
                                  CMD's status. An ordinary user gets a user namespace of their own
@@ -41,7 +43,8 @@ Usage:
   mdevfs record [ROOT] [-o FILE] write a profile that replays the mdev parents of ROOT (default /sys, this
                                  host; or a copy of a tree, or a mount): identity, types, devices present,
                                  available_instances and a capacity model. Replay: --profile FILE
-  mdevfs --help
+  mdevfs CMD --help               that command's usage, options and an example (also: mdevfs help CMD)
+  mdevfs --version               the version
 
 DIR plays the role of /sys: DIR/class/mdev_bus, DIR/bus/mdev, DIR/devices/..., DIR/kernel/iommu_groups.
 Only root changes the tree; other users read what sysfs lets them read. A script starts the daemon in
@@ -52,8 +55,11 @@ Options:
                         default: samples = the kernel's mtty, mdpy, mbochs) or a JSON profile file
   --abi 6.1|4.17        kernel ABI to emulate (default: the profile's, else 6.1)
   --log-level LEVEL     ${LOG_LEVELS.join('|')} (default: warn; info logs every refused request)
-  --control PATH        control socket for ctl and wait (default: /run/mdevfs/<hash of DIR>.sock for root,
-                        else $XDG_RUNTIME_DIR/mdevfs/...), mode 0600
+  --log-format FORMAT   json (one object a line, for machines) or pretty (pino-pretty, for people);
+                        default: pretty when stderr is a terminal, else json
+  --control PATH        control socket for ctl, wait and events (default: one per DIR, mode 0600, in
+                        /run/mdevfs for root, else $XDG_RUNTIME_DIR/mdevfs, else \${TMPDIR:-/tmp}/mdevfs-UID,
+                        a directory of that user's, mode 0700)
   --udev                also deliver the uevents as udevd does, on the udev netlink group (libudev's format),
                         so libudev monitors hear them (libvirt, pyudev, udevadm monitor --udev). Needs
                         python3. With exec: in a private network namespace of CMD's, and nothing else
@@ -65,7 +71,10 @@ Options:
                         invalidation, parallel writes; needs root) or fuse-native (libfuse2, no kernel
                         caching). Without it, a user who may not mount (no CAP_SYS_ADMIN) gets
                         fuse-native, which mounts through fusermount
-  -h, --help            this text
+  --journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each
+                        (seq, times, op, path, the writer's pid/uid/comm, data, result, what changed)
+  -h, --help            this text (with a command: that command's)
+  -V, --version         the version
 
 Environment:
   MDEVFS_SPIN_US=N      direct backend: after each request keep polling /dev/fuse for N microseconds
@@ -81,7 +90,10 @@ type Options = Map<string, string>;
 
 async function mountCommand(dirArg: string, options: Options): Promise<number> {
   const { startUdevSender } = await import('../events/udev');
-  return withMount(dirArg, options, async (stopped, _dir, { uevents, log }) => {
+  return withMount(dirArg, options, async (stopped, dir, { uevents, log }) => {
+    if (log.level !== 'silent') {
+      process.stderr.write(`mdevfs: serving ${options.get('profile') ?? 'samples'} at ${dir}; Ctrl-C to stop (or kill ${process.pid})\n`);
+    }
     const sender = options.has('udev') ? startUdevSender(uevents, log) : undefined;
     const senderFailed = sender?.failed.then((err) => {
       process.stderr.write(`mdevfs: --udev: ${err.message}\n`);
@@ -97,6 +109,7 @@ async function mountCommand(dirArg: string, options: Options): Promise<number> {
 
 async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
   const [dirArg, verb, arg] = args as [string, string, string | undefined];
+  checkControlDir(options, false);
   const path = controlPathFor(dirArg, options);
   let req: Request;
   if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
@@ -111,7 +124,7 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
     }
     const parents = 'parents' in parsed ? parsed.parents : [parsed];
     for (const parent of parents) {
-      const code = await ctlSend(path, { op: 'add-parent', parent });
+      const code = await ctlSend(path, { op: 'add-parent', parent }, dirArg, options);
       if (code !== 0) return code;
     }
     return 0;
@@ -119,16 +132,16 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
     process.stderr.write(`mdevfs ctl: unknown or incomplete request "${args.slice(1).join(' ')}"\n`);
     return EXIT_USAGE;
   }
-  return ctlSend(path, req);
+  return ctlSend(path, req, dirArg, options);
 }
 
-async function ctlSend(path: string, req: Request): Promise<number> {
+async function ctlSend(path: string, req: Request, dirArg: string, options: Options): Promise<number> {
   const { request } = await import('../control/client');
   let reply;
   try {
     reply = await request(path, req);
   } catch (err) {
-    process.stderr.write(`mdevfs ctl: no daemon answers on ${path}: ${(err as Error).message}\n`);
+    process.stderr.write(`mdevfs ctl: ${noDaemon(dirArg, options, err)}\n`);
     return 1;
   }
   if (!reply.ok) {
@@ -175,8 +188,9 @@ async function withMount(
     { loadProfile },
     { BACKENDS, automaticBackend },
     { inspect, lazyUnmount },
-    { LOG_LEVELS, createLogger },
+    { LOG_FORMATS, LOG_LEVELS, createLogger, defaultLogFormat },
     { onOrphaned },
+    { journalToFile },
   ] = await Promise.all([
     import('../control/private-dir'),
     import('../control/lock'),
@@ -188,19 +202,16 @@ async function withMount(
     import('../fuse/mountpoint'),
     import('../base/log'),
     import('./orphan'),
+    import('../journal/file'),
   ]);
   const level = String(options.get('log-level') ?? 'warn');
   if (!(LOG_LEVELS as readonly string[]).includes(level)) {
     process.stderr.write(`mdevfs: --log-level must be one of ${LOG_LEVELS.join(', ')}\n`);
     return EXIT_USAGE;
   }
-  const log = createLogger(level);
-  const auto = options.has('backend') ? undefined : automaticBackend();
-  if (auto) log.info({ backend: auto.name, why: auto.why }, 'FUSE backend chosen');
-  const backendName = String(options.get('backend') ?? auto?.name);
-  const makeBackend = BACKENDS[backendName];
-  if (!makeBackend) {
-    process.stderr.write(`mdevfs: --backend must be one of ${Object.keys(BACKENDS).join(', ')}\n`);
+  const format = options.get('log-format') ?? defaultLogFormat();
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) {
+    process.stderr.write(`mdevfs: --log-format must be one of ${LOG_FORMATS.join(', ')}\n`);
     return EXIT_USAGE;
   }
   const abiOpt = options.get('abi');
@@ -208,6 +219,26 @@ async function withMount(
     process.stderr.write('mdevfs: --abi must be 6.1 or 4.17\n');
     return EXIT_USAGE;
   }
+  const auto = options.has('backend') ? undefined : automaticBackend();
+  const backendName = String(options.get('backend') ?? auto?.name);
+  const makeBackend = BACKENDS[backendName];
+  if (!makeBackend) {
+    process.stderr.write(`mdevfs: --backend must be one of ${Object.keys(BACKENDS).join(', ')}\n`);
+    return EXIT_USAGE;
+  }
+  // DIR and the control directory are decided before anything else is done: nothing is built (no
+  // parent registers, nothing is logged) for a daemon that could not be reached.
+  const dir = mountpointOf(dirArg); // these two throw UsageError
+  const controlPath = controlPathFor(dir, options);
+  const cdir = controlDir();
+  try {
+    ensurePrivateDir(cdir);
+  } catch (err) {
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const log = createLogger(level, format as LogFormat);
+  if (auto) log.info({ backend: auto.name, why: auto.why }, 'FUSE backend chosen');
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
@@ -217,20 +248,25 @@ async function withMount(
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return EXIT_USAGE;
   }
-
-  // Everything that can fail happens before mounting: usage, the control directory, the lock, DIR, the socket.
-  const dir = mountpointOf(dirArg); // these two throw UsageError
-  const controlPath = controlPathFor(dir, options);
+  let stopJournal: (() => Promise<void>) | undefined;
   try {
-    const cdir = controlDir();
-    if (cdir) ensurePrivateDir(cdir);
+    const file = options.get('journal');
+    if (file !== undefined) stopJournal = journalToFile(emulation.journal, String(file), log);
+  } catch (err) {
+    process.stderr.write(`mdevfs: --journal: ${(err as Error).message}\n`);
+    return 1;
+  }
+
+  // Everything that can fail happens before mounting: the lock, DIR, the socket.
+  const lock = lockPath(dir);
+  try {
     // One daemon per DIR: the loser of a race exits 3 before looking at DIR.
-    if (!lockForLife(lockPath(dir, controlPath))) {
-      process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds ${lockPath(dir, controlPath)}\n`);
+    if (!lockForLife(lock)) {
+      process.stderr.write(`mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon serves it\n`);
       return EXIT_MOUNT;
     }
     // The locks of daemons that were killed (SIGKILL leaves them), while this one starts.
-    if (cdir) void sweepStaleLocks(cdir, lockPath(dir, controlPath)).then((n) => n > 0 && log.debug({ removed: n, dir: cdir }, 'stale locks removed'));
+    void sweepStaleLocks(cdir, lock).then((n) => n > 0 && log.debug({ removed: n, dir: cdir }, 'stale locks removed'));
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return 1;
@@ -252,11 +288,26 @@ async function withMount(
   }
   let mounted = false;
   let control;
+  /** DIR if this daemon made it: removed again once unmounted, if empty. */
+  let created: string | undefined;
+  const removeCreated = () => {
+    if (!created) return;
+    try {
+      rmdirSync(created);
+    } catch (err) {
+      log.warn({ dir: created, err }, 'cannot remove the directory made for the mount');
+    }
+  };
   try {
-    mkdirSync(dir, { recursive: true });
+    created = mkdirSync(dir, { recursive: true });
+    const hidden = readdirSync(dir).length;
+    if (hidden > 0 && level !== 'silent') {
+      process.stderr.write(`mdevfs: warning: ${dir} is not empty: the mount hides its ${hidden} ${hidden === 1 ? 'entry' : 'entries'} until it is unmounted\n`);
+    }
     control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled(),
       () => ({ mountpoint: dir, mounted }), emulation.uevents);
   } catch (err) {
+    removeCreated();
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
     return 1;
   }
@@ -278,6 +329,7 @@ async function withMount(
   } catch (err) {
     control.close();
     rmSync(controlPath, { force: true });
+    removeCreated();
     throw err;
   }
   mounted = true;
@@ -295,12 +347,17 @@ async function withMount(
     control.close();
     rmSync(controlPath, { force: true });
     log.info('unmounting');
+    // No request stays hung on a fault rule: each goes on (and is answered) before the unmount.
+    const released = emulation.faults.releaseAll();
+    if (released > 0) log.info({ released }, 'hung requests released');
     try {
       await backend.unmount();
     } catch (err) {
       log.warn({ err }, 'unmount failed; detaching lazily');
       await lazyUnmount(dir).catch(() => undefined);
     }
+    await stopJournal?.();
+    removeCreated();
     clearTimeout(deadline);
   }
 }
@@ -314,6 +371,7 @@ const STOP_DEADLINE_MS = 5000;
  * joins that thread for ever, with signal handling already gone. It is killed instead.
  */
 export async function main(argv: readonly string[]): Promise<number> {
+  quietOnClosedStdout();
   try {
     return await command(argv);
   } finally {
@@ -321,20 +379,43 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/**
+ * `mdevfs events DIR | head -1`: a reader that went away ends the command, quietly and with status
+ * 0, as it ends `cat`, whatever the command was printing (events, ctl, record, help...). Only
+ * EPIPE: any other failure to write is an error. mount and exec never write on stdout (exec's
+ * command has its own), so no daemon ends here with its mount in place.
+ */
+function quietOnClosedStdout(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+}
+
+/** package.json's version (two levels up from src/cli or dist/cli). */
+function version(): string {
+  return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+}
+
 async function command(argv: readonly string[]): Promise<number> {
   try {
     return await dispatch(parseCommandLine(argv));
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(`mdevfs: ${err.message}\nTry mdevfs --help.\n`);
+    const named = argv.find((a) => Object.hasOwn(COMMANDS, a) && a !== 'help');
+    process.stderr.write(`mdevfs: ${err.message}\nTry mdevfs ${named ? named + ' ' : ''}--help.\n`);
     return EXIT_USAGE;
   }
 }
 
 async function dispatch(args: Invocation): Promise<number> {
   const { command, positionals, options } = args;
-  if (args.help || command === 'help') {
-    process.stdout.write(await help());
+  if (args.help) {
+    process.stdout.write(command === undefined ? await help() : commandHelp(command));
+    return 0;
+  }
+  if (args.version) {
+    process.stdout.write(`${version()}\n`);
     return 0;
   }
   switch (command) {

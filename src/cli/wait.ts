@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { request } from '../control/client';
 import { mountAt } from '../fuse/mountpoint';
-import { UsageError, controlPathFor, mountpointOf } from './args';
+import { UsageError, checkControlDir, controlPathFor, mountpointOf, noDaemon } from './args';
 
 const POLL_MS = 50;
 
@@ -16,29 +16,31 @@ const POLL_MS = 50;
 export async function waitCommand(dirArg: string, options: ReadonlyMap<string, string>): Promise<number> {
   const seconds = Number(options.get('timeout') ?? '10');
   if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not "${options.get('timeout')}"`);
+  checkControlDir(options, false);
   const dir = mountpointOf(dirArg); // these two throw UsageError
   const socket = controlPathFor(dir, options);
+  const check = (timeoutMs: number) => checkOnce(dir, socket, timeoutMs, (err) => noDaemon(dirArg, options, err));
   const deadline = Date.now() + seconds * 1000;
   let why = 'not checked';
   for (;;) {
-    why = await check(dir, socket, Math.max(100, Math.min(2000, deadline - Date.now())));
+    why = await check(Math.max(100, Math.min(2000, deadline - Date.now())));
     if (!why) return 0;
     if (Date.now() + POLL_MS >= deadline) break;
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  process.stderr.write(`mdevfs wait: ${dir} is not ready after ${seconds} s: ${why}\n`);
+  process.stderr.write(`mdevfs wait: ${resolve(dirArg)} is not ready after ${seconds} s: ${why}\n`);
   return 1;
 }
 
 /** '' when ready, else what is missing. */
-async function check(dir: string, socket: string, timeoutMs: number): Promise<string> {
+async function checkOnce(dir: string, socket: string, timeoutMs: number, noDaemon: (err: unknown) => string): Promise<string> {
   try {
     const reply = await request(socket, { op: 'ping' }, timeoutMs);
-    if (!reply.ok) return `the daemon on ${socket} refused the ping: ${reply.error}`;
-    if (reply.mountpoint !== dir) return `the daemon on ${socket} serves ${reply.mountpoint ?? 'something else'}`;
+    if (!reply.ok) return `its daemon refused the ping: ${reply.error}`;
+    if (reply.mountpoint !== dir) return `the daemon that answers serves ${reply.mountpoint ?? 'something else'}, not ${dir}`;
     if (!reply.mounted) return 'the daemon is still mounting';
   } catch (err) {
-    return `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`;
+    return noDaemon(err);
   }
   const entry = mountAt(dir);
   if (!entry?.fstype.endsWith('mdevfs')) return `${dir} is not an mdevfs mount`;

@@ -1,13 +1,13 @@
 import { type Stats, chmodSync, lstatSync, mkdirSync } from 'node:fs';
 
 /**
- * Makes `dir` (mode 0700) unless it exists, then checks that nobody else can put anything in
+ * Makes `dir` (mode 0700) unless it exists (or create is false), then checks that nobody else can put anything in
  * it: a real directory (not a link), owned by us, writable by neither group nor others.
  * Throws an Error naming the path and what is wrong.
  */
-export function ensurePrivateDir(dir: string): void {
+export function ensurePrivateDir(dir: string, { create = true } = {}): void {
   const uid = process.geteuid?.() ?? 0;
-  try {
+  if (create) try {
     mkdirSync(dir, { mode: 0o700 });
     chmodSync(dir, 0o700); // mkdir's mode is filtered by the umask; say it exactly
   } catch (err) {

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { FaultEngine } from '../faults/engine';
 import type { Abi, Step } from './abi';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import { Ida } from '../base/ida';
@@ -55,6 +56,8 @@ export class MdevCore {
   constructor(
     readonly abi: Abi,
     private readonly log: Logger,
+    /** The emulation's fault rules: asked at the vendor's create (probe) and remove, where a vendor fails. */
+    readonly faults?: FaultEngine,
   ) {}
 
   subscribe(listener: (ev: CoreEvent) => void): void {
@@ -76,6 +79,9 @@ export class MdevCore {
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
+    if (driver.faultRules && this.faults && !this.faults.hasOwned(driver)) {
+      for (const spec of driver.faultRules) this.faults.add(spec, { origin: 'profile', owner: driver });
+    }
     this.load(parent);
     this.emit({ kind: 'parent', parent, registered: true });
     // The types and the class link exist: KOBJ_CHANGE on the parent (v5.3+).
@@ -112,6 +118,7 @@ export class MdevCore {
     parent.registered = false;
     this.emit({ kind: 'parent', parent, registered: false });
     this.parents.delete(name);
+    this.faults?.removeOwned(parent.driver);
     // Every child, the types and the class link are gone: KOBJ_CHANGE on the parent (v5.3+).
     if (this.abi.mdevStateUevents) this.mdevState(parent, 'unregistered');
     this.emit({ kind: 'unregistered', parent });
@@ -283,13 +290,27 @@ export class MdevCore {
       if ('show' in step) this.show(dev, step.show);
       else if ('hide' in step) this.hide(dev, step.hide);
       else if (step.vendor === 'probe') {
+        // A fault here is the vendor's create failing: create() undoes everything, as for the vendor's own.
+        if (this.faults?.watching('create')) await this.faults.check(this.faultContext('create', dev));
         await dev.parent.driver.probe(dev, this.abi);
         dev.vendorActive = true;
       } else if (dev.vendorActive) {
         const mayVeto = this.abi.vendorMayVeto && !opts.force;
         try {
+          // A fault here is the vendor's remove failing: a veto where the ABI has one (the vendor
+          // has not released anything), else the vendor releases all the same and the core logs it.
+          let injected: unknown;
+          if (this.faults?.watching('remove')) {
+            try {
+              await this.faults.check(this.faultContext('remove', dev));
+            } catch (err) {
+              if (mayVeto) throw err;
+              injected = err;
+            }
+          }
           await dev.parent.driver.remove(dev, this.abi, { mayVeto });
           dev.vendorActive = false;
+          if (injected) throw injected;
         } catch (err) {
           const errno = err instanceof MdevError ? err.errno : Errno.EIO;
           if (mayVeto) {
@@ -302,6 +323,11 @@ export class MdevCore {
         }
       }
     }
+  }
+
+  private faultContext(op: 'create' | 'remove', dev: MdevDevice) {
+    const parent = dev.parent;
+    return { op, uuid: dev.uuid, parent: parent.name, type: dev.type.id, owner: parent.driver, path: `/sys/${parent.placement.path.join('/')}/${dev.uuid}` };
   }
 
   private show(dev: MdevDevice, part: Part): void {

@@ -1,4 +1,5 @@
 import type { Abi } from './abi';
+import type { FaultRuleSpec } from '../faults/spec';
 import type { MdevDevice, MdevType } from './model';
 
 export interface TypeSpec {
@@ -41,6 +42,8 @@ export interface VendorDriver {
    */
   remove(dev: MdevDevice, abi: Abi, opts: { mayVeto: boolean }): Promise<void>;
   deviceAttrs(dev: MdevDevice, abi: Abi): readonly VendorAttr[];
+  /** Fault rules the driver's configuration declares (a profile's `faults`): the core adds them at registration. */
+  readonly faultRules?: readonly FaultRuleSpec[];
   /** 4.17 parent attribute groups (e.g. mtty_dev/sample_mtty_dev). */
   parentAttrs?(abi: Abi): readonly VendorAttr[];
 }

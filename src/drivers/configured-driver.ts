@@ -1,35 +1,34 @@
 import type { Abi } from '../core/abi';
-import { type Clock, seededRandom } from '../base/clock';
-import { errnoByName, fail } from '../base/errno';
+import type { Clock } from '../base/clock';
 import type { MdevDevice, MdevType } from '../core/model';
 import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
 import { type DeviceAttr } from './models/attrs';
 import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './models/index';
+import type { FaultRuleSpec } from '../faults/spec';
 import type { FaultSpec, ParentProfile, TypeProfile } from './profile-types';
-
-/** Decides, call by call, whether an injected fault fires (every Nth call or seeded chance). */
-class FaultPlan {
-  private calls = 0;
-  private readonly random: () => number;
-  constructor(
-    private readonly every: number | undefined,
-    private readonly probability: number | undefined,
-    seed: number,
-  ) {
-    this.random = seededRandom(seed);
-  }
-  fires(): boolean {
-    this.calls++;
-    if (this.every && this.calls % this.every === 0) return true;
-    return this.probability !== undefined && this.random() < this.probability;
-  }
-}
 
 interface TypeState {
   profile: TypeProfile;
-  faults: FaultSpec;
-  createFaults: FaultPlan;
-  removeFaults: FaultPlan;
+}
+
+/**
+ * A type's profile `faults` as rules of the fault engine (src/faults), checked by the core at the
+ * vendor's create and remove: the delay first, then the errno every Nth call or by seeded chance
+ * (each type and step its own PRNG: seed + the type's index, + 1000 for removes). An errno with
+ * neither `...FailEvery` nor `...FailProbability` never fires.
+ */
+function profileFaultRules(typeId: string, f: FaultSpec, index: number): FaultRuleSpec[] {
+  const seed = f.seed ?? 1;
+  const rules: FaultRuleSpec[] = [];
+  const step = (op: 'create' | 'remove', delayMs: number | undefined, errno: FaultSpec['createErrno'], every: number | undefined, probability: number | undefined, seedOf: number) => {
+    if (delayMs) rules.push({ match: { op, type: typeId }, action: { kind: 'delay', ms: delayMs } });
+    if (errno && (every || probability !== undefined)) {
+      rules.push({ match: { op, type: typeId }, action: { kind: 'errno', errno }, trigger: { ...(every ? { every } : {}), ...(probability !== undefined ? { probability } : {}), seed: seedOf } });
+    }
+  };
+  step('create', f.createDelayMs, f.createErrno, f.createFailEvery, f.createFailProbability, seed + index);
+  step('remove', f.removeDelayMs, f.removeErrno, f.removeFailEvery, f.removeFailProbability, seed + 1000 + index);
+  return rules;
 }
 
 /**
@@ -43,13 +42,16 @@ export class ConfiguredDriver implements VendorDriver {
   readonly driverString: string;
   readonly types: TypeSpec[];
   readonly maxInstances?: number;
+  /** The profile's `faults`, which the core adds to its fault engine when it registers the parent. */
+  readonly faultRules: readonly FaultRuleSpec[];
   private readonly byId = new Map<string, TypeState>();
   private readonly capacity: CapacityModel;
   private readonly attrs: DeviceAttr[];
 
   constructor(
     private readonly p: ParentProfile,
-    private readonly clock: Clock,
+    // Unused since the profile's delays are fault rules (the engine has the emulation's clock).
+    _clock: Clock,
     scope: ModelScope = new ModelScope(),
   ) {
     this.name = p.mdevDriver;
@@ -65,16 +67,13 @@ export class ConfiguredDriver implements VendorDriver {
       deviceApi: t.deviceApi ?? 'vfio-pci',
       legacyName: t.legacyName,
     }));
+    const rules: FaultRuleSpec[] = [];
     types.forEach((t, i) => {
-      const faults = { ...p.faults, ...t.faults };
-      const seed = faults.seed ?? 1;
-      this.byId.set(`${this.driverString}-${t.name}`, {
-        profile: t,
-        faults,
-        createFaults: new FaultPlan(faults.createFailEvery, faults.createFailProbability, seed + i),
-        removeFaults: new FaultPlan(faults.removeFailEvery, faults.removeFailProbability, seed + 1000 + i),
-      });
+      const id = `${this.driverString}-${t.name}`;
+      this.byId.set(id, { profile: t });
+      rules.push(...profileFaultRules(id, { ...p.faults, ...t.faults }, i));
     });
+    this.faultRules = rules;
     this.attrs = deviceAttrKinds(p, (dev) => this.state(dev.type).profile, scope);
   }
 
@@ -94,22 +93,13 @@ export class ConfiguredDriver implements VendorDriver {
   }
 
   async probe(dev: MdevDevice, abi: Abi): Promise<void> {
-    const s = this.state(dev.type);
-    await this.clock.sleep(s.faults.createDelayMs ?? 0);
-    if (s.faults.createErrno && s.createFaults.fires()) fail(errnoByName(s.faults.createErrno), 'injected create fault');
     this.capacity.reserve(this.modelType(dev.type), dev, abi, abi.coreCounts(this));
     for (const a of this.attrs) a.kind.attach?.(dev);
   }
 
-  async remove(dev: MdevDevice, _abi: Abi, opts: { mayVeto: boolean }): Promise<void> {
-    const s = this.state(dev.type);
-    await this.clock.sleep(s.faults.removeDelayMs ?? 0);
-    const fault = s.faults.removeErrno && s.removeFaults.fires() ? errnoByName(s.faults.removeErrno) : undefined;
-    if (fault !== undefined && opts.mayVeto) fail(fault, 'injected remove fault (vetoed)');
-    // A remove that cannot veto gives the resources back even when it fails.
+  async remove(dev: MdevDevice, _abi: Abi, _opts: { mayVeto: boolean }): Promise<void> {
     this.capacity.release(dev);
     for (const a of this.attrs) a.kind.detach?.(dev);
-    if (fault !== undefined) fail(fault, 'injected remove fault (resources released)');
   }
 
   deviceAttrs(dev: MdevDevice, abi: Abi): VendorAttr[] {

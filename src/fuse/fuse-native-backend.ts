@@ -85,6 +85,7 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
         if (pendingWrites.delete(answer)) cb(code); // once: the vendor's result, or unmount's ENODEV
       };
       pendingWrites.add(answer);
+      // No caller for the journal: fuse-native's binding does not expose libfuse's fuse_get_context().
       kernfs.write(fd, Buffer.from(buf.subarray(0, len))).then(
         (n) => answer(n),
         (err) => answer(errnoOf(err, log, 'write', path)),

@@ -33,14 +33,19 @@ export function mountAt(dir: string): MountEntry | undefined {
 export type MountState = { kind: 'free' } | { kind: 'stale'; entry: MountEntry } | { kind: 'live'; entry: MountEntry };
 
 /**
- * Is something mounted at dir, and does it answer? A dead FUSE daemon leaves ENOTCONN, but
+ * Is a FUSE file system mounted at dir, and does it answer? Any other mount at dir (a bind mount
+ * of a directory, a tmpfs: a container's volume, a kubelet hostPath) is a directory to mount on
+ * top of, as mount(8) would: `free`. A FUSE mount is another daemon's tree (`live`) or a dead
+ * one's (`stale`).
+ *
+ * Does it answer? A dead FUSE daemon leaves ENOTCONN, but
  * only on requests that reach the connection: the direct backend lets the kernel cache
  * entries and attributes for an hour, so stat(DIR) or [ -d DIR/bus/mdev ] still succeed
  * on a dead mount. statfs(2) is never cached: FUSE always sends it to the daemon.
  */
 export async function inspect(dir: string): Promise<MountState> {
   const entry = mountAt(dir);
-  if (!entry) return { kind: 'free' };
+  if (!entry || !/^fuse(\.|blk$|$)/.test(entry.fstype)) return { kind: 'free' };
   try {
     await Promise.race([
       fs.statfs(dir),

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
+import type { FaultContext, FaultEngine } from '../faults/engine';
+import { writeStep } from '../faults/spec';
 import { type AttrNode, type DirNode, type Node, countSubdirs, relativeTarget } from './nodes';
 
 export interface Stat {
@@ -45,6 +47,32 @@ interface OpenFile {
   content?: Buffer;
 }
 
+/** Who made a request, as the FUSE request's header says (a backend that does not know gives none). */
+export interface Caller {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** Hears every write to the tree, from its start to its answer (the journal). */
+export interface WriteObserver<T = unknown> {
+  /** path: canonical (`/sys/...`); data: what store() gets. */
+  begin(path: string, data: Buffer, caller: Caller | undefined): T;
+  /** result: the byte count, or what the write threw; called once the write's invalidations and uevents are out. */
+  end(token: T, result: number | unknown): void;
+}
+
+/** The sysfs path a real host would show for a path of this tree: `/sys/...`. */
+export function canonicalPath(path: string): string {
+  return path.startsWith('/') ? `/sys${path}` : `/sys/${path}`;
+}
+
+/** What the fault engine knows of a write to path. */
+function writeContext(path: string): FaultContext {
+  const canonical = canonicalPath(path);
+  return { op: writeStep(canonical), attr: canonical.slice(canonical.lastIndexOf('/') + 1), path: canonical };
+}
+
 export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.');
 }
@@ -67,6 +95,7 @@ export class Kernfs {
   constructor(
     private readonly root: DirNode,
     private readonly log: Logger,
+    private readonly opts: { faults?: FaultEngine; journal?: WriteObserver } = {},
   ) {}
 
   /**
@@ -206,26 +235,53 @@ export class Kernfs {
   read(fh: number, length: number, position: number): Buffer {
     const f = this.handle(fh);
     if (!f.node.show) fail(Errno.EIO, 'attribute has no show');
-    if (position === 0 || !f.content) f.content = Buffer.from(f.node.show(), 'latin1');
+    if (position === 0 || !f.content) {
+      // A read fault acts where show() runs: an errno, or another text for this open file.
+      const verdict = this.opts.faults?.watching('read') ? this.opts.faults.checkSync({ op: 'read', attr: splitPath(f.path).pop(), path: canonicalPath(f.path) }) : undefined;
+      f.content = Buffer.from(verdict?.kind === 'content' ? verdict.content : f.node.show(), 'latin1');
+    }
     return f.content.subarray(position, position + length);
   }
 
-  /** One write(2) is one store(): offset ignored, cut at a page, zero length does nothing. */
-  async write(fh: number, data: Buffer): Promise<number> {
-    const f = this.handle(fh);
+  /**
+   * One write(2) is one store(): offset ignored, cut at a page, zero length does nothing. caller:
+   * who wrote (the journal records it). A fault rule on the write acts before the store runs.
+   */
+  async write(fh: number, data: Buffer, caller?: Caller): Promise<number> {
+    const journal = this.opts.journal;
+    const f = this.files.get(fh);
+    if (!f) fail(Errno.EBADF);
+    if (!f.node.alive()) {
+      // A write to a file whose node went (a remove that lost the race) is journaled too.
+      const stale = new MdevError(Errno.ENODEV, 'stale file');
+      journal?.end(journal.begin(canonicalPath(f.path), data.subarray(0, PAGE_SIZE), caller), stale);
+      throw stale;
+    }
     if (data.length === 0) return 0;
     const buf = Buffer.from(data.subarray(0, PAGE_SIZE));
+    const token = journal?.begin(canonicalPath(f.path), buf, caller);
+    let result: unknown;
     try {
+      const faults = this.opts.faults;
+      if (faults?.watchingWrites()) {
+        const ctx = writeContext(f.path);
+        if (faults.watching(ctx.op) && (await faults.check(ctx))?.kind === 'succeed') return (result = buf.length);
+      }
       if (!f.node.store) fail(Errno.EIO, 'attribute has no store');
-      return await f.node.store(buf);
+      return (result = await f.node.store(buf));
     } catch (err) {
+      result = err;
       if (err instanceof MdevError) this.log.info({ path: f.path, errno: errnoName(err.errno), reason: err.message }, 'write refused');
       throw err;
     } finally {
       // What the store changed is gone from every cache before write(2) returns, and the
       // uevents it caused have been broadcast.
-      await this.settled();
-      for (const b of this.writeBarriers) await b();
+      try {
+        await this.settled();
+        for (const b of this.writeBarriers) await b();
+      } finally {
+        journal?.end(token, result);
+      }
     }
   }
 

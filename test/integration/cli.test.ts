@@ -32,12 +32,22 @@ t.test('bad invocations: usage errors (exit 2) with a hint, nothing mounted', as
   const file = join(work, 'file');
   writeFileSync(file, 'not a directory\n');
   const cases: [args: string[], code: number, stderr: string][] = [
-    [['mount', dir, '--profle', 'gvt'], 2, 'mdevfs: unknown option --profle (did you mean --profile?)\nTry mdevfs --help.\n'],
+    [['mount', dir, '--profle', 'gvt'], 2, 'mdevfs: unknown option --profle (did you mean --profile?)\nTry mdevfs mount --help.\n'],
     [['mount', dir, '--bogus'], 2, 'unknown option --bogus\n'],
     [['mount', dir, '-x'], 2, 'unknown option -x\n'],
     [['mount', dir, '--bakend=direct'], 2, 'unknown option --bakend (did you mean --backend?)'],
     [['mount', dir, 'extra'], 2, 'unexpected argument "extra"; usage: mdevfs mount DIR [options]'],
-    [['mount', dir, '--timeout', '3'], 2, 'mdevfs mount does not take --timeout (it takes --profile, --abi, --log-level, --control, --backend'],
+    [['mount', dir, '--timeout', '3'], 2, 'mdevfs mount does not take --timeout (it takes --profile, --abi, --log-level, --log-format, --control, --backend'],
+    // Errors name the option as the user typed it, aliases included, and point to the command's help.
+    [['mount', dir, '-o', 'x'], 2, 'mdevfs: mdevfs mount does not take -o (it takes --profile,'],
+    [['ctl', dir, 'parents', '--bogus'], 2, 'unknown option --bogus\nTry mdevfs ctl --help.\n'],
+    [['record', '-o'], 2, 'mdevfs: -o needs a value\n'],
+    [['record', '--output', 'a', '-o', 'b'], 2, 'mdevfs: --output (-o) given twice\n'],
+    [['record', '-o', 'a', '-o', 'b'], 2, 'mdevfs: -o given twice\n'],
+    [['wait', dir, '-o', 'x'], 2, 'mdevfs wait does not take -o (it takes --control, --timeout)'],
+    [['record', '-V=1'], 2, 'unknown option -V=1'],
+    [['help', 'mout'], 2, 'no help for "mout": not a command (did you mean mount?)'],
+    [['mount', dir, '--log-format', 'xml'], 2, 'mdevfs: --log-format must be one of json, pretty\n'],
     [['mount', dir, '--', 'true'], 2, 'mdevfs mount takes nothing after --'],
     [['mount', dir, '--profile'], 2, '--profile needs a value'],
     [['mount', dir, '--profile', '--abi', '6.1'], 2, '--profile needs a value'],
@@ -87,6 +97,42 @@ t.test('bad invocations: usage errors (exit 2) with a hint, nothing mounted', as
   t.equal(cli(['mount', dir, '--bogus', '--help']).status, 0, '--help wins');
 });
 
+t.test('--version and -V print package.json\'s version', async (t) => {
+  const { version } = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  for (const args of [['--version'], ['-V'], ['mount', '--version']]) {
+    const r = cli(args);
+    t.same([r.status, r.stdout, r.stderr], [0, `${version}\n`, ''], `mdevfs ${args.join(' ')}`);
+  }
+});
+
+t.test('CMD --help and help CMD print that command\'s usage, options and an example; --help the global text', async (t) => {
+  const global = cli(['--help']);
+  t.equal(global.status, 0);
+  t.match(global.stdout, /^mdevfs: a live emulation of the Linux VFIO mediated-device \(mdev\) sysfs tree\n\nUsage:\n/);
+  t.same(cli(['help']).stdout, global.stdout, 'help alone: the global text');
+  const commands = ['mount', 'exec', 'ctl', 'wait', 'events', 'record'];
+  for (const cmd of commands) t.match(global.stdout, `\n  mdevfs ${cmd} `, `the global text lists ${cmd}`);
+  const options: Record<string, string[]> = {
+    mount: ['--profile', '--abi', '--log-level', '--log-format', '--control', '--backend', '--udev'],
+    exec: ['--profile', '--log-format', '--udev'],
+    ctl: ['--control'],
+    wait: ['--timeout', '--control'],
+    events: ['--since', '--until', '--timeout', '--control'],
+    record: ['-o, --output FILE'],
+  };
+  for (const cmd of commands) {
+    const r = cli([cmd, '--help']);
+    t.equal(r.status, 0, `${cmd} --help: exit 0`);
+    t.match(r.stdout, new RegExp(`^Usage: mdevfs ${cmd} `), `${cmd} --help: its usage first`);
+    t.not(r.stdout, global.stdout, `${cmd} --help: not the global text`);
+    for (const o of options[cmd]!) t.match(r.stdout, `\n  ${o}`, `${cmd} --help: describes ${o}`);
+    t.match(r.stdout, new RegExp(`\nExample:\n  .*mdevfs ${cmd} \\S`), `${cmd} --help: an example`);
+    t.equal(cli(['help', cmd]).stdout, r.stdout, `help ${cmd}: the same`);
+    t.equal(cli([cmd, 'x', '-h']).stdout, r.stdout, `${cmd} ... -h: the same`);
+  }
+  t.notMatch(cli(['ctl', '--help']).stdout, '--profile', 'a command\'s help shows only its options');
+});
+
 t.test('two daemons started at once on one DIR: exactly one mounts, the other exits 3', async (t) => {
   const dir = join(scratch('mdevfs-race-'), 'mnt');
   for (let round = 1; round <= 5; round++) {
@@ -100,7 +146,7 @@ t.test('two daemons started at once on one DIR: exactly one mounts, the other ex
     });
     const loser = await Promise.race(procs.map((p, i) => exited(p).then((code) => ({ i, code }))));
     t.equal(loser.code, 3, `round ${round}: the loser exits 3`);
-    t.match(errs[loser.i]!(), `mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon holds`);
+    t.match(errs[loser.i]!(), `mdevfs: ${dir} is already a live mount or being mounted: another mdevfs daemon serves it\n`);
     const winner = procs[1 - loser.i]!;
     t.equal(cli(['wait', dir, '--timeout', '10']).status, 0, `round ${round}: the winner serves DIR`);
     t.equal(mountsAt(dir), 1, `round ${round}: exactly one mount`);

@@ -69,6 +69,21 @@ t.test('mounting over a live mount fails with a clear message and exit code 3', 
   t.equal(sh(d.dir, 'ls class/mdev_bus | wc -l').stdout, '3\n', 'the live mount is untouched');
 });
 
+t.test('a directory that is itself a mount (a bind mount, as a container volume is) is mounted over, and is there again after', async (t) => {
+  const work = mkdtempSync(join(tmpdir(), 'mdevfs-bind-'));
+  const dir = join(work, 'vol');
+  t.teardown(() => {
+    spawnSync('umount', ['-l', dir]);
+    rmSync(work, { recursive: true, force: true });
+  });
+  t.equal(sh(work, 'mkdir vol && mount --bind vol vol && findmnt -n -o TARGET vol >/dev/null && echo mounted').stdout, 'mounted\n');
+  const d = await startDaemon({ dir });
+  t.equal(sh(dir, 'ls class/mdev_bus | wc -l').stdout, '3\n', 'the tree is served on top of the bind mount');
+  t.equal(await d.stop(), 0);
+  t.notMatch(sh(work, 'findmnt -n -o FSTYPE vol').stdout, /fuse/, 'the bind mount is what is left');
+  t.equal(sh(work, 'ls -A vol | wc -l').stdout, '0\n');
+});
+
 t.test('usage: --help, bad options, bad profiles', async (t) => {
   const help = cli('--help');
   t.equal(help.status, 0);

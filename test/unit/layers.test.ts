@@ -12,6 +12,8 @@ import t from 'tap';
  * - core: the mdev core. No filesystem.
  * - drivers: vendor drivers and profiles, configured onto the core and the devices.
  * - sysfs: the tree and Kernfs, computed from the core and the devices.
+ * - faults: the fault engine (rules checked at the kernel-level steps); knows nothing but base.
+ * - journal: the record of every write and fault fired, fed by Kernfs' write path and the core's events.
  * - events: uevents rendered from the core's and the devices' events, with the tree's kobjects.
  * - fuse: serves a Kernfs at a mountpoint.
  * - daemon (src/daemon.ts): builds an emulation from a profile (core, drivers, tree, events).
@@ -20,7 +22,7 @@ import t from 'tap';
  * - cli: the `mdevfs` command, on top of everything.
  * Layers that do not import each other (drivers and sysfs, fuse and daemon) are ordered arbitrarily.
  */
-const LAYERS = ['base', 'devices', 'core', 'drivers', 'sysfs', 'events', 'fuse', 'daemon', 'control', 'record', 'cli', 'bench'];
+const LAYERS = ['base', 'faults', 'devices', 'core', 'drivers', 'sysfs', 'journal', 'events', 'fuse', 'daemon', 'control', 'record', 'cli'];
 
 /** Imports allowed to run back up, each with its reason. None today. */
 const EXCEPTIONS: { from: string; to: string; why: string }[] = [];
@@ -40,16 +42,16 @@ function sources(dir: string): string[] {
   });
 }
 
-/** Every relative import (static, type-only, re-export, dynamic, require) of every module in src/. */
-function importGraph(): Edge[] {
+/** Every relative import (static, type-only, re-export, dynamic, require) of every module under root, relative to root. */
+function importGraph(root = SRC): Edge[] {
   const spec = /(?:^|[\s;])(?:import|export)\s[^;'"]*?from\s*'([^']+)'|(?:^|[\s;])import\s*'([^']+)'|\bimport\(\s*'([^']+)'\s*\)|\brequire\(\s*'([^']+)'\s*\)/gm;
   const edges: Edge[] = [];
-  for (const file of sources(SRC)) {
+  for (const file of sources(root)) {
     const text = readFileSync(file, 'utf8');
     for (const m of text.matchAll(spec)) {
       const s = m[1] ?? m[2] ?? m[3] ?? m[4]!;
       if (!s.startsWith('.')) continue;
-      edges.push({ from: relative(SRC, file), to: relative(SRC, resolve(dirname(file), s)).replace(/\.(ts|js)$/, '') });
+      edges.push({ from: relative(root, file), to: relative(root, resolve(dirname(file), s)).replace(/\.(ts|js)$/, '') });
     }
   }
   return edges;
@@ -97,5 +99,14 @@ t.test('the check names an import that runs back up', (t) => {
   t.same(violations([{ from: 'base/errno.ts', to: 'core/core' }]), ['base/errno.ts (base) imports core/core (core), a layer above it']);
   t.same(violations([{ from: 'fuse/x.ts', to: '../bench/run' }]), ['fuse/x.ts imports ../bench/run, outside src/']);
   t.same(violations([{ from: 'cli/main.ts', to: 'base/log' }, { from: 'core/core.ts', to: 'core/model' }]), []);
+  t.end();
+});
+
+t.test('the benchmark loads mdevfs from the built dist/, never from src/', (t) => {
+  // A module of src/ compiled into bench/dist/ would find nothing it locates from __dirname
+  // (the profile schema, its generated validator), and would not be what the bench measures.
+  const out = importGraph(join(SRC, '..', 'bench', 'src')).filter((e) => e.to.startsWith('..') && !e.to.startsWith('../../dist/'));
+  t.same(out, []);
+  t.ok(importGraph(join(SRC, '..', 'bench', 'src')).some((e) => e.to === '../../dist/daemon'), 'the graph of bench/src was read');
   t.end();
 });

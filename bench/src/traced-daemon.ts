@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/traced-daemon.js mount DIR ...`: the ordinary mdevfs CLI, counting what
+ * `node bench/dist/traced-daemon.js mount DIR ...`: the ordinary mdevfs CLI, counting what
  * reaches the daemon (fuse-native: every libfuse callback; direct: every FUSE request, by
  * opcode) and timing every write (Kernfs.write, call to settling). On SIGUSR2 it writes {counts, writes} as JSON to $MDEVFS_BENCH_TRACE and
  * starts over. Used only for evidence (requests per syscall, how writes reach the daemon);
@@ -32,9 +32,9 @@ function wrapOps(ops: Record<string, unknown>): Record<string, unknown> {
 
 // The direct backend: count requests by opcode (its handle() sees every request but INIT's retries).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Session } = require('../fuse/direct/session') as typeof import('../fuse/direct/session');
+const { Session } = require('../../dist/fuse/direct/session') as typeof import('../../dist/fuse/direct/session');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Op } = require('../fuse/direct/protocol') as typeof import('../fuse/direct/protocol');
+const { Op } = require('../../dist/fuse/direct/protocol') as typeof import('../../dist/fuse/direct/protocol');
 const opName = new Map<number, string>(Object.entries(Op).map(([k, v]) => [v, k]));
 const proto = Session.prototype as unknown as { handle(h: { opcode: number }, body: Buffer): unknown };
 const handle = proto.handle;
@@ -45,7 +45,7 @@ proto.handle = function (this: unknown, h: { opcode: number }, body: Buffer) {
 };
 // Writes on either backend: from Kernfs.write's call to its settling (the reply follows at once).
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Kernfs } = require('../sysfs/kernfs') as typeof import('../sysfs/kernfs');
+const { Kernfs } = require('../../dist/sysfs/kernfs') as typeof import('../../dist/sysfs/kernfs');
 const write = Kernfs.prototype.write;
 Kernfs.prototype.write = function (this: InstanceType<typeof Kernfs>, fh: number, data: Buffer) {
   const t0 = performance.now();
@@ -75,7 +75,7 @@ process.on('SIGUSR2', () => {
 });
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { main } = require('../cli/main') as { main: (argv: readonly string[]) => Promise<number> };
+const { main } = require('../../dist/cli/main') as { main: (argv: readonly string[]) => Promise<number> };
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: Error) => {

@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/dump-tree.js PROFILE.json DEVICES.json DEST`: writes, as real directories,
+ * `node bench/dist/dump-tree.js PROFILE.json DEVICES.json DEST`: writes, as real directories,
  * files and symlinks under DEST, the tree an mdevfs with this profile shows once the devices
  * in DEVICES.json ([[uuid, type-id], ...], in creation order) exist. It renders the same
  * SysfsTree the daemon serves, in this (unmounted) process, without FUSE: walking a mount of
@@ -8,11 +8,11 @@
  */
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Clock } from '../base/clock';
-import { buildEmulation } from '../daemon';
-import { loadProfile } from '../drivers/profile';
-import { silentLogger } from '../base/log';
-import { type Node, relativeTarget } from '../sysfs/nodes';
+import type { Clock } from '../../dist/base/clock';
+import { buildEmulation } from '../../dist/daemon';
+import { loadProfile } from '../../dist/drivers/profile';
+import { silentLogger } from '../../dist/base/log';
+import { type Node, relativeTarget } from '../../dist/sysfs/nodes';
 
 const instant: Clock = { sleep: () => Promise.resolve() };
 

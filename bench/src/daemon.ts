@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Profile } from '../drivers/profile-types';
-import { lazyUnmount, mountAt } from '../fuse/mountpoint';
+import type { Profile } from '../../dist/drivers/profile-types';
+import { lazyUnmount, mountAt } from '../../dist/fuse/mountpoint';
 
 const ROOT = resolve(__dirname, '..', '..');
 const CLI = join(ROOT, 'scripts', 'mdevfs');

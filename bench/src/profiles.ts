@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { FaultSpec, ParentProfile, Profile } from '../drivers/profile-types';
+import type { FaultSpec, ParentProfile, Profile } from '../../dist/drivers/profile-types';
 
 /** A virtual parent `name` with types `<name>-<t>` for each t; constant capacity unless given. */
 export function parent(name: string, types: string[], faults?: FaultSpec, capacity: ParentProfile['capacity'] = { model: 'constant', value: 1_000_000 }): ParentProfile {

@@ -6,7 +6,7 @@ import type { Ctx } from './context';
 import { isMounted, stopMounted, track } from './daemon';
 
 /** The C source, in the repository (the bench compiles it at run time). */
-const SOURCE = resolve(__dirname, '..', '..', 'src', 'bench', 'floor', 'floor.c');
+const SOURCE = resolve(__dirname, '..', 'floor', 'floor.c');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -73,7 +73,7 @@ export function floorBinary(ctx: Ctx): string | null {
 }
 
 /**
- * The floor reference (src/bench/floor/floor.c): a minimal single-threaded libfuse3
+ * The floor reference (bench/floor/floor.c): a minimal single-threaded libfuse3
  * low-level daemon serving, from memory, a static copy of the tree mdevfs serves, with the
  * direct backend's cache timeouts and open flags. Started on one of the bench's tmpfs copies.
  */

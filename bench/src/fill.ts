@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import type { Profile } from '../drivers/profile-types';
+import type { Profile } from '../../dist/drivers/profile-types';
 import { Daemon } from './daemon';
 import { type WritesResult, writes } from './py';
 import { createPath, typeIds } from './profiles';

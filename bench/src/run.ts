@@ -34,7 +34,7 @@ import { type Results, machine, table, writeJson } from './report';
 import { pingPong } from './py';
 import { removeScratch } from './static-copy';
 
-const USAGE = 'usage: node dist/bench/run.js [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR] [--backend fuse-native|direct] [--busy-cpus] [--pin-cpu N]';
+const USAGE = 'usage: npm run bench -- [--json PATH] [--only 1,2,...] [--devices N] [--mdevctl-devices N] [--walk-budget S] [--writers N] [--delay-ms N] [--cpu-prof DIR] [--backend fuse-native|direct] [--busy-cpus] [--pin-cpu N]';
 
 function parseOptions(argv: string[]): Options {
   const o: Options = {
@@ -65,7 +65,7 @@ function parseOptions(argv: string[]): Options {
         break;
       case '--backend':
         if (!v) throw new Error('--backend needs a name');
-        // Read by the daemon launcher (src/bench/daemon.ts) for every daemon of this run.
+        // Read by the daemon launcher (bench/src/daemon.ts) for every daemon of this run.
         process.env.MDEVFS_BENCH_BACKEND = v;
         i++;
         break;

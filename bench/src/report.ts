@@ -14,7 +14,7 @@ export interface Row {
   /** value / baseline unless given. */
   ratio?: number | null;
   /**
-   * The same measure on the C floor daemon (src/bench/floor/floor.c), same run; null: no floor
+   * The same measure on the C floor daemon (bench/floor/floor.c), same run; null: no floor
    * in this run (say why in floorNote); undefined: the measure has none (floorNote says why).
    */
   floor?: number | null;

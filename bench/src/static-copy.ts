@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Profile } from '../drivers/profile-types';
+import type { Profile } from '../../dist/drivers/profile-types';
 import { type CopyResult, copyTree } from './py';
 
 /** The baselines live on tmpfs: /dev/shm (where /tmp is a disk, as on this machine). */
