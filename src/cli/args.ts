@@ -56,9 +56,9 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     options: ['control'],
     min: 2,
     max: 3,
-    usage: 'mdevfs ctl DIR parents|add-parent FILE|remove-parent NAME [--control PATH]',
-    about: 'Asks the daemon serving DIR for its parents, or hot-plugs the parent(s) of a profile FILE, or\n' +
-      'unregisters a parent as the kernel does.',
+    usage: 'mdevfs ctl DIR parents|add-parent FILE|PROFILE|remove-parent NAME [--control PATH]',
+    about: 'Asks the daemon serving DIR for its parents, or hot-plugs the parent(s) of a profile FILE or of a\n' +
+      'built-in PROFILE (a refused profile exits 2), or unregisters a parent as the kernel does.',
     example: 'mdevfs ctl ./mount parents',
   },
   wait: {
@@ -87,6 +87,15 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       'tree, or a mount) to FILE or standard output. Replay it with --profile FILE.',
     example: 'mdevfs record -o recording.json',
   },
+  profiles: {
+    options: ['gpus'],
+    min: 0,
+    max: 2,
+    usage: 'mdevfs profiles [show NAME [--gpus N]]',
+    about: 'Lists the built-in profiles, one a line, with the host each emulates; `show NAME` prints one as a\n' +
+      'JSON profile that --profile FILE replays exactly, to start your own from.',
+    example: 'mdevfs profiles show nvidia-t4 --gpus 4 > t4x4.json && mdevfs exec --profile t4x4.json -- mdevctl types',
+  },
   help: { options: [], min: 0, max: 1, usage: 'mdevfs help [COMMAND]', about: 'Prints the global help, or that of COMMAND.', example: 'mdevfs help mount' },
 };
 
@@ -102,10 +111,14 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
   backend: '--backend NAME        direct (root\'s default) or fuse-native (libfuse2; an ordinary user\'s default)',
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
   udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
+  journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
   until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',
   output: '-o, --output FILE     write to FILE instead of standard output',
+  gpus: '--gpus N              with show: N GPUs (1-16) of a one-GPU built-in (nvidia-t4, nvidia-v100, nvidia-a10,\n' +
+    '                      nvidia-l40s): the first where the built-in has it, the others at 0000:01:00.0,\n' +
+    '                      0000:02:00.0... (one bus each), each in its own IOMMU group',
 };
 
 /** `mdevfs CMD --help`: its usage, what it does, its options and an example. */

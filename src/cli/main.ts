@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { LogFormat } from '../base/log';
 import type { Request } from '../control/protocol';
-import type { ParentProfile, Profile } from '../drivers/profile-types';
+import type { ParentProfile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
 import { blockedThreadCount } from '../fuse/backend-interface';
 import { COMMANDS, type Invocation, UsageError, checkControlDir, commandHelp, controlPathFor, mountpointOf, noDaemon, parseCommandLine } from './args';
@@ -30,7 +30,9 @@ Usage:
                                  CMD gets SYSTEMD_DEVICE_VERIFY_SYSFS=0 (unless set), without which
                                  libudev (udevadm, pyudev, libvirt) refuses a /sys that is not sysfs.
   mdevfs ctl DIR parents          list the parents of the daemon serving DIR
-  mdevfs ctl DIR add-parent FILE  register the parent(s) in FILE (a profile, or one parent) while mounted
+  mdevfs ctl DIR add-parent FILE|PROFILE
+                                 register the parent(s) in FILE (a profile, or one parent) or of the built-in
+                                 PROFILE while mounted
   mdevfs ctl DIR remove-parent NAME
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
@@ -43,6 +45,10 @@ Usage:
   mdevfs record [ROOT] [-o FILE] write a profile that replays the mdev parents of ROOT (default /sys, this
                                  host; or a copy of a tree, or a mount): identity, types, devices present,
                                  available_instances and a capacity model. Replay: --profile FILE
+  mdevfs profiles                list the built-in profiles, one a line, with the host each emulates
+  mdevfs profiles show NAME [--gpus N]
+                                 print a built-in as a JSON profile for --profile FILE, to copy and change;
+                                 --gpus N: N GPUs of a one-GPU built-in (nvidia-t4, -v100, -a10, -l40s)
   mdevfs CMD --help               that command's usage, options and an example (also: mdevfs help CMD)
   mdevfs --version               the version
 
@@ -120,14 +126,14 @@ async function ctlCommand(args: readonly string[], options: Options): Promise<nu
   if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
   else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
   else if (verb === 'add-parent' && arg) {
-    let parsed: Profile | ParentProfile;
+    // A built-in's name or a file, checked here as --profile is: a refused profile is a usage error.
+    let parents: ParentProfile[];
     try {
-      parsed = JSON.parse(readFileSync(arg, 'utf8')) as Profile | ParentProfile;
+      parents = (await import('../drivers/profile-load')).loadParents(arg);
     } catch (err) {
       process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
       return EXIT_USAGE;
     }
-    const parents = 'parents' in parsed ? parsed.parents : [parsed];
     for (const parent of parents) {
       const code = await ctlSend(path, { op: 'add-parent', parent }, dirArg, options);
       if (code !== 0) return code;
@@ -441,6 +447,8 @@ async function dispatch(args: Invocation): Promise<number> {
       return (await import('./events')).eventsCommand(positionals[0]!, options);
     case 'record':
       return (await import('../record/record')).recordCommand(positionals[0], options.get('output'));
+    case 'profiles':
+      return (await import('./profiles')).profilesCommand(positionals, options);
     default:
       throw new Error(`command ${command} is in COMMANDS (${Object.keys(COMMANDS).join(', ')}) but not dispatched`);
   }

@@ -75,7 +75,7 @@ export class MdevCore {
     const parent = new Parent(placement, driver);
     for (const t of driver.types) {
       const id = `${driver.driverString}-${t.sysfsName}`;
-      const name = this.abi.vendorTypeName && t.legacyName === false ? undefined : (t.prettyName ?? t.sysfsName);
+      const name = t.nameFile === false || (this.abi.vendorTypeName && t.legacyName === false) ? undefined : (t.prettyName ?? t.sysfsName);
       parent.types.set(id, new MdevType(parent, id, t.sysfsName, name, t.deviceApi, t.description));
     }
     this.parents.set(placement.name, parent);
@@ -260,6 +260,23 @@ export class MdevCore {
     const dev = this.findByName(buf);
     if (!dev || dev.boundDriver !== driverName || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such bound device');
     await dev.lock.runExclusive(() => this.runSteps(dev, [{ vendor: 'remove' }, { hide: 'vendor' }, { hide: 'bound' }], { force: true }));
+    return buf.length;
+  }
+
+  /**
+   * bus/mdev/drivers_autoprobe. On 6.1 it changes nothing an mdev does: mdev_device_create binds
+   * the parent's driver itself (device_driver_attach), and the bus matches no driver on its own.
+   */
+  autoprobe = true;
+
+  /**
+   * bus/mdev/drivers_probe (drivers_probe_store): ENODEV for a name of no device on the bus; else
+   * device_attach of an unbound device, where mdev_match matches no driver: nothing binds, and
+   * the write succeeds.
+   */
+  probeStore(buf: Buffer): number {
+    const dev = this.findByName(buf);
+    if (!dev || !dev.parts.has('dir')) fail(Errno.ENODEV, 'no such device on the mdev bus');
     return buf.length;
   }
 

@@ -13,6 +13,8 @@ export type Kobj =
   | { kind: 'parent'; parent: Parent } // the parent device
   | { kind: 'driver'; name: string; bus?: string } // bus/<bus, default mdev>/drivers/<name>
   | { kind: 'host'; dev: HostDevice } // a device of the driver core (a PCI function, ...)
+  | { kind: 'host-vfio-dev'; dev: HostDevice } // its vfio-dev/vfioN child, while a VFIO driver has it (6.1)
+  | { kind: 'host-vfio-group'; dev: HostDevice } // its IOMMU group's VFIO group device, meanwhile
   | { kind: 'module'; name: string } // module/<name>
   | { kind: 'class'; name: string } // class/<name> (a class kset: added and removed, nothing else)
   | { kind: 'bus'; name?: string }; // bus/<name, default mdev>

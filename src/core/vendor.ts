@@ -9,6 +9,8 @@ export interface TypeSpec {
   readonly deviceApi: string;
   /** 4.17: whether the vendor's type attributes include `name` (default true; GVT-g had none). */
   readonly legacyName?: boolean;
+  /** false: no `name` file on any ABI (a recorded host before 6.1 whose vendor had none). */
+  readonly nameFile?: boolean;
 }
 
 /** A sysfs attribute a driver contributes, at a path relative to its owner's directory. */

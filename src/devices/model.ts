@@ -1,4 +1,5 @@
-import { Errno, fail } from '../base/errno';
+import { Errno, MdevError, fail } from '../base/errno';
+import { Ida } from '../base/ida';
 import type { PciFunction } from './pci';
 
 /**
@@ -10,6 +11,17 @@ import type { PciFunction } from './pci';
 
 /** The PCI driver that binds only through driver_override or new_id (vfio-pci has no id table). */
 export const VFIO_PCI = 'vfio-pci';
+
+/**
+ * The VFIO core's numbers (drivers/vfio/vfio_main.c), one of each for the whole system: vfio.device_ida
+ * (vfio-dev/vfioN) and vfio.group_ida (the minors of the group devices, /dev/vfio/<group>). mdevs
+ * and host devices draw from the same two.
+ */
+export interface VfioNumbers {
+  /** undefined: the kernel's VFIO devices have no vfio-dev/vfioN (the 4.17 ABI). */
+  readonly devices: Ida | undefined;
+  readonly groupMinors: Ida;
+}
 
 /** A sysfs attribute a bound driver adds to its device (show/store as a device attribute). */
 export interface DriverAttr {
@@ -71,6 +83,8 @@ export class HostDevice {
    * class/vfio-dev/vfioN), its index in the numbering mdevs share.
    */
   vfioIndex: number | undefined;
+  /** While registered with VFIO: the minor of its IOMMU group's VFIO group device (devices/virtual/vfio/<group>). */
+  vfioGroupMinor: number | undefined;
   /** A bind or unbind in progress (device_lock): a second one waits. */
   private lock: Promise<void> = Promise.resolve();
 
@@ -108,6 +122,11 @@ export type DeviceEvent =
   /** KOBJ_CHANGE of a device (a PF once its VFs are enabled: sriov_enable). */
   | { kind: 'change'; dev: HostDevice }
   | { kind: 'bind'; dev: HostDevice; driver: BusDriver; bound: boolean }
+  /**
+   * The bound driver's probe registered the device with VFIO (its group device, then vfio-dev/vfioN),
+   * or its remove unregistered it (the other way round). Sent while the numbers are still set.
+   */
+  | { kind: 'vfio'; dev: HostDevice; registered: boolean }
   | { kind: 'driver'; driver: BusDriver; present: boolean };
 
 /** All host devices, by path and by bus; binding follows drivers/base/dd.c. */
@@ -115,7 +134,13 @@ export class DeviceModel {
   readonly buses = new Map<string, Bus>();
   /** Devices by their path joined with '/'. */
   readonly devices = new Map<string, HostDevice>();
+  /** Devices registered with VFIO, by vfio index (class/vfio-dev) and by IOMMU group (their group devices). */
+  readonly vfioDevices = new Map<number, HostDevice>();
+  readonly vfioGroups = new Map<number, HostDevice>();
+  private readonly vfioRegistered = new Set<HostDevice>();
   private readonly listeners: ((ev: DeviceEvent) => void)[] = [];
+
+  constructor(readonly vfio: VfioNumbers = { devices: new Ida(), groupMinors: new Ida() }) {}
 
   subscribe(listener: (ev: DeviceEvent) => void): void {
     this.listeners.push(listener);
@@ -202,6 +227,7 @@ export class DeviceModel {
       const drv = dev.driver;
       if (!drv) return;
       await dev.hooks.get(drv.name)?.remove(dev);
+      if (drv.name === VFIO_PCI) this.unregisterVfio(dev); // vfio_pci_remove
       if (dev.pci && drv.name !== VFIO_PCI && dev.pci.enableCount > 0) dev.pci.enableCount--;
       dev.driver = undefined;
       this.emit({ kind: 'bind', dev, driver: drv, bound: false });
@@ -214,15 +240,28 @@ export class DeviceModel {
   }
 
   /**
-   * The driver's probe enables the PCI function (pci_enable_device); vfio-pci waits for an open.
-   * really_probe: dev->driver is set, the probe runs (i915's registers the GVT-g mdev parent), then
-   * driver_bound sends KOBJ_BIND.
+   * really_probe: dev->driver is set, the probe runs, then driver_bound sends KOBJ_BIND. A driver's
+   * probe enables the PCI function (pci_enable_device; vfio-pci waits for an open) and does what its
+   * hooks say (i915's registers the GVT-g mdev parent). vfio-pci's probe registers the function
+   * with VFIO, and fails EINVAL (nothing bound, no event) on a function in no IOMMU group
+   * (vfio_group_find_or_alloc).
    */
   private attachDriver(dev: HostDevice, drv: BusDriver): void {
+    if (drv.name === VFIO_PCI && dev.pci?.iommuGroup === undefined) fail(Errno.EINVAL, `${dev.name} is in no IOMMU group`);
     dev.driver = drv;
     if (dev.pci && drv.name !== VFIO_PCI) dev.pci.enableCount++;
+    if (drv.name === VFIO_PCI) this.registerVfio(dev);
     dev.hooks.get(drv.name)?.probe(dev);
     this.emit({ kind: 'bind', dev, driver: drv, bound: true });
+  }
+
+  /** driver_probe_device as device_attach and driver_attach call it: a probe that fails leaves the device unbound, and says nothing. */
+  private tryAttach(dev: HostDevice, drv: BusDriver): void {
+    try {
+      this.attachDriver(dev, drv);
+    } catch (err) {
+      if (!(err instanceof MdevError)) throw err;
+    }
   }
 
   /** device_attach, under the device lock: the first driver of the bus that matches; nothing when none does. */
@@ -230,7 +269,55 @@ export class DeviceModel {
     return dev.serialize(async () => {
       if (dev.driver || !dev.bus || !this.devices.has(dev.path.join('/'))) return;
       const drv = [...dev.bus.drivers.values()].find((d) => this.matches(d, dev));
-      if (drv) this.attachDriver(dev, drv);
+      if (drv) this.tryAttach(dev, drv);
     });
+  }
+
+  /** driver_attach (a new id): every unbound device of the bus the driver now matches is probed. */
+  async attachAll(drv: BusDriver): Promise<void> {
+    for (const dev of this.onBus(drv.bus)) {
+      await dev.serialize(async () => {
+        if (!dev.driver && this.devices.has(dev.path.join('/')) && this.matches(drv, dev)) this.tryAttach(dev, drv);
+      });
+    }
+  }
+
+  // ---- VFIO ----------------------------------------------------------------------------
+
+  /**
+   * vfio_register_group_dev, from a driver's probe: the device gets its vfio index, and its IOMMU
+   * group its VFIO group device. A device already registered stays as it is.
+   */
+  registerVfio(dev: HostDevice): void {
+    if (this.vfioRegistered.has(dev)) return;
+    const group = dev.pci?.iommuGroup;
+    if (group === undefined) fail(Errno.EINVAL, `${dev.name} is in no IOMMU group`);
+    this.vfioRegistered.add(dev);
+    if (this.vfio.devices) {
+      dev.vfioIndex = this.vfio.devices.alloc();
+      this.vfioDevices.set(dev.vfioIndex, dev);
+    }
+    if (!this.vfioGroups.has(group)) {
+      dev.vfioGroupMinor = this.vfio.groupMinors.alloc();
+      this.vfioGroups.set(group, dev);
+    }
+    this.emit({ kind: 'vfio', dev, registered: true });
+  }
+
+  /** vfio_unregister_group_dev, from a driver's remove: vfio-dev/vfioN goes, then the group device. */
+  unregisterVfio(dev: HostDevice): void {
+    if (!this.vfioRegistered.delete(dev)) return;
+    if (dev.vfioIndex !== undefined) {
+      this.vfioDevices.delete(dev.vfioIndex);
+      this.vfio.devices?.free(dev.vfioIndex);
+    }
+    const group = dev.pci?.iommuGroup;
+    if (dev.vfioGroupMinor !== undefined && group !== undefined && this.vfioGroups.get(group) === dev) {
+      this.vfioGroups.delete(group);
+      this.vfio.groupMinors.free(dev.vfioGroupMinor);
+    }
+    // Listeners see the tree without them, and the numbers they had (their paths are what goes).
+    this.emit({ kind: 'vfio', dev, registered: false });
+    dev.vfioIndex = dev.vfioGroupMinor = undefined;
   }
 }

@@ -66,6 +66,7 @@ export class ConfiguredDriver implements VendorDriver {
       description: t.description,
       deviceApi: t.deviceApi ?? 'vfio-pci',
       legacyName: t.legacyName,
+      nameFile: t.nameFile,
     }));
     const rules: FaultRuleSpec[] = [];
     types.forEach((t, i) => {

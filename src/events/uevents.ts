@@ -175,9 +175,17 @@ export class Uevents {
     const vfio: Kobj[] = this.core.abi.vfioDev && dev.vfioIndex !== undefined ? [{ kind: 'vfio-dev', dev }] : [];
     if (part === 'dir') return [this.event(device, shown ? 'add' : 'remove')];
     if (part !== 'bound') return [];
-    if (shown) return [...[...group, ...vfio].map((k) => this.event(k, 'add')), this.event(device, 'bind')];
+    if (shown) return [...this.vfioEvents(group, vfio, true), this.event(device, 'bind')];
     // KOBJ_UNBIND is sent after dev->driver is cleared: no DRIVER=.
-    return [...[...vfio, ...group].map((k) => this.event(k, 'remove')), this.event(device, 'unbind', [], 'DRIVER')];
+    return [...this.vfioEvents(group, vfio, false), this.event(device, 'unbind', [], 'DRIVER')];
+  }
+
+  /**
+   * A VFIO driver's probe registering its device (vfio_register_group_dev: the group's device, when
+   * the group is new, then vfio-dev/vfioN), or its remove unregistering it (the other way round).
+   */
+  private vfioEvents(group: Kobj[], vfio: Kobj[], registered: boolean): Pending[] {
+    return registered ? [...group, ...vfio].map((k) => this.event(k, 'add')) : [...vfio, ...group].map((k) => this.event(k, 'remove'));
   }
 
   /**
@@ -238,7 +246,8 @@ export class Uevents {
 
   /**
    * device_add / device_del (a device without a bus or class sends nothing: dev_uevent_filter),
-   * driver bind / unbind, driver_register of a bus driver.
+   * driver bind / unbind, driver_register of a bus driver, and a VFIO driver registering the device
+   * in its probe (before the bind) or unregistering it in its remove (before the unbind).
    */
   private renderHost(ev: DeviceEvent): Pending[] {
     if (ev.kind === 'driver') return ev.present ? [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, 'add')] : [];
@@ -247,6 +256,11 @@ export class Uevents {
     const host: Kobj = { kind: 'host', dev };
     if (ev.kind === 'bind') return [this.event(host, ev.bound ? 'bind' : 'unbind')];
     if (ev.kind === 'change') return [this.event(host, 'change')];
+    if (ev.kind === 'vfio') {
+      const group: Kobj[] = dev.vfioGroupMinor !== undefined ? [{ kind: 'host-vfio-group', dev }] : [];
+      const vfio: Kobj[] = dev.vfioIndex !== undefined ? [{ kind: 'host-vfio-dev', dev }] : [];
+      return this.vfioEvents(group, vfio, ev.registered);
+    }
     if (ev.present) {
       const p = this.event(host, 'add');
       this.hostVars.set(dev, this.tree.kobject(host).vars);

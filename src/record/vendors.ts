@@ -225,9 +225,11 @@ function gcd(a: number, b: number): number {
  * - every type shows the same number: one counter per parent, max = that number + devices present
  *   (the mdev core's own max_instances rule);
  * - otherwise a shared pool in proportion: the free units are the least common multiple L of the
- *   non-zero numbers, a type showing n costs L/n (0: L+1, it does not fit now), and the devices
- *   present add their cost. Each create then lowers every type in proportion to its size.
- * Both reproduce exactly what was recorded; change them in the file when the vendor's rule is known.
+ *   non-zero numbers, a type showing n costs L/n (0: L+1, it does not fit now; L when no device
+ *   is present, as no cost larger than the pool is valid), and the devices present add their
+ *   cost. Each create then lowers every type in proportion to its size.
+ * Both reproduce what was recorded (but a type showing 0 beside no device: it shows 1); change
+ * them in the file when the vendor's rule is known.
  */
 export function defaultCapacity(p: RecognisedParent): Candidate {
   const counter = counterOf(p);
@@ -238,6 +240,9 @@ export function defaultCapacity(p: RecognisedParent): Candidate {
   const costs = new Map(p.observed.types.map((t) => [t.id, t.available > 0 ? Math.max(1, Math.floor(free / t.available)) : free + 1]));
   let used = 0;
   for (const [id, n] of p.used) used += n * costs.get(id)!;
+  // A type showing 0 on a parent with no device has no cost that fits a pool ever: it costs the
+  // whole pool (and shows 1; to-profile warns that the default does not reproduce it).
+  if (used === 0) for (const [id, cost] of costs) if (cost > free) costs.set(id, free);
   return {
     rule: 'default: proportional pool',
     capacity: { model: 'pool', size: free + used, errno: 'ENOSPC' },

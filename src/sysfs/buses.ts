@@ -3,7 +3,7 @@ import { kstrtoul, sysfsStreq } from '../base/parse';
 import type { Kobj } from '../core/uevent';
 import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
-import { powerDir, ueventStore } from './common';
+import { autoprobeAttr, powerDir, ueventStore, vfioDevDir } from './common';
 import type { Invalidation } from './kernfs';
 import { type Alive, type DirNode, type Node, attr, dir, dynDir, groups, link, ro, union, wo } from './nodes';
 
@@ -54,9 +54,6 @@ export class BusesRenderer {
     if (!n) this.nodes.set(owner, (n = make()));
     return n;
   }
-
-  /** The vfio index a device's vfio-dev/ last showed (to invalidate class/vfio-dev on unbind). */
-  private readonly vfioShown = new WeakMap<HostDevice, number>();
 
   /** Top-level names of driver attributes ever shown in a device's directory (to invalidate on unbind). */
   private readonly driverTops = new WeakMap<HostDevice, Set<string>>();
@@ -129,10 +126,8 @@ export class BusesRenderer {
   }
 
   /** Host devices registered with VFIO by their driver, by vfio index (for class/vfio-dev). */
-  vfioDevices(): Map<number, HostDevice> {
-    const m = new Map<number, HostDevice>();
-    for (const d of this.model.devices.values()) if (d.vfioIndex !== undefined) m.set(d.vfioIndex, d);
-    return m;
+  vfioDevices(): ReadonlyMap<number, HostDevice> {
+    return this.model.vfioDevices;
   }
 
   /** class/vfio-dev/vfioN of a host device: a link to its vfio-dev/vfioN, alive while registered. */
@@ -140,26 +135,9 @@ export class BusesRenderer {
     return link([...dev.path, 'vfio-dev', `vfio${index}`], () => this.present(dev)() && dev.vfioIndex === index);
   }
 
-  /** vfio-dev/vfioN of a device its driver registered with VFIO (a vendor-VFIO VF), while it is so. */
+  /** vfio-dev/vfioN of a device its driver registered with VFIO (vfio-pci, a vendor-VFIO VF), while it is so. */
   private vfioDevDir(dev: HostDevice, index: number): DirNode {
-    this.vfioShown.set(dev, index);
-    const name = `vfio${index}`;
-    const alive = () => this.present(dev)() && dev.vfioIndex === index;
-    return dir(
-      {
-        [name]: () =>
-          dir(
-            {
-              device: () => link(dev.path, alive),
-              power: () => powerDir(alive),
-              subsystem: () => link(['class', 'vfio-dev'], alive),
-              uevent: () => attr(0o644, () => '', ueventStore, alive),
-            },
-            alive,
-          ),
-      },
-      alive,
-    );
+    return vfioDevDir(index, dev.path, () => this.present(dev)() && dev.vfioIndex === index, this.synth({ kind: 'host-vfio-dev', dev }));
   }
 
   private uevent(dev: HostDevice): string {
@@ -306,8 +284,7 @@ export class BusesRenderer {
               return drv && this.driverDir(drv);
             },
           ),
-        // drivers_autoprobe_store: '0' turns it off, anything else on.
-        drivers_autoprobe: () => attr(0o644, () => `${bus.autoprobe ? 1 : 0}\n`, (b) => ((bus.autoprobe = b[0] !== 0x30), b.length)),
+        drivers_autoprobe: () => autoprobeAttr(() => bus.autoprobe, (on) => (bus.autoprobe = on)),
         drivers_probe: () => wo((b) => this.probeStore(bus, b)),
         uevent: () => wo(this.synth({ kind: 'bus', name })),
       };
@@ -393,7 +370,7 @@ export class BusesRenderer {
     }
     drv.dynIds.add(key);
     // driver_attach: every unbound device the driver now matches.
-    for (const d of this.model.onBus(drv.bus)) if (!d.driver && this.model.matches(drv, d)) await this.model.bind(d, drv);
+    await this.model.attachAll(drv);
     return buf.length;
   }
 
@@ -460,18 +437,22 @@ export class BusesRenderer {
     const at = (...parts: readonly string[]) => '/' + parts.join('/');
     if (ev.kind === 'bind') {
       const { dev, driver, bound } = ev;
-      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name), at('class', 'vfio-dev')];
+      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
       if (dev.pci?.iommuGroup !== undefined) attrs.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
       if (bound) return { entries: [], attrs };
       // The driver's own attributes (nvidia/ on a VF) went with it.
       const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
-      tops.push(at(...dev.path, 'vfio-dev'));
-      const shown = this.vfioShown.get(dev);
-      if (shown !== undefined && dev.vfioIndex !== shown) tops.push(at('class', 'vfio-dev', `vfio${shown}`));
       this.driverAttrTops(dev).clear();
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
+    if (ev.kind === 'vfio') {
+      // vfio-dev/ and class/vfio-dev/vfioN (the group device is the tree's: mdevs have them too).
+      const { dev, registered } = ev;
+      const attrs = [at(...dev.path), at('class', 'vfio-dev')];
+      if (registered || dev.vfioIndex === undefined) return { entries: [], attrs };
+      return { entries: [at(...dev.path, 'vfio-dev'), at('class', 'vfio-dev', `vfio${dev.vfioIndex}`)], attrs };
+    }
     // KOBJ_CHANGE takes nothing away: a PF's new virtfnN links are new names, and a VF's removal
     // takes its own link (below).
     if (ev.kind === 'change') return { entries: [], attrs: [] };

@@ -1,5 +1,5 @@
 import { Errno, fail } from '../base/errno';
-import { type Alive, type DirNode, type Node, acceptWords, attr, dynDir, ro } from './nodes';
+import { type Alive, type AttrNode, type DirNode, type Node, acceptWords, attr, dir, dynDir, link, ro } from './nodes';
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
 const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
@@ -7,6 +7,40 @@ export function ueventStore(buf: Buffer): number {
   const action = buf.toString('latin1').replace(/\n$/, '').split(' ')[0] ?? '';
   if (!UEVENT_ACTIONS.includes(action)) fail(Errno.EINVAL, 'unknown uevent action');
   return buf.length;
+}
+
+/**
+ * A bus's drivers_autoprobe (drivers/base/bus.c, drivers_autoprobe_store): any write is accepted
+ * and turns probing off when its first byte is '0', on otherwise; it reads 0 or 1.
+ */
+export function autoprobeAttr(get: () => boolean, set: (on: boolean) => void): AttrNode {
+  return attr(0o644, () => `${get() ? 1 : 0}\n`, (buf) => {
+    set(buf[0] !== 0x30);
+    return buf.length;
+  });
+}
+
+/**
+ * vfio-dev/ of a device a VFIO driver registered (6.1, vfio_main.c: a "vfio-dev" class device named
+ * vfioN below it): vfioN/ with a `device` link back, power/, subsystem and an empty uevent.
+ */
+export function vfioDevDir(index: number, devicePath: readonly string[], alive: Alive, uevent: (buf: Buffer) => number): DirNode {
+  const name = `vfio${index}`;
+  return dir(
+    {
+      [name]: () =>
+        dir(
+          {
+            device: () => link(devicePath, alive),
+            power: () => powerDir(alive),
+            subsystem: () => link(['class', 'vfio-dev'], alive),
+            uevent: () => attr(0o644, () => '', uevent, alive),
+          },
+          alive,
+        ),
+    },
+    alive,
+  );
 }
 
 /** power/ of a device without runtime PM (Debian's PM config), as the 6.1 transcript shows. */

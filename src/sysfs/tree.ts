@@ -3,10 +3,9 @@ import type { Kobj } from '../core/uevent';
 import type { Invalidation } from './kernfs';
 import { Errno, fail } from '../base/errno';
 import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
-import { kstrtoul } from '../base/parse';
-import { type DeviceEvent, DeviceModel } from '../devices/model';
+import { type DeviceEvent, DeviceModel, type HostDevice } from '../devices/model';
 import { BusesRenderer } from './buses';
-import { powerDir } from './common';
+import { autoprobeAttr, powerDir, vfioDevDir } from './common';
 import {
   type Alive,
   type DirNode,
@@ -59,7 +58,7 @@ export class SysfsTree {
 
   constructor(
     private readonly core: MdevCore,
-    devices: DeviceModel = new DeviceModel(),
+    private readonly devices: DeviceModel = new DeviceModel(),
   ) {
     // A device's directory also holds an mdev parent's entries and the devices below it.
     this.buses = new BusesRenderer(devices, (dev) => {
@@ -115,15 +114,10 @@ export class SysfsTree {
           for (const top of tops) entries.push(`${devPath}/${top}`);
         }
       } else if (part === 'bound') {
-        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'), at('devices', 'virtual', 'vfio'));
-        // The glue directory devices/virtual/vfio comes with the first group device and goes with
-        // the last: only then does devices/virtual's link count change.
-        const groups = this.vfioGroupCount();
-        if (shown ? groups === 1 : groups === 0) attrs.push(at('devices', 'virtual'));
+        attrs.push(devPath, at('kernel', 'iommu_groups'), at('class', 'vfio-dev'));
+        if (dev.iommuGroup !== undefined) this.vfioGroupInvalidations(dev.iommuGroup, shown, entries, attrs);
         if (!shown) {
           entries.push(`${devPath}/driver`, `${devPath}/iommu_group`, `${devPath}/vfio-dev`);
-          if (dev.iommuGroup !== undefined) entries.push(at('class', 'vfio', String(dev.iommuGroup)), at('devices', 'virtual', 'vfio', String(dev.iommuGroup)));
-          if (groups === 0) entries.push(at('devices', 'virtual', 'vfio'));
           if (dev.boundDriver) entries.push(at('bus', 'mdev', 'drivers', dev.boundDriver, dev.uuid));
           if (dev.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.iommuGroup)));
           if (dev.vfioIndex !== undefined) entries.push(at('class', 'vfio-dev', `vfio${dev.vfioIndex}`));
@@ -161,7 +155,25 @@ export class SysfsTree {
 
   /** What a change of the host devices (a bind, an unbind) took away. */
   deviceInvalidations(ev: DeviceEvent): Invalidation {
-    return this.buses.invalidations(ev);
+    const inv = this.buses.invalidations(ev);
+    const group = ev.kind === 'vfio' && ev.dev.vfioGroupMinor !== undefined ? ev.dev.pci?.iommuGroup : undefined;
+    if (ev.kind === 'vfio' && group !== undefined) this.vfioGroupInvalidations(group, ev.registered, inv.entries, inv.attrs);
+    return inv;
+  }
+
+  /**
+   * A VFIO group device came or went: devices/virtual/vfio/<group> and class/vfio/<group>. The glue
+   * directory devices/virtual/vfio comes with the first group device and goes with the last: only
+   * then does devices/virtual's link count change.
+   */
+  private vfioGroupInvalidations(group: number, shown: boolean, entries: string[], attrs: string[]): void {
+    attrs.push('/devices/virtual/vfio');
+    const groups = this.vfioGroupCount();
+    if (shown ? groups === 1 : groups === 0) attrs.push('/devices/virtual', '/devices');
+    if (shown) return;
+    entries.push(`/class/vfio/${group}`, `/devices/virtual/vfio/${group}`);
+    if (groups === 0) entries.push('/devices/virtual/vfio');
+    if (groups === 0 && !this.prefixDir(['devices']).lookup('virtual')) entries.push('/devices/virtual');
   }
 
   // ---- node identity -------------------------------------------------------------------
@@ -237,11 +249,17 @@ export class SysfsTree {
         path = ['devices', 'virtual', 'vfio', String(k.dev.iommuGroup)];
         node = this.vfioGroupDir(k.dev);
         break;
-      case 'vfio-dev': {
+      case 'host-vfio-group':
+        path = ['devices', 'virtual', 'vfio', String(k.dev.pci?.iommuGroup)];
+        node = this.hostVfioGroupDir(k.dev);
+        break;
+      case 'vfio-dev':
+      case 'host-vfio-dev': {
         const name = `vfio${k.dev.vfioIndex}`;
-        path = [...this.devicePath(k.dev), 'vfio-dev', name];
-        const d = this.vfioDevDir(k.dev).lookup(name);
-        node = d?.kind === 'dir' ? d : undefined;
+        path = [...(k.kind === 'vfio-dev' ? this.devicePath(k.dev) : k.dev.path), 'vfio-dev', name];
+        const d = (k.kind === 'vfio-dev' ? this.vfioDevDir(k.dev) : this.buses.deviceDir(k.dev).lookup('vfio-dev'));
+        const vfio = d?.kind === 'dir' ? d.lookup(name) : undefined;
+        node = vfio?.kind === 'dir' ? vfio : undefined;
         break;
       }
       case 'parent': {
@@ -284,12 +302,14 @@ export class SysfsTree {
         return d;
       };
       const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
-      // devices/virtual/vfio: the VFIO group devices' glue directory, while there is one.
-      const glue = key === 'devices/virtual' ? () => (this.vfioGroupCount() > 0 ? ['vfio'] : []) : () => [];
+      // devices/virtual/vfio: the VFIO group devices' glue directory, while there is one (and
+      // devices/virtual with it, on a host whose parents are all bus devices).
+      const glueName = key === 'devices/virtual' ? 'vfio' : key === 'devices' ? 'virtual' : undefined;
+      const glue = glueName ? () => (this.vfioGroupCount() > 0 ? [glueName] : []) : () => [];
       return dynDir(
         () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.buses.namesBelow(prefix), ...glue()]),
         (name) => {
-          if (name === 'vfio' && glue().length > 0) return this.vfioGroupsDir();
+          if (name === glueName && glue().length > 0) return name === 'vfio' ? this.vfioGroupsDir() : deeperDir(name);
           // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
           const device = this.buses.deviceAt(`${key}/${name}`);
           if (device) return this.buses.deviceDir(device);
@@ -438,23 +458,7 @@ export class SysfsTree {
   }
 
   private makeVfioDevDir(dev: MdevDevice): DirNode {
-    const alive = this.partAlive(dev, 'bound');
-    const name = `vfio${dev.vfioIndex}`;
-    return dir(
-      {
-        [name]: () =>
-          dir(
-            {
-              device: () => link(this.devicePath(dev), alive),
-              power: () => powerDir(alive),
-              subsystem: () => link(['class', 'vfio-dev'], alive),
-              uevent: () => attr(0o644, () => '', this.ueventStore({ kind: 'vfio-dev', dev }), alive),
-            },
-            alive,
-          ),
-      },
-      alive,
-    );
+    return vfioDevDir(dev.vfioIndex!, this.devicePath(dev), this.partAlive(dev, 'bound'), this.ueventStore({ kind: 'vfio-dev', dev }));
   }
 
   // ---- /bus/mdev -----------------------------------------------------------------------
@@ -476,11 +480,13 @@ export class SysfsTree {
           return d && this.busDriverDir(d.name, d.module);
         },
       );
+      const autoprobe = autoprobeAttr(() => core.autoprobe, (on) => (core.autoprobe = on));
+      const probe = wo((buf) => core.probeStore(buf));
       return dir({
         devices: () => devices,
         drivers: () => drivers,
-        drivers_autoprobe: () => attr(0o644, () => '1\n', (buf) => (kstrtoul(buf), buf.length)),
-        drivers_probe: () => wo(() => fail(Errno.ENODEV, 'no device matches')),
+        drivers_autoprobe: () => autoprobe,
+        drivers_probe: () => probe,
         uevent: () => wo(this.ueventStore({ kind: 'bus' })),
       });
     });
@@ -545,13 +551,13 @@ export class SysfsTree {
           'vfio-dev': () =>
             this.core.abi.vfioDev
               ? dynDir(
-                  () => [...this.core.vfioDevices.keys(), ...this.buses.vfioDevices().keys()].map((n) => `vfio${n}`),
+                  () => [...this.core.vfioDevices.keys(), ...this.devices.vfioDevices.keys()].map((n) => `vfio${n}`),
                   (name) => {
                     const m = /^vfio(0|[1-9]\d*)$/.exec(name); // no numeric aliases: vfio00 is ENOENT
                     const dev = m ? this.core.vfioDevices.get(Number(m[1])) : undefined;
                     if (dev) return link([...this.devicePath(dev), 'vfio-dev', name], this.partAlive(dev, 'bound'));
-                    // A host device its driver registered with VFIO (NVIDIA's vendor-specific VFIO VF).
-                    const host = m ? this.buses.vfioDevices().get(Number(m[1])) : undefined;
+                    // A host device its driver registered with VFIO (vfio-pci, NVIDIA's vendor-specific VFIO VF).
+                    const host = m ? this.devices.vfioDevices.get(Number(m[1])) : undefined;
                     return host && this.buses.vfioClassLink(host, Number(m![1]));
                   },
                   undefined,
@@ -570,29 +576,33 @@ export class SysfsTree {
   // ---- VFIO groups: /dev/vfio/<group> as sysfs shows it ---------------------------------
 
   /*
-   * The group devices are the bound mdevs' groups, core.iommuGroups: show('bound') gives a device
-   * its IOMMU group and its group minor together, and hide('bound') takes both. Counted without
-   * walking them (a create at 10,000 devices must cost what one at 0 does).
+   * The group devices are the bound mdevs' groups, core.iommuGroups (show('bound') gives a device
+   * its IOMMU group and its group minor together, and hide('bound') takes both), and the groups of
+   * the host devices a VFIO driver has (vfio-pci, a vendor-specific VFIO VF), devices.vfioGroups.
+   * Counted without walking them (a create at 10,000 devices must cost what one at 0 does).
    */
   private vfioGroupCount(): number {
-    return this.core.iommuGroups.size;
+    return this.core.iommuGroups.size + this.devices.vfioGroups.size;
   }
 
   private vfioGroupNames(): string[] {
-    return [...this.core.iommuGroups.keys()].map(String);
+    return [...this.core.iommuGroups.keys(), ...this.devices.vfioGroups.keys()].map(String);
   }
 
-  /** A directory of one entry per group device: make(dev, name) for a group number that has one. */
-  private vfioGroupEntries<N extends Node>(make: (dev: MdevDevice, name: string) => N): (name: string) => N | undefined {
-    return (name) => {
-      const dev = /^(0|[1-9]\d*)$/.test(name) ? this.core.iommuGroups.get(Number(name)) : undefined; // 00 is ENOENT
-      return dev && make(dev, name);
-    };
+  /** The group device of a group number (00 is ENOENT): its directory and whether it is still there. */
+  private vfioGroup(name: string): { dir: DirNode; alive: Alive } | undefined {
+    if (!/^(0|[1-9]\d*)$/.test(name)) return undefined;
+    const n = Number(name);
+    const dev = this.core.iommuGroups.get(n);
+    if (dev) return { dir: this.vfioGroupDir(dev), alive: this.partAlive(dev, 'bound') };
+    const host = this.devices.vfioGroups.get(n);
+    if (host) return { dir: this.hostVfioGroupDir(host), alive: () => this.devices.vfioGroups.get(n) === host };
+    return undefined;
   }
 
   /** devices/virtual/vfio/: one directory per group device. */
   private vfioGroupsDir(): DirNode {
-    return this.cached(this, 'devices/virtual/vfio', () => dynDir(() => this.vfioGroupNames(), this.vfioGroupEntries((dev) => this.vfioGroupDir(dev))));
+    return this.cached(this, 'devices/virtual/vfio', () => dynDir(() => this.vfioGroupNames(), (name) => this.vfioGroup(name)?.dir));
   }
 
   /** class/vfio/: N -> ../../devices/virtual/vfio/N. */
@@ -600,8 +610,25 @@ export class SysfsTree {
     return this.cached(this, 'class/vfio', () =>
       linkDir(
         () => this.vfioGroupNames(),
-        this.vfioGroupEntries((dev, name) => link(['devices', 'virtual', 'vfio', name], this.partAlive(dev, 'bound'))),
+        (name) => {
+          const g = this.vfioGroup(name);
+          return g && link(['devices', 'virtual', 'vfio', name], g.alive);
+        },
       ),
+    );
+  }
+
+  private vfioGroupDir(dev: MdevDevice): DirNode {
+    return this.cached(dev, `vfio-group:${dev.iommuGroup}:${dev.vfioGroupMinor}`, () =>
+      this.groupDeviceDir(dev.iommuGroup!, dev.vfioGroupMinor!, this.partAlive(dev, 'bound'), { kind: 'vfio-group', dev }),
+    );
+  }
+
+  private hostVfioGroupDir(dev: HostDevice): DirNode {
+    const group = dev.pci!.iommuGroup!;
+    const minor = dev.vfioGroupMinor!;
+    return this.cached(dev, `vfio-group:${group}:${minor}`, () =>
+      this.groupDeviceDir(group, minor, () => this.devices.vfioGroups.get(group) === dev && dev.vfioGroupMinor === minor, { kind: 'host-vfio-group', dev }),
     );
   }
 
@@ -610,16 +637,13 @@ export class SysfsTree {
    * the IOMMU group, devt VFIO_GROUP_MAJOR:minor): dev, power/, subsystem, uevent with MAJOR,
    * MINOR and DEVNAME, as the real 6.1 kernel's uevents show (test/events/uevents.txt).
    */
-  private vfioGroupDir(dev: MdevDevice): DirNode {
-    return this.cached(dev, `vfio-group:${dev.iommuGroup}:${dev.vfioGroupMinor}`, () => {
-      const alive = this.partAlive(dev, 'bound');
-      const devt = `${VFIO_GROUP_MAJOR}:${dev.vfioGroupMinor}`;
-      const vars = `MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${dev.vfioGroupMinor}\nDEVNAME=vfio/${dev.iommuGroup}\n`;
-      const power = powerDir(alive);
-      const subsystem = link(['class', 'vfio'], alive);
-      const uevent = attr(0o644, () => vars, this.ueventStore({ kind: 'vfio-group', dev }), alive);
-      return dir({ dev: () => ro(`${devt}\n`, alive), power: () => power, subsystem: () => subsystem, uevent: () => uevent }, alive);
-    });
+  private groupDeviceDir(group: number, minor: number, alive: Alive, kobj: Kobj): DirNode {
+    const devt = `${VFIO_GROUP_MAJOR}:${minor}`;
+    const vars = `MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${minor}\nDEVNAME=vfio/${group}\n`;
+    const power = powerDir(alive);
+    const subsystem = link(['class', 'vfio'], alive);
+    const uevent = attr(0o644, () => vars, this.ueventStore(kobj), alive);
+    return dir({ dev: () => ro(`${devt}\n`, alive), power: () => power, subsystem: () => subsystem, uevent: () => uevent }, alive);
   }
 
   private iommuGroupsDir(): DirNode {

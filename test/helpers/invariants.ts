@@ -184,10 +184,24 @@ export function checkInvariants(tree: TreeFs, opts: CheckOptions): CheckResult {
   }
   // Groups of host devices (a PCI parent's own) may exist too, but no group is left empty.
   for (const g of groups) if (ls(`/kernel/iommu_groups/${g}/devices`).length === 0) bad(`iommu group ${g} belongs to no device`);
+  // class/vfio-dev/vfioN: an mdev's, or a host device's that a VFIO driver has (vfio-pci, a vendor-specific
+  // VFIO VF); its `device` link leads back to the device that holds it.
+  const vfioGroups = ls('/class/vfio');
   for (const v of ls('/class/vfio-dev')) {
     const target = follow(`/class/vfio-dev/${v}`);
-    if (!target || ![...deviceAt.values()].some((d) => target === `${d}/vfio-dev/${v}`)) bad(`class/vfio-dev/${v} belongs to no device`);
+    const owner = target && follow(`${target}/device`);
+    if (!target || !owner || target !== `${owner}/vfio-dev/${v}`) bad(`class/vfio-dev/${v} belongs to no device`);
+    else if (!exists(`${owner}/driver`)) bad(`${owner} has ${v} but no driver`);
+    // Its IOMMU group has its VFIO group device.
+    const group = owner && follow(`${owner}/iommu_group`)?.split('/').pop();
+    if (owner && (group === undefined || !vfioGroups.includes(group))) bad(`${owner} has ${v} but its IOMMU group ${group} no VFIO group device`);
   }
+  // The VFIO group devices: class/vfio/N leads to devices/virtual/vfio/N, of an IOMMU group that exists.
+  for (const g of vfioGroups) {
+    if (follow(`/class/vfio/${g}`) !== `/devices/virtual/vfio/${g}`) bad(`class/vfio/${g} does not lead to devices/virtual/vfio/${g}`);
+    if (!groups.includes(g)) bad(`class/vfio/${g}: no IOMMU group ${g}`);
+  }
+  if (ls('/devices/virtual/vfio').sort().join() !== [...vfioGroups].sort().join()) bad('devices/virtual/vfio and class/vfio list different groups');
 
   if (opts.quiet && opts.profile) {
     for (const p of opts.profile.parents) {

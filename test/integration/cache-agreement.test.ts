@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { CLI, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 import type { Profile } from '../../src/drivers/profile-types';
+import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { checkInvariants, mountedTree } from '../helpers/invariants';
 
 // The direct backend lets the kernel cache entries and attributes for an hour and invalidates
@@ -169,4 +170,25 @@ t.test('4.17: a vetoed remove takes the remove file away and gives it back; all 
     t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U(2)}/remove`).stderr, 'bash: line 1: echo: write error: Device or resource busy\n'),
   );
   await step('the next remove', () => t.equal(sh(d.dir, `echo 1 > bus/mdev/devices/${U(2)}/remove`).code, 0));
+});
+
+t.test('vfio-pci: binding and unbinding a function (its vfio-dev/, its VFIO group device, devices/virtual with it); all three agree', async (t) => {
+  // A host whose only mdev parent is a PCI function: devices/virtual exists only while a VFIO group device does.
+  const A = '0000:3b:00.0';
+  const host: Profile = {
+    ...BUILTIN_PROFILES.gvt,
+    pciDevices: [{ name: A, path: `devices/pci0000:3a/${A}`, pci: { vendor: '0x10de', device: '0x1eb8', class: '0x030200', iommuGroup: 3 } }],
+  };
+  const d = await startDaemon({ profile: host });
+  t.teardown(() => d.stop());
+  const step = stepper(t, d.dir, host, '6.1');
+  await step('driver_override + drivers_probe', () => t.equal(sh(d.dir, `echo vfio-pci > bus/pci/devices/${A}/driver_override && echo ${A} > bus/pci/drivers_probe`).code, 0));
+  t.equal(sh(d.dir, `ls bus/pci/devices/${A}/vfio-dev devices/virtual/vfio`).stdout, `bus/pci/devices/${A}/vfio-dev:\nvfio0\n\ndevices/virtual/vfio:\n3\n`);
+  await step('unbind', () => t.equal(sh(d.dir, `echo ${A} > bus/pci/drivers/vfio-pci/unbind`).code, 0));
+  t.equal(sh(d.dir, 'ls devices').stdout, 'pci0000:00\npci0000:3a\n', 'devices/virtual went with the last group device');
+  await step('bind', () => t.equal(sh(d.dir, `echo ${A} > bus/pci/drivers/vfio-pci/bind`).code, 0));
+  await step('an mdev beside it, then the unbind', () => {
+    t.equal(sh(d.dir, `echo ${U(1)} > class/mdev_bus/0000:00:02.0/mdev_supported_types/i915-GVTg_V5_8/create`).code, 0);
+    t.equal(sh(d.dir, `echo ${A} > bus/pci/drivers/vfio-pci/unbind`).code, 0);
+  });
 });

@@ -70,6 +70,6 @@ t.test('ctl without a daemon, and bad requests', async (t) => {
   const bad = join(scratch('mdevfs-bad-'), 'bad.json');
   writeFileSync(bad, JSON.stringify({ name: 'x', path: 'sys/x', mdevDriver: 'x', capacity: { model: 'counter', max: 1 }, types: [{ name: 'a' }] }));
   const r = ctl(d.dir, 'add-parent', bad);
-  t.equal(r.status, 1);
-  t.equal(r.stderr, 'mdevfs ctl: profile refused:\n  parents[0].path: must be devices/... ending with the parent\'s name\n');
+  t.equal(r.status, 2, 'a refused profile is a usage error, as with --profile (issue #16)');
+  t.equal(r.stderr, `mdevfs ctl: profile ${bad} refused:\n  parents[0].path: must be devices/... ending with the parent's name\n`);
 });

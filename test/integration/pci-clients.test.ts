@@ -126,8 +126,10 @@ t.test('driverctl hands the GVT-g parent to vfio-pci and back; the mdev parent f
      driverctl list-devices; driverctl list-overrides
      echo "override=$(cat ${D}/driver_override) enable=$(cat ${D}/enable) driver=$(basename $(readlink ${D}/driver))"
      echo "parents=$(ls /sys/class/mdev_bus | wc -l) mdevs=$(ls /sys/bus/mdev/devices | wc -l) types=$(ls -d ${D}/mdev_supported_types 2>/dev/null | wc -l)"
+     echo "vfio-dev=$(ls ${D}/vfio-dev) class/vfio-dev=$(ls /sys/class/vfio-dev) class/vfio=$(ls /sys/class/vfio)"
      driverctl --nosave unset-override 0000:00:02.0; echo "unset=$?"
      driverctl list-devices
+     test -e ${D}/vfio-dev || echo "no vfio-dev, class/vfio=$(ls /sys/class/vfio)"
      echo "override=$(cat ${D}/driver_override) enable=$(cat ${D}/enable) parents=$(ls /sys/class/mdev_bus)"
      cat ${D}/mdev_supported_types/i915-GVTg_V5_4/available_instances`,
   );
@@ -141,8 +143,11 @@ t.test('driverctl hands the GVT-g parent to vfio-pci and back; the mdev parent f
       'override=vfio-pci enable=0 driver=vfio-pci',
       // i915's remove unregisters the mdev parent: its mdevs and types go with it (spec §3.5).
       'parents=0 mdevs=0 types=0',
+      // vfio-pci's probe registered the function with VFIO: vfio0 (the vGPU's went with it) and group 0's device.
+      'vfio-dev=vfio0 class/vfio-dev=vfio0 class/vfio=0',
       'unset=0',
       '0000:00:02.0 i915',
+      'no vfio-dev, class/vfio=',
       'override=(null) enable=1 parents=0000:00:02.0',
       '5', // i915's probe registered a fresh parent: the whole aperture is free again
       '',

@@ -399,6 +399,25 @@ t.test('a hand-made static tree (files and symlinks) replays identically, and li
   t.equal(counts(), '15\n0\n', 'a 1Q shuts out the 2Q');
 });
 
+t.test('an older host whose types have no name file (GVT-g before 6.1) replays without one', async (t) => {
+  const fixture = JSON.parse(readFileSync(join(REPO, 'test', 'fixtures', 'record', 'gvt-6.0-tree.json'), 'utf8')) as Parameters<typeof writeTree>[1];
+  const tree = writeTree('gvt-6.0', fixture);
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.notMatch(r.stderr, /name/, 'nothing to warn about');
+  t.match(r.stderr, /0000:00:02\.0: capacity gvt/);
+  const profile = JSON.parse(r.text) as Profile;
+  t.equal(profile.abi, undefined, 'the 6.1 ABI: the mdev driver is i915\'s own, not vfio_mdev');
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  const types = await overSys(tree, MDEVCTL);
+  t.match(types, /i915-GVTg_V5_8\n {4}Available instances: 7\n {4}Device API: vfio-pci\n {4}Description: low_gm_size: 64MB/);
+  t.notMatch(types, /Name:/, 'the host shows no name');
+  t.equal(await overSys(replay.dir, MDEVCTL), types, 'mdevctl types and list: no Name: line in the replay either');
+  const T = 'class/mdev_bus/0000:00:02.0/mdev_supported_types';
+  t.equal(sh(replay.dir, `ls ${T}/i915-GVTg_V5_4; cat ${T}/i915-GVTg_V5_4/name`).stdout, 'available_instances\ncreate\ndescription\ndevice_api\ndevices\n', 'no name file');
+});
+
 t.test('mdevfs exec and ctl add-parent replay a recording', async (t) => {
   const orig = await startDaemon({ profile: 'gvt', logLevel: 'warn' });
   t.teardown(() => orig.stop());
@@ -512,6 +531,29 @@ t.test('an unknown vendor gets the documented default: a counter, or a pool in p
   t.equal(readFileSync(join(d, 'bus/mdev/devices', uuid(1), 'vendor/slot'), 'latin1'), `acme slot of ${uuid(1)}\n`);
   t.equal(write(d, 'class/mdev_bus/same0/mdev_supported_types/same-x/create', uuid(3)), 'ok');
   t.equal(counts(), 'acme-a 3\nacme-b 1\nacme-c 0\nsame-x 2\nsame-y 2\n', 'one counter for both types');
+});
+
+t.test('an unknown vendor\'s type showing 0 beside no device: a valid pool (no cost above its size), and a warning', async (t) => {
+  const A = 'devices/virtual/zero/zero0';
+  const type = (name: string, avail: number) => ({
+    [`${A}/mdev_supported_types/${name}/device_api`]: 'vfio-pci\n',
+    [`${A}/mdev_supported_types/${name}/available_instances`]: `${avail}\n`,
+    [`${A}/mdev_supported_types/${name}/create`]: '',
+  });
+  const tree = writeTree('zero', {
+    files: { ...type('zero-a', 2), ...type('zero-b', 1), ...type('zero-c', 0) },
+    dirs: ['bus/mdev/drivers/zero'],
+    links: { 'class/mdev_bus/zero0': `../../${A}`, [`${A}/subsystem`]: '../../../../class/zero' },
+  });
+  const r = await record(tree);
+  t.equal(r.code, 0, r.stderr);
+  t.match(r.stderr, /zero0: the default capacity model does not reproduce every available_instances/);
+  const [p] = JSON.parse(r.text).parents;
+  t.same(p.capacity, { model: 'pool', size: 2, errno: 'ENOSPC' });
+  t.same(Object.fromEntries(p.types.map((ty: { name: string; cost: number }) => [ty.name, ty.cost])), { a: 1, b: 2, c: 2 }, 'the type showing 0 costs the whole pool');
+  const replay = await startDaemon({ profile: r.file, logLevel: 'warn' });
+  t.teardown(() => replay.stop());
+  t.equal(avail(replay.dir).replace(/class\/mdev_bus\/zero0\/mdev_supported_types\//g, ''), 'zero-a 2\nzero-b 1\nzero-c 1\n');
 });
 
 t.test('a sparse mock tree (no subsystem links, no newlines, parent under bus/pci/devices) is placed as on a host', async (t) => {

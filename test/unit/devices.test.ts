@@ -1,5 +1,6 @@
 import t from 'tap';
 import { Errno } from '../../src/base/errno';
+import { Ida } from '../../src/base/ida';
 import { DeviceModel, HostDevice } from '../../src/devices/model';
 import { PciFunction, cpuList, cpuMask, parseBdf, parseCpuList, vfAddress } from '../../src/devices/pci';
 
@@ -64,6 +65,7 @@ t.test('binding: driver_override decides, EBUSY when bound, hooks run as probe a
   const model = new DeviceModel();
   const bus = model.bus('pci');
   const dev = model.add(new HostDevice('0000:00:02.0', ['devices', 'pci0000:00', '0000:00:02.0'], bus, fn(), [], {}, undefined, true));
+  dev.pci!.iommuGroup = 0; // vfio-pci takes only a function in an IOMMU group
   const i915 = model.driver(bus, 'i915', { module: 'i915' });
   const vfio = model.driver(bus, 'vfio-pci', { module: 'vfio_pci' });
   i915.claimed.add(dev);
@@ -96,4 +98,34 @@ t.test('binding: driver_override decides, EBUSY when bound, hooks run as probe a
   await model.remove(dev);
   t.same(log, ['probe', 'remove', 'probe', 'remove'], 'device_del unbinds first');
   await t.rejects(model.bind(dev, i915), { errno: Errno.ENODEV });
+});
+
+t.test('vfio-pci registers a function with VFIO at probe and unregisters it at remove; no IOMMU group, no bind', async (t) => {
+  const numbers = { devices: new Ida(), groupMinors: new Ida() };
+  numbers.devices.alloc(); // vfio0 and minor 0 are an mdev's: one numbering for both
+  numbers.groupMinors.alloc();
+  const model = new DeviceModel(numbers);
+  const bus = model.bus('pci');
+  const vfio = model.driver(bus, 'vfio-pci', { module: 'vfio_pci' });
+  const dev = model.add(new HostDevice('0000:3b:00.0', ['devices', 'pci0000:3a', '0000:3b:00.0'], bus, fn(), [], {}, undefined, true));
+  const events: string[] = [];
+  model.subscribe((ev) => {
+    if (ev.kind === 'vfio') events.push(`vfio ${ev.registered} ${ev.dev.vfioIndex} ${ev.dev.vfioGroupMinor}`);
+    if (ev.kind === 'bind') events.push(`bind ${ev.bound}`);
+  });
+  dev.driverOverride = 'vfio-pci';
+  await t.rejects(model.bind(dev, vfio), { errno: Errno.EINVAL }, 'in no IOMMU group: EINVAL');
+  await model.attach(dev);
+  t.equal(dev.driver, undefined, 'drivers_probe: the failed probe leaves it unbound');
+  t.same(events, [], 'and sends nothing');
+  dev.pci!.iommuGroup = 3;
+  await model.attach(dev);
+  t.equal(dev.driver, vfio);
+  t.same([dev.vfioIndex, dev.vfioGroupMinor], [1, 1]);
+  t.equal(model.vfioDevices.get(1), dev);
+  t.equal(model.vfioGroups.get(3), dev);
+  await model.unbind(dev);
+  t.same(events, ['vfio true 1 1', 'bind true', 'vfio false 1 1', 'bind false'], 'registered before the bind, unregistered before the unbind, numbers still set');
+  t.same([dev.vfioIndex, dev.vfioGroupMinor, model.vfioDevices.size, model.vfioGroups.size], [undefined, undefined, 0, 0]);
+  t.equal(numbers.devices.alloc(), 1, 'its numbers are free again');
 });

@@ -81,6 +81,12 @@ t.test('the checker passes a real tree and reports each kind of damage', async (
   damaged('two devices, one iommu group', (m) => m.set(`${MDPY}/${U2}/iommu_group`, { ...(m.get(`${MTTY}/${U1}/iommu_group`) as { link: string }) }), /shares/);
   damaged('an empty iommu group', (m) => m.set('/kernel/iommu_groups/7', { dir: true }).set('/kernel/iommu_groups/7/devices', { dir: true }), /iommu group 7 belongs to no device/);
   damaged('a vfio-dev of no device', (m) => m.set('/class/vfio-dev/vfio9', { link: '../../kernel/iommu_groups' }), /vfio9 belongs to no device/);
+  damaged("a vfio-dev whose group has no VFIO group device", (m) => {
+    const g = (m.get(`${MTTY}/${U1}/iommu_group`) as { link: string }).link.split('/').pop()!;
+    m.delete(`/class/vfio/${g}`);
+    for (const k of [...m.keys()]) if (k.startsWith(`/devices/virtual/vfio/${g}`)) m.delete(k);
+  }, /has vfio\d+ but its IOMMU group \d+ no VFIO group device/);
+  damaged('a VFIO group device of no IOMMU group', (m) => m.set('/class/vfio/9', { link: '../../devices/virtual/vfio/9' }), /class\/vfio\/9: no IOMMU group 9[^]*list different groups/);
   damaged('wrong available_instances', (m) => m.set(`${MTTY}/mdev_supported_types/mtty-1/available_instances`, { file: '21\n' }), /mtty-1\/available_instances reads "21\\n", the pool model says 22/);
   damaged('an incomplete device when quiet', (m) => m.delete(`${MTTY}/${U1}/mdev_type`), /incomplete when quiet/);
   damaged('a bus/mdev/devices entry without its device', (m) => m.delete(`/bus/mdev/devices/${U2}`), /missing from bus\/mdev\/devices/);

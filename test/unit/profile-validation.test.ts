@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
-import { BUILTIN_PROFILES, profileProblems, validateProfile } from '../../src/drivers/profile';
+import { BUILTIN_PROFILES, loadParents, loadProfile, profileProblems, syntaxErrorAt, validateProfile } from '../../src/drivers/profile';
 
 // A bad profile is refused before anything is mounted, with a message naming the field
 // (issue #7, #9). Each case mutates a good profile in one way and names the first message.
@@ -130,6 +133,9 @@ const cases: [string, (p: P) => void, string][] = [
   ['more VF groups than enabled VFs', (p) => (p.parents[2].pci.sriov.numVfs = 2, p.parents[2].pci.sriov.vfIommuGroups = [1, 2, 3]),
     'parents[2].pci.sriov.vfIommuGroups: 3 groups for 2 enabled VFs'],
   ['a negative IOMMU group', (p) => (p.parents[1].pci.iommuGroup = -1), 'parents[1].pci.iommuGroup: must be >= 0'],
+  ['a cost larger than the pool', (p) => (p.parents[0].types[1].cost = 16), 'parents[0].types[1].cost: 16 can never fit the pool of 8 (capacity.size)'],
+  ['a pool smaller than the default cost', (p) => (p.parents[0].capacity.size = 0, delete p.parents[0].types[0].cost),
+    'parents[0].types[0].cost: 1 can never fit the pool of 0 (capacity.size)'],
 ];
 
 t.test('the good profile and every built-in validate', async (t) => {
@@ -159,4 +165,75 @@ t.test('validateProfile throws every problem, one per line', async (t) => {
     name: 'ProfileError',
     message: 'profile bad.json refused:\n  parents[0].types[0].cost: must be a number\n  parents[1].mdevDrivr: unknown key (did you mean "mdevDriver"?)',
   });
+});
+
+t.test('every problem of a file in one run: a bad path hides neither a bad errno, nor a type named twice, nor a cost too large', async (t) => {
+  const p = good();
+  p.parents[0].path = 'class/gpu/gpu0'; // the schema refuses it
+  p.parents[0].faults = { createErrno: 'EFOO' };
+  p.parents[0].types[1].name = 'small';
+  p.parents[0].types[1].cost = 16;
+  p.parents[1].path = 'devices/pci0000:00/0000:00:03.0'; // a path the schema takes, not ending with the name
+  p.parents[1].types = [{ name: 'V5_4' }, { name: 'V5_4' }];
+  p.parents[2].mdevDrivr = 'x';
+  t.same(profileProblems(p), [
+    "parents[0].path: must be devices/... ending with the parent's name",
+    'parents[2].mdevDrivr: unknown key (did you mean "mdevDriver"?)',
+    'parents[0].types[1].name: "small" is also types[0]',
+    'parents[0].types[1].cost: 16 can never fit the pool of 8 (capacity.size)',
+    `parents[0].faults.createErrno: "EFOO" is not an errno the emulation knows (${Object.keys((await import('../../src/base/errno')).Errno).join(', ')})`,
+    'parents[1].path: must end with the parent\'s name "0000:00:02.0"',
+    'parents[1].types[1].name: "V5_4" is also types[0]',
+  ]);
+});
+
+t.test('no rule speaks again of a field the schema refused, and none fails on a shape it refused', async (t) => {
+  const p = good();
+  p.parents[0].types[1].name = 7;
+  p.parents[0].types[0].cost = 'many';
+  p.parents[3] = 5;
+  p.parents[1].capacity = 'pool';
+  t.same(profileProblems(p), [
+    'parents[0].types[0].cost: must be a number',
+    'parents[0].types[1].name: must be a string',
+    'parents[1].capacity: must be an object',
+    'parents[3]: must be an object',
+  ]);
+  t.same(profileProblems({ parents: 3 }), ['parents: must be an array']);
+  t.same(profileProblems(null), ['profile: must be an object']);
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'mdevfs-profile-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+const file = (name: string, text: string) => {
+  const f = join(dir, name);
+  writeFileSync(f, text);
+  return f;
+};
+
+t.test('a JSON syntax error is given at its line:column', async (t) => {
+  const cases: [string, string][] = [
+    ['{\n  "parents": [\n    { "name" "gpu0" }\n  ]\n}\n', ':3:14: not JSON: '],
+    ['{\n  "parents": [1,]\n}', ":2:17: not JSON: Unexpected token ']'"],
+    ['{ "parents": [\n', ':2:1: not JSON: the text ends too early'],
+    ['{ "parents": [] }\n}', ':2:1: not JSON: Unexpected non-whitespace character after JSON'],
+    ['\t{ "a": "\\q" }', ':1:11: not JSON: Bad escaped character'],
+  ];
+  for (const [i, [text, where]] of cases.entries()) {
+    const f = file(`bad-${i}.json`, text);
+    t.throws(() => loadProfile(f), { message: `profile ${f}${where}` }, JSON.stringify(text));
+    t.throws(() => loadParents(f), { message: `profile ${f}${where}` });
+    t.equal(syntaxErrorAt(text) >= 0, true);
+  }
+  t.equal(syntaxErrorAt(JSON.stringify(BUILTIN_PROFILES['nvidia-a10'], null, 2)), -1, 'JSON is JSON');
+  t.notMatch(t.throws(() => loadProfile(file('long.json', `{"description": "${'x'.repeat(5000)}",}`))) as unknown as string, /xxxxxxxxxx/);
+});
+
+t.test('ctl add-parent takes a built-in name, a profile file or one parent, validated alike', async (t) => {
+  t.equal(loadParents('nvidia-t4'), BUILTIN_PROFILES['nvidia-t4']!.parents);
+  const one = good().parents[0];
+  t.same(loadParents(file('one.json', JSON.stringify(one))), [one]);
+  t.same(loadParents(file('all.json', JSON.stringify(good()))), good().parents);
+  t.throws(() => loadParents(file('bad-one.json', JSON.stringify({ ...one, mdevDrivr: 'x' }))), { name: 'ProfileError', message: /parents\[0\]\.mdevDrivr: unknown key/ });
+  t.throws(() => loadParents('nvidia-t9'), { message: /profile "nvidia-t9" is neither a built-in \(samples, gvt, .*\) nor a readable file/ });
 });

@@ -14,7 +14,7 @@ function allBut(cleared: number[]): string {
  * 07.0047 stays with the default zcrypt drivers (EADDRNOTAVAIL).
  */
 export const AP: Profile = {
-  description: 's390 vfio-ap matrix device',
+  description: 's390 vfio-ap: the matrix device, AP cards 05-07 with domains 0004, 0047, 00ab',
   parents: [
     {
       name: 'matrix',

@@ -19,6 +19,6 @@ function subchannel(schid: string): ParentProfile {
 
 /** Two subchannels, as a host with two DASDs passed through. */
 export const CCW: Profile = {
-  description: 's390 vfio-ccw I/O subchannels on the css bus',
+  description: 's390 vfio-ccw: I/O subchannels 0.0.0008 and 0.0.0009 on the css bus',
   parents: [subchannel('0.0.0008'), subchannel('0.0.0009')],
 };

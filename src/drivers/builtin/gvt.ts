@@ -59,6 +59,6 @@ export const GVT_PARENT: ParentProfile = {
 };
 
 export const GVT: Profile = {
-  description: 'Intel GVT-g (i915, Gen9) on a PCI parent',
+  description: 'Intel GVT-g (i915) on a Gen9 iGPU, HD Graphics 630 (8086:5912) at 0000:00:02.0, 1024 MB aperture',
   parents: [GVT_PARENT],
 };

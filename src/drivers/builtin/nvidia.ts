@@ -133,20 +133,34 @@ function gpuBars(bar1Mb: number): PciBarProfile[] {
   ];
 }
 
-/** A time-sliced GPU on a PCI function (Turing/Volta): one parent, the same-size rule. */
-function timeSliced(name: string, device: string, subsystemDevice: string, vramGb: number, gpu: string, rows: readonly Row[]): Profile {
+/**
+ * Where the GPUs of a host with `gpus` of them sit: the first where the built-in has it, each
+ * other at function 0 of a bus of its own (01, 02, ...), below a host bridge of that bus, as a
+ * server's slots are. Each is a PCI function of its own, so each gets its own IOMMU group.
+ */
+export function gpuAddresses(first: string, gpus: number): string[] {
+  return Array.from({ length: gpus }, (_, k) => (k === 0 ? first : `0000:${k.toString(16).padStart(2, '0')}:00.0`));
+}
+
+/** devices/pci<domain>:<bus>/<address>: the function on its host bridge's root bus. */
+const pciPath = (address: string) => `devices/pci${address.slice(0, 7)}/${address}`;
+
+/** The most GPUs `gpus` takes: a large server's slots, with room on the buses for every VF. */
+export const MAX_GPUS = 16;
+
+/** A time-sliced GPU on a PCI function (Turing/Volta), `gpus` of them: one parent each, the same-size rule. */
+function timeSliced(first: string, device: string, subsystemDevice: string, vramGb: number, gpu: string, rows: readonly Row[], gpus = 1): Profile {
+  const names = gpuAddresses(first, gpus);
   return {
-    description: `NVIDIA ${gpu} time-sliced vGPU (mdev) on ${name}, driver branch 510`,
-    parents: [
-      {
-        name,
-        path: `devices/pci0000:00/${name}`,
-        pci: nvidiaPci(device, subsystemDevice, vramGb * 1024),
-        ...VGPU_MDEV,
-        capacity: { model: 'nvidia-vgpu', policy: 'same-size', errno: 'EIO' },
-        types: vgpuTypes('GRID', gpu, rows),
-      },
-    ],
+    description: `${gpus > 1 ? `${gpus} x ` : ''}NVIDIA ${gpu} (10de:${device.slice(2)}) time-sliced vGPU (mdev) on ${names.join(', ')}, driver branch 510`,
+    parents: names.map((name) => ({
+      name,
+      path: pciPath(name),
+      pci: nvidiaPci(device, subsystemDevice, vramGb * 1024),
+      ...VGPU_MDEV,
+      capacity: { model: 'nvidia-vgpu', policy: 'same-size', errno: 'EIO' },
+      types: vgpuTypes('GRID', gpu, rows),
+    })),
   };
 }
 
@@ -156,7 +170,7 @@ function timeSliced(name: string, device: string, subsystemDevice: string, vramG
  */
 function sriovGpu(o: {
   name: string;
-  description: string;
+  description: (names: string[]) => string;
   device: string;
   subsystemDevice: string;
   bar1Mb: number;
@@ -165,31 +179,36 @@ function sriovGpu(o: {
   mdevOn: 'vfs' | 'none';
   types: TypeProfile[];
   extra?: Partial<ParentProfile>;
+  gpus?: number;
 }): Profile {
+  const names = gpuAddresses(o.name, o.gpus ?? 1);
   return {
-    description: o.description,
-    parents: [
-      {
-        name: o.name,
-        path: `devices/pci0000:00/${o.name}`,
-        pci: {
-          ...nvidiaPci(o.device, o.subsystemDevice, o.bar1Mb),
-          sriov: { totalVfs: o.totalVfs, offset: 4, stride: 1, vfDevice: o.device, vfBars: gpuBars(o.vfBar1Mb), mdevOn: o.mdevOn },
-        },
-        ...VGPU_MDEV,
-        capacity: { model: 'nvidia-vgpu', sriov: true, gpu: o.name, policy: 'same-size', errno: 'EIO' },
-        types: o.types,
-        ...o.extra,
+    description: o.description(names),
+    parents: names.map((name) => ({
+      name,
+      path: pciPath(name),
+      pci: {
+        ...nvidiaPci(o.device, o.subsystemDevice, o.bar1Mb),
+        sriov: { totalVfs: o.totalVfs, offset: 4, stride: 1, vfDevice: o.device, vfBars: gpuBars(o.vfBar1Mb), mdevOn: o.mdevOn },
       },
-    ],
+      ...VGPU_MDEV,
+      capacity: { model: 'nvidia-vgpu', sriov: true, gpu: name, policy: 'same-size', errno: 'EIO' },
+      types: o.types,
+      ...o.extra,
+    })),
   };
 }
 
-/** Tesla T4 (10de:1eb8, subsystem 10de:12a2) at 0000:00:04.0. */
-export const NVIDIA_T4 = timeSliced('0000:00:04.0', '0x1eb8', '0x12a2', 16, 'T4', T4_510);
+/** Tesla T4 (10de:1eb8, subsystem 10de:12a2) at 0000:00:04.0, and `gpus` - 1 more. */
+export const nvidiaT4 = (gpus = 1) => timeSliced('0000:00:04.0', '0x1eb8', '0x12a2', 16, 'T4', T4_510, gpus);
+export const NVIDIA_T4 = nvidiaT4();
 
-/** Tesla V100 (10de:1db6, subsystem 10de:124a) at 0000:00:05.0, the Appendix A type list. */
-export const NVIDIA_V100 = timeSliced('0000:00:05.0', '0x1db6', '0x124a', 16, 'V100', V100_510);
+/**
+ * Tesla V100 PCIe 16GB (10de:1db4, subsystem 10de:1214) at 0000:00:05.0, the type list of the
+ * captured host: `GRID V100-*`, the 16 GB card's (the 32 GB card, 10de:1db6, lists `GRID V100D-*`).
+ */
+export const nvidiaV100 = (gpus = 1) => timeSliced('0000:00:05.0', '0x1db4', '0x1214', 16, 'V100', V100_510, gpus);
+export const NVIDIA_V100 = nvidiaV100();
 
 /**
  * NVIDIA A10 (10de:2236) with SR-IOV enabled (sriov-manage -e), hardware-profiles.md §1.7, §7.2:
@@ -197,9 +216,9 @@ export const NVIDIA_V100 = timeSliced('0000:00:05.0', '0x1db6', '0x124a', 16, 'V
  * function 4 on (the OpenNebula capture's parent 41:00.4), 24 of them: one per vGPU of the
  * largest max_instance (an inference: sriov_totalvfs per model is open, §8).
  */
-export const NVIDIA_A10: Profile = sriovGpu({
+export const nvidiaA10 = (gpus = 1): Profile => sriovGpu({
   name: '0000:00:06.0',
-  description: 'NVIDIA A10 vGPU (mdev) on the SR-IOV VFs of 0000:00:06.0, driver branch 510',
+  description: (names) => `${names.length > 1 ? `${names.length} x ` : ''}NVIDIA A10 (10de:2236) vGPU (mdev) on the SR-IOV VFs of ${names.join(', ')}, driver branch 510`,
   device: '0x2236',
   subsystemDevice: '0x1482',
   bar1Mb: 32 * 1024,
@@ -207,7 +226,9 @@ export const NVIDIA_A10: Profile = sriovGpu({
   vfBar1Mb: 1024,
   mdevOn: 'vfs',
   types: vgpuTypes('NVIDIA', 'A10', A10_510),
+  gpus,
 });
+export const NVIDIA_A10 = nvidiaA10();
 
 /**
  * L40S 48 GB types of the vendor-VFIO era (ids and names: the OpenNebula host listing, 1145 =
@@ -243,9 +264,9 @@ const L40S: readonly Row[] = [
  * mdev at all; 16 VFs (the cozystack default) bound to nvidia, each with nvidia/creatable_vgpu_types
  * and nvidia/current_vgpu_type over the one GPU; the PF has no nvidia/ directory.
  */
-export const NVIDIA_L40S: Profile = sriovGpu({
+export const nvidiaL40s = (gpus = 1): Profile => sriovGpu({
   name: '0000:00:07.0',
-  description: 'NVIDIA L40S vGPU through vendor-specific VFIO on the SR-IOV VFs of 0000:00:07.0 (no mdev)',
+  description: (names) => `${names.length > 1 ? `${names.length} x ` : ''}NVIDIA L40S (10de:26b9) vGPU through vendor-specific VFIO on the SR-IOV VFs of ${names.join(', ')} (no mdev)`,
   device: '0x26b9',
   subsystemDevice: '0x1851',
   bar1Mb: 64 * 1024,
@@ -259,4 +280,6 @@ export const NVIDIA_L40S: Profile = sriovGpu({
       'nvidia/current_vgpu_type': { kind: 'nvidia-current-vgpu-type' },
     },
   },
+  gpus,
 });
+export const NVIDIA_L40S = nvidiaL40s();

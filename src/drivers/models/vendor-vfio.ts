@@ -1,4 +1,3 @@
-import type { Ida } from '../../base/ida';
 import type { DeviceModel, HostDevice } from '../../devices/model';
 import type { ParentProfile } from '../profile-types';
 import { VendorVfioVf, gpuFor, vfioVgpuTypes } from './nvidia';
@@ -8,10 +7,11 @@ import type { ModelScope } from './types';
  * NVIDIA vendor-specific VFIO (hardware-profiles.md §2, §7.3): a parent profile whose
  * `pci.sriov.mdevOn` is `none` registers no mdev parent; when a VF binds to its driver the driver
  * adds the `vfAttrs` (nvidia/creatable_vgpu_types, nvidia/current_vgpu_type) to the VF, over the
- * GPU its `capacity` names, and registers it with VFIO (vfio-dev/vfioN, numbered with the mdevs);
+ * GPU its `capacity` names, and registers it with VFIO (vfio-dev/vfioN, numbered with the mdevs, and
+ * its IOMMU group's VFIO group device);
  * when the VF leaves the driver they go, with the VF's vGPU.
  */
-export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: readonly HostDevice[], scope: ModelScope, vfioIds: Ida, bind = true): void {
+export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: readonly HostDevice[], scope: ModelScope, bind = true): void {
   if (p.capacity.model !== 'nvidia-vgpu') throw new Error(`parent ${p.name}: vendor-specific VFIO needs the nvidia-vgpu capacity model`);
   const spec = { ...p.capacity, sriov: true, gpu: p.capacity.gpu ?? p.name };
   const gpu = gpuFor(spec, p.name, p.types, scope);
@@ -24,9 +24,9 @@ export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: read
       const a = byPath.get(spec.kind === 'nvidia-creatable-vgpu-types' ? 'creatable_vgpu_types' : 'current_vgpu_type')!;
       return { ...a, path };
     });
-    // The driver's probe registers the VF with vfio-pci-core (vfio-dev/vfioN), then adds nvidia/.
+    // The driver's probe registers the VF with vfio-pci-core (its group device and vfio-dev/vfioN), then adds nvidia/.
     const probe = () => {
-      dev.vfioIndex ??= vfioIds.alloc();
+      model.registerVfio(dev);
       dev.driverAttrs = attrs;
     };
     dev.hooks.set(driverName, {
@@ -34,8 +34,7 @@ export function attachVendorVfio(model: DeviceModel, p: ParentProfile, vfs: read
       remove: async () => {
         dev.driverAttrs = [];
         vf.reset();
-        if (dev.vfioIndex !== undefined) vfioIds.free(dev.vfioIndex);
-        dev.vfioIndex = undefined;
+        model.unregisterVfio(dev);
       },
     });
     const drv = dev.bus!.drivers.get(driverName)!;

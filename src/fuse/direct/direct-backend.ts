@@ -120,10 +120,13 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
     async mount() {
       fd = fs.openSync('/dev/fuse', fs.constants.O_RDWR);
       // default_permissions: the kernel checks modes and owners as for sysfs (only root writes).
-      const options = 'fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions';
+      // subtype=mdevfs as an option, not as `-t fuse.mdevfs`: libmount from util-linux 2.39 on
+      // (Debian 13) mounts through fsopen(2) and drops the type's subtype, leaving plain `fuse`
+      // in mountinfo, where `mdevfs wait` and the abort through fusectl look for fuse.mdevfs.
+      const options = 'subtype=mdevfs,fd=3,rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions';
       try {
         await new Promise<void>((resolve, reject) => {
-          const child = spawn('mount', ['-i', '-n', '-t', 'fuse.mdevfs', '-o', options, 'mdevfs', mountpoint], {
+          const child = spawn('mount', ['-i', '-n', '-t', 'fuse', '-o', options, 'mdevfs', mountpoint], {
             stdio: ['ignore', 'inherit', 'pipe', fd!],
           });
           let stderr = '';

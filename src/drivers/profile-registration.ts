@@ -1,0 +1,129 @@
+/**
+ * Registering a profile's parents in an emulation: their host devices (PCI functions with SR-IOV,
+ * s390 bus devices) placed, the mdev parents registered by their drivers' probe, the VFs that
+ * sriov_numvfs adds and removes.
+ */
+import type { Clock } from '../base/clock';
+import type { MdevCore } from '../core/core';
+import type { Parent } from '../core/model';
+import { DeviceModel, type HostDevice } from '../devices/model';
+import { ConfiguredDriver } from './configured-driver';
+import { scopeOf } from './models/types';
+import { attachVendorVfio } from './models/vendor-vfio';
+import { placeApBus } from './models/ap-bus';
+import { apHostOf } from './models/attrs';
+import { BarAllocator, type PlacedParent, addVfs, claimVfs, parentNames, placeParent, removeVfs, vfDevices, vfParent } from './placement';
+import { namedIommuGroups } from './profile-validation';
+import type { ParentProfile, Profile } from './profile-types';
+
+/** The host side of one emulation: its devices and buses, and where BARs go. */
+export interface Host {
+  model: DeviceModel;
+  bars: BarAllocator;
+}
+
+const hosts = new WeakMap<MdevCore, Host>();
+
+/** The host devices of a core's emulation (made on first use). */
+export function hostOf(core: MdevCore): Host {
+  let h = hosts.get(core);
+  // The VFIO core numbers host devices' vfio-dev/vfioN and group devices with the mdevs'.
+  if (!h) hosts.set(core, (h = { model: new DeviceModel({ devices: core.abi.vfioDev ? core.vfioIds : undefined, groupMinors: core.groupMinors }), bars: new BarAllocator() }));
+  return h;
+}
+
+/**
+ * Holds back every IOMMU group number a profile names for a PCI function, before anything is
+ * placed: a function placed earlier without one would otherwise take the lowest free number,
+ * which may be a later function's. (Recorded mdevs get theirs as they are created.)
+ */
+export function reserveIommuGroups(core: MdevCore, profile: Profile): void {
+  for (const { group, of } of namedIommuGroups(profile)) if (of === 'function') core.groupIds.reserve(group);
+}
+
+/**
+ * Puts a profile parent's host devices in place and registers its mdev parent(s) as their
+ * drivers' probe does; unbinding the device from its driver unregisters them, binding it back
+ * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF;
+ * vendor-specific VFIO, `mdevOn: none`, yields none).
+ */
+export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: Clock): Parent | undefined {
+  const host = hostOf(core);
+  const placed = parentNames(p);
+  for (const { name } of placed) if (core.parents.has(name)) throw new Error(`parent ${name} exists`);
+  // The running tree's directories, as semanticProblems checks a profile's own: no two parents in
+  // one directory or one inside another; a host device is only ever re-used by a parent on it.
+  const nests = (a: string, b: string) => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+  for (const { path } of placed) {
+    const dir = path.join('/');
+    const taken = [...core.parents.values()].find((x) => x.registered && nests(x.placement.path.join('/'), dir));
+    if (taken) throw new Error(`parent ${p.name}: ${dir} collides with ${taken.name}'s directory`);
+    const device = host.model.get(path);
+    if (device && !p.pci && !p.bus) throw new Error(`parent ${p.name}: ${dir} is the host device ${device.name}`);
+  }
+  const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
+  // vfio-ap's host: the AP bus with the cards, queues and masks the parent's apHost declares.
+  if (p.apHost) placeApBus(host.model, apHostOf(p, scopeOf(core)));
+  if (p.pci?.sriov) {
+    const pf = host.model.get(p.path.split('/').filter(Boolean))!;
+    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scopeOf(core));
+    // The PF driver's sriov_configure: sriov_numvfs enables and disables the VFs.
+    const hooks = pf.hooks.get(p.pci.driver) ?? { probe: () => undefined, remove: async () => undefined };
+    hooks.sriovConfigure = (dev, n) => configureVfs(core, host.model, p, dev, n, clock);
+    pf.hooks.set(p.pci.driver, hooks);
+  }
+  return parents[0];
+}
+
+/**
+ * sriov_configure of a profile PF's driver (NVIDIA's, as `sriov-manage -e` uses it): 0 removes
+ * every VF (their mdev parents and mdevs, or their vGPUs, go with them; no uevent of the PF:
+ * sriov_disable sends none); another count adds that many, and each is probed as the kernel
+ * does when sriov_drivers_autoprobe is on: it becomes an mdev parent (`mdevOn: vfs`), gets its
+ * nvidia/ files (`none`), or is only there (`pf`, as at start). Then KOBJ_CHANGE of the PF
+ * (sriov_enable). sriov_numvfs already reads the new count then, as since Linux 6.9 (6.1 set
+ * it just after that uevent).
+ */
+async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile, pf: HostDevice, n: number, clock: Clock): Promise<void> {
+  const s = pf.pci!.sriov!;
+  if (n === 0) {
+    await removeVfs(model, core.groupIds, pf);
+    s.numVfs = 0;
+    return;
+  }
+  s.numVfs = n;
+  const mdevOn = p.pci!.sriov!.mdevOn ?? 'pf';
+  const probe = s.driversAutoprobe;
+  // pci_iov_add_virtfn, one VF after the other: device_add (KOBJ_ADD), the virtfnN and physfn
+  // links (KOBJ_CHANGE of the VF), then pci_bus_add_device: its probe and KOBJ_BIND.
+  for (let k = s.vfs.length; k < n; k++) {
+    const vfs = addVfs(model, core.groupIds, pf, p.pci!, k + 1);
+    for (const vf of vfs) model.changed(vf);
+    claimVfs(model, p.pci!, vfs);
+    if (mdevOn === 'vfs') for (const vf of vfs) attachParent(core, model, vfParent(p, vf), clock, probe);
+    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), probe);
+  }
+  model.changed(pf);
+}
+
+/** Sets the parent's driver hooks on its device and, unless `bind` is false, binds it (the probe registers the parent). */
+function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock, bind = true): Parent | undefined {
+  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock, scopeOf(core)));
+  const dev = placement.device;
+  if (!dev) return register();
+  const driverName = profile.pci?.sriov?.mdevOn === 'vfs' ? (profile.pci.sriov.vfDriver ?? profile.pci.driver) : (profile.pci?.driver ?? profile.bus!.driver);
+  dev.hooks.set(driverName, {
+    probe: () => {
+      if (!core.parents.has(placement.name)) register();
+    },
+    remove: async () => {
+      const parent = core.parents.get(placement.name);
+      // The driver's remove unregisters the mdev parent; the vendor module (kvmgt) stays loaded.
+      if (parent && parent.placement.device === dev) await core.unregisterParent(placement.name, { unload: false });
+    },
+  });
+  const drv = dev.bus!.drivers.get(driverName)!;
+  if (dev.driver === drv) register();
+  else if (!dev.driver && bind) model.bindNow(dev, drv);
+  return core.parents.get(placement.name);
+}
