@@ -70,7 +70,7 @@ const UDEVD =
   '(unset NOTIFY_SOCKET; export SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL="${SYSTEMD_LOG_LEVEL:-err}"; ' +
   'exec $NET setpriv --pdeathsig TERM --bounding-set -sys_module -- $U --resolve-names=never --children-max=2 3<&- 4>&-) & ' +
   'i=0; until [ -S /run/udev/control ] || [ $i -ge 400 ]; do sleep 0.05; i=$((i + 1)); done; ' +
-  'udevadm control --ping --timeout=20 || { echo "mdevfs exec: --udevd: systemd-udevd does not answer" >&2; exit 125; }; ';
+  'udevadm control --ping --timeout=20 || { echo "mdevfs exec: --udevd: systemd-udevd does not answer" >&2; kill $! 2>/dev/null; exit 125; }; ';
 
 type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
 
