@@ -54,7 +54,7 @@ const UDEV_SENDER =
  * CAP_SYS_MODULE: the kmod builtin would load them into the host's kernel), logs errors to stderr
  * (SYSTEMD_LOG_LEVEL, if set, instead), and gets SIGTERM when CMD ends (parent-death signal: CMD
  * is the shell that started it, exec'ed). CMD starts once udevd's control socket exists (up to
- * 20 s) and udevd answers `udevadm control --ping`.
+ * 20 s, while udevd lives) and udevd answers `udevadm control --ping`.
  */
 const UDEVD =
   'private_dir() { ' +
@@ -64,12 +64,13 @@ const UDEVD =
   'for t in $subs; do mount --rbind "$O$1/lower${t#"$1"}" "$t" || return 1; done; }; ' +
   'U=; for u in /usr/lib/systemd/systemd-udevd /lib/systemd/systemd-udevd; do [ -x $u ] && U=$u && break; done; ' +
   '[ -n "$U" ] || { echo "mdevfs exec: --udevd: no systemd-udevd (Debian\'s udev package installs it)" >&2; exit 125; }; ' +
+  'for c in setpriv findmnt; do command -v $c >/dev/null || { echo "mdevfs exec: --udevd: $c (util-linux) is not on PATH" >&2; exit 125; }; done; ' +
   'O="$2/ov"; mkdir -p "$O" && mount -t tmpfs -o mode=0700 mdevfs "$O" && private_dir /dev && private_dir /run && ' +
   'rm -rf /dev/log /run/systemd/journal && mkdir -p /run/udev && mount -t tmpfs -o mode=0755 mdevfs-udev /run/udev && ' +
   'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys || exit 125; ' +
   '(unset NOTIFY_SOCKET; export SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL="${SYSTEMD_LOG_LEVEL:-err}"; ' +
   'exec $NET setpriv --pdeathsig TERM --bounding-set -sys_module -- $U --resolve-names=never --children-max=2 3<&- 4>&-) & ' +
-  'i=0; until [ -S /run/udev/control ] || [ $i -ge 400 ]; do sleep 0.05; i=$((i + 1)); done; ' +
+  'i=0; until [ -S /run/udev/control ] || [ $i -ge 400 ] || ! kill -0 $! 2>/dev/null; do sleep 0.05; i=$((i + 1)); done; ' +
   'udevadm control --ping --timeout=20 || { echo "mdevfs exec: --udevd: systemd-udevd does not answer" >&2; kill $! 2>/dev/null; exit 125; }; ';
 
 type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
