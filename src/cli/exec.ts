@@ -46,11 +46,13 @@ const UDEV_SENDER =
 
 /**
  * With --udevd, before CMD: Debian's systemd-udevd in CMD's network namespace, hearing the kernel
- * group, with everything it writes kept in this mount namespace. /dev and /run become overlays of
- * the host's (the host's nodes and sockets still there, every change private; their submounts
- * bound again on top), with /dev/log and the journal's sockets removed (a rule's logger must not
- * reach the host's log); a fresh tmpfs on /run/udev (its database and control socket); /proc/sys
- * read-only. udevd resolves no names, runs at most 2 workers, may not load kernel modules (no
+ * group, with everything it writes kept in this mount namespace. /dev becomes an overlay of the
+ * host's (the host's nodes still there, every change private; its submounts bound again on top),
+ * without /dev/log. A fresh tmpfs on /run/udev (its database and control socket), made where the
+ * host has none on an overlay of /run whose every entry is the host's own, bound again (a unix
+ * socket is not reachable through an overlay: CMD still reaches mdevfs's control sockets, libvirt's,
+ * D-Bus); an empty tmpfs on /run/systemd/journal (a rule's logger must not reach the host's log);
+ * /proc/sys read-only. udevd resolves no names, runs at most 2 workers, may not load kernel modules (no
  * CAP_SYS_MODULE: the kmod builtin would load them into the host's kernel), logs errors to stderr
  * (SYSTEMD_LOG_LEVEL, if set, instead), and gets SIGTERM when CMD ends (parent-death signal: CMD
  * is the shell that started it, exec'ed). CMD starts once udevd's control socket exists (up to
@@ -65,8 +67,11 @@ const UDEVD =
   'U=; for u in /usr/lib/systemd/systemd-udevd /lib/systemd/systemd-udevd; do [ -x $u ] && U=$u && break; done; ' +
   '[ -n "$U" ] || { echo "mdevfs exec: --udevd: no systemd-udevd (Debian\'s udev package installs it)" >&2; exit 125; }; ' +
   'for c in setpriv findmnt; do command -v $c >/dev/null || { echo "mdevfs exec: --udevd: $c (util-linux) is not on PATH" >&2; exit 125; }; done; ' +
-  'O="$2/ov"; mkdir -p "$O" && mount -t tmpfs -o mode=0700 mdevfs "$O" && private_dir /dev && private_dir /run && ' +
-  'rm -rf /dev/log /run/systemd/journal && mkdir -p /run/udev && mount -t tmpfs -o mode=0755 mdevfs-udev /run/udev && ' +
+  'O="$2/ov"; mkdir -p "$O" && mount -t tmpfs -o mode=0700 mdevfs "$O" && private_dir /dev && rm -f /dev/log && private_dir /run || exit 125; ' +
+  'for e in "$O/run/lower"/* "$O/run/lower"/.[!.]*; do n=${e##*/}; { [ -e "$e" ] && ! [ -L "$e" ] && [ "$n" != udev ]; } || continue; ' +
+  'mount --rbind "$e" "/run/$n" || exit 125; done; ' +
+  '{ ! [ -d /run/systemd/journal ] || mount -t tmpfs -o mode=0755 mdevfs-nolog /run/systemd/journal; } && ' +
+  'mkdir -p /run/udev && mount -t tmpfs -o mode=0755 mdevfs-udev /run/udev && ' +
   'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys || exit 125; ' +
   '(unset NOTIFY_SOCKET; export SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL="${SYSTEMD_LOG_LEVEL:-err}"; ' +
   'exec $NET setpriv --pdeathsig TERM --bounding-set -sys_module -- $U --resolve-names=never --children-max=2 3<&- 4>&-) & ' +

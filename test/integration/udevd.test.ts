@@ -153,7 +153,8 @@ function mttyParentFile(): string {
 const FIX_RULE = `mkdir -p /run/udev/rules.d && sed "s#/usr/sbin/mdevctl#$(command -v mdevctl)#" /usr/lib/udev/rules.d/60-mdevctl.rules > /run/udev/rules.d/60-mdevctl.rules && udevadm control --reload`;
 
 t.test('exec --udevd: a device defined with mdevctl define --auto starts when ctl add-parent registers its parent', async (t) => {
-  const sock = join(scratch('mdevfs-udevd-'), 'control.sock');
+  // In the host's /run: CMD reaches it there (a unix socket is not reachable through an overlay).
+  const sock = `/run/mdevfs-udevd-test-${process.pid}.sock`;
   const ctl = `${MDEVFS} ctl /sys --control ${sock}`;
   const script = `set -e
     ${FIX_RULE}
@@ -190,7 +191,7 @@ t.test('exec --udevd: udevd hears the kernel group and re-broadcasts each event 
     udevadm settle --timeout=20
     echo "after the remove: $(ls /dev/char) $(ls /run/udev/data)"
     kill $P; sed -nE 's/^(KERNEL|UDEV) *\\[[0-9.]+\\] +([a-z]+) +([^ ]+) .*/\\1 \\2 \\3/p' $M | LC_ALL=C sort | uniq -c | sed -E 's/^ +//'
-    stat -f -c %T /run/udev /dev /run; findmnt -n -o OPTIONS /proc/sys | cut -d, -f1
+    stat -f -c %T /run/udev /dev; findmnt -n -o OPTIONS /proc/sys | cut -d, -f1
     sed -n 's/^ *\\([^:]*\\):.*/\\1/p' /proc/net/dev`;
   const r = execSh(['--udevd'], script);
   t.equal(r.status, 0, r.stderr);
@@ -216,7 +217,6 @@ t.test('exec --udevd: udevd hears the kernel group and re-broadcasts each event 
       '1 UDEV remove /devices/virtual/vfio/0',
       `1 UDEV unbind ${dev}`,
       'tmpfs',
-      'overlayfs',
       'overlayfs',
       'ro',
       'lo',
