@@ -7,12 +7,12 @@ import { SENDER_PY } from '../events/udev';
 
 export interface ExecOptions {
   /**
-   * Deliver uevents as udevd does, inside a private network namespace of the command's own:
-   * called with the stream that feeds the sender there and the one it acknowledges each event on
+   * Deliver uevents as the kernel and udevd do, inside a private network namespace of the
+   * command's own: called with the stream that feeds the sender there and the one it acknowledges each event on
    * (see events/udev.ts); returns the unsubscribe.
    */
   udev?: (sender: Writable, acks: Readable) => () => void;
-  /** With udev: run Debian's systemd-udevd inside, in private /dev, /run and /run/udev (see UDEVD). */
+  /** With udev: run Debian's systemd-udevd inside, with a private /dev and /run/udev (see UDEVD). */
   udevd?: boolean;
   /** Settles when mdevfs is told to stop: the command gets SIGTERM, and SIGKILL if still running STOP_GRACE_MS later. */
   stop?: Promise<unknown>;
