@@ -53,7 +53,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs exec -- mdevctl types',
   },
   ctl: {
-    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout', 'follow', 'id', 'op', 'parent', 'type', 'uuid', 'attr', 'path',
+    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout', 'follow', 'fault', 'id', 'op', 'parent', 'type', 'uuid', 'attr', 'path',
       'errno', 'delay', 'jitter', 'hang', 'succeed', 'content', 'after', 'every', 'probability', 'seed', 'times', 'sticky'],
     min: 1,
     max: 4,
@@ -128,14 +128,16 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
   device: '--device UUID         ctl wait: the mdev UUID, with --state reserved|active|removing|gone',
   state: '--state STATE         ctl wait: the state --device must reach',
   id: '--id ID               ctl fault add: name the rule (default: the next number)',
+  fault: '--fault ID            ctl wait: a journal entry of that rule (with --op, --errno, --path: of those;\n' +
+    '                      --since is then a journal seq, as `ctl mark --json` gives it)',
   op: '--op OP               ctl fault add: create, remove, store, bind, unbind, sriov_numvfs,\n' +
-    '                      current_vgpu_type or read',
+    '                      current_vgpu_type or read (ctl wait: a journal entry\'s op)',
   parent: '--parent NAME         ctl fault add: only for this parent',
   type: '--type TYPE           ctl fault add: only for this type (e.g. mtty-2)',
   uuid: '--uuid UUID           ctl fault add: only for this device',
   attr: '--attr NAME           ctl fault add: only for this attribute',
-  path: '--path GLOB           ctl fault add: only where the canonical /sys/... path matches',
-  errno: '--errno NAME          ctl fault add: fail with this errno (ENOSPC, EBUSY, ...)',
+  path: '--path GLOB           ctl fault add, wait: only where the canonical /sys/... path matches',
+  errno: '--errno NAME          ctl fault add: fail with this errno (ENOSPC, EBUSY, ...); wait: an entry with it',
   delay: '--delay MS            ctl fault add: wait this long first (--jitter MS: give or take)',
   jitter: '--jitter MS           ctl fault add: with --delay, a uniform jitter',
   hang: '--hang                ctl fault add: wait until `ctl fault release ID`',

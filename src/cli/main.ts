@@ -36,8 +36,8 @@ Usage:
                                  remove its devices, types and class link (later writes get ENODEV)
   mdevfs ctl DIR state [--json]  parents, types with available_instances, devices and their state
   mdevfs ctl DIR mark            print the current SEQNUM (wait --since it for what comes after)
-  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone
-                 [--since N] [--timeout S]
+  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone |
+                 [--op OP] [--errno NAME] [--path GLOB] [--fault ID] (a journal entry) [--since N] [--timeout S]
                                  exit 0 once it holds (an event: one with a SEQNUM above N, default 0), 1 at
                                  the timeout (default 10 s)
   mdevfs ctl DIR reset           back to the profile's start state (see docs/control-api.md)

@@ -136,6 +136,9 @@ t.test('fault add makes the next create of mtty-2 fail with ENOSPC (and nothing 
   const writes = entries.filter((e) => e.kind === 'write' && e.op === 'create');
   t.same(writes.map((e) => e.errno ?? 'ok'), ['ENOSPC', 'ok', 'ok'], 'only the first create failed');
   t.equal(writes[0].fault, id, "the rule's id");
+  const waited = cli(['ctl', d.dir, 'wait', '--op', 'create', '--errno', 'ENOSPC', '--fault', String(id), '--since', String(mark.journal), '--json']);
+  t.equal(waited.status, 0, waited.stderr);
+  t.match(JSON.parse(waited.stdout), { met: true, entry: { op: 'create', errno: 'ENOSPC', fault: id } }, 'a wait for that journal entry');
   if (!process.env.MDEVFS_TEST_BACKEND) t.equal(writes[0].caller.uid, 0, "the writer's uid");
   const list = cli(['ctl', d.dir, 'fault', 'list']);
   t.match(list.stdout, new RegExp(`^${id}\\tapi\\top=create type=mtty-2\\terrno errno=ENOSPC\\ttimes=1\\tmatched=2 fired=1 hung=0\\n$`));
