@@ -4,7 +4,7 @@ import { type Clock, realClock } from './base/clock';
 import { MdevCore } from './core/core';
 import { MdevError, errnoName } from './base/errno';
 import type { Ida } from './base/ida';
-import type { Parent } from './core/model';
+import type { Parent } from './core/mdev-objects';
 import { placePciDevice } from './drivers/placement';
 import { hostOf, registerProfileParent, reserveIommuGroups } from './drivers/profile';
 import { Uevents } from './events/uevents';

@@ -1,6 +1,6 @@
 import type { Abi } from './abi';
 import type { FaultRuleSpec } from '../faults/spec';
-import type { MdevDevice, MdevType } from './model';
+import type { MdevDevice, MdevType } from './mdev-objects';
 
 export interface TypeSpec {
   readonly sysfsName: string;

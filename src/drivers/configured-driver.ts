@@ -1,9 +1,9 @@
 import type { Abi } from '../core/abi';
 import type { Clock } from '../base/clock';
-import type { MdevDevice, MdevType } from '../core/model';
+import type { MdevDevice, MdevType } from '../core/mdev-objects';
 import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
-import { type DeviceAttr } from './models/attrs';
-import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './models/index';
+import { type DeviceAttr } from './capacity/attrs';
+import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './capacity/index';
 import type { FaultRuleSpec } from '../faults/spec';
 import type { FaultSpec, ParentProfile, TypeProfile } from './profile-types';
 
@@ -32,7 +32,7 @@ function profileFaultRules(typeId: string, f: FaultSpec, index: number): FaultRu
 }
 
 /**
- * A vendor driver built from a profile: the capacity model (models/) decides availability and
+ * A vendor driver built from a profile: the capacity model (capacity/) decides availability and
  * enforcement, the device attributes have their own show/store, the fault spec adds latency and
  * failures to the vendor calls.
  */

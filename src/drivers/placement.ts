@@ -1,6 +1,6 @@
 import type { Ida } from '../base/ida';
-import type { ParentPlacement } from '../core/model';
-import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
+import type { ParentPlacement } from '../core/mdev-objects';
+import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/device-model';
 import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';
 import { KNOWN_BUSES } from '../devices/known-buses';
 import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciDeviceProfile, PciProfile } from './profile-types';

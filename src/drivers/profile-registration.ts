@@ -5,13 +5,13 @@
  */
 import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
-import type { Parent } from '../core/model';
-import { DeviceModel, type HostDevice } from '../devices/model';
+import type { Parent } from '../core/mdev-objects';
+import { DeviceModel, type HostDevice } from '../devices/device-model';
 import { ConfiguredDriver } from './configured-driver';
-import { scopeOf } from './models/types';
-import { attachVendorVfio } from './models/vendor-vfio';
-import { placeApBus } from './models/ap-bus';
-import { apHostOf } from './models/attrs';
+import { scopeOf } from './capacity/types';
+import { attachVendorVfio } from './capacity/vendor-vfio';
+import { placeApBus } from './capacity/ap-bus';
+import { apHostOf } from './capacity/attrs';
 import { BarAllocator, type PlacedParent, addVfs, claimVfs, parentNames, placeParent, removeVfs, vfDevices, vfParent } from './placement';
 import { namedIommuGroups } from './profile-validation';
 import type { ParentProfile, Profile } from './profile-types';

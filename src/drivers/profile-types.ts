@@ -302,7 +302,7 @@ export interface ExclusiveCapacity {
   errno?: Errno;
 }
 /**
- * NVIDIA vGPU on one physical GPU (models/nvidia.ts). Every type needs `framebufferMb` and `max` (its max_instance). Time-sliced on a PF (`sriov` false): available = max - vGPUs on the GPU while the type is creatable, else 0. On SR-IOV VFs (`sriov` true, every VF a parent naming the same `gpu`): 1 while this VF holds no vGPU, the GPU holds fewer than `max` and the type is creatable, else 0.
+ * NVIDIA vGPU on one physical GPU (capacity/nvidia.ts). Every type needs `framebufferMb` and `max` (its max_instance). Time-sliced on a PF (`sriov` false): available = max - vGPUs on the GPU while the type is creatable, else 0. On SR-IOV VFs (`sriov` true, every VF a parent naming the same `gpu`): 1 while this VF holds no vGPU, the GPU holds fewer than `max` and the type is creatable, else 0.
  *
  * This interface was referenced by `Profile`'s JSON-Schema
  * via the `definition` "capacityNvidiaVgpu".
@@ -325,7 +325,7 @@ export interface NvidiaCapacity {
   errno?: Errno;
 }
 /**
- * Intel GVT-g (models/gvt.ts): one pool of low (aperture) and high graphics memory and fences, minus the host's reserve. Each type needs `lowGmMb`, `highGmMb` and `fence`. Types are registered in order and the list stops at the first whose low GM does not fit at all.
+ * Intel GVT-g (capacity/gvt.ts): one pool of low (aperture) and high graphics memory and fences, minus the host's reserve. Each type needs `lowGmMb`, `highGmMb` and `fence`. Types are registered in order and the list stops at the first whose low GM does not fit at all.
  *
  * This interface was referenced by `Profile`'s JSON-Schema
  * via the `definition` "capacityGvt".
@@ -527,7 +527,7 @@ export interface ApHostSpec {
   domains?: number[];
 }
 /**
- * NVIDIA vendor-specific VFIO files of a VF (models/nvidia.ts VendorVfioVf): creatable_vgpu_types (RO: "ID : vGPU Name" and "%-5d : %s" per type the VF can take now) and current_vgpu_type (RW "%d\n": a decimal id creates, 0 destroys; EPERM, EIO, EINVAL, ERANGE as the driver).
+ * NVIDIA vendor-specific VFIO files of a VF (capacity/nvidia.ts VendorVfioVf): creatable_vgpu_types (RO: "ID : vGPU Name" and "%-5d : %s" per type the VF can take now) and current_vgpu_type (RW "%d\n": a decimal id creates, 0 destroys; EPERM, EIO, EINVAL, ERANGE as the driver).
  *
  * This interface was referenced by `Profile`'s JSON-Schema
  * via the `definition` "vfAttr".

@@ -1,7 +1,7 @@
 import { Errno, fail } from '../base/errno';
 import { kstrtoul, sysfsStreq } from '../base/parse';
 import type { Kobj } from '../core/uevent';
-import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
+import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/device-model';
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
 import { autoprobeAttr, powerDir, ueventStore, vfioDevDir } from './common';
 import type { Invalidation } from './kernfs';

@@ -2,8 +2,8 @@ import type { CoreEvent, MdevCore } from '../core/core';
 import type { Kobj } from '../core/uevent';
 import type { Invalidation } from './kernfs';
 import { Errno, fail } from '../base/errno';
-import type { MdevDevice, MdevType, Parent, Part } from '../core/model';
-import { type DeviceEvent, DeviceModel, type HostDevice } from '../devices/model';
+import type { MdevDevice, MdevType, Parent, Part } from '../core/mdev-objects';
+import { type DeviceEvent, DeviceModel, type HostDevice } from '../devices/device-model';
 import { BusesRenderer } from './buses';
 import { autoprobeAttr, powerDir, vfioDevDir } from './common';
 import {

@@ -1,5 +1,5 @@
 import type { Abi } from '../../core/abi';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import type { VendorAttr } from '../../core/vendor';
 import type { TypeProfile } from '../profile-types';
 

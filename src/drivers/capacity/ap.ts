@@ -1,6 +1,6 @@
 import type { Abi } from '../../core/abi';
 import { Errno, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import { kstrtoul } from '../../base/parse';
 import type { VendorAttr } from '../../core/vendor';
 import type { ApHostSpec } from '../profile-types';

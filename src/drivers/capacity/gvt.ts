@@ -1,5 +1,5 @@
 import { errnoByName, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import type { VendorAttr } from '../../core/vendor';
 import type { GvtCapacity, TypeProfile } from '../profile-types';
 import type { AttrKind, CapacityModel, ModelType } from './types';

@@ -1,5 +1,5 @@
 import { Mutex } from 'async-mutex';
-import type { HostDevice } from '../devices/model';
+import type { HostDevice } from '../devices/device-model';
 import type { VendorDriver } from './vendor';
 
 /** What a device has in sysfs right now; the ABI decides the order these appear and go. */

@@ -1,5 +1,5 @@
 import { Errno, errnoByName, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import type { VendorAttr } from '../../core/vendor';
 import type { NvidiaCapacity, TypeProfile } from '../profile-types';
 import type { AttrKind, CapacityModel, ModelScope, ModelType } from './types';

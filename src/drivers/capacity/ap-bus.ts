@@ -1,5 +1,5 @@
 import { Errno, fail } from '../../base/errno';
-import { type DeviceModel, type DriverAttr, HostDevice } from '../../devices/model';
+import { type DeviceModel, type DriverAttr, HostDevice } from '../../devices/device-model';
 import { type ApMatrixHost, formatApMask, parseApMaskChange } from './ap';
 
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');

@@ -1,4 +1,4 @@
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import type { VendorAttr } from '../../core/vendor';
 import type { DeviceAttrSpec, ParentProfile, TypeProfile } from '../profile-types';
 import { ApAttr, ApMatrixHost } from './ap';
