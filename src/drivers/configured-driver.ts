@@ -1,7 +1,8 @@
 import type { Abi } from '../core/abi';
 import type { Clock } from '../base/clock';
 import type { MdevDevice, MdevType } from '../core/mdev-objects';
-import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
+import type { TypeSpec, VendorDriver } from '../core/vendor';
+import type { DeviceAttribute } from '../devices/device-model';
 import { type DeviceAttr } from './capacity/attrs';
 import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './capacity/index';
 import type { FaultRuleSpec } from '../faults/spec';
@@ -103,11 +104,11 @@ export class ConfiguredDriver implements VendorDriver {
     for (const a of this.attrs) a.kind.detach?.(dev);
   }
 
-  deviceAttrs(dev: MdevDevice, abi: Abi): VendorAttr[] {
+  deviceAttrs(dev: MdevDevice, abi: Abi): DeviceAttribute[] {
     return this.attrs.filter((a) => !a.abi || a.abi.includes(abi.version)).map((a) => a.kind.attr(dev, a.path, abi));
   }
 
-  parentAttrs(abi: Abi): VendorAttr[] {
+  parentAttrs(abi: Abi): DeviceAttribute[] {
     if (abi.version !== '4.17') return [];
     return Object.entries(this.p.legacyParentAttrs ?? {}).map(([path, text]) => ({ path, mode: 0o444, show: () => text }));
   }
