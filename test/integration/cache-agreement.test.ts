@@ -1,3 +1,4 @@
+import type { AbiVersion } from '../../src/core/abi';
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,7 +104,7 @@ const PROFILE: Profile = {
 const T = (ty: string) => `class/mdev_bus/gpu/mdev_supported_types/gpu-${ty}`;
 
 /** Primes the kernel's cache with every path, runs the operation, checks every path. */
-function stepper(t: Test, dir: string, profile: Profile, abi: '6.1' | '4.17') {
+function stepper(t: Test, dir: string, profile: Profile, abi: AbiVersion) {
   return async (name: string, op: () => Promise<unknown> | unknown, quiet = true) => {
     const before = py('walk', dir);
     await op();
