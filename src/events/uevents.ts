@@ -50,7 +50,7 @@ const HISTORY = 1024;
 
 /**
  * Turns the core's events into the uevents the kernel's driver core and mdev core send
- * (spec §5), and hands them to subscribers once the tree they describe is complete: a device's
+ * (docs/mdev-abi.md, "uevents"), and hands them to subscribers once the tree they describe is complete: a device's
  * events wait until its create or remove has finished (so a listener reading sysfs on `add`
  * finds the whole device), and every event waits until the invalidations announced before it
  * have reached the kernel. SEQNUM increases by one per event sent.

@@ -46,7 +46,7 @@ async function errnoOf(f: () => unknown): Promise<number | undefined> {
 
 t.test('nvidia-vgpu, time-sliced: max_instance fresh, then only the same framebuffer size', async (t) => {
   const { core, avail, create, parent } = setup(NVIDIA_V100);
-  t.equal(parent.types.size, 17, 'the whole Appendix A list');
+  t.equal(parent.types.size, 17, 'the whole charm-guide list');
   t.same(['nvidia-105', 'nvidia-109', 'nvidia-115', 'nvidia-299'].map(avail), [16, 1, 16, 4]);
   const d = await create('nvidia-106'); // V100-2Q, 2048 MB
   t.equal(avail('nvidia-106'), 7, '2Q: max_instance - vGPUs on the GPU');
