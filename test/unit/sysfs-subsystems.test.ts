@@ -1,9 +1,10 @@
 import t from 'tap';
 import { DEVICE_ENTRIES, type DeviceEntry, type MdevDevice, PARENT_ENTRIES, type Part } from '../../src/core/mdev-objects';
 import { buildEmulation } from '../../src/daemon';
-import { SAMPLES } from '../../src/drivers/samples';
+import { GVT, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
 import type { Invalidation, Kernfs } from '../../src/sysfs/kernfs';
+import { HOST_DEVICE_CHANGING } from '../../src/sysfs/buses';
 import { DEVICE_ELSEWHERE, DEVICE_ENTRIES_OF } from '../../src/sysfs/mdev';
 
 // The property the per-subsystem descriptions guarantee: every entry they describe is built from the
@@ -112,4 +113,36 @@ t.test('a parent going invalidates its directory, its class links and its module
     t.throws(() => kernfs.getattr(p), `${p} is gone`);
     t.ok(covered(p, all), `unloading invalidates ${p}`);
   }
+});
+
+t.test("a host device's changing entries are shown as described and invalidated by the event that takes them", async (t) => {
+  const em = buildEmulation(GVT, { log: silentLogger });
+  const { kernfs, tree, core } = em;
+  const dev = core.parents.get('0000:00:02.0')!.placement.device!;
+  const path = '/' + dev.path.join('/');
+  const write = async (file: string, text: string) => {
+    const fh = kernfs.open(file, 1);
+    try {
+      await kernfs.write(fh, Buffer.from(text));
+    } finally {
+      kernfs.release(fh);
+    }
+  };
+  const check = (name: keyof typeof HOST_DEVICE_CHANGING) => {
+    const { event, kind } = HOST_DEVICE_CHANGING[name];
+    t.equal(kindAt(kernfs, `${path}/${name}`), kind, `${name} is a ${kind}`);
+    const inv =
+      event === 'bind'
+        ? tree.deviceInvalidations({ kind: 'bind', dev, driver: dev.driver!, bound: false })
+        : tree.deviceInvalidations({ kind: 'vfio', dev, registered: false });
+    t.ok(covered(`${path}/${name}`, inv), `the '${event}' that takes it invalidates ${name}`);
+  };
+  check('driver');
+  // Handed to vfio-pci, the function is registered with VFIO: vfio-dev/ appears.
+  await write(`${path}/driver_override`, 'vfio-pci\n');
+  await write('/bus/pci/drivers/i915/unbind', '0000:00:02.0');
+  await write('/bus/pci/drivers_probe', '0000:00:02.0');
+  t.equal(dev.driver?.name, 'vfio-pci', 'vfio-pci is bound');
+  check('vfio-dev');
+  check('driver');
 });
