@@ -124,7 +124,8 @@ t.test('stat, readdir and open agree after every kind of operation', async (t) =
     const p = spawn('bash', ['-c', script], { cwd: d.dir });
     let out = '';
     p.stderr.on('data', (c) => (out += c));
-    return new Promise<string>((r) => p.on('exit', (code) => r(`${code} ${out}`)));
+    // 'close', not 'exit': only then has all of stderr been read (under load 'exit' can come first).
+    return new Promise<string>((r) => p.on('close', (code) => r(`${code} ${out}`)));
   };
 
   await step('create', () => t.equal(sh(d.dir, `echo ${U(1)} > ${T('fast')}/create`).code, 0));
