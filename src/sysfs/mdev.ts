@@ -152,7 +152,8 @@ export class MdevSubsystem {
       const boundAlive = ctx.partAlive(dev, 'bound');
       const driverLink = memoBy(() => dev.boundDriver, (d) => link(['bus', 'mdev', 'drivers', d!], boundAlive));
       const groupLink = memoBy(() => dev.iommuGroup, (g) => link(['kernel', 'iommu_groups', String(g)], boundAlive));
-      // Each entry as it is while its part (DEVICE_ENTRIES) is shown.
+      // Each entry as it is while its part (DEVICE_ENTRIES) is shown. The 'dir' part's entries are the
+      // directory's own: they go with it (and a device already gone still renders them for its uevent).
       const make: { [K in DeviceEntry]: () => Node | undefined } = {
         driver: driverLink,
         iommu_group: groupLink,
@@ -167,7 +168,7 @@ export class MdevSubsystem {
       for (const name of DEVICE_ENTRY_NAMES) {
         const part = DEVICE_ENTRIES[name].part;
         const node = make[name];
-        entries[name] = () => (dev.parts.has(part) ? node() : undefined);
+        entries[name] = part === 'dir' ? node : () => (dev.parts.has(part) ? node() : undefined);
       }
       const fixed = dir(entries, alive);
       const vendorAlive = ctx.partAlive(dev, 'vendor');
