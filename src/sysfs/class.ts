@@ -1,11 +1,11 @@
 import type { CoreEvent } from '../core/core';
-import type { Parent } from '../core/mdev-objects';
 import { type InvalidationSet, type TreeContext, at } from './context';
-import { type DirNode, dir, dynDir, link, linkDir, union } from './nodes';
+import type { MdevSubsystem } from './mdev';
+import { type DirNode, dir, dynDir, link, union } from './nodes';
 import type { VfioGroups } from './vfio-groups';
 
 /**
- * class/: mdev_bus (a link per registered parent), the vfio core's classes (vfio: the group
+ * class/: mdev_bus (mdev.ts' links), the vfio core's classes (vfio: the group
  * devices; vfio-dev: every device registered with VFIO, in 6.1) and the vendor modules' classes
  * (class_create in module init: there while the module is loaded), with what their changes invalidate.
  */
@@ -13,6 +13,7 @@ export class Classes {
   constructor(
     private readonly ctx: TreeContext,
     private readonly groups: VfioGroups,
+    private readonly mdev: MdevSubsystem,
   ) {}
 
   dir(): DirNode {
@@ -21,7 +22,7 @@ export class Classes {
       const classes = () => core.vendorClasses();
       return union([
         dir({
-          mdev_bus: () => this.parentLinks(() => this.ctx.registeredParents()),
+          mdev_bus: () => this.mdev.busClassLinks(),
           // The vfio core's class (vfio_init): a link per VFIO group device.
           vfio: () => this.groups.classLinks(),
           'vfio-dev': () =>
@@ -43,32 +44,19 @@ export class Classes {
         }),
         dynDir(
           () => classes().keys(),
-          (name) => (classes().has(name) ? this.parentLinks(() => classes().get(name) ?? []) : undefined),
+          (name) => (classes().has(name) ? this.mdev.parentLinks(() => classes().get(name) ?? []) : undefined),
         ),
       ]);
     });
   }
 
-  /** A directory of links named after parents (class/mdev_bus, class/<class>). */
-  private parentLinks(parents: () => Parent[]): DirNode {
-    return linkDir(
-      () => parents().map((p) => p.name),
-      (name) => {
-        const p = parents().find((x) => x.name === name);
-        return p && link(p.placement.path, this.ctx.parentAlive(p));
-      },
-    );
-  }
-
-  /** A parent registered or unregistered: its links in class/mdev_bus and its class. */
+  /** A virtual parent registered or unregistered: its link in its class. */
   parent(ev: Extract<CoreEvent, { kind: 'parent' }>, inv: InvalidationSet): void {
     const { parent } = ev;
     const cls = parent.placement.className;
-    inv.changed(at('class', 'mdev_bus'));
-    if (cls) inv.changed(at('class', cls));
-    if (ev.registered) return;
-    inv.gone(at('class', 'mdev_bus', parent.name));
-    if (cls) inv.gone(at('class', cls, parent.name));
+    if (!cls) return;
+    inv.changed(at('class', cls));
+    if (!ev.registered) inv.gone(at('class', cls, parent.name));
   }
 
   /** A vendor module loaded or unloaded: its class, unless another loaded parent keeps it. */

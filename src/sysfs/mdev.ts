@@ -44,8 +44,8 @@ export const DEVICE_ELSEWHERE: Readonly<Record<Part, (dev: MdevDevice) => string
 
 /**
  * The mdev subsystem (drivers/vfio/mdev/): a parent's entries (mdev_supported_types/ with its types,
- * and on a virtual parent power/, subsystem and uevent), the device directories below it, and
- * bus/mdev/; with what each change of the core invalidates in them. A device directory's entries
+ * and on a virtual parent power/, subsystem and uevent), the device directories below it,
+ * bus/mdev/ and class/mdev_bus/; with what each change of the core invalidates in them. A device directory's entries
  * are DEVICE_ENTRIES' (core/mdev-objects.ts), each shown while its part is: the directory is built
  * from that table and a part's going invalidates the entries the table gives it.
  */
@@ -250,7 +250,31 @@ export class MdevSubsystem {
     });
   }
 
+  // ---- class/mdev_bus --------------------------------------------------------------------
+
+  /** class/mdev_bus/: a link per registered parent (the class_compat link of mdev_register_parent). */
+  busClassLinks(): DirNode {
+    return this.parentLinks(() => this.ctx.registeredParents());
+  }
+
+  /** A directory of links named after parents (class/mdev_bus, a virtual parent's class/<class>). */
+  parentLinks(parents: () => Parent[]): DirNode {
+    return linkDir(
+      () => parents().map((p) => p.name),
+      (name) => {
+        const p = parents().find((x) => x.name === name);
+        return p && link(p.placement.path, this.ctx.parentAlive(p));
+      },
+    );
+  }
+
   // ---- cache invalidation --------------------------------------------------------------
+
+  /** A parent registered or unregistered: its link in class/mdev_bus (its directory is devices/'s, in tree.ts). */
+  parent(ev: Extract<CoreEvent, { kind: 'parent' }>, inv: InvalidationSet): void {
+    inv.changed(at('class', 'mdev_bus'));
+    if (!ev.registered) inv.gone(at('class', 'mdev_bus', ev.parent.name));
+  }
 
   /**
    * A part of a device shown or hidden: the entries DEVICE_ENTRIES gives that part (the directory

@@ -24,7 +24,7 @@ export interface KobjectInfo {
  * Renders the mdev core and the driver core as /sys. Nothing here decides policy: every store goes
  * to the core, every listing is read from it. Each subsystem is one file that builds its directories
  * and says what each change invalidates in them: mdev.ts (the parents' entries, the device
- * directories, bus/mdev), buses.ts (the driver core's devices and buses: pci, ap, css),
+ * directories, bus/mdev, class/mdev_bus), buses.ts (the driver core's devices and buses: pci, ap, css),
  * vfio-groups.ts, iommu-groups.ts, class.ts, module.ts; this file puts them together at the root,
  * renders devices/ (the directories on the way to devices) and sends each event to the subsystems
  * it touches.
@@ -50,7 +50,7 @@ export class SysfsTree {
     this.mdev = new MdevSubsystem(this.ctx);
     this.vfio = new VfioGroups(this.ctx);
     this.iommu = new IommuGroups(this.ctx);
-    this.classes = new Classes(this.ctx, this.vfio);
+    this.classes = new Classes(this.ctx, this.vfio, this.mdev);
     this.modules = new Modules(this.ctx);
     // Directories that are functions of nothing but the core are made once (their lookups
     // still read the core every time).
@@ -90,6 +90,7 @@ export class SysfsTree {
       }
     } else if (ev.kind === 'parent') {
       this.parentPath(ev.parent, ev.registered, inv);
+      this.mdev.parent(ev, inv);
       this.classes.parent(ev, inv);
     } else if (ev.kind === 'module') {
       this.classes.module(ev, inv);
