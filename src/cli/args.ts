@@ -28,7 +28,7 @@ export interface CommandSpec {
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev'];
+const FLAGS = ['udev', 'udevd'];
 /** Short spellings. */
 const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
@@ -43,7 +43,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs mount ./mount --profile nvidia-t4',
   },
   exec: {
-    options: MOUNT_OPTIONS,
+    options: [...MOUNT_OPTIONS, 'udevd'],
     min: 0,
     max: 0,
     rest: true,
@@ -110,6 +110,7 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
     '                      $XDG_RUNTIME_DIR/mdevfs, else ${TMPDIR:-/tmp}/mdevfs-UID)',
   backend: '--backend NAME        direct (root\'s default) or fuse-native (libfuse2; an ordinary user\'s default)',
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
+  udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
   journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',

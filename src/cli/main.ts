@@ -73,6 +73,11 @@ Options:
                         libudev listener (the host's too, if the daemon runs there) hears the
                         emulated devices come and go; run the daemon in its own namespace
                         (unshare -n) unless that is what you want. Without --udev nothing is sent.
+                        exec --udev also sends each event first on the kernel group (as the kernel does;
+                        SEQNUM there is the host kernel's counter), for udevd and kernel monitors.
+  --udevd               exec only, as root: also run Debian's systemd-udevd inside, with its rules (e.g.
+                        mdevctl's auto-start), its database on a private /run/udev, /dev and /run private
+                        overlays; mdevfs then sends the kernel group only and udevd re-broadcasts
   --backend NAME        direct (default: speaks the FUSE protocol itself, kernel caching with exact
                         invalidation, parallel writes; needs root) or fuse-native (libfuse2, no kernel
                         caching). Without it, a user who may not mount (no CAP_SYS_ADMIN) gets
@@ -164,12 +169,17 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
     import('./exec'),
     import('../events/udev'),
   ]);
-  if (!hasSysAdmin()) return execInUserNamespace();
+  if (!hasSysAdmin()) {
+    if (options.has('udevd')) throw new UsageError('--udevd needs root (its private /dev cannot hold device nodes in a user namespace)');
+    return execInUserNamespace();
+  }
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
     return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
-      const udev = options.has('udev') ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks) : undefined;
-      return runOverSys(mountpoint, argv, { udev, stop: stopped });
+      const udevd = options.has('udevd');
+      const groups = { kernel: true, udev: !udevd };
+      const udev = options.has('udev') || udevd ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks, groups) : undefined;
+      return runOverSys(mountpoint, argv, { udev, udevd, stop: stopped });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -98,7 +98,7 @@ function mdevctlTypes(profile: string): string {
   return r.stdout;
 }
 
-t.test('mdevctl types on nvidia-v100 lists the charm guide's V100 types', async (t) => {
+t.test("mdevctl types on nvidia-v100 lists the charm guide's V100 types", async (t) => {
   const text = mdevctlTypes('nvidia-v100');
   t.match(text, /^0000:00:05\.0\n/);
   const rows: string[] = [];
