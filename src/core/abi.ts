@@ -1,4 +1,4 @@
-import type { Part } from './model';
+import type { Part } from './mdev-objects';
 import type { VendorDriver } from './vendor';
 
 export type AbiVersion = '6.1' | '4.17';

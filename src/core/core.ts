@@ -3,7 +3,7 @@ import type { FaultEngine } from '../faults/engine';
 import type { Abi, Step } from './abi';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
 import { KernelIds } from './kernel-ids';
-import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
+import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './mdev-objects';
 import { kstrtoul, parseCreateUuid, sysfsStreq } from '../base/parse';
 import { type Kobj, type KobjAction, parseSynthUevent } from './uevent';
 import type { VendorDriver } from './vendor';

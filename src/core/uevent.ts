@@ -1,6 +1,6 @@
 import { Errno, fail } from '../base/errno';
-import type { HostDevice } from '../devices/model';
-import type { MdevDevice, Parent } from './model';
+import type { HostDevice } from '../devices/device-model';
+import type { MdevDevice, Parent } from './mdev-objects';
 
 /**
  * A kobject that sends uevents (lib/kobject_uevent.c): what the core knows of it. The layer

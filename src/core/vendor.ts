@@ -1,6 +1,7 @@
 import type { Abi } from './abi';
 import type { FaultRuleSpec } from '../faults/spec';
-import type { MdevDevice, MdevType } from './model';
+import type { DeviceAttribute } from '../devices/device-model';
+import type { MdevDevice, MdevType } from './mdev-objects';
 
 export interface TypeSpec {
   readonly sysfsName: string;
@@ -11,14 +12,6 @@ export interface TypeSpec {
   readonly legacyName?: boolean;
   /** false: no `name` file on any ABI (a recorded host before 6.1 whose vendor had none). */
   readonly nameFile?: boolean;
-}
-
-/** A sysfs attribute a driver contributes, at a path relative to its owner's directory. */
-export interface VendorAttr {
-  readonly path: string; // e.g. "vendor/sample_mdev_dev"
-  readonly mode: number;
-  show?(): string;
-  store?(buf: Buffer): Promise<number> | number;
 }
 
 /** The vendor side of mdev (struct mdev_driver + parent ops): capacity, probe, remove. */
@@ -43,9 +36,9 @@ export interface VendorDriver {
    * resources even when it reports a failure, which the core only logs.
    */
   remove(dev: MdevDevice, abi: Abi, opts: { mayVeto: boolean }): Promise<void>;
-  deviceAttrs(dev: MdevDevice, abi: Abi): readonly VendorAttr[];
+  deviceAttrs(dev: MdevDevice, abi: Abi): readonly DeviceAttribute[];
   /** Fault rules the driver's configuration declares (a profile's `faults`): the core adds them at registration. */
   readonly faultRules?: readonly FaultRuleSpec[];
   /** 4.17 parent attribute groups (e.g. mtty_dev/sample_mtty_dev). */
-  parentAttrs?(abi: Abi): readonly VendorAttr[];
+  parentAttrs?(abi: Abi): readonly DeviceAttribute[];
 }

@@ -1,9 +1,10 @@
 import type { Abi } from '../core/abi';
 import type { Clock } from '../base/clock';
-import type { MdevDevice, MdevType } from '../core/model';
-import type { TypeSpec, VendorAttr, VendorDriver } from '../core/vendor';
-import { type DeviceAttr } from './models/attrs';
-import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './models/index';
+import type { MdevDevice, MdevType } from '../core/mdev-objects';
+import type { TypeSpec, VendorDriver } from '../core/vendor';
+import type { DeviceAttribute } from '../devices/device-model';
+import { type DeviceAttr } from './capacity/attrs';
+import { type CapacityModel, type ModelType, ModelScope, capacityModel, deviceAttrKinds } from './capacity/index';
 import type { FaultRuleSpec } from '../faults/spec';
 import type { FaultSpec, ParentProfile, TypeProfile } from './profile-types';
 
@@ -32,7 +33,7 @@ function profileFaultRules(typeId: string, f: FaultSpec, index: number): FaultRu
 }
 
 /**
- * A vendor driver built from a profile: the capacity model (models/) decides availability and
+ * A vendor driver built from a profile: the capacity model (capacity/) decides availability and
  * enforcement, the device attributes have their own show/store, the fault spec adds latency and
  * failures to the vendor calls.
  */
@@ -103,11 +104,11 @@ export class ConfiguredDriver implements VendorDriver {
     for (const a of this.attrs) a.kind.detach?.(dev);
   }
 
-  deviceAttrs(dev: MdevDevice, abi: Abi): VendorAttr[] {
+  deviceAttrs(dev: MdevDevice, abi: Abi): DeviceAttribute[] {
     return this.attrs.filter((a) => !a.abi || a.abi.includes(abi.version)).map((a) => a.kind.attr(dev, a.path, abi));
   }
 
-  parentAttrs(abi: Abi): VendorAttr[] {
+  parentAttrs(abi: Abi): DeviceAttribute[] {
     if (abi.version !== '4.17') return [];
     return Object.entries(this.p.legacyParentAttrs ?? {}).map(([path, text]) => ({ path, mode: 0o444, show: () => text }));
   }

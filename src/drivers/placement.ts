@@ -1,7 +1,7 @@
 import type { Ida } from '../base/ida';
 import type { KernelIds } from '../core/kernel-ids';
-import type { ParentPlacement } from '../core/model';
-import { DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
+import type { ParentPlacement } from '../core/mdev-objects';
+import { DeviceModel, HostDevice, VFIO_PCI } from '../devices/device-model';
 import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';
 import { KNOWN_BUSES } from '../devices/known-buses';
 import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciDeviceProfile, PciProfile } from './profile-types';

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { ErrorObject } from 'ajv';
 import { Errno } from '../base/errno';
+import { DEVICE_ENTRIES, PARENT_ENTRIES } from '../core/mdev-objects';
 import { parseBdf, parseCpuList } from '../devices/pci';
 import { hexValue, parentNames } from './placement';
 import type { ParentProfile, PciBarProfile, Profile } from './profile-types';
@@ -177,10 +178,10 @@ const TYPE_FIELDS_BY_MODEL: Record<string, string[]> = {
   gvt: ['lowGmMb', 'highGmMb', 'fence'],
 };
 
-/** Names an mdev device directory already has: vendor attributes must not shadow them. */
-const DEVICE_FILES = new Set(['driver', 'iommu_group', 'mdev_type', 'power', 'remove', 'subsystem', 'uevent', 'vfio-dev']);
-/** Names a parent directory already has. */
-const PARENT_FILES = new Set(['mdev_supported_types', 'power', 'subsystem', 'uevent', 'driver', 'driver_override']);
+/** Names an mdev device directory already has (the core's table of them): vendor attributes must not shadow them. */
+const DEVICE_FILES = new Set(Object.keys(DEVICE_ENTRIES));
+/** Names a parent directory already has: the core's, and a host device's driver and driver_override. */
+const PARENT_FILES = new Set([...Object.keys(PARENT_ENTRIES), 'driver', 'driver_override']);
 /** Classes mdevfs renders itself. */
 const RESERVED_CLASSES = new Set(['mdev_bus', 'vfio-dev']);
 

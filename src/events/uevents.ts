@@ -1,6 +1,6 @@
 import type { CoreEvent, MdevCore } from '../core/core';
-import type { DeviceEvent, HostDevice } from '../devices/model';
-import type { MdevDevice, Parent, Part } from '../core/model';
+import type { DeviceEvent, HostDevice } from '../devices/device-model';
+import type { MdevDevice, Parent, Part } from '../core/mdev-objects';
 import type { Kobj, KobjAction } from '../core/uevent';
 import type { KobjectInfo } from '../sysfs/tree';
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { CoreEvent, MdevCore } from '../core/core';
 import { MdevError, errnoName } from '../base/errno';
-import type { MdevDevice, MdevType, Parent } from '../core/model';
+import type { MdevDevice, MdevType, Parent } from '../core/mdev-objects';
 import type { FaultEngine, FaultFired } from '../faults/engine';
 import { writeStep } from '../faults/spec';
 import type { Caller, WriteObserver } from '../sysfs/kernfs';

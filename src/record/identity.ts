@@ -110,7 +110,7 @@ function sameEntries(a: Record<string, string>, b: Record<string, string>): bool
 }
 
 /** The AP configuration vfio-ap checks against, from bus/ap: its limits, masks, cards and queues. */
-export function apHostOf(ap: ObservedApBus): ApHostSpec {
+export function apHostSpec(ap: ObservedApBus): ApHostSpec {
   const out: ApHostSpec = {};
   const num = (f: string) => {
     const v = ap.files.get(f);

@@ -3,12 +3,13 @@
  * identity, types with their attributes as they were, the devices present, and a capacity model
  * that reproduces every available_instances (checked by replaying it in-process).
  */
+import type { AbiVersion } from '../core/abi';
 import { formatBdf, parseBdf, vfAddress } from '../devices/pci';
 import { Emulation } from '../emulation';
 import { BUILTINS } from '../drivers/builtin/index';
 import type { DeviceAttrSpec, ParentProfile, PciProfile, PresentVf, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
 import { silentLogger } from '../base/log';
-import { apHostOf, busOf, pciOf } from './identity';
+import { apHostSpec, busOf, pciOf } from './identity';
 import { type Candidate, type RecognisedParent, type Vendor, VENDORS, defaultCapacity } from './vendors';
 import type { ObservedHost, ObservedParent, ObservedVendorVfio, PhysFn } from './sysfs-reader';
 
@@ -23,7 +24,7 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
   const warnings = [...host.warnings];
   const rules = new Map<string, string>();
   const drivers = [...host.mdevDrivers.keys()];
-  const abi: '6.1' | '4.17' = drivers.length > 0 && drivers.every((d) => d === 'vfio_mdev') ? '4.17' : '6.1';
+  const abi: AbiVersion = drivers.length > 0 && drivers.every((d) => d === 'vfio_mdev') ? '4.17' : '6.1';
   const claimed = new Set<string>();
   const parents: ParentProfile[] = [];
   for (const members of units(host.parents)) {
@@ -48,7 +49,7 @@ export async function toProfile(host: ObservedHost, header: RecordingHeader): Pr
       if (!(await reproduces(base, members, chosen, abi))) warnings.push(`${base.name}: the default capacity model does not reproduce every available_instances`);
     }
     const parent = withCandidate(base, chosen);
-    if (vendor?.name === 'vfio-ap' && host.ap) parent.apHost = apHostOf(host.ap);
+    if (vendor?.name === 'vfio-ap' && host.ap) parent.apHost = apHostSpec(host.ap);
     await recordDeviceState(parent, members, vendor, abi, warnings);
     parents.push(parent);
     rules.set(base.name, chosen.rule);
@@ -271,7 +272,7 @@ const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):[0-9a-f]{2}\.[0-7]$/i;
 /** Everything but the capacity model: placement, identity, types, attributes, devices present. */
 function baseParent(
   obs: ObservedParent,
-  abi: '6.1' | '4.17',
+  abi: AbiVersion,
   host: ObservedHost,
   claimed: Set<string>,
   warnings: string[],
@@ -433,7 +434,7 @@ function withCandidate(p: ParentProfile, c: Candidate): ParentProfile {
 }
 
 /** Replays a profile parent in-process; undefined if it cannot be built. */
-async function replay(p: ParentProfile, abi: '6.1' | '4.17'): Promise<Emulation | undefined> {
+async function replay(p: ParentProfile, abi: AbiVersion): Promise<Emulation | undefined> {
   try {
     const em = new Emulation({ abi, parents: [p] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
     await em.ready;
@@ -466,7 +467,7 @@ async function recordDeviceState(
   p: ParentProfile,
   members: readonly ObservedParent[],
   vendor: Vendor | undefined,
-  abi: '6.1' | '4.17',
+  abi: AbiVersion,
   warnings: string[],
 ): Promise<void> {
   const observed = members.flatMap((m) => m.devices);
@@ -520,7 +521,7 @@ async function recordDeviceState(
  * Replays a profile parent with candidate c and compares every type's available_instances, on
  * each mdev parent it yields (the VFs of a PF), with the recording.
  */
-async function reproduces(p: ParentProfile, members: readonly ObservedParent[], c: Candidate, abi: '6.1' | '4.17'): Promise<boolean> {
+async function reproduces(p: ParentProfile, members: readonly ObservedParent[], c: Candidate, abi: AbiVersion): Promise<boolean> {
   const em = await replay(withCandidate(p, c), abi);
   if (!em) return false;
   for (const m of members) {

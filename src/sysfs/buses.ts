@@ -1,9 +1,10 @@
 import { Errno, fail } from '../base/errno';
 import { kstrtoul, sysfsStreq } from '../base/parse';
 import type { Kobj } from '../core/uevent';
-import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/model';
+import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../devices/device-model';
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
 import { autoprobeAttr, powerDir, ueventStore, vfioDevDir } from './common';
+import { at } from './context';
 import type { Invalidation } from './kernfs';
 import { type Alive, type DirNode, type Node, attr, dir, dynDir, groups, link, ro, union, wo } from './nodes';
 
@@ -29,6 +30,20 @@ function flagStore(set: (v: boolean) => void): (buf: Buffer) => number {
     return buf.length;
   };
 }
+
+/**
+ * The entries of a host device's directory that come and go while the device stays, each with the
+ * event that adds and takes it and its kind: the bound driver's link (its own attributes, such as
+ * nvidia/ on a VF, go with it) and vfio-dev/ of a device its driver registered with VFIO. The device
+ * directory shows these through the table, and the event's invalidation takes what the table gives it.
+ */
+export const HOST_DEVICE_CHANGING = {
+  driver: { event: 'bind', kind: 'link' },
+  'vfio-dev': { event: 'vfio', kind: 'dir' },
+} as const satisfies Record<string, { event: DeviceEvent['kind']; kind: Node['kind'] }>;
+
+type HostChanging = keyof typeof HOST_DEVICE_CHANGING;
+const HOST_CHANGING_NAMES = Object.keys(HOST_DEVICE_CHANGING) as HostChanging[];
 
 /**
  * Renders the driver core's devices and buses (drivers/base/, drivers/pci/pci-sysfs.c,
@@ -91,16 +106,21 @@ export class BusesRenderer {
         power: () => powerDir(alive),
         uevent: () => attr(0o644, () => this.uevent(dev), this.synth({ kind: 'host', dev }), alive),
       };
+      // The entries that come and go (HOST_DEVICE_CHANGING), each while what its event made is there.
+      const changing: Record<HostChanging, (() => Node | undefined) | undefined> = {
+        driver: dev.bus ? () => (dev.driver ? link(['bus', dev.bus!.name, 'drivers', dev.driver.name], alive) : undefined) : undefined,
+        'vfio-dev': () => (dev.vfioIndex === undefined ? undefined : this.vfioDevDir(dev, dev.vfioIndex)),
+      };
       if (dev.bus) {
         common.subsystem = () => link(['bus', dev.bus!.name], alive);
-        common.driver = () => (dev.driver ? link(['bus', dev.bus!.name, 'drivers', dev.driver.name], alive) : undefined);
+        common.driver = changing.driver!;
       } else if (dev.module) {
         common.module = () => link(['module', dev.module!], alive);
       }
       if (dev.isRoot && dev.name.startsWith('pci')) common.waiting_for_supplier = () => ro('0\n', alive);
       if (dev.hasOverride) common.driver_override = () => attr(0o644, () => `${dev.driverOverride ?? '(null)'}\n`, (b) => this.overrideStore(dev, b), alive);
       for (const [name, text] of Object.entries(dev.attrs)) common[name] = () => ro(text, alive);
-      common['vfio-dev'] = () => (dev.vfioIndex === undefined ? undefined : this.vfioDevDir(dev, dev.vfioIndex));
+      common['vfio-dev'] = changing['vfio-dev']!;
       const parts = [dir(common, alive)];
       if (dev.pci) parts.push(this.pciFiles(dev, dev.pci, alive));
       const extra = dynDir(
@@ -433,8 +453,12 @@ export class BusesRenderer {
 
   // ---- cache invalidation --------------------------------------------------------------
 
+  /** The entries of HOST_DEVICE_CHANGING an event of this kind takes from a device's directory. */
+  private changingGone(dev: HostDevice, event: DeviceEvent['kind']): string[] {
+    return HOST_CHANGING_NAMES.filter((n) => HOST_DEVICE_CHANGING[n].event === event).map((n) => at(...dev.path, n));
+  }
+
   invalidations(ev: DeviceEvent): Invalidation {
-    const at = (...parts: readonly string[]) => '/' + parts.join('/');
     if (ev.kind === 'bind') {
       const { dev, driver, bound } = ev;
       const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
@@ -443,7 +467,7 @@ export class BusesRenderer {
       // The driver's own attributes (nvidia/ on a VF) went with it.
       const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
       this.driverAttrTops(dev).clear();
-      return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
+      return { entries: [...this.changingGone(dev, 'bind'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') {
       const attrs = [at('bus', ev.driver.bus.name, 'drivers'), at('module')];
@@ -453,11 +477,11 @@ export class BusesRenderer {
       return { entries, attrs };
     }
     if (ev.kind === 'vfio') {
-      // vfio-dev/ and class/vfio-dev/vfioN (the group device is the tree's: mdevs have them too).
+      // vfio-dev/ and class/vfio-dev/vfioN (the group device is vfio-groups.ts': mdevs have them too).
       const { dev, registered } = ev;
       const attrs = [at(...dev.path), at('class', 'vfio-dev')];
       if (registered || dev.vfioIndex === undefined) return { entries: [], attrs };
-      return { entries: [at(...dev.path, 'vfio-dev'), at('class', 'vfio-dev', `vfio${dev.vfioIndex}`)], attrs };
+      return { entries: [...this.changingGone(dev, 'vfio'), at('class', 'vfio-dev', `vfio${dev.vfioIndex}`)], attrs };
     }
     // KOBJ_CHANGE takes nothing away: a PF's new virtfnN links are new names, and a VF's removal
     // takes its own link (below).

@@ -1,4 +1,5 @@
 import { Errno, fail } from '../base/errno';
+import type { AttrOps } from '../devices/device-model';
 
 /**
  * kernfs-like nodes. Directories are computed from the core on every lookup, so the tree
@@ -16,11 +17,9 @@ export interface DirNode {
   readonly entryKind?: Node['kind'];
 }
 
-export interface AttrNode {
+/** An attribute file: a driver's attribute ops (AttrOps), as a node that knows whether it still exists. */
+export interface AttrNode extends AttrOps {
   readonly kind: 'attr';
-  readonly mode: number;
-  show?(): string;
-  store?(buf: Buffer): Promise<number> | number;
   alive(): boolean;
 }
 

@@ -1,3 +1,4 @@
+import type { AbiVersion } from '../../src/core/abi';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
 import type { MdevCore } from '../../src/core/core';
@@ -56,7 +57,7 @@ export type SeenErrors = Record<string, Record<string, number>>;
 export interface CheckOptions {
   /** Capacity of each parent: available_instances is checked against it when quiet. */
   profile?: Profile;
-  abi: '6.1' | '4.17';
+  abi: AbiVersion;
   /** No operation in flight: capacity must match and every device must be complete. */
   quiet: boolean;
   /** In-process: the core itself, to check that nothing is left reserved or removing. */
@@ -260,7 +261,7 @@ function typeIds(p: ParentProfile): string[] {
 export function expectedAvailable(
   p: ParentProfile,
   typeId: string,
-  abi: '6.1' | '4.17',
+  abi: AbiVersion,
   count: (typeId: string, boundOnly: boolean) => number,
 ): number | undefined {
   const ids = typeIds(p);
@@ -292,7 +293,7 @@ export function expectedAvailable(
  * profile's vendor errnos, ENOENT for a file that went away (a removed device or parent) and
  * ENODEV for a descriptor that outlived its file.
  */
-export function allowedErrnos(op: string, abi: '6.1' | '4.17', profile?: Profile): Set<string> {
+export function allowedErrnos(op: string, abi: AbiVersion, profile?: Profile): Set<string> {
   const vendor: (string | null | undefined)[] = [];
   if (op === 'create') {
     for (const p of profile?.parents ?? []) {

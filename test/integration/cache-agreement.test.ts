@@ -1,3 +1,4 @@
+import type { AbiVersion } from '../../src/core/abi';
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,7 +104,7 @@ const PROFILE: Profile = {
 const T = (ty: string) => `class/mdev_bus/gpu/mdev_supported_types/gpu-${ty}`;
 
 /** Primes the kernel's cache with every path, runs the operation, checks every path. */
-function stepper(t: Test, dir: string, profile: Profile, abi: '6.1' | '4.17') {
+function stepper(t: Test, dir: string, profile: Profile, abi: AbiVersion) {
   return async (name: string, op: () => Promise<unknown> | unknown, quiet = true) => {
     const before = py('walk', dir);
     await op();
@@ -123,7 +124,8 @@ t.test('stat, readdir and open agree after every kind of operation', async (t) =
     const p = spawn('bash', ['-c', script], { cwd: d.dir });
     let out = '';
     p.stderr.on('data', (c) => (out += c));
-    return new Promise<string>((r) => p.on('exit', (code) => r(`${code} ${out}`)));
+    // 'close', not 'exit': only then has all of stderr been read (under load 'exit' can come first).
+    return new Promise<string>((r) => p.on('close', (code) => r(`${code} ${out}`)));
   };
 
   await step('create', () => t.equal(sh(d.dir, `echo ${U(1)} > ${T('fast')}/create`).code, 0));

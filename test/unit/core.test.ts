@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/base/errno';
-import type { MdevType } from '../../src/core/model';
+import type { MdevType } from '../../src/core/mdev-objects';
 import { Emulation } from '../../src/emulation';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { AP, SAMPLES } from '../../src/drivers/samples';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Errno } from '../../src/base/errno';
 import { Ida } from '../../src/base/ida';
-import { DeviceModel, HostDevice } from '../../src/devices/model';
+import { DeviceModel, HostDevice } from '../../src/devices/device-model';
 import { PciFunction, cpuList, cpuMask, parseBdf, parseCpuList, vfAddress } from '../../src/devices/pci';
 
 // The driver-core model without a mount: PCI arithmetic and formats, and binding as dd.c does it.

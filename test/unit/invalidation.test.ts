@@ -1,3 +1,4 @@
+import type { AbiVersion } from '../../src/core/abi';
 import t, { type Test } from 'tap';
 import { Errno } from '../../src/base/errno';
 import { Emulation } from '../../src/emulation';
@@ -33,7 +34,7 @@ const U = (n: number) => `00000000-0000-0000-0000-00000000000${n}`;
 type Steps = [string, () => Promise<unknown>][];
 
 /** Runs each step and checks that what it took away from the tree was announced. */
-async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps, abi: '6.1' | '4.17' = '6.1'): Promise<void> {
+async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps, abi: AbiVersion = '6.1'): Promise<void> {
   const entries = new Set<string>();
   const attrs = new Set<string>();
   kernfs.onInvalidate((inv) => {

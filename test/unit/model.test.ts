@@ -1,3 +1,4 @@
+import type { AbiVersion } from '../../src/core/abi';
 import fc from 'fast-check';
 import t from 'tap';
 import { MdevError, errnoName } from '../../src/base/errno';
@@ -95,7 +96,7 @@ class Model {
   /** Vendor calls per type-id (every Nth fails), counted from the driver's registration. */
   private calls = new Map<string, { create: number; remove: number }>();
 
-  constructor(readonly abi: '6.1' | '4.17') {}
+  constructor(readonly abi: AbiVersion) {}
 
   profileOf(name: string): ParentProfile {
     return PROFILE.parents.find((x) => x.name === name)!;
@@ -248,7 +249,7 @@ class Model {
 
 // ---- running a sequence against the real core ---------------------------------------------------
 
-async function run(abi: '6.1' | '4.17', cmds: Cmd[], walk: boolean): Promise<void> {
+async function run(abi: AbiVersion, cmds: Cmd[], walk: boolean): Promise<void> {
   const clock = new ManualClock();
   const em = new Emulation(PROFILE, { abi, log: silentLogger, clock });
   const { core, kernfs } = em;

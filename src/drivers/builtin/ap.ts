@@ -1,4 +1,4 @@
-import { formatApMask } from '../models/ap';
+import { formatApMask } from '../capacity/ap';
 import type { Profile } from '../profile-types';
 
 /** A 256-bit AP mask with every bit set but `cleared` (ids given to vfio_ap). */

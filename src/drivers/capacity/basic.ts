@@ -1,6 +1,6 @@
 import type { Abi } from '../../core/abi';
 import { errnoByName, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import type { CapacitySpec } from '../profile-types';
 import type { CapacityModel, ModelType } from './types';
 

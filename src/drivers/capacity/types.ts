@@ -1,6 +1,6 @@
 import type { Abi } from '../../core/abi';
-import type { MdevDevice } from '../../core/model';
-import type { VendorAttr } from '../../core/vendor';
+import type { MdevDevice } from '../../core/mdev-objects';
+import type { DeviceAttribute } from '../../devices/device-model';
 import type { TypeProfile } from '../profile-types';
 
 /** A type as a model sees it: its type-id and its profile entry. */
@@ -35,7 +35,7 @@ export interface AttrKind {
   attach?(dev: MdevDevice): void;
   /** At remove: drop the device's state. */
   detach?(dev: MdevDevice): void;
-  attr(dev: MdevDevice, path: string, abi: Abi): VendorAttr;
+  attr(dev: MdevDevice, path: string, abi: Abi): DeviceAttribute;
 }
 
 /**

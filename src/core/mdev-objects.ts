@@ -1,5 +1,5 @@
 import { Mutex } from 'async-mutex';
-import type { HostDevice } from '../devices/model';
+import type { HostDevice } from '../devices/device-model';
 import type { VendorDriver } from './vendor';
 
 /** What a device has in sysfs right now; the ABI decides the order these appear and go. */
@@ -9,6 +9,36 @@ export type Part =
   | 'bound' // driver link, bus/mdev/drivers/<drv>/<uuid>, iommu_group (+ vfio-dev/ in 6.1)
   | 'vendor' // the driver's device attributes (vendor/...)
   | 'links'; // <uuid>/mdev_type and <type>/devices/<uuid>
+
+/**
+ * The entries of an mdev device's directory that are the mdev core's (the vendor's attributes come
+ * beside them), each with the part that shows it and its kind. The one list of them: the tree builds
+ * the directory from it, invalidates by it when a part goes, and a profile's vendor attributes may not
+ * shadow these names.
+ */
+export const DEVICE_ENTRIES = {
+  driver: { part: 'bound', kind: 'link' },
+  iommu_group: { part: 'bound', kind: 'link' },
+  mdev_type: { part: 'links', kind: 'link' },
+  power: { part: 'dir', kind: 'dir' },
+  remove: { part: 'remove', kind: 'attr' },
+  subsystem: { part: 'dir', kind: 'link' },
+  uevent: { part: 'dir', kind: 'attr' },
+  'vfio-dev': { part: 'bound', kind: 'dir' },
+} as const satisfies Record<string, { part: Part; kind: 'dir' | 'attr' | 'link' }>;
+
+export type DeviceEntry = keyof typeof DEVICE_ENTRIES;
+
+/**
+ * The entries of a virtual parent's directory that are the mdev core's (on a host device, the
+ * device owns power/, subsystem and uevent and adds its own, e.g. driver and driver_override).
+ */
+export const PARENT_ENTRIES = {
+  mdev_supported_types: { kind: 'dir' },
+  power: { kind: 'dir' },
+  subsystem: { kind: 'link' },
+  uevent: { kind: 'attr' },
+} as const satisfies Record<string, { kind: 'dir' | 'attr' | 'link' }>;
 
 export type DeviceState = 'reserved' | 'active' | 'removing' | 'released';
 

@@ -1,4 +1,4 @@
-import type { DeviceModel, HostDevice } from '../../devices/model';
+import type { DeviceModel, HostDevice } from '../../devices/device-model';
 import type { ParentProfile } from '../profile-types';
 import { VendorVfioVf, gpuFor, vfioVgpuTypes } from './nvidia';
 import type { ModelScope } from './types';

@@ -1,8 +1,8 @@
 import type { Abi } from '../../core/abi';
 import { Errno, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
+import type { MdevDevice } from '../../core/mdev-objects';
 import { kstrtoul } from '../../base/parse';
-import type { VendorAttr } from '../../core/vendor';
+import type { DeviceAttribute } from '../../devices/device-model';
 import type { ApHostSpec } from '../profile-types';
 import type { AttrKind } from './types';
 
@@ -235,7 +235,7 @@ export class ApAttr implements AttrKind {
     this.host.detach(dev);
   }
 
-  attr(dev: MdevDevice, path: string, abi: Abi): VendorAttr {
+  attr(dev: MdevDevice, path: string, abi: Abi): DeviceAttribute {
     const h = this.host;
     switch (this.kind) {
       case 'ap-assign':

@@ -1,5 +1,5 @@
 import { Errno, fail } from '../../base/errno';
-import { type DeviceModel, type DriverAttr, HostDevice } from '../../devices/model';
+import { type DeviceModel, type DeviceAttribute, HostDevice } from '../../devices/device-model';
 import { type ApMatrixHost, formatApMask, parseApMaskChange } from './ap';
 
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
@@ -81,7 +81,7 @@ export function placeApBus(model: DeviceModel, host: ApMatrixHost): void {
     return buf.length;
   };
 
-  const ro = (path: string, show: () => string): DriverAttr => ({ path, mode: 0o444, show });
+  const ro = (path: string, show: () => string): DeviceAttribute => ({ path, mode: 0o444, show });
   bus.attrs = [
     ro('ap_adapter_mask', () => `${formatApMask(host.adapters)}\n`),
     ro('ap_control_domain_mask', () => `${formatApMask(host.domains)}\n`),

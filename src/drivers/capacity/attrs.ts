@@ -1,5 +1,5 @@
-import type { MdevDevice } from '../../core/model';
-import type { VendorAttr } from '../../core/vendor';
+import type { MdevDevice } from '../../core/mdev-objects';
+import type { DeviceAttribute } from '../../devices/device-model';
 import type { DeviceAttrSpec, ParentProfile, TypeProfile } from '../profile-types';
 import { ApAttr, ApMatrixHost } from './ap';
 import { VgpuIdAttr } from './gvt';
@@ -17,7 +17,7 @@ class TextAttr implements AttrKind {
     private readonly template: string,
     private readonly typeOf: (dev: MdevDevice) => TypeProfile,
   ) {}
-  attr(dev: MdevDevice, path: string): VendorAttr {
+  attr(dev: MdevDevice, path: string): DeviceAttribute {
     const t = this.typeOf(dev);
     const vars: Record<string, string> = { uuid: dev.uuid, cost: String(t.cost ?? 1), ...t.vars };
     return { path, mode: 0o444, show: () => this.template.replace(/\{(\w+)\}/g, (m, k: string) => vars[k] ?? m) };

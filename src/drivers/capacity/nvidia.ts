@@ -1,6 +1,6 @@
 import { Errno, errnoByName, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
-import type { VendorAttr } from '../../core/vendor';
+import type { MdevDevice } from '../../core/mdev-objects';
+import type { DeviceAttribute } from '../../devices/device-model';
 import type { NvidiaCapacity, TypeProfile } from '../profile-types';
 import type { AttrKind, CapacityModel, ModelScope, ModelType } from './types';
 
@@ -130,7 +130,7 @@ export class VgpuParamsAttr implements AttrKind {
     this.params.delete(dev);
   }
 
-  attr(dev: MdevDevice, path: string): VendorAttr {
+  attr(dev: MdevDevice, path: string): DeviceAttribute {
     return {
       path,
       mode: 0o644,
@@ -148,7 +148,7 @@ export class VgpuParamsAttr implements AttrKind {
 
 /** nvidia/vm_name (DEVICE_ATTR_RO): the VM's name while one uses the vGPU, else "\n". */
 export class VmNameAttr implements AttrKind {
-  attr(_dev: MdevDevice, path: string): VendorAttr {
+  attr(_dev: MdevDevice, path: string): DeviceAttribute {
     return { path, mode: 0o444, show: () => '\n' };
   }
 }
@@ -221,7 +221,7 @@ export class VendorVfioVf {
     this.current = 0;
   }
 
-  attrs(): VendorAttr[] {
+  attrs(): DeviceAttribute[] {
     return [
       { path: 'nvidia/creatable_vgpu_types', mode: 0o444, show: () => this.creatable() },
       { path: 'nvidia/current_vgpu_type', mode: 0o644, show: () => `${this.current}\n`, store: (buf) => this.store(buf) },

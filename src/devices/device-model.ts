@@ -23,12 +23,20 @@ export interface VfioNumbers {
   readonly groupMinors: Ida;
 }
 
-/** A sysfs attribute a bound driver adds to its device (show/store as a device attribute). */
-export interface DriverAttr {
-  readonly path: string;
+/** What a sysfs attribute file does: its mode and its show and store (struct attribute's mode, a device_attribute's callbacks). */
+export interface AttrOps {
   readonly mode: number;
   show?(): string;
   store?(buf: Buffer): Promise<number> | number;
+}
+
+/**
+ * struct device_attribute: a file a driver adds to a device's directory, at a path relative to it
+ * (e.g. "vendor/sample_mdev_dev", "nvidia/creatable_vgpu_types"): a bound driver's attributes on its
+ * host device, an mdev vendor driver's on its parents and its mdevs.
+ */
+export interface DeviceAttribute extends AttrOps {
+  readonly path: string;
 }
 
 /** What a driver does when it binds to or leaves a device (its probe and remove). */
@@ -62,7 +70,7 @@ export class Bus {
   readonly drivers = new Map<string, BusDriver>();
   autoprobe = true;
   /** The bus's own attributes besides the driver core's (the AP bus's apmask, aqmask...). */
-  attrs: readonly DriverAttr[] = [];
+  attrs: readonly DeviceAttribute[] = [];
   constructor(readonly name: string) {}
 }
 
@@ -77,7 +85,7 @@ export class HostDevice {
    * Attributes the bound driver adds to the device's directory, at paths relative to it (NVIDIA's
    * nvidia/ group on a VF): set by the driver's probe hook, cleared by its remove.
    */
-  driverAttrs: readonly DriverAttr[] = [];
+  driverAttrs: readonly DeviceAttribute[] = [];
   /**
    * The VFIO device the bound driver registered (vfio_pci_core_register_device: vfio-dev/vfioN and
    * class/vfio-dev/vfioN), its index in the numbering mdevs share.

@@ -1,6 +1,6 @@
 import { errnoByName, fail } from '../../base/errno';
-import type { MdevDevice } from '../../core/model';
-import type { VendorAttr } from '../../core/vendor';
+import type { MdevDevice } from '../../core/mdev-objects';
+import type { DeviceAttribute } from '../../devices/device-model';
 import type { GvtCapacity, TypeProfile } from '../profile-types';
 import type { AttrKind, CapacityModel, ModelType } from './types';
 
@@ -92,7 +92,7 @@ export class VgpuIdAttr implements AttrKind {
     this.ids.delete(dev);
   }
 
-  attr(dev: MdevDevice, path: string): VendorAttr {
+  attr(dev: MdevDevice, path: string): DeviceAttribute {
     return { path, mode: 0o444, show: () => `${this.ids.get(dev) ?? 0}\n` };
   }
 }

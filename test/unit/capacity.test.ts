@@ -1,12 +1,12 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/base/errno';
-import type { MdevDevice, MdevType } from '../../src/core/model';
+import type { MdevDevice, MdevType } from '../../src/core/mdev-objects';
 import { Emulation } from '../../src/emulation';
 import { AP } from '../../src/drivers/builtin/ap';
 import { GVT, GVT_PARENT } from '../../src/drivers/builtin/gvt';
 import { NVIDIA_L40S, NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
-import { formatApMask, parseApMask, parseApMaskChange } from '../../src/drivers/models/ap';
-import { NvidiaGpu, VendorVfioVf, kstrtol10, vfioVgpuTypes } from '../../src/drivers/models/nvidia';
+import { formatApMask, parseApMask, parseApMaskChange } from '../../src/drivers/capacity/ap';
+import { NvidiaGpu, VendorVfioVf, kstrtol10, vfioVgpuTypes } from '../../src/drivers/capacity/nvidia';
 import { profileProblems } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
 import { silentLogger } from '../../src/base/log';

@@ -1,0 +1,56 @@
+import type { CoreEvent } from '../core/core';
+import { type InvalidationSet, type TreeContext, at } from './context';
+import { type DirNode, dir, dynDir, link, ro, wo } from './nodes';
+
+/**
+ * module/: the modules of the mdev vendor drivers (there while loaded) and of the host devices'
+ * drivers (pci:i915, css:vfio_ccw, ...), with what a module's unloading invalidates.
+ */
+export class Modules {
+  constructor(private readonly ctx: TreeContext) {}
+
+  dir(): DirNode {
+    return this.ctx.cached(this, 'module', () => {
+      const drivers = () => this.ctx.core.busDrivers();
+      const hostDrivers = (name: string) => this.ctx.buses.modules().get(name) ?? new Map<string, string[]>();
+      const modules = () => new Set([...drivers().map((d) => d.module), ...this.ctx.buses.modules().keys()]);
+      return dynDir(
+        () => modules(),
+        (name) => {
+          if (!modules().has(name)) return undefined;
+          const alive = () => modules().has(name);
+          const mine = () => drivers().filter((d) => d.module === name);
+          return dir(
+            {
+              drivers: () =>
+                dynDir(
+                  () => [...mine().map((d) => `mdev:${d.name}`), ...hostDrivers(name).keys()],
+                  (entry) => {
+                    const d = mine().find((x) => `mdev:${x.name}` === entry);
+                    const host = hostDrivers(name).get(entry);
+                    return d ? link(['bus', 'mdev', 'drivers', d.name], alive) : host && link(host, alive);
+                  },
+                  alive,
+                ),
+              holders: () => dir({}, alive),
+              initstate: () => ro('live\n', alive),
+              refcnt: () => ro('0\n', alive),
+              uevent: () => wo(this.ctx.ueventStore({ kind: 'module', name }), alive),
+            },
+            alive,
+          );
+        },
+      );
+    });
+  }
+
+  /** A vendor module loaded or unloaded: module/<name> goes unless another loaded driver keeps it. */
+  invalidate(ev: Extract<CoreEvent, { kind: 'module' }>, inv: InvalidationSet): void {
+    inv.changed(at('module'));
+    if (ev.loaded) return;
+    const left = this.ctx.core.busDrivers();
+    for (const d of this.ctx.core.abi.busDrivers([ev.parent.driver])) {
+      if (!left.some((x) => x.module === d.module)) inv.gone(at('module', d.module));
+    }
+  }
+}

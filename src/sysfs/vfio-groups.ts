@@ -1,0 +1,108 @@
+import type { MdevDevice } from '../core/mdev-objects';
+import type { Kobj } from '../core/uevent';
+import type { HostDevice } from '../devices/device-model';
+import { powerDir } from './common';
+import { type InvalidationSet, type TreeContext, at } from './context';
+import { type Alive, type DirNode, attr, dir, dynDir, link, linkDir, ro } from './nodes';
+
+/**
+ * The VFIO group character devices' major (alloc_chrdev_region, so the kernel picks it): 253 on
+ * the real 6.1 kernel the fixtures were recorded on (test/events/uevents.txt).
+ */
+const VFIO_GROUP_MAJOR = 253;
+
+/**
+ * VFIO groups as sysfs shows /dev/vfio/<group>: devices/virtual/vfio/<group>/ and the class/vfio/<group>
+ * links, with what their coming and going invalidates.
+ *
+ * The group devices are the bound mdevs' groups, core.iommuGroups (show('bound') gives a device
+ * its IOMMU group and its group minor together, and hide('bound') takes both), and the groups of
+ * the host devices a VFIO driver has (vfio-pci, a vendor-specific VFIO VF), devices.vfioGroups.
+ */
+export class VfioGroups {
+  constructor(private readonly ctx: TreeContext) {}
+
+  /** Counted without walking them (a create at 10,000 devices must cost what one at 0 does). */
+  count(): number {
+    return this.ctx.core.iommuGroups.size + this.ctx.devices.vfioGroups.size;
+  }
+
+  private names(): string[] {
+    return [...this.ctx.core.iommuGroups.keys(), ...this.ctx.devices.vfioGroups.keys()].map(String);
+  }
+
+  /** The group device of a group number (00 is ENOENT): its directory and whether it is still there. */
+  private group(name: string): { dir: DirNode; alive: Alive } | undefined {
+    if (!/^(0|[1-9]\d*)$/.test(name)) return undefined;
+    const n = Number(name);
+    const dev = this.ctx.core.iommuGroups.get(n);
+    if (dev) return { dir: this.mdevGroupDir(dev), alive: this.ctx.partAlive(dev, 'bound') };
+    const host = this.ctx.devices.vfioGroups.get(n);
+    if (host) return { dir: this.hostGroupDir(host), alive: () => this.ctx.devices.vfioGroups.get(n) === host };
+    return undefined;
+  }
+
+  /** devices/virtual/vfio/: one directory per group device (the glue directory, while there is one). */
+  devicesDir(): DirNode {
+    return this.ctx.cached(this, 'devices/virtual/vfio', () => dynDir(() => this.names(), (name) => this.group(name)?.dir));
+  }
+
+  /** class/vfio/: N -> ../../devices/virtual/vfio/N. */
+  classLinks(): DirNode {
+    return this.ctx.cached(this, 'class/vfio', () =>
+      linkDir(
+        () => this.names(),
+        (name) => {
+          const g = this.group(name);
+          return g && link(['devices', 'virtual', 'vfio', name], g.alive);
+        },
+      ),
+    );
+  }
+
+  mdevGroupDir(dev: MdevDevice): DirNode {
+    return this.ctx.cached(dev, `vfio-group:${dev.iommuGroup}:${dev.vfioGroupMinor}`, () =>
+      this.groupDeviceDir(dev.iommuGroup!, dev.vfioGroupMinor!, this.ctx.partAlive(dev, 'bound'), { kind: 'vfio-group', dev }),
+    );
+  }
+
+  hostGroupDir(dev: HostDevice): DirNode {
+    const group = dev.pci!.iommuGroup!;
+    const minor = dev.vfioGroupMinor!;
+    return this.ctx.cached(dev, `vfio-group:${group}:${minor}`, () =>
+      this.groupDeviceDir(group, minor, () => this.ctx.devices.vfioGroups.get(group) === dev && dev.vfioGroupMinor === minor, {
+        kind: 'host-vfio-group',
+        dev,
+      }),
+    );
+  }
+
+  /**
+   * A VFIO group's character device (vfio_create_group: device_create in class "vfio", named by
+   * the IOMMU group, devt VFIO_GROUP_MAJOR:minor): dev, power/, subsystem, uevent with MAJOR,
+   * MINOR and DEVNAME, as the real 6.1 kernel's uevents show (test/events/uevents.txt).
+   */
+  private groupDeviceDir(group: number, minor: number, alive: Alive, kobj: Kobj): DirNode {
+    const devt = `${VFIO_GROUP_MAJOR}:${minor}`;
+    const vars = `MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${minor}\nDEVNAME=vfio/${group}\n`;
+    const power = powerDir(alive);
+    const subsystem = link(['class', 'vfio'], alive);
+    const uevent = attr(0o644, () => vars, this.ctx.ueventStore(kobj), alive);
+    return dir({ dev: () => ro(`${devt}\n`, alive), power: () => power, subsystem: () => subsystem, uevent: () => uevent }, alive);
+  }
+
+  /**
+   * A group device came or went: devices/virtual/vfio/<group> and class/vfio/<group>, the entries
+   * this file builds (a group's own entries go with its directory). The glue directory
+   * devices/virtual/vfio comes with the first group device and goes with the last: only then does
+   * devices/virtual's link count change, and devices/virtual itself goes when nothing else is in it.
+   */
+  invalidate(group: number, shown: boolean, inv: InvalidationSet): void {
+    inv.changed(at('devices', 'virtual', 'vfio'));
+    const groups = this.count();
+    if (shown ? groups === 1 : groups === 0) inv.changed(at('devices', 'virtual'), at('devices'));
+    if (shown) return;
+    inv.gone(at('class', 'vfio', String(group)), at('devices', 'virtual', 'vfio', String(group)));
+    if (groups === 0) inv.gone(at('devices', 'virtual', 'vfio'));
+  }
+}
