@@ -3,9 +3,10 @@
 # in test/conformance/scenarios/ against the reference kernel (real Linux 6.1 + mtty/mdpy/mbochs
 # under qemu), one qemu at a time.
 #
-# Usage: scripts/record-conformance.sh [--check] [REFERENCE_KERNEL_DIR] [SCENARIO_NAME...]
-#   REFERENCE_KERNEL_DIR  directory holding run-scenario.sh
-#                         (default: ../shared/reference-kernel relative to the repository root)
+# Usage: scripts/record-conformance.sh [--check] REFERENCE_KERNEL_DIR [SCENARIO_NAME...]
+#   REFERENCE_KERNEL_DIR  directory holding run-scenario.sh: a harness that boots Linux 6.1 with
+#                         the sample drivers under qemu and prints what a scenario printed (it is
+#                         not part of this repository; test/conformance/README.md says what it does)
 #   SCENARIO_NAME         e.g. create-errors (default: all scenarios)
 #   --check               run every scenario twice and fail if the two outputs differ
 #                         (non-determinism check); the first run is what gets recorded
@@ -14,8 +15,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CHECK=0
 if [ "${1:-}" = --check ]; then CHECK=1; shift; fi
-REF=$ROOT/../shared/reference-kernel
-if [ $# -gt 0 ] && [ -d "$1" ]; then REF=$1; shift; fi
+if [ $# -eq 0 ] || [ ! -d "$1" ]; then
+  echo "usage: scripts/record-conformance.sh [--check] REFERENCE_KERNEL_DIR [SCENARIO_NAME...]" >&2; exit 2
+fi
+REF=$1; shift
 RUN=$REF/run-scenario.sh
 [ -x "$RUN" ] || { echo "record-conformance: $RUN not found or not executable" >&2; exit 2; }
 

@@ -9,7 +9,7 @@
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Clock } from '../../dist/base/clock';
-import { buildEmulation } from '../../dist/daemon';
+import { Emulation } from '../../dist/emulation';
 import { loadProfile } from '../../dist/drivers/profile';
 import { silentLogger } from '../../dist/base/log';
 import { type Node, relativeTarget } from '../../dist/sysfs/nodes';
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const [profileFile, devicesFile, dest] = process.argv.slice(2);
   if (!profileFile || !devicesFile || !dest) throw new Error('usage: dump-tree PROFILE.json DEVICES.json DEST');
   const t0 = performance.now();
-  const { core, tree } = buildEmulation(loadProfile(profileFile), { log: silentLogger, clock: instant });
+  const { core, tree } = new Emulation(loadProfile(profileFile), { log: silentLogger, clock: instant });
   const devices = JSON.parse(readFileSync(devicesFile, 'utf8')) as [string, string][];
   const types = new Map([...core.parents.values()].flatMap((p) => [...p.types.values()].map((t) => [t.id, t] as const)));
   for (const [uuid, typeId] of devices) {

@@ -29,6 +29,13 @@ export class Ida {
     return true;
   }
 
+  /** Every number free again, none held back (as a fresh Ida). */
+  clear(): void {
+    this.used.clear();
+    this.reserved.clear();
+    this.hint = 0;
+  }
+
   free(n: number): void {
     this.reserved.delete(n);
     if (this.used.delete(n) && n < this.hint) this.hint = n;

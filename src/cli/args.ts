@@ -28,7 +28,7 @@ export interface CommandSpec {
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev'];
+const FLAGS = ['udev', 'json', 'follow'];
 /** Short spellings. */
 const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
@@ -53,17 +53,19 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs exec -- mdevctl types',
   },
   ctl: {
-    options: ['control'],
-    min: 2,
-    max: 3,
-    usage: 'mdevfs ctl DIR parents|add-parent FILE|PROFILE|remove-parent NAME [--control PATH]',
-    about: 'Asks the daemon serving DIR for its parents, or hot-plugs the parent(s) of a profile FILE or of a\n' +
-      'built-in PROFILE (a refused profile exits 2), or unregisters a parent as the kernel does.',
-    example: 'mdevfs ctl ./mount parents',
+    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout'],
+    min: 1,
+    max: 4,
+    usage: 'mdevfs ctl [DIR] parents|add-parent FILE|PROFILE|remove-parent NAME|state|mark|wait ...|reset [--json] [--control PATH]',
+    about: 'Steers the daemon serving DIR through its control API (docs/control-api.md): its parents (hot-plug\n' +
+      'the parent(s) of a profile FILE or of a built-in PROFILE, unregister one as the kernel does), its\n' +
+      'state, a mark, a wait for an event or a device state (exit 1 at --timeout), a reset to the start.\n' +
+      'Inside mdevfs exec, DIR may be left out: $MDEVFS_CONTROL is the socket.',
+    example: 'mdevfs ctl ./mount wait --event bind:83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 --timeout 5',
   },
   wait: {
     options: ['control', 'timeout'],
-    min: 1,
+    min: 0,
     max: 1,
     usage: 'mdevfs wait DIR [--timeout SECONDS] [--control PATH]',
     about: 'Exits 0 once the daemon serving DIR answers (also while it is still being built or started);\n' +
@@ -72,7 +74,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   },
   events: {
     options: ['control', 'since', 'until', 'timeout'],
-    min: 1,
+    min: 0,
     max: 1,
     usage: 'mdevfs events DIR [--since SEQNUM] [--until ACTION:NAME] [--timeout SECONDS] [--control PATH]',
     about: 'Prints the uevents of the daemon serving DIR as JSON lines, in the kernel\'s order.',
@@ -261,6 +263,16 @@ export function mountpointOf(dirArg: string): string {
 
 /** As the kernel's path walk (MAXSYMLINKS). */
 const MAX_LINKS = 40;
+
+/**
+ * The socket of `wait` or `events` without DIR: --control, else $MDEVFS_CONTROL (what `mdevfs
+ * exec` gives its command, with $MDEVFS_ROOT, the tree as the command sees it).
+ */
+export function controlFromEnv(options: ReadonlyMap<string, string>): { socket: string; root: string | undefined } {
+  const socket = options.get('control') ?? process.env.MDEVFS_CONTROL;
+  if (!socket) throw new UsageError('missing DIR (outside mdevfs exec, MDEVFS_CONTROL is not set)');
+  return { socket, root: process.env.MDEVFS_ROOT };
+}
 
 /** --control, else the socket in the control directory for DIR's mountpoint (see controlDir). */
 export function controlPathFor(dirArg: string, options: ReadonlyMap<string, string>): string {

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
-import { streamEvents } from '../control/client';
-import { checkControlDir, controlPathFor, noDaemon } from './args';
+import { streamLines } from '../control/client';
+import { checkControlDir, controlFromEnv, controlPathFor, noDaemon } from './args';
 
 const EXIT_USAGE = 2;
 
@@ -12,7 +12,7 @@ const EXIT_USAGE = 2;
  * retained events with a SEQNUM above N (0: all), so `echo $U > create; mdevfs events DIR
  * --since 0 --until add:$U` cannot miss the event.
  */
-export async function eventsCommand(dirArg: string, options: ReadonlyMap<string, string>): Promise<number> {
+export async function eventsCommand(dirArg: string | undefined, options: ReadonlyMap<string, string>): Promise<number> {
   const usage = (msg: string) => {
     process.stderr.write(`mdevfs events: ${msg}\n`);
     return EXIT_USAGE;
@@ -25,28 +25,31 @@ export async function eventsCommand(dirArg: string, options: ReadonlyMap<string,
   const since = options.has('since') ? Number(options.get('since')) : undefined;
   if (since !== undefined && !(Number.isInteger(since) && since >= 0)) return usage('--since must be a SEQNUM (0 or more)');
   let path: string;
-  checkControlDir(options, false);
   try {
-    path = controlPathFor(dirArg, options);
+    if (dirArg === undefined) path = controlFromEnv(options).socket;
+    else {
+      checkControlDir(options, false);
+      path = controlPathFor(dirArg, options);
+    }
   } catch (err) {
     return usage((err as Error).message);
   }
 
   let matched = false;
   let stop = () => {};
-  const onEvent = (ev: Record<string, string>) => {
+  const onEvent = (ev: Record<string, unknown>) => {
     if (matched) return;
     process.stdout.write(JSON.stringify(ev) + '\n');
-    if (m && ev.ACTION === m[1] && basename(ev.DEVPATH ?? '') === m[2]) {
+    if (m && ev.ACTION === m[1] && basename(String(ev.DEVPATH ?? '')) === m[2]) {
       matched = true;
       stop();
     }
   };
   let stream;
   try {
-    stream = await streamEvents(path, since, onEvent);
+    stream = await streamLines(path, `/v1/events${since === undefined ? '' : `?since=${since}`}`, onEvent);
   } catch (err) {
-    process.stderr.write(`mdevfs events: ${noDaemon(dirArg, options, err)}\n`);
+    process.stderr.write(`mdevfs events: ${dirArg === undefined ? `no daemon answers on ${path}: ${(err as Error).message}` : noDaemon(dirArg, options, err)}\n`);
     return 1;
   }
   stop = stream.stop;

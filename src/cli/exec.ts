@@ -14,6 +14,8 @@ export interface ExecOptions {
   udev?: (sender: Writable, acks: Readable) => () => void;
   /** Settles when mdevfs is told to stop: the command gets SIGTERM, and SIGKILL if still running STOP_GRACE_MS later. */
   stop?: Promise<unknown>;
+  /** The daemon's control socket: the command gets it as MDEVFS_CONTROL (with MDEVFS_ROOT=/sys), so `mdevfs ctl`, `wait` and `events` find it without DIR. */
+  control?: string;
 }
 
 /** How long a command told to stop (SIGTERM) may take before it is killed. */
@@ -86,6 +88,7 @@ export function runOverSys(tree: string, argv: readonly string[], opts: ExecOpti
     'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2" /etc/mdevctl.d || exit 125; shift 2; ' +
     (opts.udev ? `${UDEV_SENDER}exec "$@" 3<&- 4>&-` : 'exec "$@"');
   const env = commandEnv();
+  if (opts.control) Object.assign(env, { MDEVFS_CONTROL: opts.control, MDEVFS_ROOT: '/sys' });
   if (opts.udev) env.MDEVFS_UDEV_SENDER = SENDER_PY;
   const stdio: Stdio[] = opts.udev ? ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'];
   const devNull = withoutFuseFds(stdio);

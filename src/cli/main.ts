@@ -4,11 +4,9 @@ import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { LogFormat } from '../base/log';
-import type { Request } from '../control/protocol';
-import type { ParentProfile } from '../drivers/profile-types';
 import type { Uevents } from '../events/uevents';
 import { blockedThreadCount } from '../fuse/backend-interface';
-import { COMMANDS, type Invocation, UsageError, checkControlDir, commandHelp, controlPathFor, mountpointOf, noDaemon, parseCommandLine } from './args';
+import { COMMANDS, type Invocation, UsageError, commandHelp, controlPathFor, mountpointOf, parseCommandLine } from './args';
 
 // Each command loads what it needs when it runs (`await import` in its branch), so that `wait`,
 // `ctl` and `events` do not load the daemon, ajv or pino: every daemon start and every test that
@@ -36,6 +34,15 @@ Usage:
   mdevfs ctl DIR remove-parent NAME
                                  unregister a parent as the kernel does: wait for in-flight work, then
                                  remove its devices, types and class link (later writes get ENODEV)
+  mdevfs ctl DIR state [--json]  parents, types with available_instances, devices and their state
+  mdevfs ctl DIR mark            print the current SEQNUM (wait --since it for what comes after)
+  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone
+                 [--since N] [--timeout S]
+                                 exit 0 once it holds (an event: one with a SEQNUM above N, default 0), 1 at
+                                 the timeout (default 10 s)
+  mdevfs ctl DIR reset           back to the profile's start state (see docs/control-api.md)
+                                 Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
+                                 $MDEVFS_CONTROL, the socket exec gives CMD (and $MDEVFS_ROOT, the tree: /sys)
   mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
   mdevfs events DIR [--since N] [--until ACTION:NAME] [--timeout S]
                                  print the uevents of the daemon serving DIR as JSON lines (ACTION, DEVPATH,
@@ -113,51 +120,6 @@ async function mountCommand(dirArg: string, options: Options): Promise<number> {
   });
 }
 
-async function ctlCommand(args: readonly string[], options: Options): Promise<number> {
-  const [dirArg, verb, arg] = args as [string, string, string | undefined];
-  checkControlDir(options, false);
-  const path = controlPathFor(dirArg, options);
-  let req: Request;
-  if (verb === 'parents' && arg === undefined) req = { op: 'parents' };
-  else if (verb === 'remove-parent' && arg) req = { op: 'remove-parent', name: arg };
-  else if (verb === 'add-parent' && arg) {
-    // A built-in's name or a file, checked here as --profile is: a refused profile is a usage error.
-    let parents: ParentProfile[];
-    try {
-      parents = (await import('../drivers/profile-load')).loadParents(arg);
-    } catch (err) {
-      process.stderr.write(`mdevfs ctl: ${(err as Error).message}\n`);
-      return EXIT_USAGE;
-    }
-    for (const parent of parents) {
-      const code = await ctlSend(path, { op: 'add-parent', parent }, dirArg, options);
-      if (code !== 0) return code;
-    }
-    return 0;
-  } else {
-    process.stderr.write(`mdevfs ctl: unknown or incomplete request "${args.slice(1).join(' ')}"\n`);
-    return EXIT_USAGE;
-  }
-  return ctlSend(path, req, dirArg, options);
-}
-
-async function ctlSend(path: string, req: Request, dirArg: string, options: Options): Promise<number> {
-  const { request } = await import('../control/client');
-  let reply;
-  try {
-    reply = await request(path, req);
-  } catch (err) {
-    process.stderr.write(`mdevfs ctl: ${noDaemon(dirArg, options, err)}\n`);
-    return 1;
-  }
-  if (!reply.ok) {
-    process.stderr.write(`mdevfs ctl: ${reply.error}\n`);
-    return 1;
-  }
-  if (reply.parents) process.stdout.write(reply.parents.map((p) => p + '\n').join(''));
-  return 0;
-}
-
 async function execCommand(argv: readonly string[], options: Options): Promise<number> {
   const [{ hasSysAdmin }, { execInUserNamespace, runOverSys }, { feedUdevSender }] = await Promise.all([
     import('../fuse/backend-registry'),
@@ -167,9 +129,9 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
   if (!hasSysAdmin()) return execInUserNamespace();
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
-    return await withMount(dir, options, (stopped, mountpoint, { uevents, log }) => {
+    return await withMount(dir, options, (stopped, mountpoint, { uevents, log, controlPath }) => {
       const udev = options.has('udev') ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks) : undefined;
-      return runOverSys(mountpoint, argv, { udev, stop: stopped });
+      return runOverSys(mountpoint, argv, { udev, stop: stopped, control: controlPath });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -183,14 +145,14 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
 async function withMount(
   dirArg: string,
   options: Options,
-  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger }) => Promise<number>,
+  body: (stopped: Promise<number>, mountpoint: string, ctx: { uevents: Uevents; log: Logger; controlPath: string }) => Promise<number>,
 ): Promise<number> {
   const [
     { ensurePrivateDir },
     { lockForLife, sweepStaleLocks },
     { controlDir, lockPath },
-    { startControlServer },
-    { buildEmulation },
+    { startControlServer, stopControlServer },
+    { Emulation },
     { loadProfile },
     { BACKENDS, automaticBackend },
     { inspect, lazyUnmount },
@@ -202,7 +164,7 @@ async function withMount(
     import('../control/lock'),
     import('../control/protocol'),
     import('../control/server'),
-    import('../daemon'),
+    import('../emulation'),
     import('../drivers/profile'),
     import('../fuse/backend-registry'),
     import('../fuse/mountpoint'),
@@ -248,7 +210,7 @@ async function withMount(
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
-    emulation = buildEmulation(profile, { abi: abiOpt as string | undefined, log });
+    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log });
     await emulation.ready;
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
@@ -310,8 +272,7 @@ async function withMount(
     if (hidden > 0 && level !== 'silent') {
       process.stderr.write(`mdevfs: warning: ${dir} is not empty: the mount hides its ${hidden} ${hidden === 1 ? 'entry' : 'entries'} until it is unmounted\n`);
     }
-    control = await startControlServer(controlPath, emulation.core, emulation.clock, log, () => emulation.kernfs.settled(),
-      () => ({ mountpoint: dir, mounted }), emulation.uevents);
+    control = await startControlServer(controlPath, emulation, log, () => ({ mountpoint: dir, mounted }));
   } catch (err) {
     removeCreated();
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
@@ -333,7 +294,7 @@ async function withMount(
   try {
     await backend.mount();
   } catch (err) {
-    control.close();
+    stopControlServer(control);
     rmSync(controlPath, { force: true });
     removeCreated();
     throw err;
@@ -342,7 +303,7 @@ async function withMount(
   log.info({ dir, abi: emulation.abi.version, backend: backend.name }, 'mounted');
 
   try {
-    return await body(stopped, dir, { uevents: emulation.uevents, log });
+    return await body(stopped, dir, { uevents: emulation.uevents, log, controlPath });
   } finally {
     // The last resort: stopping takes well under a second; if anything in it hangs, the process
     // ends anyway (its mount is detached first, or dies with its /dev/fuse).
@@ -350,7 +311,7 @@ async function withMount(
       log.error({ ms: STOP_DEADLINE_MS }, 'stopping did not finish in time: the process ends with SIGKILL');
       process.kill(process.pid, 'SIGKILL');
     }, STOP_DEADLINE_MS);
-    control.close();
+    stopControlServer(control);
     rmSync(controlPath, { force: true });
     log.info('unmounting');
     // No request stays hung on a fault rule: each goes on (and is answered) before the unmount.
@@ -428,13 +389,13 @@ async function dispatch(args: Invocation): Promise<number> {
     case 'mount':
       return mountCommand(positionals[0]!, options);
     case 'ctl':
-      return ctlCommand(positionals, options);
+      return (await import('./ctl')).ctlCommand(positionals, options);
     case 'exec':
       return execCommand(args.rest, options);
     case 'wait':
-      return (await import('./wait')).waitCommand(positionals[0]!, options);
+      return (await import('./wait')).waitCommand(positionals[0], options);
     case 'events':
-      return (await import('./events')).eventsCommand(positionals[0]!, options);
+      return (await import('./events')).eventsCommand(positionals[0], options);
     case 'record':
       return (await import('../record/record')).recordCommand(positionals[0], options.get('output'));
     case 'profiles':

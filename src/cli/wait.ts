@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { request } from '../control/client';
+import { call } from '../control/client';
 import { mountAt } from '../fuse/mountpoint';
-import { UsageError, checkControlDir, controlPathFor, mountpointOf, noDaemon } from './args';
+import { UsageError, checkControlDir, controlFromEnv, controlPathFor, mountpointOf, noDaemon } from './args';
 
 const POLL_MS = 50;
 
@@ -13,13 +13,17 @@ const POLL_MS = 50;
  * answer (a file's content is never cached) must succeed, done in a child with a time limit so
  * that a hung mount cannot block us.
  */
-export async function waitCommand(dirArg: string, options: ReadonlyMap<string, string>): Promise<number> {
+export async function waitCommand(dirArg: string | undefined, options: ReadonlyMap<string, string>): Promise<number> {
   const seconds = Number(options.get('timeout') ?? '10');
   if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not "${options.get('timeout')}"`);
-  checkControlDir(options, false);
-  const dir = mountpointOf(dirArg); // these two throw UsageError
-  const socket = controlPathFor(dir, options);
-  const check = (timeoutMs: number) => checkOnce(dir, socket, timeoutMs, (err) => noDaemon(dirArg, options, err));
+  // Without DIR (a command run by mdevfs exec): the socket it was given, and the tree where it
+  // sees it (the daemon's own mountpoint is in another mount namespace).
+  const fromEnv = dirArg === undefined ? controlFromEnv(options) : undefined;
+  if (!fromEnv) checkControlDir(options, false);
+  const dir = mountpointOf(fromEnv ? (fromEnv.root ?? '/sys') : dirArg!); // these throw UsageError
+  const socket = fromEnv ? fromEnv.socket : controlPathFor(dir, options);
+  const noAnswer = (err: unknown) => (fromEnv ? `no daemon answers on ${socket} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})` : noDaemon(dirArg!, options, err));
+  const check = (timeoutMs: number) => checkOnce(dir, socket, timeoutMs, noAnswer, !fromEnv);
   const deadline = Date.now() + seconds * 1000;
   let why = 'not checked';
   for (;;) {
@@ -28,17 +32,18 @@ export async function waitCommand(dirArg: string, options: ReadonlyMap<string, s
     if (Date.now() + POLL_MS >= deadline) break;
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  process.stderr.write(`mdevfs wait: ${resolve(dirArg)} is not ready after ${seconds} s: ${why}\n`);
+  process.stderr.write(`mdevfs wait: ${resolve(dirArg ?? dir)} is not ready after ${seconds} s: ${why}\n`);
   return 1;
 }
 
 /** '' when ready, else what is missing. */
-async function checkOnce(dir: string, socket: string, timeoutMs: number, noDaemon: (err: unknown) => string): Promise<string> {
+async function checkOnce(dir: string, socket: string, timeoutMs: number, noDaemon: (err: unknown) => string, sameMountpoint: boolean): Promise<string> {
   try {
-    const reply = await request(socket, { op: 'ping' }, timeoutMs);
-    if (!reply.ok) return `its daemon refused the ping: ${reply.error}`;
-    if (reply.mountpoint !== dir) return `the daemon that answers serves ${reply.mountpoint ?? 'something else'}, not ${dir}`;
-    if (!reply.mounted) return 'the daemon is still mounting';
+    const reply = await call<{ mountpoint?: string; mounted?: boolean; error?: string }>(socket, 'GET', '/v1/ping', undefined, timeoutMs);
+    if (reply.status !== 200) return `its daemon refused the ping: ${reply.body.error ?? reply.status}`;
+    const { mountpoint, mounted } = reply.body;
+    if (sameMountpoint && mountpoint !== dir) return `the daemon that answers serves ${mountpoint ?? 'something else'}, not ${dir}`;
+    if (!mounted) return 'the daemon is still mounting';
   } catch (err) {
     return noDaemon(err);
   }

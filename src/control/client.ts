@@ -1,66 +1,101 @@
-import { connect } from 'node:net';
-import type { Reply, Request } from './protocol';
+import { type IncomingMessage, request as httpRequest } from 'node:http';
 
 /**
- * Streams the daemon's uevents (the `events` op): `onEvent` gets each one; resolves with the
- * last SEQNUM sent before the stream began once the daemon acknowledged, and `closed` settles
- * when the stream ends. `stop()` hangs up.
+ * The control API's client (docs/control-api.md): HTTP over the daemon's unix socket. Loads
+ * nothing of the daemon, so `mdevfs wait`, `ctl` and `events` start fast.
  */
-export function streamEvents(
-  path: string,
-  since: number | undefined,
-  onEvent: (ev: Record<string, string>) => void,
-): Promise<{ seqnum: number; closed: Promise<void>; stop: () => void }> {
+
+/** A reply: its status and its JSON body. */
+export interface Reply<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+}
+
+/** A non-2xx reply, with the daemon's message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    super(typeof body.error === 'string' ? body.error : `HTTP ${status}`);
+  }
+}
+
+function open(socketPath: string, method: string, path: string, body: unknown, timeoutMs?: number): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const sock = connect(path);
-    let buf = '';
-    let acked = false;
-    const closed = new Promise<void>((done) => sock.on('close', () => done()));
-    sock.on('connect', () => sock.write(JSON.stringify({ op: 'events', since } satisfies Request) + '\n'));
-    sock.on('data', (d) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const reply = JSON.parse(buf.slice(0, nl)) as Reply;
-        buf = buf.slice(nl + 1);
-        if (!reply.ok) {
-          sock.destroy();
-          reject(new Error(reply.error));
-        } else if (!acked) {
-          acked = true;
-          resolve({ seqnum: reply.seqnum ?? 0, closed, stop: () => sock.destroy() });
-        } else if (reply.event) onEvent(reply.event);
-      }
-    });
-    sock.on('error', (err) => (acked ? sock.destroy() : reject(err)));
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = httpRequest(
+      { socketPath, method, path, headers: { Host: 'mdevfs', ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) } },
+      resolve,
+    );
+    if (timeoutMs !== undefined) {
+      req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no reply within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })));
+    }
+    req.on('error', reject);
+    req.end(data);
   });
 }
 
-/** Sends one request and resolves with its reply; with `timeoutMs`, rejects (ETIMEDOUT) if none comes in time. */
-export function request(path: string, req: Request, timeoutMs?: number): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const sock = connect(path);
-    let buf = '';
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            sock.destroy();
-            reject(Object.assign(new Error(`no reply within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-          }, timeoutMs);
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
-    sock.on('data', (d) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl >= 0) {
-        clearTimeout(timer);
-        sock.end();
-        resolve(JSON.parse(buf.slice(0, nl)) as Reply);
-      }
-    });
-    sock.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
+/**
+ * Sends one request and resolves with the reply (any status: `ok` says whether it was 2xx);
+ * rejects if no daemon answers (with `timeoutMs`: in time).
+ */
+export async function call<T = Record<string, unknown>>(socketPath: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<Reply<T>> {
+  const res = await open(socketPath, method, path, body, timeoutMs);
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  const text = Buffer.concat(chunks).toString('utf8');
+  let parsed: unknown;
+  try {
+    parsed = text.trim() === '' ? {} : JSON.parse(text);
+  } catch {
+    parsed = { error: text.trim() };
+  }
+  return { status: res.statusCode ?? 0, body: parsed as T };
+}
+
+/** call(), rejecting with an ApiError unless the reply is 2xx. */
+export async function ok<T = Record<string, unknown>>(socketPath: string, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+  const r = await call<T>(socketPath, method, path, body, timeoutMs);
+  if (r.status < 200 || r.status > 299) throw new ApiError(r.status, r.body as Record<string, unknown>);
+  return r.body;
+}
+
+/**
+ * Streams JSON lines from a GET (the events): `onLine` gets each one; resolves once the daemon
+ * answered, with its headers; `closed` settles when the stream ends. `stop()` hangs up.
+ */
+export async function streamLines(
+  socketPath: string,
+  path: string,
+  onLine: (value: Record<string, unknown>) => void,
+): Promise<{ headers: IncomingMessage['headers']; closed: Promise<void>; stop: () => void }> {
+  const res = await open(socketPath, 'GET', path, undefined);
+  if ((res.statusCode ?? 0) >= 300) {
+    const chunks: Buffer[] = [];
+    for await (const c of res) chunks.push(c as Buffer);
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+    } catch {
+      body = {};
+    }
+    throw new ApiError(res.statusCode ?? 0, body);
+  }
+  let buf = '';
+  res.setEncoding('utf8');
+  res.on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) onLine(JSON.parse(line) as Record<string, unknown>);
+    }
   });
+  const closed = new Promise<void>((done) => {
+    res.on('close', () => done());
+    res.on('error', () => done());
+  });
+  return { headers: res.headers, closed, stop: () => res.destroy() };
 }

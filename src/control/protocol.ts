@@ -1,18 +1,5 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import type { ParentProfile } from '../drivers/profile-types';
-
-/** One JSON object per line each way. */
-export type Request =
-  | { op: 'add-parent'; parent: ParentProfile }
-  | { op: 'remove-parent'; name: string }
-  | { op: 'parents' }
-  | { op: 'ping' }
-  /** Stream the uevents sent from now on (with `since`: first the retained ones with a greater SEQNUM). */
-  | { op: 'events'; since?: number };
-export type Reply =
-  | { ok: true; parents?: string[]; mountpoint?: string; mounted?: boolean; seqnum?: number; event?: Record<string, string> }
-  | { ok: false; error: string };
 
 /**
  * Where daemons keep their control sockets and locks, decided the same way by every command:

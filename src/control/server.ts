@@ -1,74 +1,70 @@
 import { chmodSync, existsSync, lstatSync, rmSync } from 'node:fs';
-import { type Server, type Socket, createServer } from 'node:net';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
-import type { Clock } from '../base/clock';
-import type { MdevCore } from '../core/core';
-import type { Uevents } from '../events/uevents';
-import { createPresentDevices } from '../daemon';
-import { registerProfileParent, validateProfile } from '../drivers/profile';
-import type { Reply, Request } from './protocol';
+import { MdevError, errnoName } from '../base/errno';
+import type { ParentProfile, Profile } from '../drivers/profile-types';
+import type { Emulation } from '../emulation';
+import type { Uevent } from '../events/uevents';
+import { MAX_BODY_BYTES, type Method, REQUEST_SCHEMAS, ROUTES, type WaitRequest } from './api';
+import { stateOf } from './state';
 
-/** The daemon's control socket: parents come and go while mounted. */
-export function startControlServer(
-  path: string,
-  core: MdevCore,
-  clock: Clock,
-  log: Logger,
-  /** Resolves when every cache has dropped what the last change removed. */
-  settled: () => Promise<void>,
-  /** What `ping` answers: the mountpoint served, and whether it is mounted yet. */
-  status: () => { mountpoint: string; mounted: boolean },
-  /** What the `events` op streams. */
-  uevents?: Uevents,
-): Promise<Server> {
-  const handle = async (req: Request): Promise<Reply> => {
-    switch (req.op) {
-      case 'add-parent':
-        validateProfile({ parents: [req.parent] });
-        // Its devices present (a recording's) are made as at start.
-        await createPresentDevices(core, [req.parent], [registerProfileParent(core, req.parent, clock)]);
-        await settled();
-        return { ok: true };
-      case 'remove-parent':
-        await core.unregisterParent(req.name);
-        await settled();
-        return { ok: true };
-      case 'parents':
-        return { ok: true, parents: [...core.parents.keys()] };
-      case 'ping':
-        return { ok: true, ...status() };
-      default:
-        return { ok: false, error: `unknown op ${(req as { op: unknown }).op}` };
-    }
-  };
-  const server = createServer((sock) => {
-    let buf = '';
-    sock.on('data', (chunk) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let reply: Promise<Reply>;
-        try {
-          const req = JSON.parse(line) as Request;
-          log.info({ op: req.op }, 'control request');
-          if (req.op === 'events' && uevents) {
-            streamEvents(sock, uevents, req.since);
-            continue;
-          }
-          reply = handle(req).catch((err: Error) => ({ ok: false as const, error: err.message }));
-        } catch (err) {
-          reply = Promise.resolve({ ok: false as const, error: `bad request: ${(err as Error).message}` });
-        }
-        void reply.then((r) => {
-          if (!r.ok) log.info({ error: r.error }, 'control request refused');
-          if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n');
-        });
-      }
+/** What GET /v1/ping answers besides the API version: the mountpoint served, and whether it is mounted yet. */
+export type Status = () => { mountpoint: string; mounted: boolean };
+
+/** An HTTP error answered as {"error": message, ...extra}. */
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** A stalled client: the headers must arrive within this, the whole request within REQUEST_TIMEOUT_MS (then 408). */
+const HEADERS_TIMEOUT_MS = 5000;
+const REQUEST_TIMEOUT_MS = 10000;
+/** Connections at once (event streams and waits hold one each); more are closed at once. */
+const MAX_CONNECTIONS = 256;
+const DEFAULT_WAIT_S = 10;
+
+type Validator = ((data: unknown) => boolean) & { errors?: { instancePath: string; message?: string; params: Record<string, unknown> }[] | null };
+
+/**
+ * The daemon's control socket: an HTTP/1.1 API (JSON in and out, under /v1/, docs/control-api.md)
+ * on a unix socket only its owner can reach (mode 0600 in a 0700 directory). Every runtime change
+ * goes through the emulation's own methods. A bad request gets an HTTP error, logged at info, and
+ * changes nothing; a client that stalls gets 408.
+ */
+export function startControlServer(path: string, em: Emulation, log: Logger, status: Status): Promise<Server> {
+  const api = new ControlApi(em, log, status);
+  const server = createServer(
+    { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 500, keepAliveTimeout: 5000 },
+    (req, res) => void api.handle(req, res),
+  );
+  server.maxConnections = MAX_CONNECTIONS;
+  // Node's headers timeout does not always fire (seen after a run of refused requests): a
+  // connection idle for as long with no request being answered gets its 408 here.
+  server.on('timeout', () => undefined); // the idle timeout below decides; Node would destroy the socket
+  server.on('connection', (sock: Socket) => {
+    sock.setTimeout(HEADERS_TIMEOUT_MS, () => {
+      if (api.busy.has(sock)) return;
+      log.info({ code: 'ERR_HTTP_REQUEST_TIMEOUT' }, 'control request refused');
+      const body = JSON.stringify({ error: 'the request did not arrive in time' });
+      sock.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     });
-    sock.on('error', () => undefined);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    log.info({ code: err.code, error: err.message }, 'control request refused');
+    if (!socket.writable) return socket.destroy();
+    const [status, text] = timeout ? [408, 'Request Timeout'] : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : [400, 'Bad Request'];
+    const body = JSON.stringify({ error: timeout ? 'the request did not arrive in time' : `malformed request: ${err.message}` });
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
   removeStaleSocket(path);
   return new Promise((resolve, reject) => {
@@ -89,12 +85,252 @@ export function startControlServer(
   });
 }
 
-/** `events`: an acknowledgement with the last SEQNUM sent, then one `{ok, event}` line per uevent until the client hangs up. */
-function streamEvents(sock: Socket, uevents: Uevents, since: number | undefined): void {
-  const send = (r: Reply) => void (!sock.destroyed && sock.write(JSON.stringify(r) + '\n'));
-  send({ ok: true, seqnum: uevents.lastSeqnum });
-  const unsubscribe = uevents.subscribe((event) => send({ ok: true, event }), typeof since === 'number' ? since : undefined);
-  sock.on('close', unsubscribe);
+/** Closes the server and every connection it has (streams and waits included). */
+export function stopControlServer(server: Server): void {
+  server.close();
+  server.closeAllConnections();
+}
+
+class ControlApi {
+  private validators = new Map<string, Validator>();
+  /** Waits for a device state, checked again at every change of the core. */
+  private readonly stateWaiters = new Set<() => void>();
+
+  constructor(
+    private readonly em: Emulation,
+    private readonly log: Logger,
+    private readonly status: Status,
+  ) {
+    em.core.subscribe(() => {
+      for (const check of [...this.stateWaiters]) check();
+    });
+  }
+
+  /** Sockets with a request being answered (a stream, a wait): not idle. */
+  readonly busy = new WeakSet<Socket>();
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://mdevfs');
+    const sock = req.socket;
+    this.busy.add(sock);
+    res.once('close', () => this.busy.delete(sock));
+    try {
+      const [route, params] = this.route(req.method ?? 'GET', url.pathname);
+      const body = await readBody(req);
+      this.log.debug({ method: req.method, path: url.pathname }, 'control request');
+      await this.dispatch(route, params, url.searchParams, body, req, res);
+    } catch (err) {
+      const e =
+        err instanceof HttpError
+          ? err
+          : err instanceof MdevError
+            ? new HttpError(ERRNO_STATUS[errnoName(err.errno)] ?? 400, err.message, { errno: errnoName(err.errno) })
+            : (err as Error).name === 'ProfileError'
+              ? new HttpError(400, (err as Error).message, { problems: (err as { problems: string[] }).problems })
+              : new HttpError(500, (err as Error).message);
+      this.log.info({ method: req.method, path: url.pathname, status: e.status, error: e.message }, 'control request refused');
+      if (res.headersSent) return void res.destroy();
+      send(res, e.status, { error: e.message, ...e.extra }, e.status === 413 ? { ...e.headers, Connection: 'close' } : e.headers);
+    }
+  }
+
+  private route(method: string, pathname: string): [string, Record<string, string>] {
+    const parts = pathname.split('/');
+    const allowed: string[] = [];
+    for (const r of ROUTES) {
+      const tpl = r.path.split('/');
+      if (tpl.length !== parts.length) continue;
+      const params: Record<string, string> = {};
+      const ok = tpl.every((seg, i) => {
+        const m = /^\{(\w+)\}$/.exec(seg);
+        if (!m) return seg === parts[i];
+        if (!parts[i]) return false;
+        try {
+          params[m[1]!] = decodeURIComponent(parts[i]!);
+        } catch {
+          throw new HttpError(400, `${pathname}: malformed percent-encoding`);
+        }
+        return true;
+      });
+      if (!ok) continue;
+      if (r.method === method) return [`${r.method} ${r.path}`, params];
+      allowed.push(r.method);
+    }
+    if (allowed.length > 0) throw new HttpError(405, `${method} is not allowed on ${pathname} (${allowed.join(', ')})`, {}, { Allow: allowed.join(', ') });
+    throw new HttpError(404, `no route ${pathname} (see docs/control-api.md)`);
+  }
+
+  private async dispatch(route: string, params: Record<string, string>, query: URLSearchParams, body: unknown, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const em = this.em;
+    switch (route as `${Method} ${string}`) {
+      case 'GET /v1/ping':
+        return send(res, 200, { api: 1, pid: process.pid, ...this.status() });
+      case 'GET /v1/state':
+        return send(res, 200, stateOf(em));
+      case 'GET /v1/parents':
+        return send(res, 200, { parents: [...em.core.parents.keys()] });
+      case 'POST /v1/parents': {
+        const parents = await this.parentsOf(this.validate(route, body));
+        const added: string[] = [];
+        for (const p of parents) {
+          try {
+            await em.addParent(p);
+          } catch (err) {
+            if (err instanceof Error && err.name !== 'ProfileError' && !(err instanceof MdevError)) throw new HttpError(409, err.message, { added });
+            throw err;
+          }
+          added.push(p.name);
+        }
+        return send(res, 201, { added, parents: [...em.core.parents.keys()] });
+      }
+      case 'DELETE /v1/parents/{name}':
+        await em.removeParent(params.name!);
+        return send(res, 200, { removed: params.name, parents: [...em.core.parents.keys()] });
+      case 'GET /v1/events':
+        return this.streamEvents(query, req, res);
+      case 'POST /v1/mark':
+        this.validate(route, body ?? {});
+        return send(res, 200, { seqnum: em.uevents.lastSeqnum });
+      case 'POST /v1/wait':
+        return this.wait(this.validate(route, body) as WaitRequest, req, res);
+      case 'POST /v1/reset':
+        this.validate(route, body ?? {});
+        await em.reset();
+        return send(res, 200, { seqnum: em.uevents.lastSeqnum });
+      default:
+        throw new HttpError(500, `route ${route} has no handler`);
+    }
+  }
+
+  /** The parents a POST /v1/parents body names (a built-in profile's are loaded here). */
+  private async parentsOf(body: unknown): Promise<ParentProfile[]> {
+    const b = body as { builtin?: string; parents?: ParentProfile[] };
+    if (b.builtin !== undefined) {
+      const { BUILTIN_PROFILES } = await import('../drivers/profile');
+      const profile: Profile | undefined = BUILTIN_PROFILES[b.builtin];
+      if (!profile) throw new HttpError(404, `no built-in profile "${b.builtin}" (${Object.keys(BUILTIN_PROFILES).join(', ')})`);
+      return JSON.parse(JSON.stringify(profile.parents)) as ParentProfile[];
+    }
+    return b.parents ?? [body as ParentProfile];
+  }
+
+  /** GET /v1/events[?since=N]: the retained events above N, then every event, one JSON line each (chunked), until the client hangs up. */
+  private streamEvents(query: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
+    const since = optionalInteger(query, 'since');
+    for (const k of query.keys()) if (k !== 'since') throw new HttpError(400, `unknown query parameter "${k}"`);
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'X-Mdevfs-Seqnum': String(this.em.uevents.lastSeqnum), 'Cache-Control': 'no-store' });
+    res.flushHeaders();
+    const unsubscribe = this.em.uevents.subscribe((ev) => void (!res.destroyed && res.write(JSON.stringify(ev) + '\n')), since);
+    req.socket.on('close', unsubscribe);
+  }
+
+  /** POST /v1/wait: answers 200 once the condition holds, 408 at the timeout; a client that hangs up stops the wait. */
+  private wait(w: WaitRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const seconds = w.timeout ?? DEFAULT_WAIT_S;
+    return new Promise((done) => {
+      let finish = (_status: number, _body: object) => {};
+      const cleanups: (() => void)[] = [];
+      const timer = setTimeout(() => finish(408, { error: `not met within ${seconds} s`, met: false }), seconds * 1000);
+      finish = (status, body) => {
+        clearTimeout(timer);
+        for (const c of cleanups) c();
+        if (!res.destroyed) send(res, status, body);
+        done();
+      };
+      req.socket.once('close', () => finish(499, {}));
+      if (w.event !== undefined) {
+        const colon = w.event.indexOf(':');
+        const [action, name] = [w.event.slice(0, colon), w.event.slice(colon + 1)];
+        const match = (ev: Uevent) => ev.ACTION === action && (ev.DEVPATH ?? '').split('/').pop() === name;
+        let unsubscribe = () => {};
+        let met: Uevent | undefined;
+        unsubscribe = this.em.uevents.subscribe((ev) => {
+          if (met || !match(ev)) return;
+          met = ev;
+          // Retained events arrive during subscribe(), before `unsubscribe` is set.
+          queueMicrotask(() => finish(200, { met: true, event: ev, seqnum: Number(ev.SEQNUM) }));
+        }, w.since ?? 0);
+        cleanups.push(() => unsubscribe());
+        return;
+      }
+      const uuid = w.device!.toLowerCase();
+      const check = () => {
+        const dev = this.em.core.devices.get(uuid);
+        const state = dev ? dev.state : 'gone';
+        if (state === w.state || (w.state === 'gone' && state === 'released')) finish(200, { met: true, device: uuid, state: w.state, seqnum: this.em.uevents.lastSeqnum });
+      };
+      this.stateWaiters.add(check);
+      cleanups.push(() => this.stateWaiters.delete(check));
+      check();
+    });
+  }
+
+  private validate(route: string, body: unknown): unknown {
+    const schema = (REQUEST_SCHEMAS as Record<string, object>)[route];
+    if (!schema) return body;
+    if (body === undefined) throw new HttpError(400, 'a JSON body is required');
+    let v = this.validators.get(route);
+    if (!v) {
+      const Ajv = (require('ajv') as typeof import('ajv')).default;
+      v = new Ajv({ allErrors: false, strict: true, strictRequired: false }).compile(schema) as Validator;
+      this.validators.set(route, v);
+    }
+    if (!v(body)) {
+      const e = v.errors?.[0];
+      const where = e ? (e.instancePath || 'body') + (e.params.additionalProperty ? `.${String(e.params.additionalProperty)}` : '') : 'body';
+      throw new HttpError(400, `${where}: ${e?.params.additionalProperty ? 'unknown field' : e?.message ?? 'is invalid'}`);
+    }
+    return body;
+  }
+}
+
+/** errno of a refused change -> HTTP status. */
+const ERRNO_STATUS: Record<string, number> = { ENODEV: 404, ENOENT: 404, EEXIST: 409, EBUSY: 409, EINVAL: 400 };
+
+function send(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+  res.end(text);
+}
+
+function optionalInteger(query: URLSearchParams, name: string): number | undefined {
+  const v = query.get(name);
+  if (v === null) return undefined;
+  if (!/^\d{1,15}$/.test(v)) throw new HttpError(400, `${name} must be an integer (0 or more), not "${v}"`);
+  return Number(v);
+}
+
+/** The body as JSON (undefined if empty); 413 past MAX_BODY_BYTES, 400 if it is not JSON. */
+function readBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    // Node's own request timeout (REQUEST_TIMEOUT_MS) does not always fire once a handler runs: a body
+    // that stalls gets its 408 here too.
+    const timer = setTimeout(() => reject(new HttpError(408, 'the request did not arrive in time', {}, { Connection: 'close' })), REQUEST_TIMEOUT_MS);
+    timer.unref();
+    req.on('close', () => clearTimeout(timer));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // Past the limit the rest is read and dropped (a client still sending would see EPIPE
+      // instead of the answer); the request timeout bounds how long that may take.
+      if (size > MAX_BODY_BYTES) failed = true;
+      else chunks.push(c);
+    });
+    req.on('error', (err) => reject(new HttpError(400, err.message)));
+    req.on('end', () => {
+      clearTimeout(timer);
+      if (failed) return reject(new HttpError(413, `the body exceeds ${MAX_BODY_BYTES} bytes`));
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim() === '') return resolve(undefined);
+      try {
+        resolve(JSON.parse(text));
+      } catch (err) {
+        reject(new HttpError(400, `the body is not JSON: ${(err as Error).message}`));
+      }
+    });
+  });
 }
 
 /** A socket left by a dead daemon goes (our lock says no live one uses it); anything else at `path` is not ours to delete. */

@@ -12,9 +12,9 @@ export type Step = { show: Part } | { hide: Part } | { vendor: 'probe' | 'remove
  */
 export interface Abi {
   readonly version: AbiVersion;
-  /** Order in which a create makes things visible (spec §3.2 / §3.3). */
+  /** Order in which a create makes things visible (docs/mdev-abi.md, "What a create makes visible"). */
   readonly createSteps: readonly Step[];
-  /** Order in which a remove takes them away (spec §3.4 / §3.3). */
+  /** Order in which a remove takes them away (the same section). */
   readonly removeSteps: readonly Step[];
   /** A failing vendor remove vetoes with EBUSY, the device returns to active. */
   readonly vendorMayVeto: boolean;

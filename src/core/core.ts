@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { FaultEngine } from '../faults/engine';
 import type { Abi, Step } from './abi';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
-import { Ida } from '../base/ida';
+import { KernelIds } from './kernel-ids';
 import { MdevDevice, MdevType, Parent, type ParentPlacement, type Part } from './model';
 import { kstrtoul, parseCreateUuid, sysfsStreq } from '../base/parse';
 import { type Kobj, type KobjAction, parseSynthUevent } from './uevent';
@@ -47,17 +47,13 @@ export class MdevCore {
   /** vfio device index -> device, while bound (6.1 vfio-dev/vfioN). */
   readonly vfioDevices = new Map<number, MdevDevice>();
   private readonly listeners: ((ev: CoreEvent) => void)[] = [];
-  /** iommu group numbers: one numbering with the host devices' own groups (kernel/iommu_groups). */
-  readonly groupIds = new Ida();
-  readonly vfioIds = new Ida();
-  /** Minors of the VFIO group character devices (vfio.group_ida). */
-  readonly groupMinors = new Ida();
-
   constructor(
     readonly abi: Abi,
     private readonly log: Logger,
     /** The emulation's fault rules: asked at the vendor's create (probe) and remove, where a vendor fails. */
     readonly faults?: FaultEngine,
+    /** The numberings the core shares with the host's devices (IOMMU groups, vfio devices). */
+    readonly ids: KernelIds = new KernelIds(),
   ) {}
 
   subscribe(listener: (ev: CoreEvent) => void): void {
@@ -350,12 +346,12 @@ export class MdevCore {
   private show(dev: MdevDevice, part: Part): void {
     if (dev.parts.has(part)) return;
     if (part === 'bound') {
-      dev.iommuGroup = this.groupIds.alloc();
+      dev.iommuGroup = this.ids.iommuGroups.alloc();
       this.iommuGroups.set(dev.iommuGroup, dev);
       // vfio_create_group: the group's /dev/vfio/N (a class "vfio" device), before vfio-dev.
-      dev.vfioGroupMinor = this.groupMinors.alloc();
+      dev.vfioGroupMinor = this.ids.vfioGroupMinors.alloc();
       if (this.abi.vfioDev) {
-        dev.vfioIndex = this.vfioIds.alloc();
+        dev.vfioIndex = this.ids.vfioDevices.alloc();
         this.vfioDevices.set(dev.vfioIndex, dev);
       }
       dev.boundDriver = this.abi.boundDriver(dev.parent.driver);
@@ -371,13 +367,13 @@ export class MdevCore {
     if (part === 'bound') {
       if (dev.iommuGroup !== undefined) {
         this.iommuGroups.delete(dev.iommuGroup);
-        this.groupIds.free(dev.iommuGroup);
+        this.ids.iommuGroups.free(dev.iommuGroup);
       }
       if (dev.vfioIndex !== undefined) {
         this.vfioDevices.delete(dev.vfioIndex);
-        this.vfioIds.free(dev.vfioIndex);
+        this.ids.vfioDevices.free(dev.vfioIndex);
       }
-      if (dev.vfioGroupMinor !== undefined) this.groupMinors.free(dev.vfioGroupMinor);
+      if (dev.vfioGroupMinor !== undefined) this.ids.vfioGroupMinors.free(dev.vfioGroupMinor);
     }
     if (part === 'links') dev.type.devices.delete(dev.uuid);
     if (part === 'dir') dev.parent.visibleDevices--;

@@ -171,6 +171,13 @@ export class DeviceModel {
     return d;
   }
 
+  /** driver_unregister: the driver's directory goes (no device is bound to it, nor claimed by it, any more). */
+  removeDriver(drv: BusDriver): void {
+    if (drv.bus.drivers.get(drv.name) !== drv) return;
+    drv.bus.drivers.delete(drv.name);
+    this.emit({ kind: 'driver', driver: drv, present: false });
+  }
+
   get(path: readonly string[]): HostDevice | undefined {
     return this.devices.get(path.join('/'));
   }

@@ -1,9 +1,37 @@
 import type { Ida } from '../base/ida';
+import type { KernelIds } from '../core/kernel-ids';
 import type { ParentPlacement } from '../core/model';
-import { type DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
+import { DeviceModel, HostDevice, VFIO_PCI } from '../devices/model';
 import { type Bar, PciFunction, parseBdf, parseCpuList, vfAddress, formatBdf } from '../devices/pci';
 import { KNOWN_BUSES } from '../devices/known-buses';
 import type { BusProfile, HexId, ParentProfile, PciBarProfile, PciDeviceProfile, PciProfile } from './profile-types';
+
+/**
+ * The host side of one emulation: its devices and buses, where their BARs go, and the kernel's
+ * numberings it shares with the mdev core (a PCI function's IOMMU group).
+ */
+export class Host {
+  readonly model: DeviceModel;
+  private barAllocator = new BarAllocator();
+
+  constructor(
+    readonly ids: KernelIds,
+    /** The ABI's VFIO has vfio-dev/vfioN (6.1; not 4.17). */
+    vfioDev: boolean,
+  ) {
+    // The VFIO core numbers host devices' vfio-dev/vfioN and group devices with the mdevs'.
+    this.model = new DeviceModel({ devices: vfioDev ? ids.vfioDevices : undefined, groupMinors: ids.vfioGroupMinors });
+  }
+
+  get bars(): BarAllocator {
+    return this.barAllocator;
+  }
+
+  /** BARs placed from the top of their windows again (reset: no device holds one). */
+  resetBars(): void {
+    this.barAllocator = new BarAllocator();
+  }
+}
 
 /** One mdev parent a profile parent yields: itself, or one per VF (sriov.mdevOn = vfs). */
 export interface PlacedParent {
@@ -96,14 +124,16 @@ function ensureRoot(model: DeviceModel, path: readonly string[], module?: string
  * so a parent removed and added again finds its PCI function) and says which mdev parents
  * result. Each mdev parent's device is bound to its driver by the caller.
  */
-export function placeParent(model: DeviceModel, groups: Ida, bars: BarAllocator, p: ParentProfile): PlacedParent[] {
+export function placeParent(host: Host, p: ParentProfile): PlacedParent[] {
+  const { model } = host;
   const path = p.path.split('/').filter(Boolean);
-  if (p.pci) return placePci(model, groups, bars, p, p.pci, path);
+  if (p.pci) return placePci(host, p, p.pci, path);
   if (p.bus) return [{ profile: p, placement: { name: p.name, path, device: placeOnBus(model, p.bus, p.name, path) } }];
   return [{ profile: p, placement: { name: p.name, path, className: p.class } }];
 }
 
-function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: ParentProfile, pci: PciProfile, path: string[]): PlacedParent[] {
+function placePci(host: Host, p: ParentProfile, pci: PciProfile, path: string[]): PlacedParent[] {
+  const { model, bars } = host;
   const bus = model.bus('pci');
   // vfio-pci is there for passthrough (driverctl set-override DEV vfio-pci), claiming nothing.
   model.driver(bus, VFIO_PCI, { module: 'vfio_pci' });
@@ -111,14 +141,15 @@ function placePci(model: DeviceModel, groups: Ida, bars: BarAllocator, p: Parent
   let dev = model.get(path);
   if (!dev) {
     const fn = pciFunction(p.name, pci, bars.place(pci.bars), pci.device, pci.irq ?? 16);
-    fn.iommuGroup = groupOf(groups, pci.iommuGroup);
-    dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
+    fn.iommuGroup = groupOf(host.ids.iommuGroups, pci.iommuGroup);
     const s = pci.sriov;
+    // The SR-IOV capability is the function's before device_add: a listener may render it then.
     if (s) {
       const vfBars = bars.place(s.vfBars, s.totalVfs);
       fn.sriov = { totalVfs: s.totalVfs, numVfs: s.numVfs ?? s.totalVfs, offset: s.offset ?? 1, stride: s.stride ?? 1, vfDevice: Number(hexValue(s.vfDevice)), vfBars, vfs: [], driversAutoprobe: true };
-      addVfs(model, groups, dev, pci, fn.sriov.numVfs);
     }
+    dev = model.add(new HostDevice(p.name, path, bus, fn, [], {}, undefined, true));
+    if (fn.sriov) addVfs(host, dev, pci, fn.sriov.numVfs);
   }
   const mdevOn = pci.sriov?.mdevOn ?? 'pf';
   claim(model, dev, pci.driver, pci.module);
@@ -154,7 +185,7 @@ export function claimVfs(model: DeviceModel, pci: PciProfile, vfs: readonly Host
  * routing id (PF + offset + index * stride) with its share of the IOV BARs and its IOMMU group
  * (the profile's, else the lowest free). Returns the VFs added, VF 0 first.
  */
-export function addVfs(model: DeviceModel, groups: Ida, pf: HostDevice, pci: PciProfile, count: number): HostDevice[] {
+export function addVfs({ model, ids }: Host, pf: HostDevice, pci: PciProfile, count: number): HostDevice[] {
   const fn = pf.pci!;
   const s = fn.sriov!;
   const out: HostDevice[] = [];
@@ -163,7 +194,7 @@ export function addVfs(model: DeviceModel, groups: Ida, pf: HostDevice, pci: Pci
     const perVf = s.vfBars.map((b) => ({ ...b, address: b.address + b.size * BigInt(k) }));
     const vf = pciFunction(name, { ...pci, express: true }, perVf, pci.sriov!.vfDevice, 0);
     vf.physfn = fn;
-    vf.iommuGroup = groupOf(groups, pci.sriov!.vfIommuGroups?.[k]);
+    vf.iommuGroup = groupOf(ids.iommuGroups, pci.sriov!.vfIommuGroups?.[k]);
     s.vfs.push(vf);
     out.push(model.add(new HostDevice(name, [...pf.path.slice(0, -1), name], model.bus('pci'), vf, [], {}, undefined, true)));
   }
@@ -174,27 +205,31 @@ export function addVfs(model: DeviceModel, groups: Ida, pf: HostDevice, pci: Pci
  * pci_iov_remove_virtfn of every VF, VF 0 first (sriov_del_vfs): each unbound (its driver's
  * remove runs: an mdev parent on it goes, with its mdevs), then gone, its IOMMU group free.
  */
-export async function removeVfs(model: DeviceModel, groups: Ida, pf: HostDevice): Promise<void> {
+export async function removeVfs(host: Host, pf: HostDevice): Promise<void> {
   const s = pf.pci!.sriov!;
-  for (const dev of vfDevices(model, pf)) {
-    await model.remove(dev);
-    for (const drv of dev.bus!.drivers.values()) drv.claimed.delete(dev);
-    if (dev.pci!.iommuGroup !== undefined) groups.free(dev.pci!.iommuGroup);
-  }
+  for (const dev of vfDevices(host.model, pf)) await removeDevice(host, dev);
   s.vfs.length = 0;
+}
+
+/** device_del of a host device: unbound (its driver's remove runs), gone, unclaimed, its IOMMU group free. */
+export async function removeDevice({ model, ids }: Host, dev: HostDevice): Promise<void> {
+  await model.remove(dev);
+  for (const drv of dev.bus?.drivers.values() ?? []) drv.claimed.delete(dev);
+  if (dev.pci?.iommuGroup !== undefined) ids.iommuGroups.free(dev.pci.iommuGroup);
 }
 
 /**
  * A PCI function that is no mdev parent and has no driver (a profile's `pciDevices`: the host
  * bridge), on the PCI bus with its root; no iommu group. A device already there is left alone.
  */
-export function placePciDevice(model: DeviceModel, groups: Ida, bars: BarAllocator, d: PciDeviceProfile): void {
+export function placePciDevice(host: Host, d: PciDeviceProfile): void {
+  const { model, bars } = host;
   const path = d.path.split('/').filter(Boolean);
   ensureRoot(model, path);
   if (model.get(path)) return;
   const fn = pciFunction(d.name, d.pci, bars.place(d.pci.bars), d.pci.device, d.pci.irq ?? 0);
   // In a group only if the profile names one (a recorded host's bridge); else none, as before.
-  if (d.pci.iommuGroup !== undefined) fn.iommuGroup = groupOf(groups, d.pci.iommuGroup);
+  if (d.pci.iommuGroup !== undefined) fn.iommuGroup = groupOf(host.ids.iommuGroups, d.pci.iommuGroup);
   model.add(new HostDevice(d.name, path, model.bus('pci'), fn, [], {}, undefined, true));
 }
 

@@ -5,31 +5,25 @@
  */
 import type { Clock } from '../base/clock';
 import type { MdevCore } from '../core/core';
+import type { KernelIds } from '../core/kernel-ids';
 import type { Parent } from '../core/model';
-import { DeviceModel, type HostDevice } from '../devices/model';
+import type { DeviceModel, HostDevice } from '../devices/model';
 import { ConfiguredDriver } from './configured-driver';
-import { scopeOf } from './models/types';
+import type { ModelScope } from './models/types';
 import { attachVendorVfio } from './models/vendor-vfio';
 import { placeApBus } from './models/ap-bus';
 import { apHostOf } from './models/attrs';
-import { BarAllocator, type PlacedParent, addVfs, claimVfs, parentNames, placeParent, removeVfs, vfDevices, vfParent } from './placement';
+import { type Host, type PlacedParent, addVfs, claimVfs, parentNames, placeParent, removeVfs, vfDevices, vfParent } from './placement';
 import { namedIommuGroups } from './profile-validation';
 import type { ParentProfile, Profile } from './profile-types';
 
-/** The host side of one emulation: its devices and buses, and where BARs go. */
-export interface Host {
-  model: DeviceModel;
-  bars: BarAllocator;
-}
-
-const hosts = new WeakMap<MdevCore, Host>();
-
-/** The host devices of a core's emulation (made on first use). */
-export function hostOf(core: MdevCore): Host {
-  let h = hosts.get(core);
-  // The VFIO core numbers host devices' vfio-dev/vfioN and group devices with the mdevs'.
-  if (!h) hosts.set(core, (h = { model: new DeviceModel({ devices: core.abi.vfioDev ? core.vfioIds : undefined, groupMinors: core.groupMinors }), bars: new BarAllocator() }));
-  return h;
+/** What registration changes: the parts of one emulation (the Emulation is one). */
+export interface Registrar {
+  readonly core: MdevCore;
+  readonly host: Host;
+  /** State the emulation's parents share (one GPU's VFs). */
+  readonly scope: ModelScope;
+  readonly clock: Clock;
 }
 
 /**
@@ -37,8 +31,8 @@ export function hostOf(core: MdevCore): Host {
  * placed: a function placed earlier without one would otherwise take the lowest free number,
  * which may be a later function's. (Recorded mdevs get theirs as they are created.)
  */
-export function reserveIommuGroups(core: MdevCore, profile: Profile): void {
-  for (const { group, of } of namedIommuGroups(profile)) if (of === 'function') core.groupIds.reserve(group);
+export function reserveIommuGroups(ids: KernelIds, profile: Profile): void {
+  for (const { group, of } of namedIommuGroups(profile)) if (of === 'function') ids.iommuGroups.reserve(group);
 }
 
 /**
@@ -47,8 +41,8 @@ export function reserveIommuGroups(core: MdevCore, profile: Profile): void {
  * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF;
  * vendor-specific VFIO, `mdevOn: none`, yields none).
  */
-export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: Clock): Parent | undefined {
-  const host = hostOf(core);
+export function registerProfileParent(em: Registrar, p: ParentProfile): Parent | undefined {
+  const { core, host, scope } = em;
   const placed = parentNames(p);
   for (const { name } of placed) if (core.parents.has(name)) throw new Error(`parent ${name} exists`);
   // The running tree's directories, as semanticProblems checks a profile's own: no two parents in
@@ -61,15 +55,15 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
     const device = host.model.get(path);
     if (device && !p.pci && !p.bus) throw new Error(`parent ${p.name}: ${dir} is the host device ${device.name}`);
   }
-  const parents = placeParent(host.model, core.groupIds, host.bars, p).map((pp) => attachParent(core, host.model, pp, clock));
+  const parents = placeParent(host, p).map((pp) => attachParent(em, pp));
   // vfio-ap's host: the AP bus with the cards, queues and masks the parent's apHost declares.
-  if (p.apHost) placeApBus(host.model, apHostOf(p, scopeOf(core)));
+  if (p.apHost) placeApBus(host.model, apHostOf(p, scope));
   if (p.pci?.sriov) {
     const pf = host.model.get(p.path.split('/').filter(Boolean))!;
-    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scopeOf(core));
+    if (p.pci.sriov.mdevOn === 'none') attachVendorVfio(host.model, p, vfDevices(host.model, pf), scope);
     // The PF driver's sriov_configure: sriov_numvfs enables and disables the VFs.
     const hooks = pf.hooks.get(p.pci.driver) ?? { probe: () => undefined, remove: async () => undefined };
-    hooks.sriovConfigure = (dev, n) => configureVfs(core, host.model, p, dev, n, clock);
+    hooks.sriovConfigure = (dev, n) => configureVfs(em, p, dev, n);
     pf.hooks.set(p.pci.driver, hooks);
   }
   return parents[0];
@@ -84,10 +78,12 @@ export function registerProfileParent(core: MdevCore, p: ParentProfile, clock: C
  * (sriov_enable). sriov_numvfs already reads the new count then, as since Linux 6.9 (6.1 set
  * it just after that uevent).
  */
-async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile, pf: HostDevice, n: number, clock: Clock): Promise<void> {
+async function configureVfs(em: Registrar, p: ParentProfile, pf: HostDevice, n: number): Promise<void> {
+  const { host } = em;
+  const model = host.model;
   const s = pf.pci!.sriov!;
   if (n === 0) {
-    await removeVfs(model, core.groupIds, pf);
+    await removeVfs(host, pf);
     s.numVfs = 0;
     return;
   }
@@ -97,18 +93,19 @@ async function configureVfs(core: MdevCore, model: DeviceModel, p: ParentProfile
   // pci_iov_add_virtfn, one VF after the other: device_add (KOBJ_ADD), the virtfnN and physfn
   // links (KOBJ_CHANGE of the VF), then pci_bus_add_device: its probe and KOBJ_BIND.
   for (let k = s.vfs.length; k < n; k++) {
-    const vfs = addVfs(model, core.groupIds, pf, p.pci!, k + 1);
+    const vfs = addVfs(host, pf, p.pci!, k + 1);
     for (const vf of vfs) model.changed(vf);
     claimVfs(model, p.pci!, vfs);
-    if (mdevOn === 'vfs') for (const vf of vfs) attachParent(core, model, vfParent(p, vf), clock, probe);
-    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, scopeOf(core), probe);
+    if (mdevOn === 'vfs') for (const vf of vfs) attachParent(em, vfParent(p, vf), probe);
+    else if (mdevOn === 'none') attachVendorVfio(model, p, vfs, em.scope, probe);
   }
   model.changed(pf);
 }
 
 /** Sets the parent's driver hooks on its device and, unless `bind` is false, binds it (the probe registers the parent). */
-function attachParent(core: MdevCore, model: DeviceModel, { profile, placement }: PlacedParent, clock: Clock, bind = true): Parent | undefined {
-  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock, scopeOf(core)));
+function attachParent({ core, host, clock, scope }: Registrar, { profile, placement }: PlacedParent, bind = true): Parent | undefined {
+  const model: DeviceModel = host.model;
+  const register = () => core.registerParent(placement, new ConfiguredDriver(profile, clock, scope));
   const dev = placement.device;
   if (!dev) return register();
   const driverName = profile.pci?.sriov?.mdevOn === 'vfs' ? (profile.pci.sriov.vfDriver ?? profile.pci.driver) : (profile.pci?.driver ?? profile.bus!.driver);

@@ -1,6 +1,7 @@
 import type { Profile } from './profile-types';
 
-/** The kernel's sample drivers exactly as 6.1 shows them (spec §4.3, kernel-6.1-observed.txt). */
+/** The kernel's sample drivers exactly as 6.1 shows them (samples/vfio-mdev/; docs/mdev-abi.md, "The sample drivers";
+ * recorded in test/conformance/expected/). */
 export const SAMPLES: Profile = {
   description: "The kernel's sample mdev drivers: mtty, mdpy, mbochs",
   parents: [

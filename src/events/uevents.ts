@@ -50,7 +50,7 @@ const HISTORY = 1024;
 
 /**
  * Turns the core's events into the uevents the kernel's driver core and mdev core send
- * (spec §5), and hands them to subscribers once the tree they describe is complete: a device's
+ * (docs/mdev-abi.md, "uevents"), and hands them to subscribers once the tree they describe is complete: a device's
  * events wait until its create or remove has finished (so a listener reading sysfs on `add`
  * finds the whole device), and every event waits until the invalidations announced before it
  * have reached the kernel. SEQNUM increases by one per event sent.
@@ -250,7 +250,7 @@ export class Uevents {
    * in its probe (before the bind) or unregistering it in its remove (before the unbind).
    */
   private renderHost(ev: DeviceEvent): Pending[] {
-    if (ev.kind === 'driver') return ev.present ? [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, 'add')] : [];
+    if (ev.kind === 'driver') return [this.event({ kind: 'driver', name: ev.driver.name, bus: ev.driver.bus.name }, ev.present ? 'add' : 'remove')];
     const dev = ev.dev;
     if (!dev.bus) return [];
     const host: Kobj = { kind: 'host', dev };

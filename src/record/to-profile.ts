@@ -4,9 +4,8 @@
  * that reproduces every available_instances (checked by replaying it in-process).
  */
 import { formatBdf, parseBdf, vfAddress } from '../devices/pci';
-import { type Emulation, buildEmulation } from '../daemon';
+import { Emulation } from '../emulation';
 import { BUILTINS } from '../drivers/builtin/index';
-import { hostOf } from '../drivers/profile';
 import type { DeviceAttrSpec, ParentProfile, PciProfile, PresentVf, Profile, RecordingHeader, TypeProfile } from '../drivers/profile-types';
 import { silentLogger } from '../base/log';
 import { apHostOf, busOf, pciOf } from './identity';
@@ -178,7 +177,7 @@ function visibleVfioTypes(g: ObservedVendorVfio, pci: PciProfile, listed: Map<nu
 
 /** Each VF's nvidia/creatable_vgpu_types and current_vgpu_type (trimmed) in a replay, as "creatable|current". */
 function vfFiles(em: Emulation, p: ParentProfile): Map<string, string> {
-  const model = hostOf(em.core).model;
+  const model = em.host.model;
   const pf = model.get(p.path.split('/').filter(Boolean));
   const out = new Map<string, string>();
   for (const vf of pf?.pci?.sriov?.vfs ?? []) {
@@ -436,7 +435,7 @@ function withCandidate(p: ParentProfile, c: Candidate): ParentProfile {
 /** Replays a profile parent in-process; undefined if it cannot be built. */
 async function replay(p: ParentProfile, abi: '6.1' | '4.17'): Promise<Emulation | undefined> {
   try {
-    const em = buildEmulation({ abi, parents: [p] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
+    const em = new Emulation({ abi, parents: [p] }, { log: silentLogger, clock: { sleep: () => Promise.resolve() } });
     await em.ready;
     return em;
   } catch {

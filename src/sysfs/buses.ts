@@ -445,7 +445,13 @@ export class BusesRenderer {
       this.driverAttrTops(dev).clear();
       return { entries: [at(...dev.path, 'driver'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
-    if (ev.kind === 'driver') return { entries: [], attrs: [at('bus', ev.driver.bus.name, 'drivers'), at('module')] };
+    if (ev.kind === 'driver') {
+      const attrs = [at('bus', ev.driver.bus.name, 'drivers'), at('module')];
+      if (ev.present) return { entries: [], attrs };
+      const entries = [at('bus', ev.driver.bus.name, 'drivers', ev.driver.name)];
+      if (ev.driver.module) entries.push(at('module', ev.driver.module));
+      return { entries, attrs };
+    }
     if (ev.kind === 'vfio') {
       // vfio-dev/ and class/vfio-dev/vfioN (the group device is the tree's: mdevs have them too).
       const { dev, registered } = ev;

@@ -252,7 +252,7 @@ function typeIds(p: ParentProfile): string[] {
 }
 
 /**
- * available_instances by the capacity model (kernel-mdev-abi.md §4), for the devices present:
+ * available_instances by the capacity model (docs/mdev-abi.md, "Counting instances"), for the devices present:
  * count(typeId, boundOnly) counts them, bound ones only for what the vendor accounts (an unbound
  * device gave its vendor resources back; the 6.1 core counter holds until release).
  * undefined: a model this reference does not know.
@@ -288,7 +288,7 @@ export function expectedAvailable(
 }
 
 /**
- * The errnos a client may see, by operation (kernel-mdev-abi.md §2, §3.5): the core's, the
+ * The errnos a client may see, by operation (docs/mdev-abi.md, "Writing create", "Writing remove"): the core's, the
  * profile's vendor errnos, ENOENT for a file that went away (a removed device or parent) and
  * ENODEV for a descriptor that outlived its file.
  */

@@ -67,16 +67,16 @@ t.test('bad invocations: usage errors (exit 2) with a hint, nothing mounted', as
     [['mout', dir], 2, 'unknown command "mout" (did you mean mount?)'],
     [['frobnicate'], 2, 'unknown command "frobnicate"\n'],
     [[], 2, 'missing command'],
-    [['ctl', dir], 2, 'missing argument; usage: mdevfs ctl DIR'],
-    [['ctl', dir, 'parents', '--profile', 'gvt'], 2, 'mdevfs ctl does not take --profile (it takes --control)'],
-    [['ctl', dir, 'parents', 'extra'], 2, 'unknown or incomplete request "parents extra"'],
-    [['ctl', dir, 'remove-parent', 'a', 'b'], 2, 'unexpected argument "b"'],
+    [['ctl', dir], 2, `missing the verb after ${dir} (parents, add-parent`],
+    [['ctl', dir, 'parents', '--profile', 'gvt'], 2, 'mdevfs ctl does not take --profile (it takes --control, --json'],
+    [['ctl', dir, 'parents', 'extra'], 2, 'mdevfs ctl: parents takes no argument'],
+    [['ctl', dir, 'remove-parent', 'a', 'b'], 2, 'mdevfs ctl: remove-parent takes one argument'],
     [['exec', 'true'], 2, 'unexpected argument "true"; usage: mdevfs exec [options] -- CMD'],
     [['exec', '--bogus', '--', 'true'], 2, 'unknown option --bogus'],
     [['exec', '--'], 2, 'missing command after --'],
     [['wait', dir, '--timeout', 'soon'], 2, '--timeout must be a positive number of seconds'],
     [['wait', dir, '--profile', 'gvt'], 2, 'mdevfs wait does not take --profile'],
-    [['wait'], 2, 'missing argument; usage: mdevfs wait DIR'],
+    [['wait'], 2, 'missing DIR (outside mdevfs exec, MDEVFS_CONTROL is not set)'],
   ];
   // Refused by the parser, before any backend is chosen: checked once, in the run that names no backend.
   const parserOnly = (code: number, stderr: string) => code === 2 && !/must be|not a directory|not usable/.test(stderr);

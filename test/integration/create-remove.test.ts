@@ -1,7 +1,7 @@
 import t from 'tap';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 
-// Exact bash messages and exit codes, as the real kernel gives them (kernel-6.1-observed.txt).
+// Exact bash messages and exit codes, as the real kernel gives them (test/conformance/expected/).
 const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const MT = 'class/mdev_bus/mtty/mdev_supported_types';
 const MP = 'class/mdev_bus/mdpy/mdev_supported_types';

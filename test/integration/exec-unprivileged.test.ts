@@ -79,6 +79,16 @@ t.test('as nobody, mdevfs exec runs mdevctl against the tree in a user namespace
   t.notMatch(readFileSync('/proc/self/mountinfo', 'utf8'), tmp, 'nothing of it is mounted in the caller\'s namespace');
 });
 
+t.test('as nobody, the command exec runs steers its own daemon (MDEVFS_CONTROL) in the user namespace', { skip: refused }, async (t) => {
+  const tmp = nobodysDir('mdevfs-unpriv-');
+  const mdevfs = `"${process.execPath}" "${CLI}"`;
+  const script = [`${mdevfs} wait --timeout 5`, `echo ${U} > ${T}/create`, `${mdevfs} ctl wait --device ${U} --state active`, `${mdevfs} ctl reset`, `${mdevfs} ctl parents`, `ls /sys/bus/mdev/devices | wc -l`].join(' && ');
+  const r = asNobody(tmp, [process.execPath, CLI, 'exec', ...backendArgs, '--', 'sh', '-c', script]);
+  t.equal(r.stderr, '', 'no errors');
+  t.equal(r.stdout, 'mtty\nmdpy\nmbochs\n0\n', 'waited for its device, reset its tree');
+  t.equal(r.status, 0);
+});
+
 t.test('as nobody, mdevfs mount uses fuse-native (fusermount) and says so', { skip: cannotRun }, async (t) => {
   const tmp = nobodysDir('mdevfs-unpriv-');
   const dir = join(tmp, 'mnt');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { CLI, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
-// Parents come and go while mounted (spec §3.5): in-flight work finishes, later writes get
+// Parents come and go while mounted (docs/mdev-abi.md, "Parent registration and unregistration"): in-flight work finishes, later writes get
 // ENODEV, the class link, children and types disappear, stale fds get ENODEV.
 const ctl = (...args: string[]) => spawnSync(process.execPath, [CLI, 'ctl', ...args], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
 const slow = {

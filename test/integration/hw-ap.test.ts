@@ -3,7 +3,7 @@ import { AP } from '../../src/drivers/builtin/ap';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 
-// s390 vfio-ap (hardware-profiles.md §4, §7.5) through the mount: the matrix device on the matrix
+// s390 vfio-ap (docs/hardware.md) through the mount: the matrix device on the matrix
 // bus, the mdev attributes with kstrtoul parsing, exact formats and the kernel's errors against the
 // host AP configuration the built-in declares (cards 05-07, domains 0004/0047/00ab; apmask/aqmask
 // give 05, 06, 0004 and 00ab to vfio_ap).

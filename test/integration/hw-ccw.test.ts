@@ -2,7 +2,7 @@ import t from 'tap';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith } from '../helpers/hw';
 
-// s390 vfio-ccw (hardware-profiles.md §5, §7.6) through the mount: subchannel parents on css,
+// s390 vfio-ccw (docs/hardware.md) through the mount: subchannel parents on css,
 // type vfio_ccw-io without a description, one instance each (EUSERS in 6.1, EPERM in 4.17).
 const S = 'devices/css0/0.0.0008';
 const TYPE = `${S}/mdev_supported_types/vfio_ccw-io`;

@@ -3,7 +3,7 @@ import { GVT_PARENT } from '../../src/drivers/builtin/gvt';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith } from '../helpers/hw';
 
-// Intel GVT-g made exact (hardware-profiles.md §3, §7.4) through the mount: the aperture decides
+// Intel GVT-g made exact (docs/hardware.md) through the mount: the aperture decides
 // which types exist, one low/high GM and fence pool with ENOSPC, the five-line description,
 // `name` only in 6.1, intel_vgpu/vgpu_id on devices.
 const TYPES = 'bus/pci/devices/0000:00:02.0/mdev_supported_types';

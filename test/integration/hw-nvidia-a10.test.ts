@@ -2,7 +2,7 @@ import t from 'tap';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith } from '../helpers/hw';
 
-// NVIDIA mdev on SR-IOV VFs (hardware-profiles.md §1.7 item 3, §7.2) through the mount: every VF
+// NVIDIA mdev on SR-IOV VFs (docs/hardware.md) through the mount: every VF
 // is a parent with the whole A10 type list reading 1 or 0, the PF is none, and the GPU-wide rule
 // (numCreatedVgpu < max_instance, same framebuffer size) holds across VFs.
 const PF = '0000:00:06.0';

@@ -3,7 +3,7 @@ import { NVIDIA_L40S } from '../../src/drivers/builtin/nvidia';
 import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 
-// NVIDIA vendor-specific VFIO (hardware-profiles.md §2, §7.3) through the mount: no mdev at all;
+// NVIDIA vendor-specific VFIO (docs/hardware.md) through the mount: no mdev at all;
 // each VF bound to nvidia has nvidia/creatable_vgpu_types (recomputed on every read, header only
 // once nothing fits) and nvidia/current_vgpu_type (a decimal id creates, 0 destroys, EPERM, EIO,
 // EINVAL, ERANGE), all over one GPU with the same-size rule. This is how a test drives it: write

@@ -3,7 +3,7 @@ import { type Daemon, sh, startDaemon } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 import { NVIDIA_T4 } from '../../src/drivers/builtin/nvidia';
 
-// NVIDIA time-sliced vGPU on a PCI function (hardware-profiles.md §1, §7.1) through the mount:
+// NVIDIA time-sliced vGPU on a PCI function (docs/hardware.md) through the mount:
 // the branch's type ids, exact name/description, the same-framebuffer rule, EIO, nvidia/ attributes.
 const BDF = '0000:00:04.0';
 const TYPES = `class/mdev_bus/${BDF}/mdev_supported_types`;
@@ -71,7 +71,7 @@ t.test('removing every vGPU brings every type back to max_instance', async (t) =
     '16\n1\n4\n');
 });
 
-// The V100's type list as a real host shows it (hardware-profiles.md Appendix A), read with mdevctl.
+// The V100's type list as a real host shows it (openstack/charm-guide doc/source/admin/vgpu.rst), read with mdevctl.
 const APPENDIX_A = `
 nvidia-105, GRID V100-1Q, num_heads=4, frl_config=60, framebuffer=1024M, max_resolution=5120x2880, max_instance=16
 nvidia-106, GRID V100-2Q, num_heads=4, frl_config=60, framebuffer=2048M, max_resolution=7680x4320, max_instance=8
@@ -98,7 +98,7 @@ function mdevctlTypes(profile: string): string {
   return r.stdout;
 }
 
-t.test('mdevctl types on nvidia-v100 lists Appendix A', async (t) => {
+t.test('mdevctl types on nvidia-v100 lists the charm guide's V100 types', async (t) => {
   const text = mdevctlTypes('nvidia-v100');
   t.match(text, /^0000:00:05\.0\n/);
   const rows: string[] = [];

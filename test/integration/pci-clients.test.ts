@@ -141,7 +141,7 @@ t.test('driverctl hands the GVT-g parent to vfio-pci and back; the mdev parent f
       '0000:00:02.0 vfio-pci [*]',
       '0000:00:02.0 vfio-pci',
       'override=vfio-pci enable=0 driver=vfio-pci',
-      // i915's remove unregisters the mdev parent: its mdevs and types go with it (spec §3.5).
+      // i915's remove unregisters the mdev parent: its mdevs and types go with it (docs/mdev-abi.md, "Parent registration and unregistration").
       'parents=0 mdevs=0 types=0',
       // vfio-pci's probe registered the function with VFIO: vfio0 (the vGPU's went with it) and group 0's device.
       'vfio-dev=vfio0 class/vfio-dev=vfio0 class/vfio=0',

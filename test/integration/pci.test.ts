@@ -6,7 +6,7 @@ import { type Daemon, CLI, backendArgs, cliEnv, isMounted, scratch, sh, startDae
 
 // A parent on PCI is the whole PCI function (drivers/pci/pci-sysfs.c): identity, config space,
 // resources, driver binding through bus/pci; link targets get the kernel's depth for that
-// placement (spec §1.1). Parents on s390 buses sit on `matrix` and `css` with their drivers.
+// placement (docs/mdev-abi.md, "Files"). Parents on s390 buses sit on `matrix` and `css` with their drivers.
 const U = '85006552-1b4b-45ef-ad62-de05be9171df';
 const P = 'devices/pci0000:00/0000:00:02.0';
 let d: Daemon;

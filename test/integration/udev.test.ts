@@ -2,7 +2,7 @@ import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { streamEvents } from '../../src/control/client';
+import { streamLines } from '../../src/control/client';
 import { defaultControlPath } from '../../src/control/protocol';
 import { asNobody } from '../helpers/as-user';
 import { CLI, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
@@ -50,11 +50,11 @@ t.test('mdevfs events: JSON lines in the kernel order, --since replays, --until 
   const live: Record<string, string>[] = [];
   let heardChange: () => void;
   const changed = new Promise<void>((r) => (heardChange = r));
-  const stream = await streamEvents(defaultControlPath(d.dir)!, undefined, (ev) => {
-    live.push(ev);
+  const stream = await streamLines(defaultControlPath(d.dir)!, '/v1/events', (ev) => {
+    live.push(ev as Record<string, string>);
     if (ev.ACTION === 'change') heardChange();
   });
-  t.equal(stream.seqnum, 4, 'the acknowledgement says what was sent so far');
+  t.equal(stream.headers['x-mdevfs-seqnum'], '4', 'the answer says what was sent so far');
   const w = sh(d.dir, `echo 1 > bus/mdev/devices/${U1}/remove; echo change > devices/virtual/mtty/mtty/uevent; echo bogus > devices/virtual/mtty/mtty/uevent`);
   t.match(w.stderr, /echo: write error: Invalid argument/, 'an unknown action is EINVAL');
   const done = cli(['events', d.dir, '--since', '4', '--until', 'change:mtty', '--timeout', '10']);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/base/errno';
 import type { MdevType } from '../../src/core/model';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { AP, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
@@ -12,7 +12,7 @@ const uuid = (n: number) => `00000000-0000-0000-0000-${String(n).padStart(12, '0
 const line = (s: string) => Buffer.from(s + '\n');
 
 function setup(profile: Profile = SAMPLES, abi = '6.1', clock = new ManualClock()) {
-  const { core } = buildEmulation(profile, { abi, log: silentLogger, clock });
+  const { core } = new Emulation(profile, { abi, log: silentLogger, clock });
   const type = (id: string): MdevType => {
     for (const p of core.parents.values()) {
       const t = p.types.get(id);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { AbiVersion } from '../../src/core/abi';
 import { MdevError, errnoName } from '../../src/base/errno';
-import { buildEmulation, type Emulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import type { Profile } from '../../src/drivers/profile-types';
 import { SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
@@ -43,7 +43,7 @@ function readFile(k: Kernfs, path: string): string {
 
 async function setup(abi: AbiVersion, profile: Profile = SAMPLES) {
   const clock = new ManualClock();
-  const e = buildEmulation(profile, { abi, log: silentLogger, clock });
+  const e = new Emulation(profile, { abi, log: silentLogger, clock });
   await e.ready;
   const events: string[] = [];
   e.uevents.subscribe((ev) => events.push(`${ev.ACTION} ${ev.DEVPATH}`));
@@ -192,7 +192,7 @@ t.test("a profile's faults are the engine's rules, listed with their counts, gon
       },
     ],
   };
-  const e = buildEmulation(profile, { log: silentLogger, clock: new ManualClock() });
+  const e = new Emulation(profile, { log: silentLogger, clock: new ManualClock() });
   await e.ready;
   t.same(
     e.faults.list().map((r) => [r.id, r.origin, r.spec]),

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { Errno } from '../../src/base/errno';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { registerProfileParent } from '../../src/drivers/profile';
 import type { FaultSpec, ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { GVT, SAMPLES } from '../../src/drivers/samples';
@@ -55,7 +55,8 @@ async function checkSteps(t: Test, kernfs: Kernfs, steps: Steps, abi: '6.1' | '4
 }
 
 t.test('every vanished path and every changed nlink is invalidated', async (t) => {
-  const { core, kernfs, clock } = buildEmulation(SAMPLES, { log: silentLogger });
+  const em = new Emulation(SAMPLES, { log: silentLogger });
+  const { core, kernfs } = em;
   const type = (p: string, id: string) => core.parents.get(p)!.types.get(id)!;
   const pciWrite = async (op: 'bind' | 'unbind') => {
     const fh = kernfs.open(`/bus/pci/drivers/i915/${op}`, 1);
@@ -72,14 +73,14 @@ t.test('every vanished path and every changed nlink is invalidated', async (t) =
     ['remove mdpy', () => core.remove(core.devices.get(U(2))!)],
     ['unbind mtty', () => core.unbindStore('mtty', Buffer.from(U(1) + '\n'))],
     ['remove unbound', () => core.remove(core.devices.get(U(1))!)],
-    ['add a PCI parent', async () => registerProfileParent(core, GVT.parents[0]!, clock)],
+    ['add a PCI parent', async () => registerProfileParent(em, GVT.parents[0]!)],
     ['create on it', () => core.create(type('0000:00:02.0', 'i915-GVTg_V5_4'), U(4))],
     // Unbinding the function from i915 unregisters the parent with its vGPU; kvmgt stays loaded.
     ['unbind it from i915', () => pciWrite('unbind')],
     ['bind it back', () => pciWrite('bind')],
     ['create on it again', () => core.create(type('0000:00:02.0', 'i915-GVTg_V5_4'), U(4))],
     ['unregister it (kvmgt unloads)', () => core.unregisterParent('0000:00:02.0')],
-    ['add it again', async () => registerProfileParent(core, GVT.parents[0]!, clock)],
+    ['add it again', async () => registerProfileParent(em, GVT.parents[0]!)],
     ['unbind it', () => pciWrite('unbind')],
     ['unload kvmgt while it is unbound', () => core.unregisterParent('0000:00:02.0')],
     ['unregister mbochs with a device', () => core.unregisterParent('mbochs')],
@@ -108,7 +109,7 @@ for (const abi of ['6.1', '4.17'] as const) {
         faulty('flaky', { createErrno: 'EIO', createFailEvery: 2, removeErrno: 'EIO', removeFailEvery: 2 }),
       ],
     };
-    const { core, kernfs } = buildEmulation(profile, { abi, log: silentLogger, clock });
+    const { core, kernfs } = new Emulation(profile, { abi, log: silentLogger, clock });
     const type = (p: string, id: string) => core.parents.get(p)!.types.get(id)!;
     const dev = (n: number) => core.devices.get(U(n))!;
     const one = Buffer.from('1\n');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/base/errno';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
 import { type TreeFs, checkInvariants, kernfsTree } from '../helpers/invariants';
@@ -58,7 +58,7 @@ const MTTY = '/devices/virtual/mtty/mtty';
 const MDPY = '/devices/virtual/mdpy/mdpy';
 
 t.test('the checker passes a real tree and reports each kind of damage', async (t) => {
-  const { core, kernfs } = buildEmulation(SAMPLES, { log: silentLogger });
+  const { core, kernfs } = new Emulation(SAMPLES, { log: silentLogger });
   await core.create(core.parents.get('mtty')!.types.get('mtty-2')!, U1);
   await core.create(core.parents.get('mdpy')!.types.get('mdpy-vga')!, U2);
   const opts = { abi: '6.1' as const, quiet: true, profile: SAMPLES };
@@ -94,7 +94,7 @@ t.test('the checker passes a real tree and reports each kind of damage', async (
   damaged('EBUSY from a 6.1 remove', () => undefined, /remove failed with EBUSY/, { errors: { remove: { EBUSY: 1 } } });
 
   // In-process, the core itself: a device still reserved when the caller says all is quiet.
-  const clockless = buildEmulation({ parents: [{ ...SAMPLES.parents[0]!, faults: { createDelayMs: 50 } }] }, { log: silentLogger });
+  const clockless = new Emulation({ parents: [{ ...SAMPLES.parents[0]!, faults: { createDelayMs: 50 } }] }, { log: silentLogger });
   const pending = clockless.core.create(clockless.core.parents.get('mtty')!.types.get('mtty-1')!, U1);
   t.match(checkInvariants(kernfsTree(clockless.kernfs), { ...opts, core: clockless.core }).problems.join('\n'), /is reserved when quiet/);
   t.same(checkInvariants(kernfsTree(clockless.kernfs), { abi: '6.1', quiet: false }).problems, [], 'in flight, not quiet: consistent');

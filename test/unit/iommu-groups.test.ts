@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Ida } from '../../src/base/ida';
-import { buildEmulation } from '../../src/daemon';
-import { BUILTIN_PROFILES, hostOf } from '../../src/drivers/profile';
+import { Emulation } from '../../src/emulation';
+import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import type { Profile } from '../../src/drivers/profile-types';
 import { silentLogger } from '../../src/base/log';
 
@@ -31,8 +31,8 @@ function a10(): Profile {
 }
 
 const groupsOf = (profile: Profile) => {
-  const em = buildEmulation(profile, { log: silentLogger });
-  const model = hostOf(em.core).model;
+  const em = new Emulation(profile, { log: silentLogger });
+  const model = em.host.model;
   const pf = model.get(profile.parents[0]!.path.split('/'))!;
   return { em, pf: pf.pci!.iommuGroup, vfs: pf.pci!.sriov!.vfs.map((vf) => vf.iommuGroup) };
 };
@@ -53,7 +53,7 @@ t.test('recorded numbers are kept, and placed functions without one go around th
   const { em, pf, vfs } = groupsOf(p);
   t.equal(pf, 3);
   t.same(vfs, [40, 0, 41, 2], 'VF 3 skips 0 and 1 (named for others) and takes 2');
-  const bridge = hostOf(em.core).model.get(['devices', 'pci0000:00', '0000:00:00.0'])!;
+  const bridge = em.host.model.get(['devices', 'pci0000:00', '0000:00:00.0'])!;
   t.equal(bridge.pci!.iommuGroup, 1);
   // An mdev created now gets the lowest free number too.
   await em.ready;
@@ -66,6 +66,6 @@ t.test('recorded numbers are kept, and placed functions without one go around th
 t.test('a host bridge without a number stays without a group, as before', async (t) => {
   const p = a10();
   p.pciDevices = [{ name: '0000:00:00.0', path: 'devices/pci0000:00/0000:00:00.0', pci: { vendor: '0x8086', device: '0x29c0', class: '0x060000' } }];
-  const em = buildEmulation(p, { log: silentLogger });
-  t.equal(hostOf(em.core).model.get(['devices', 'pci0000:00', '0000:00:00.0'])!.pci!.iommuGroup, undefined);
+  const em = new Emulation(p, { log: silentLogger });
+  t.equal(em.host.model.get(['devices', 'pci0000:00', '0000:00:00.0'])!.pci!.iommuGroup, undefined);
 });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MdevError, errnoName } from '../../src/base/errno';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { SAMPLES } from '../../src/drivers/samples';
 import { journalToFile } from '../../src/journal/file';
 import { type JournalEntry } from '../../src/journal/journal';
@@ -34,7 +34,7 @@ async function write(k: Kernfs, path: string, data: string | Buffer, who: Caller
 
 async function emulation() {
   const clock = new ManualClock();
-  const e = buildEmulation(SAMPLES, { abi: '6.1', log: silentLogger, clock });
+  const e = new Emulation(SAMPLES, { abi: '6.1', log: silentLogger, clock });
   await e.ready;
   return { e, k: e.kernfs, clock, j: e.journal };
 }

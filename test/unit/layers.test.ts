@@ -16,13 +16,14 @@ import t from 'tap';
  * - journal: the record of every write and fault fired, fed by Kernfs' write path and the core's events.
  * - events: uevents rendered from the core's and the devices' events, with the tree's kobjects.
  * - fuse: serves a Kernfs at a mountpoint.
- * - daemon (src/daemon.ts): builds an emulation from a profile (core, drivers, tree, events).
+ * - emulation (src/emulation.ts): the Emulation, which owns one (core, host devices, drivers, tree,
+ *   events) and changes it (add, remove a parent, reset).
  * - control: the control socket, which changes a running emulation.
  * - record: reads a host into a profile, checked by building it as an emulation.
  * - cli: the `mdevfs` command, on top of everything.
- * Layers that do not import each other (drivers and sysfs, fuse and daemon) are ordered arbitrarily.
+ * Layers that do not import each other (drivers and sysfs, fuse and emulation) are ordered arbitrarily.
  */
-const LAYERS = ['base', 'faults', 'devices', 'core', 'drivers', 'sysfs', 'journal', 'events', 'fuse', 'daemon', 'control', 'record', 'cli'];
+const LAYERS = ['base', 'faults', 'devices', 'core', 'drivers', 'sysfs', 'journal', 'events', 'fuse', 'emulation', 'control', 'record', 'cli'];
 
 /** Imports allowed to run back up, each with its reason. None today. */
 const EXCEPTIONS: { from: string; to: string; why: string }[] = [];
@@ -107,6 +108,6 @@ t.test('the benchmark loads mdevfs from the built dist/, never from src/', (t) =
   // (the profile schema, its generated validator), and would not be what the bench measures.
   const out = importGraph(join(SRC, '..', 'bench', 'src')).filter((e) => e.to.startsWith('..') && !e.to.startsWith('../../dist/'));
   t.same(out, []);
-  t.ok(importGraph(join(SRC, '..', 'bench', 'src')).some((e) => e.to === '../../dist/daemon'), 'the graph of bench/src was read');
+  t.ok(importGraph(join(SRC, '..', 'bench', 'src')).some((e) => e.to === '../../dist/emulation'), 'the graph of bench/src was read');
   t.end();
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { MdevError, errnoName } from '../../src/base/errno';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { registerProfileParent } from '../../src/drivers/profile';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { silentLogger } from '../../src/base/log';
@@ -250,7 +250,8 @@ class Model {
 
 async function run(abi: '6.1' | '4.17', cmds: Cmd[], walk: boolean): Promise<void> {
   const clock = new ManualClock();
-  const { core, kernfs } = buildEmulation(PROFILE, { abi, log: silentLogger, clock });
+  const em = new Emulation(PROFILE, { abi, log: silentLogger, clock });
+  const { core, kernfs } = em;
   const model = new Model(abi);
   const errors: SeenErrors = {};
   const where = (i: number, what: string) => `command ${i} (${what})`;
@@ -310,7 +311,7 @@ async function run(abi: '6.1' | '4.17', cmds: Cmd[], walk: boolean): Promise<voi
     if (cmd.k === 'register') {
       const name = PARENTS[cmd.p]!;
       if (model.registered.has(name)) continue;
-      registerProfileParent(core, model.profileOf(name), clock);
+      registerProfileParent(em, model.profileOf(name));
       model.registered.add(name);
     } else if (cmd.k === 'unregister' && !model.registered.has(PARENTS[cmd.p]!)) {
       continue;

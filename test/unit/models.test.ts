@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Errno, MdevError } from '../../src/base/errno';
 import type { MdevDevice, MdevType } from '../../src/core/model';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import { AP } from '../../src/drivers/builtin/ap';
 import { GVT, GVT_PARENT } from '../../src/drivers/builtin/gvt';
 import { NVIDIA_L40S, NVIDIA_T4, NVIDIA_V100 } from '../../src/drivers/builtin/nvidia';
@@ -17,7 +17,7 @@ import { ManualClock } from '../helpers/manual-clock';
 const uuid = (n: number) => `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`;
 
 function setup(profile: Profile, abi = '6.1') {
-  const { core } = buildEmulation(profile, { abi, log: silentLogger, clock: new ManualClock() });
+  const { core } = new Emulation(profile, { abi, log: silentLogger, clock: new ManualClock() });
   const parent = [...core.parents.values()][0]!;
   const type = (id: string): MdevType => {
     const ty = parent.types.get(id);
@@ -46,7 +46,7 @@ async function errnoOf(f: () => unknown): Promise<number | undefined> {
 
 t.test('nvidia-vgpu, time-sliced: max_instance fresh, then only the same framebuffer size', async (t) => {
   const { core, avail, create, parent } = setup(NVIDIA_V100);
-  t.equal(parent.types.size, 17, 'the whole Appendix A list');
+  t.equal(parent.types.size, 17, 'the whole charm-guide list');
   t.same(['nvidia-105', 'nvidia-109', 'nvidia-115', 'nvidia-299'].map(avail), [16, 1, 16, 4]);
   const d = await create('nvidia-106'); // V100-2Q, 2048 MB
   t.equal(avail('nvidia-106'), 7, '2Q: max_instance - vGPUs on the GPU');

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { Errno } from '../../src/base/errno';
-import { buildEmulation } from '../../src/daemon';
+import { Emulation } from '../../src/emulation';
 import type { ParentProfile, Profile } from '../../src/drivers/profile-types';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { SAMPLES } from '../../src/drivers/samples';
@@ -31,7 +31,7 @@ async function writeFile(kernfs: Kernfs, path: string, text: string): Promise<nu
 }
 
 function emulation(profile: Profile = SAMPLES, opts: { abi?: string; clock?: ManualClock } = {}) {
-  const e = buildEmulation(profile, { log: silentLogger, ...opts });
+  const e = new Emulation(profile, { log: silentLogger, ...opts });
   const seen: Uevent[] = [];
   e.uevents.subscribe((ev) => seen.push(ev));
   /** The events sent since the last call, as lines. */

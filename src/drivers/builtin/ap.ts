@@ -7,7 +7,7 @@ function allBut(cleared: number[]): string {
 }
 
 /**
- * s390 vfio-ap: the AP matrix device (hardware-profiles.md §4, §7.5). 6.1 counts up to
+ * s390 vfio-ap: the AP matrix device (docs/hardware.md, "s390 vfio-ap"). 6.1 counts up to
  * MAX_ZDEV_ENTRIES_EXT (65536) in the core (EUSERS); the 4.17-era driver counted itself (EPERM).
  * The host: APXA (adapter and domain ids up to 255), cards 05, 06 and 07 with usage domains 0004,
  * 0047 and 00ab; apmask/aqmask give adapters 05 and 06 and domains 0004 and 00ab to vfio_ap, so

@@ -1,7 +1,7 @@
 import type { ParentProfile, Profile } from '../profile-types';
 
 /**
- * One I/O subchannel bound to vfio_ccw (hardware-profiles.md §5, §7.6): type vfio_ccw-io,
+ * One I/O subchannel bound to vfio_ccw (docs/hardware.md, "s390 vfio-ccw"): type vfio_ccw-io,
  * "I/O subchannel (Non-QDIO)", device_api vfio-ccw, no description, one instance (EUSERS in 6.1;
  * the older vendor counter answered EPERM). No device attributes.
  */

@@ -26,7 +26,7 @@ function gvtTypes(gen: 4 | 5): TypeProfile[] {
 }
 
 /**
- * Intel GVT-g on a Gen9 iGPU at 0000:00:02.0 (hardware-profiles.md §3, §7.4). The 1024 MB
+ * Intel GVT-g on a Gen9 iGPU at 0000:00:02.0 (docs/hardware.md, "Intel GVT-g"). The 1024 MB
  * aperture (4 GB GGTT, 32 fences) reproduces the PhyllomeOS capture: V5_1..V5_8 at 1, 2, 5, 7.
  * `capacity.apertureMb: 256` reproduces intel/gvt-linux#122: only V5_8 (2) and V5_4 (1).
  */

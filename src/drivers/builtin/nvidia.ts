@@ -21,7 +21,7 @@ function vgpuTypes(prefix: 'GRID' | 'NVIDIA', gpu: string, rows: readonly Row[])
   }));
 }
 
-/** What the mdev side of nvidia-vgpu-vfio shows on every NVIDIA parent (hardware-profiles.md §1.9). */
+/** What the mdev side of nvidia-vgpu-vfio shows on every NVIDIA parent (docs/hardware.md). */
 const VGPU_MDEV = {
   mdevDriver: 'nvidia-vgpu-vfio',
   module: 'nvidia_vgpu_vfio',
@@ -36,7 +36,7 @@ const Q = '7680x4320'; // >= 2 GB Q profiles
 const A = '1280x1024';
 const C = '4096x2160'; // C series on driver 510.47.03
 
-/** Tesla T4 16 GB, driver branch 510 (510.47.03; hardware-profiles.md §1.3). */
+/** Tesla T4 16 GB, driver branch 510 (510.47.03; docs/hardware.md). */
 const T4_510: readonly Row[] = [
   [222, '1B', 4, 45, 1024, Q1, 16],
   [223, '2B', 4, 45, 2048, Q1, 8],
@@ -57,7 +57,8 @@ const T4_510: readonly Row[] = [
   [321, '16C', 1, 60, 16384, C, 1],
 ];
 
-/** Tesla V100 16 GB, driver 510.47.03: Appendix A of hardware-profiles.md, verbatim. */
+/** Tesla V100 16 GB, driver 510.47.03: the list a real host printed in OpenStack's charm guide
+ * (openstack/charm-guide doc/source/admin/vgpu.rst), verbatim. */
 const V100_510: readonly Row[] = [
   [105, '1Q', 4, 60, 1024, Q1, 16],
   [106, '2Q', 4, 60, 2048, Q, 8],
@@ -79,7 +80,7 @@ const V100_510: readonly Row[] = [
 ];
 
 /**
- * NVIDIA A10 24 GB, driver 510.47.03 (ids and names: hardware-profiles.md §1.3). max_instance is
+ * NVIDIA A10 24 GB, driver 510.47.03 (ids and names: vgpuConfig.xml; docs/hardware.md). max_instance is
  * not in the table: 24 GB / size, as every captured 24 GB card shows (P40) (an inference).
  */
 const A10_510: readonly Row[] = [
@@ -211,10 +212,11 @@ export const nvidiaV100 = (gpus = 1) => timeSliced('0000:00:05.0', '0x1db4', '0x
 export const NVIDIA_V100 = nvidiaV100();
 
 /**
- * NVIDIA A10 (10de:2236) with SR-IOV enabled (sriov-manage -e), hardware-profiles.md §1.7, §7.2:
+ * NVIDIA A10 (10de:2236) with SR-IOV enabled (sriov-manage -e; docs/hardware.md, "NVIDIA vGPU on
+ * SR-IOV virtual functions"):
  * every VF is an mdev parent with the whole type list reading 1 or 0, the PF is none. VFs from
  * function 4 on (the OpenNebula capture's parent 41:00.4), 24 of them: one per vGPU of the
- * largest max_instance (an inference: sriov_totalvfs per model is open, §8).
+ * largest max_instance (an inference: NVIDIA publishes no sriov_totalvfs per model; docs/deviations.md).
  */
 export const nvidiaA10 = (gpus = 1): Profile => sriovGpu({
   name: '0000:00:06.0',
@@ -260,7 +262,7 @@ const L40S: readonly Row[] = [
 ];
 
 /**
- * NVIDIA L40S (10de:26b9) with vendor-specific VFIO (vGPU 17+, hardware-profiles.md §2, §7.3): no
+ * NVIDIA L40S (10de:26b9) with vendor-specific VFIO (vGPU 17+, docs/hardware.md, "NVIDIA vendor-specific VFIO"): no
  * mdev at all; 16 VFs (the cozystack default) bound to nvidia, each with nvidia/creatable_vgpu_types
  * and nvidia/current_vgpu_type over the one GPU; the PF has no nvidia/ directory.
  */

@@ -5,7 +5,7 @@ import { type ApMatrixHost, formatApMask, parseApMaskChange } from './ap';
 const hex = (n: number, w: number) => n.toString(16).padStart(w, '0');
 
 /**
- * The s390 AP bus as vfio-ap's host sees it (hardware-profiles.md §4.5; ap_bus.c, ap_card.c,
+ * The s390 AP bus as vfio-ap's host sees it (docs/hardware.md, "s390 vfio-ap"; ap_bus.c, ap_card.c,
  * ap_queue.c): /sys/bus/ap with its
  * masks, the cards of the host configuration (devices/ap/cardXX) and their queues
  * (cardXX/XX.YYYY), each queue bound to vfio_ap or to the default driver as apmask and aqmask say,

@@ -59,7 +59,7 @@ function hostMask(text: string | undefined, what: string): Mask {
 }
 
 /**
- * The vfio_ap matrix driver's state (drivers/s390/crypto/vfio_ap_ops.c, hardware-profiles.md §4):
+ * The vfio_ap matrix driver's state (drivers/s390/crypto/vfio_ap_ops.c, docs/hardware.md):
  * the host's AP configuration and every mdev's matrix. In the 6.1 ABI (dynamic configuration)
  * an assignment is refused only for APQNs the default zcrypt drivers own (apmask AND aqmask) or
  * another mdev holds; in 4.17 (the 4.20-5.x driver) every APQN must be a queue bound to vfio_ap.

@@ -17,7 +17,7 @@ function needs(t: TypeProfile): GvtNeeds {
 }
 
 /**
- * Intel GVT-g's one pool (kvmgt.c intel_vgpu_get_available, hardware-profiles.md §3.4): what is
+ * Intel GVT-g's one pool (kvmgt.c intel_vgpu_get_available, docs/hardware.md): what is
  * left of the aperture, the hidden GM and the fences after the host's reserve and every vGPU of
  * any type. ENOSPC when a create does not fit.
  */

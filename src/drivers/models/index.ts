@@ -5,7 +5,7 @@ import { NvidiaVgpuModel } from './nvidia';
 import type { CapacityModel, ModelScope } from './types';
 
 export { apHostOf, deviceAttrKinds } from './attrs';
-export { type CapacityModel, type ModelType, ModelScope, scopeOf } from './types';
+export { type CapacityModel, type ModelType, ModelScope } from './types';
 
 /** The capacity model a parent profile declares. */
 export function capacityModel(p: ParentProfile, scope: ModelScope): CapacityModel {

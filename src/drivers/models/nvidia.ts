@@ -16,7 +16,7 @@ export interface VgpuType {
 export type VgpuPolicy = NonNullable<NvidiaCapacity['policy']>;
 
 /**
- * One physical NVIDIA GPU (os-hypervisor.c get_available_instances, hardware-profiles.md §1.7):
+ * One physical NVIDIA GPU (os-hypervisor.c get_available_instances, docs/hardware.md):
  * the vGPUs on it, whoever holds them (an mdev, or a VF's current_vgpu_type), and which VF each
  * sits on. numCreatedVgpu counts every vGPU of any type.
  */
@@ -173,8 +173,8 @@ export interface VfioVgpuType {
 }
 
 /**
- * NVIDIA's vendor-specific VFIO on one VF (no mdev; hardware-profiles.md §2, driver source
- * nvidia-vgpu-vfio's vfio_pci_core build): nvidia/creatable_vgpu_types lists what the per-VF rule
+ * NVIDIA's vendor-specific VFIO on one VF (no mdev; docs/hardware.md, "NVIDIA vendor-specific
+ * VFIO"): nvidia/creatable_vgpu_types lists what the per-VF rule
  * allows now, recomputed on every read; nvidia/current_vgpu_type creates and destroys the VF's vGPU.
  */
 export class VendorVfioVf {

@@ -39,8 +39,8 @@ export interface AttrKind {
 }
 
 /**
- * State shared by the parents of one emulation (one core): e.g. one NVIDIA GPU whose VFs are
- * separate parents. Keyed by a string the profile chooses.
+ * State shared by the parents of one emulation (the emulation owns it): e.g. one NVIDIA GPU whose
+ * VFs are separate parents. Keyed by a string the profile chooses.
  */
 export class ModelScope {
   private readonly shared = new Map<string, unknown>();
@@ -49,13 +49,9 @@ export class ModelScope {
     if (!this.shared.has(key)) this.shared.set(key, make());
     return this.shared.get(key) as T;
   }
-}
 
-const scopes = new WeakMap<object, ModelScope>();
-
-/** The scope of an owner (the core a parent registers with). */
-export function scopeOf(owner: object): ModelScope {
-  let s = scopes.get(owner);
-  if (!s) scopes.set(owner, (s = new ModelScope()));
-  return s;
+  /** Forgets every shared state (reset: no parent uses it any more). */
+  clear(): void {
+    this.shared.clear();
+  }
 }

@@ -4,7 +4,7 @@ import { VendorVfioVf, gpuFor, vfioVgpuTypes } from './nvidia';
 import type { ModelScope } from './types';
 
 /**
- * NVIDIA vendor-specific VFIO (hardware-profiles.md §2, §7.3): a parent profile whose
+ * NVIDIA vendor-specific VFIO (docs/hardware.md, "NVIDIA vendor-specific VFIO"): a parent profile whose
  * `pci.sriov.mdevOn` is `none` registers no mdev parent; when a VF binds to its driver the driver
  * adds the `vfAttrs` (nvidia/creatable_vgpu_types, nvidia/current_vgpu_type) to the VF, over the
  * GPU its `capacity` names, and registers it with VFIO (vfio-dev/vfioN, numbered with the mdevs, and

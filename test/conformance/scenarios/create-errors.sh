@@ -1,5 +1,5 @@
 # Conformance scenario: every error case of writing a UUID to mdev_supported_types/<type>/create
-# (kernel-mdev-abi.md §2.1), with available_instances of all types after every step.
+# (docs/mdev-abi.md, "Writing create"), with available_instances of all types after every step.
 # Run as root with bash on a fresh system (mtty, mdpy, mbochs registered, no mdev devices).
 MT=/sys/class/mdev_bus/mtty/mdev_supported_types
 MP=/sys/class/mdev_bus/mdpy/mdev_supported_types

@@ -1,4 +1,4 @@
-# Conformance scenario: every error case of writing to <mdev>/remove (kernel-mdev-abi.md §2.2),
+# Conformance scenario: every error case of writing to <mdev>/remove (docs/mdev-abi.md, "Writing remove"),
 # stale file descriptors, and available_instances of all types after every step.
 # Run as root with bash on a fresh system (mtty, mdpy, mbochs registered, no mdev devices).
 MT=/sys/class/mdev_bus/mtty/mdev_supported_types

@@ -1,0 +1,116 @@
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { BUILTIN_PROFILES } from '../../src/drivers/profile';
+import { CLI, type Daemon, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+
+// `mdevfs ctl` over the control API: each verb as a script uses it, with its exit status and
+// output; and inside `mdevfs exec`, without DIR, through the socket exec gives the command.
+
+const U1 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
+const MTTY2 = 'class/mdev_bus/mtty/mdev_supported_types/mtty-2';
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: cliEnv(env), timeout: 60000 });
+}
+
+let d: Daemon;
+t.before(async () => {
+  d = await startDaemon();
+});
+t.teardown(() => d.stop());
+t.beforeEach(() => {
+  const r = cli(['ctl', d.dir, 'reset']);
+  if (r.status !== 0) throw new Error(r.stderr);
+});
+
+t.test('state, in words and as JSON', async (t) => {
+  sh(d.dir, `echo ${U1} > ${MTTY2}/create`);
+  const text = cli(['ctl', d.dir, 'state']);
+  t.equal(text.status, 0, text.stderr);
+  t.match(text.stdout, /^parent mtty: mtty-1 \(22 available\), mtty-2 \(11 available\)$/m);
+  t.match(text.stdout, new RegExp(`^device ${U1} mtty mtty-2 active$`, 'm'));
+  const json = cli(['ctl', d.dir, 'state', '--json']);
+  t.equal(json.status, 0);
+  const s = JSON.parse(json.stdout);
+  t.same(s.devices.map((x: { uuid: string; state: string }) => [x.uuid, x.state]), [[U1, 'active']]);
+});
+
+t.test('mark, then wait for an event after it and for a device state', async (t) => {
+  const mark = cli(['ctl', d.dir, 'mark']);
+  t.equal(mark.status, 0);
+  t.match(mark.stdout, /^\d+\n$/);
+  const M = mark.stdout.trim();
+  // Not yet: the wait times out (exit 1) and says so.
+  const early = cli(['ctl', d.dir, 'wait', '--event', `bind:${U1}`, '--since', M, '--timeout', '0.3']);
+  t.equal(early.status, 1);
+  t.match(early.stderr, /not met within 0.3 s/);
+  sh(d.dir, `echo ${U1} > ${MTTY2}/create`);
+  const met = cli(['ctl', d.dir, 'wait', '--event', `bind:${U1}`, '--since', M, '--json']);
+  t.equal(met.status, 0, met.stderr);
+  t.match(JSON.parse(met.stdout), { met: true, event: { ACTION: 'bind' } });
+  t.equal(cli(['ctl', d.dir, 'wait', '--device', U1, '--state', 'active']).status, 0);
+  // The wait for gone is asked first, and the remove answers it.
+  const gone = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" ctl "${d.dir}" wait --device ${U1} --state gone --timeout 10 & echo 1 > "${d.dir}/bus/mdev/devices/${U1}/remove"; wait $!`], {
+    encoding: 'utf8',
+    env: cliEnv(),
+  });
+  t.equal(gone.status, 0, gone.stderr);
+});
+
+t.test('parents: add a file, a built-in by name; remove; reset brings the start back', async (t) => {
+  const file = join(scratch('mdevfs-ctl-'), 'gvt.json');
+  writeFileSync(file, JSON.stringify(BUILTIN_PROFILES.gvt));
+  t.equal(cli(['ctl', d.dir, 'add-parent', file]).status, 0);
+  t.equal(cli(['ctl', d.dir, 'add-parent', 'ap']).status, 0, 'a built-in profile by name');
+  t.equal(cli(['ctl', d.dir, 'remove-parent', 'mdpy']).status, 0);
+  t.equal(cli(['ctl', d.dir, 'parents']).stdout, 'mtty\nmbochs\n0000:00:02.0\nmatrix\n');
+  const again = cli(['ctl', d.dir, 'add-parent', 'ap']);
+  t.equal(again.status, 1);
+  t.match(again.stderr, /exists/);
+  t.equal(cli(['ctl', d.dir, 'reset']).status, 0);
+  t.equal(cli(['ctl', d.dir, 'parents']).stdout, 'mtty\nmdpy\nmbochs\n');
+  t.equal(sh(d.dir, `cat ${MTTY2}/available_instances`).stdout, '12\n');
+});
+
+t.test('usage errors exit 2 and say why', async (t) => {
+  const cases: [string[], RegExp][] = [
+    [['ctl', d.dir, 'wait'], /wait takes --event ACTION:NAME, or --device UUID --state STATE/],
+    [['ctl', d.dir, 'wait', '--event', 'bind'], /--event takes ACTION:NAME/],
+    [['ctl', d.dir, 'wait', '--device', U1, '--state', 'happy'], /--state reserved\|active\|removing\|gone/],
+    [['ctl', d.dir, 'wait', '--event', `bind:${U1}`, '--timeout', '0'], /--timeout must be/],
+    [['ctl', d.dir, 'state', '--event', 'x:y'], /state does not take --event/],
+    [['ctl', d.dir, 'frob'], /unknown verb "frob"/],
+    [['ctl', d.dir, 'add-parent', './no/such.json'], /ENOENT/],
+  ];
+  for (const [args, why] of cases) {
+    const r = cli(args);
+    t.equal(r.status, 2, args.join(' '));
+    t.match(r.stderr, why);
+  }
+});
+
+t.test('inside mdevfs exec, ctl, wait and events find their own daemon without DIR', async (t) => {
+  const script = [
+    `M=$(mdevfs ctl mark)`,
+    `mdevfs wait --timeout 5 || exit 11`,
+    `echo ${U1} > /sys/${MTTY2}/create || exit 12`,
+    `mdevfs ctl wait --event bind:${U1} --since "$M" --timeout 5 || exit 13`,
+    `mdevfs events --since "$M" --until bind:${U1} --timeout 5 > /tmp/ev.$$ || exit 14`,
+    `grep -c . /tmp/ev.$$; rm -f /tmp/ev.$$`,
+    `mdevfs ctl parents`,
+    `echo "$MDEVFS_ROOT"`,
+  ].join('\n');
+  const bin = scratch('mdevfs-bin-');
+  writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--', 'sh', '-c', script], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  const [events, ...rest] = r.stdout.split('\n');
+  t.ok(Number(events) >= 3, 'add, add of vfio-dev, bind at least');
+  t.same(rest, ['mtty', 'mdpy', 'mbochs', '/sys', '']);
+});
