@@ -49,13 +49,20 @@ export interface StartOptions extends TreeOptions {
   timeoutMs?: number;
 }
 
-/** A condition for wait(): an event (`add:UUID`), or a device in a state. */
+/** What mark() returns: the journal's sequence number of the mark, and the last uevent SEQNUM then. */
+export interface Mark {
+  journal: number;
+  seqnum: number;
+}
+
+/** A condition for wait(): an event (`add:UUID`), a device in a state, or a journal entry with these fields. */
 export interface WaitCondition {
   event?: string;
   device?: string;
   state?: 'reserved' | 'active' | 'removing' | 'gone';
-  /** Only what happened after this sequence number (a mark()). */
-  since?: number;
+  journal?: { kind?: 'write' | 'fault' | 'mark'; op?: string; path?: string; errno?: string; fault?: string | number; uid?: number };
+  /** Only what happened after this mark (or a uevent SEQNUM; with `journal`, a journal seq). */
+  since?: Mark | number;
   /** Seconds (default 10). */
   timeout?: number;
 }
@@ -99,9 +106,9 @@ export class Control {
     return (body.rule ?? body) as FaultRule;
   }
 
+  /** The rules, each with how often it matched and fired. */
   async faults(): Promise<FaultRule[]> {
-    const body = await ok<{ faults?: FaultRule[] } | FaultRule[]>(this.socket, 'GET', '/v1/faults');
-    return Array.isArray(body) ? body : body.faults ?? [];
+    return (await ok<{ rules: FaultRule[] }>(this.socket, 'GET', '/v1/faults')).rules;
   }
 
   async removeFault(id: string | number): Promise<void> {
@@ -113,23 +120,21 @@ export class Control {
   }
 
   /** The journal's entries after `since` (every one it holds without). */
-  async journal(opts: { since?: number } = {}): Promise<JournalEntry[]> {
-    const body = await ok<{ entries?: JournalEntry[] } | JournalEntry[]>(this.socket, 'GET', `/v1/journal${opts.since === undefined ? '' : `?since=${opts.since}`}`);
-    return Array.isArray(body) ? body : body.entries ?? [];
+  async journal(opts: { since?: Mark | number } = {}): Promise<JournalEntry[]> {
+    const since = typeof opts.since === 'object' ? opts.since.journal : opts.since;
+    return (await ok<{ entries: JournalEntry[] }>(this.socket, 'GET', `/v1/journal${since === undefined ? '' : `?since=${since}`}`)).entries;
   }
 
-  /** A sequence number to pass as `since` to journal() and wait(). */
-  async mark(): Promise<number> {
-    const body = await ok<Record<string, unknown>>(this.socket, 'POST', '/v1/mark', {});
-    const n = body.seq ?? body.seqnum ?? body.mark;
-    if (typeof n !== 'number') throw new Error(`POST /v1/mark: no sequence number in ${JSON.stringify(body)}`);
-    return n;
+  /** A mark in the journal: pass it as `since` to journal() and wait(). */
+  mark(): Promise<Mark> {
+    return ok<Mark>(this.socket, 'POST', '/v1/mark', {});
   }
 
   /** Resolves once the condition holds; rejects (an ApiError with status 408) if not within its timeout. */
   async wait(cond: WaitCondition): Promise<Record<string, unknown>> {
     const timeout = cond.timeout ?? 10;
-    const r = await call<Record<string, unknown>>(this.socket, 'POST', '/v1/wait', { ...cond, timeout }, (timeout + 10) * 1000);
+    const since = typeof cond.since === 'object' ? (cond.journal ? cond.since.journal : cond.since.seqnum) : cond.since;
+    const r = await call<Record<string, unknown>>(this.socket, 'POST', '/v1/wait', { ...cond, since, timeout }, (timeout + 10) * 1000);
     if (r.status < 200 || r.status > 299) throw new ApiError(r.status, r.body);
     return r.body;
   }
@@ -204,11 +209,11 @@ export class Tree {
     }
   }
 
-  journal(opts: { since?: number } = {}): Promise<JournalEntry[]> {
+  journal(opts: { since?: Mark | number } = {}): Promise<JournalEntry[]> {
     return this.control.journal(opts);
   }
 
-  mark(): Promise<number> {
+  mark(): Promise<Mark> {
     return this.control.mark();
   }
 

@@ -59,7 +59,7 @@ func TestCreateMdevReportsENOSPC(t *testing.T) {
 		t.Fatalf("available_instances %d after the failed create, want 12", n)
 	}
 	var writes []string
-	for _, e := range tr.Journal(t, mark) {
+	for _, e := range tr.Journal(t, mark.Journal) {
 		if e.Kind == "write" {
 			writes = append(writes, e.Op+" "+e.Errno+" "+e.FaultID())
 		}

@@ -458,32 +458,53 @@ func (tr *Tree) Journal(t testing.TB, since int64) []JournalEntry {
 	return out
 }
 
-// Mark returns a sequence number to pass to Journal and Wait as since.
-func (tr *Tree) Mark(t testing.TB) int64 {
-	t.Helper()
-	var body map[string]json.Number
-	if err := tr.call(http.MethodPost, "/v1/mark", struct{}{}, &body, 30*time.Second); err != nil {
-		t.Fatalf("mdevfstest: mark: %v", err)
-	}
-	for _, k := range []string{"seq", "seqnum", "mark"} {
-		if v, ok := body[k]; ok {
-			n, err := v.Int64()
-			if err == nil {
-				return n
-			}
-		}
-	}
-	t.Fatalf("mdevfstest: mark: no sequence number in %v", body)
-	return 0
+// Mark is a mark in the journal: Journal, its sequence number (for Journal and WaitFor.Journal's
+// Since), and Seqnum, the last uevent SEQNUM then (for WaitFor.Event's Since).
+type Mark struct {
+	Seqnum  int64 `json:"seqnum"`
+	Journal int64 `json:"journal"`
 }
 
-// WaitFor is a condition: Event ("add:UUID"), or Device and State ("active", "gone", ...).
+// Mark puts a mark in the journal.
+func (tr *Tree) Mark(t testing.TB) Mark {
+	t.Helper()
+	var m Mark
+	if err := tr.call(http.MethodPost, "/v1/mark", struct{}{}, &m, 30*time.Second); err != nil {
+		t.Fatalf("mdevfstest: mark: %v", err)
+	}
+	return m
+}
+
+// Faults lists the rules, each with how often it matched and fired.
+func (tr *Tree) Faults(t testing.TB) []map[string]any {
+	t.Helper()
+	var body struct {
+		Rules []map[string]any `json:"rules"`
+	}
+	if err := tr.call(http.MethodGet, "/v1/faults", nil, &body, 30*time.Second); err != nil {
+		t.Fatalf("mdevfstest: faults: %v", err)
+	}
+	return body.Rules
+}
+
+// JournalMatch is a journal entry with these fields (the set ones).
+type JournalMatch struct {
+	Kind  string `json:"kind,omitempty"`
+	Op    string `json:"op,omitempty"`
+	Path  string `json:"path,omitempty"`
+	Errno string `json:"errno,omitempty"`
+	Fault string `json:"fault,omitempty"`
+}
+
+// WaitFor is a condition: Event ("add:UUID"), Device and State ("active", "gone", ...), or a
+// Journal entry. Since: a Mark's Seqnum (events) or Journal (journal entries).
 type WaitFor struct {
-	Event   string  `json:"event,omitempty"`
-	Device  string  `json:"device,omitempty"`
-	State   string  `json:"state,omitempty"`
-	Since   int64   `json:"since,omitempty"`
-	Timeout float64 `json:"timeout,omitempty"`
+	Event   string        `json:"event,omitempty"`
+	Device  string        `json:"device,omitempty"`
+	State   string        `json:"state,omitempty"`
+	Journal *JournalMatch `json:"journal,omitempty"`
+	Since   int64         `json:"since,omitempty"`
+	Timeout float64       `json:"timeout,omitempty"`
 }
 
 // TryWait waits for the condition (w.Timeout seconds, default 10); an *APIError with Status 408 if not met.

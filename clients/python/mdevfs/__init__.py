@@ -28,6 +28,7 @@ import urllib.parse
 __all__ = [
     "ApiError",
     "Control",
+    "Mark",
     "MdevfsError",
     "Tree",
     "attach",
@@ -54,6 +55,15 @@ class ApiError(MdevfsError):
         self.errno = body.get("errno") if isinstance(body, dict) else None
         msg = body.get("error") if isinstance(body, dict) else None
         super().__init__("%s %s: HTTP %d: %s" % (method, path, status, msg or body))
+
+
+class Mark(int):
+    """What mark() returns: the journal's sequence number, with .seqnum, the uevents' SEQNUM then."""
+
+    def __new__(cls, journal, seqnum):
+        m = int.__new__(cls, journal)
+        m.seqnum = seqnum
+        return m
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -115,8 +125,8 @@ class Control:
         return self.call("POST", "/v1/faults", rule)
 
     def faults(self):
-        body = self.call("GET", "/v1/faults")
-        return body.get("faults", body) if isinstance(body, dict) else body
+        """The rules, each with how often it matched and fired."""
+        return self.call("GET", "/v1/faults")["rules"]
 
     def remove_fault(self, rule_id):
         return self.call("DELETE", "/v1/faults/" + urllib.parse.quote(str(rule_id), safe=""))
@@ -131,18 +141,20 @@ class Control:
         return body.get("entries", []) if isinstance(body, dict) else body
 
     def mark(self):
-        """A mark in the journal: returns its sequence number (for journal(since=...) and wait(since=...))."""
+        """A mark in the journal: a Mark (an int, the journal's sequence number, for
+        journal(since=...) and wait(journal=..., since=...); .seqnum, the uevents', for wait(event=...))."""
         body = self.call("POST", "/v1/mark", {})
-        for key in ("seq", "seqnum", "mark"):
-            if key in body:
-                return body[key]
-        raise MdevfsError("POST /v1/mark: no sequence number in %r" % (body,))
+        return Mark(body["journal"], body["seqnum"])
 
     def wait(self, timeout=10.0, **condition):
-        """Waits for a condition (event="add:UUID", or device=UUID and state="active", since=N, ...).
+        """Waits for a condition: event="add:UUID", device=UUID and state="active", or
+        journal={"op": "create", "errno": "ENOSPC", ...}; since= a mark() (or a number).
 
         Returns the daemon's answer; raises TimeoutError when it is not met within `timeout` seconds.
         """
+        since = condition.get("since")
+        if isinstance(since, Mark):
+            condition["since"] = int(since) if "journal" in condition else since.seqnum
         body = dict(condition, timeout=timeout)
         status, parsed = self.request("POST", "/v1/wait", body, timeout=timeout + 10)
         if status == 408:
