@@ -7,6 +7,7 @@ import { chmodSync, chownSync, cpSync, existsSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path';
 import t from 'tap';
 import { CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
+import { blockAfter } from '../helpers/doc-blocks';
 
 /** Debian's interpreter, the one python3-pytest and python3-venv are for (not a pyenv or a venv on PATH). */
 const PY = '/usr/bin/python3';
@@ -19,19 +20,30 @@ function missing(): string | undefined {
 
 const skip = missing();
 
-/** A venv with the package installed from a copy of clients/python (pip builds in its source directory). */
+/** docs/testing.md's install commands: the apt-get line (scripts/setup --test does that), the venv, pip, pytest. */
+const DOC = blockAfter('docs/testing.md', 'on PATH), in a venv that sees Debian').trim().split('\n');
+
+/**
+ * A venv with the package installed by docs/testing.md's own commands, run in a scratch
+ * directory holding a copy of clients/python (pip builds in its source directory).
+ */
 function install(): { venv: string; log: string } {
   const dir = scratch('mdevfs-py-');
   chmodSync(dir, 0o755);
-  const src = join(dir, 'src');
-  cpSync(join(REPO, 'clients', 'python'), src, { recursive: true, filter: (p) => !/(__pycache__|\.egg-info|\/build)$/.test(p) });
-  const venv = join(dir, 'venv');
-  const mk = spawnSync(PY, ['-m', 'venv', '--system-site-packages', venv], { encoding: 'utf8' });
-  if (mk.status !== 0) throw new Error(`venv: ${mk.stderr}`);
-  const pip = spawnSync(join(venv, 'bin', 'pip'), ['install', '--no-index', '--no-build-isolation', src], { encoding: 'utf8', env: { ...cliEnv(), PIP_DISABLE_PIP_VERSION_CHECK: '1' } });
-  if (pip.status !== 0) throw new Error(`pip install: ${pip.stdout}${pip.stderr}`);
-  return { venv, log: pip.stdout };
+  cpSync(join(REPO, 'clients', 'python'), join(dir, 'clients', 'python'), { recursive: true, filter: (p) => !/(__pycache__|\.egg-info|\/build)$/.test(p) });
+  const r = spawnSync('bash', ['-e', '-c', DOC.slice(1, 3).join('\n')], { cwd: dir, encoding: 'utf8', env: { ...cliEnv(), PIP_DISABLE_PIP_VERSION_CHECK: '1' } });
+  if (r.status !== 0) throw new Error(`${DOC.slice(1, 3).join('; ')}: ${r.stdout}${r.stderr}`);
+  return { venv: join(dir, '.venv'), log: r.stdout };
 }
+
+t.test("docs/testing.md's install commands are the ones run here", async (t) => {
+  t.same(DOC, [
+    'sudo apt-get install python3-pytest python3-venv',
+    '/usr/bin/python3 -m venv --system-site-packages .venv',
+    '.venv/bin/pip install --no-index --no-build-isolation ./clients/python',
+    '.venv/bin/python -m pytest tests/',
+  ]);
+});
 
 function pytest(venv: string, args: string[], env: NodeJS.ProcessEnv, asUser: string[] = []) {
   const argv = [join(venv, 'bin', 'python'), '-m', 'pytest', '-p', 'no:cacheprovider', '-q', '-rA', '--color=no', ...args];
