@@ -122,13 +122,16 @@ export class Emulation implements Registrar {
    * Back to the profile's start state, through the kernel's own paths so that every listener
    * hears it as the kernel would tell it: every mdev parent unregistered and its module unloaded
    * (in the reverse order of registration; their devices go first, each as a remove), every host
-   * device removed (VFs first, then the deepest first: unbind, remove), then the profile placed
-   * and every host driver unregistered (remove), then the profile placed and its devices present
+   * device removed (VFs first, then the deepest first: unbind, remove) and every host driver
+   * unregistered (remove), then the profile placed and its devices present
    * created as at start (add, bind, registration events). The kernel's numberings start again from
-   * a fresh boot's; SEQNUM goes on.
+   * a fresh boot's; SEQNUM goes on. The fault rules added at run time go first (what hangs on a
+   * rule is released), the profile's come back with their parents, counters at zero; the journal
+   * keeps what it recorded (its seq goes on).
    */
   reset(): Promise<void> {
     return this.serialize(async () => {
+      this.faults.reset();
       await this.teardown();
       await this.createPresentDevices(this.profile.parents, this.placeProfile());
       await this.settled();

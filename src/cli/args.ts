@@ -28,7 +28,7 @@ export interface CommandSpec {
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev', 'json', 'follow'];
+const FLAGS = ['udev', 'json', 'follow', 'hang', 'succeed', 'sticky'];
 /** Short spellings. */
 const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
@@ -53,13 +53,17 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs exec -- mdevctl types',
   },
   ctl: {
-    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout'],
+    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout', 'follow', 'id', 'op', 'parent', 'type', 'uuid', 'attr', 'path',
+      'errno', 'delay', 'jitter', 'hang', 'succeed', 'content', 'after', 'every', 'probability', 'seed', 'times', 'sticky'],
     min: 1,
     max: 4,
-    usage: 'mdevfs ctl [DIR] parents|add-parent FILE|PROFILE|remove-parent NAME|state|mark|wait ...|reset [--json] [--control PATH]',
+    usage: 'mdevfs ctl [DIR] parents|add-parent FILE|PROFILE|remove-parent NAME|state|mark|wait ...|reset|fault ...|journal [--json] [--control PATH]',
     about: 'Steers the daemon serving DIR through its control API (docs/control-api.md): its parents (hot-plug\n' +
       'the parent(s) of a profile FILE or of a built-in PROFILE, unregister one as the kernel does), its\n' +
-      'state, a mark, a wait for an event or a device state (exit 1 at --timeout), a reset to the start.\n' +
+      'state, a mark, a wait for an event or a device state (exit 1 at --timeout), a reset to the start,\n' +
+      'fault rules (fault add --op OP [--type T ...] --errno E|--delay MS|--hang|--succeed|--content TEXT\n' +
+      '[--times N --after N --every N --probability P --seed N --sticky]; fault list, rm ID, release ID),\n' +
+      'the journal of writes and faults (journal [--since N] [--follow] [--json]).\n' +
       'Inside mdevfs exec, DIR may be left out: $MDEVFS_CONTROL is the socket.',
     example: 'mdevfs ctl ./mount wait --event bind:83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 --timeout 5',
   },

@@ -6,7 +6,7 @@ import { UsageError, checkControlDir, controlPathFor, noDaemon } from './args';
  * Without DIR (a first word that is a verb), the socket is --control or $MDEVFS_CONTROL, which
  * `mdevfs exec` gives its command. Exit 0 done, 1 refused or not met, 2 usage.
  */
-export const CTL_VERBS = ['parents', 'add-parent', 'remove-parent', 'state', 'mark', 'wait', 'reset'] as const;
+export const CTL_VERBS = ['parents', 'add-parent', 'remove-parent', 'state', 'mark', 'wait', 'reset', 'fault', 'journal'] as const;
 
 const EXIT_USAGE = 2;
 
@@ -26,6 +26,10 @@ export function ctlTarget(positionals: readonly string[], options: ReadonlyMap<s
 export async function ctlCommand(positionals: readonly string[], options: ReadonlyMap<string, string>): Promise<number> {
   const { socket, words, dir } = ctlTarget(positionals, options);
   const [verb, ...args] = words as [string, ...string[]];
+  if (verb === 'fault' || verb === 'journal') {
+    const { faultCommand, journalCommand } = await import('./ctl-faults');
+    return (verb === 'fault' ? faultCommand : journalCommand)({ socket, dir, options }, args);
+  }
   const json = options.has('json');
   const usage = (msg: string) => {
     process.stderr.write(`mdevfs ctl: ${msg}\n`);

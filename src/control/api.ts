@@ -3,7 +3,7 @@
  * checks the two against each other both ways). Importing this loads nothing else.
  */
 
-export type Method = 'GET' | 'POST' | 'DELETE';
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /** Every route the server answers: method and path template ({name} is one path segment). */
 export const ROUTES: readonly { method: Method; path: string }[] = [
@@ -16,6 +16,12 @@ export const ROUTES: readonly { method: Method; path: string }[] = [
   { method: 'POST', path: '/v1/mark' },
   { method: 'POST', path: '/v1/wait' },
   { method: 'POST', path: '/v1/reset' },
+  { method: 'GET', path: '/v1/faults' },
+  { method: 'POST', path: '/v1/faults' },
+  { method: 'PUT', path: '/v1/faults/{id}' },
+  { method: 'DELETE', path: '/v1/faults/{id}' },
+  { method: 'POST', path: '/v1/faults/{id}/release' },
+  { method: 'GET', path: '/v1/journal' },
 ];
 
 /** The device states a wait can ask for: the core's, and `gone` (no such device). */
@@ -28,7 +34,12 @@ export interface WaitRequest {
   /** With `state`: the mdev device (UUID) in that state. */
   device?: string;
   state?: WaitState;
-  /** Events after this SEQNUM count (default 0: every event still retained, the last 1024). */
+  /**
+   * A journal entry with these fields (each given one must be equal; `path` is a glob as a fault
+   * rule's), with a journal seq above `since`.
+   */
+  journal?: { kind?: 'write' | 'fault' | 'mark'; op?: string; path?: string; errno?: string; fault?: string | number; uid?: number };
+  /** Events (journal entries, for `journal`) after this SEQNUM (seq) count (default 0: every one still retained). */
   since?: number;
   /** Seconds (default 10, at most 3600). */
   timeout?: number;
@@ -43,12 +54,24 @@ export const REQUEST_SCHEMAS = {
       event: { type: 'string', pattern: '^[a-z]+:[^/\\s]+$' },
       device: { type: 'string', pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$' },
       state: { enum: [...DEVICE_STATES] },
+      journal: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          kind: { enum: ['write', 'fault', 'mark'] },
+          op: { type: 'string', minLength: 1 },
+          path: { type: 'string', minLength: 1 },
+          errno: { type: 'string', minLength: 1 },
+          fault: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'integer', minimum: 0 }] },
+          uid: { type: 'integer', minimum: 0 },
+        },
+      },
       since: { type: 'integer', minimum: 0 },
       timeout: { type: 'number', exclusiveMinimum: 0, maximum: 3600 },
     },
-    oneOf: [{ required: ['event'] }, { required: ['device', 'state'] }],
+    oneOf: [{ required: ['event'] }, { required: ['device', 'state'] }, { required: ['journal'] }],
   },
-  'POST /v1/mark': { type: 'object', additionalProperties: false, properties: {} },
+  'POST /v1/mark': { type: 'object', additionalProperties: false, properties: { label: { type: 'string', maxLength: 256 } } },
   'POST /v1/reset': { type: 'object', additionalProperties: false, properties: {} },
   /** A parent profile, a profile (its parents), or a built-in profile by name (its parents). */
   'POST /v1/parents': {

@@ -7,6 +7,8 @@ import { MdevError, errnoName } from '../base/errno';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
 import type { Emulation } from '../emulation';
 import type { Uevent } from '../events/uevents';
+import { globToRegExp } from '../faults/glob';
+import type { JournalEntry } from '../journal/journal';
 import { MAX_BODY_BYTES, type Method, REQUEST_SCHEMAS, ROUTES, type WaitRequest } from './api';
 import { stateOf } from './state';
 
@@ -125,7 +127,7 @@ class ControlApi {
           ? err
           : err instanceof MdevError
             ? new HttpError(ERRNO_STATUS[errnoName(err.errno)] ?? 400, err.message, { errno: errnoName(err.errno) })
-            : (err as Error).name === 'ProfileError'
+            : (err as Error).name === 'ProfileError' || (err as Error).name === 'FaultSpecError'
               ? new HttpError(400, (err as Error).message, { problems: (err as { problems: string[] }).problems })
               : new HttpError(500, (err as Error).message);
       this.log.info({ method: req.method, path: url.pathname, status: e.status, error: e.message }, 'control request refused');
@@ -188,15 +190,37 @@ class ControlApi {
         return send(res, 200, { removed: params.name, parents: [...em.core.parents.keys()] });
       case 'GET /v1/events':
         return this.streamEvents(query, req, res);
-      case 'POST /v1/mark':
-        this.validate(route, body ?? {});
-        return send(res, 200, { seqnum: em.uevents.lastSeqnum });
+      case 'POST /v1/mark': {
+        const { label } = this.validate(route, body ?? {}) as { label?: string };
+        return send(res, 200, { seqnum: em.uevents.lastSeqnum, journal: em.journal.mark(label) });
+      }
       case 'POST /v1/wait':
         return this.wait(this.validate(route, body) as WaitRequest, req, res);
       case 'POST /v1/reset':
         this.validate(route, body ?? {});
         await em.reset();
         return send(res, 200, { seqnum: em.uevents.lastSeqnum });
+      case 'GET /v1/faults':
+        return send(res, 200, { rules: em.faults.list() });
+      case 'POST /v1/faults':
+        if (body === undefined) throw new HttpError(400, 'a JSON body (a fault rule) is required');
+        return send(res, 201, em.faults.add(body, { origin: 'api' }));
+      case 'PUT /v1/faults/{id}': {
+        if (body === undefined) throw new HttpError(400, 'a JSON body (a fault rule) is required');
+        const rule = em.faults.change(params.id!, body);
+        if (!rule) throw new HttpError(404, `no fault rule ${params.id}`);
+        return send(res, 200, rule);
+      }
+      case 'DELETE /v1/faults/{id}':
+        if (!em.faults.remove(params.id!)) throw new HttpError(404, `no fault rule ${params.id}`);
+        return send(res, 200, { removed: params.id, rules: em.faults.list().map((r) => r.id) });
+      case 'POST /v1/faults/{id}/release': {
+        const released = em.faults.release(params.id!);
+        if (released === undefined) throw new HttpError(404, `no fault rule ${params.id}`);
+        return send(res, 200, { released });
+      }
+      case 'GET /v1/journal':
+        return this.journal(query, req, res);
       default:
         throw new HttpError(500, `route ${route} has no handler`);
     }
@@ -224,6 +248,30 @@ class ControlApi {
     req.socket.on('close', unsubscribe);
   }
 
+  /**
+   * GET /v1/journal[?since=N][&follow=1]: the entries kept with a seq above N as {entries, lastSeq,
+   * dropped}; with follow, those and then every new one, one JSON line each, until the client hangs up.
+   */
+  private journal(query: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
+    const since = optionalInteger(query, 'since') ?? 0;
+    const follow = query.get('follow');
+    for (const k of query.keys()) if (k !== 'since' && k !== 'follow') throw new HttpError(400, `unknown query parameter "${k}"`);
+    if (follow !== null && follow !== '0' && follow !== '1') throw new HttpError(400, `follow must be 0 or 1, not "${follow}"`);
+    const { journal } = this.em;
+    if (follow !== '1') return send(res, 200, { entries: journal.since(since), lastSeq: journal.lastSeq, dropped: journal.dropped });
+    res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+    res.flushHeaders();
+    let last = since;
+    const write = (e: JournalEntry) => {
+      if (e.seq <= last || res.destroyed) return;
+      last = e.seq;
+      res.write(JSON.stringify(e) + '\n');
+    };
+    const unsubscribe = journal.subscribe(write);
+    for (const e of journal.since(since)) write(e);
+    req.socket.on('close', unsubscribe);
+  }
+
   /** POST /v1/wait: answers 200 once the condition holds, 408 at the timeout; a client that hangs up stops the wait. */
   private wait(w: WaitRequest, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const seconds = w.timeout ?? DEFAULT_WAIT_S;
@@ -231,7 +279,10 @@ class ControlApi {
       let finish = (_status: number, _body: object) => {};
       const cleanups: (() => void)[] = [];
       const timer = setTimeout(() => finish(408, { error: `not met within ${seconds} s`, met: false }), seconds * 1000);
+      let finished = false;
       finish = (status, body) => {
+        if (finished) return;
+        finished = true;
         clearTimeout(timer);
         for (const c of cleanups) c();
         if (!res.destroyed) send(res, status, body);
@@ -251,6 +302,23 @@ class ControlApi {
           queueMicrotask(() => finish(200, { met: true, event: ev, seqnum: Number(ev.SEQNUM) }));
         }, w.since ?? 0);
         cleanups.push(() => unsubscribe());
+        return;
+      }
+      if (w.journal !== undefined) {
+        const want = w.journal;
+        const pathRe = want.path === undefined ? undefined : globToRegExp(want.path);
+        const match = (e: JournalEntry) =>
+          (want.kind === undefined || e.kind === want.kind) &&
+          (want.op === undefined || e.op === want.op) &&
+          (want.errno === undefined || e.errno === want.errno) &&
+          (want.fault === undefined || String(e.fault) === String(want.fault)) &&
+          (want.uid === undefined || e.caller?.uid === want.uid) &&
+          (pathRe === undefined || (e.path !== undefined && pathRe.test(e.path)));
+        const answer = (e: JournalEntry) => finish(200, { met: true, entry: e, seq: e.seq });
+        const unsubscribe = this.em.journal.subscribe((e) => match(e) && e.seq > (w.since ?? 0) && answer(e));
+        cleanups.push(unsubscribe);
+        const kept = this.em.journal.since(w.since ?? 0).find(match);
+        if (kept) answer(kept);
         return;
       }
       const uuid = w.device!.toLowerCase();

@@ -66,5 +66,6 @@ export function stateOf(em: Emulation): Record<string, unknown> {
     hostDevices,
     iommuGroups: [...groups.entries()].sort((a, b) => a[0] - b[0]).map(([group, members]) => ({ group, devices: members })),
     sriov,
+    faults: em.faults.list(),
   };
 }

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { REQUEST_SCHEMAS, ROUTES } from '../../src/control/api';
+import { FAULT_RULE_SCHEMA } from '../../src/faults/spec';
 import { defaultControlPath } from '../../src/control/protocol';
 import { REPO, type Daemon, sh, startDaemon } from '../helpers/daemon';
 
@@ -99,11 +100,13 @@ t.test('every documented route is served and every served route documented', asy
     const [method, path] = route.split(' ');
     t.same(doc.paths[path!]![method!.toLowerCase()].requestBody.content['application/json'].schema, schema, route);
   }
+  const { $id: _id, ...rule } = FAULT_RULE_SCHEMA;
+  t.same((doc as any).components.schemas.FaultRule, rule, 'the fault rule, as the engine validates it');
   // And the server answers each one (not 404/405), with a body a JSON client reads.
   for (const r of ROUTES) {
     if (r.path === '/v1/events' || r.path === '/v1/wait' || r.method === 'POST' && r.path === '/v1/parents') continue;
-    const res = await http(sock, r.method, r.path.replace('{name}', 'nosuch'), r.method === 'POST' ? {} : undefined);
-    t.ok(res.status !== 405 && (res.status !== 404 || r.path.includes('{name}')), `${r.method} ${r.path}: ${res.status}`);
+    const res = await http(sock, r.method, r.path.replace(/\{\w+\}/, 'nosuch'), r.method === 'POST' ? {} : undefined);
+    t.ok(res.status !== 405 && (res.status !== 404 || r.path.includes('{')), `${r.method} ${r.path}: ${res.status}`);
     t.type(res.body, 'object');
   }
   t.equal((await http(sock, 'GET', '/v1/nosuch')).status, 404);
@@ -289,4 +292,51 @@ t.test('a client that sends half a request and stalls gets 408; others are serve
   t.match(halfAnswer, /^HTTP\/1.1 408 /, 'the stalled headers time out');
   t.equal((await http(sock, 'GET', '/v1/ping')).status, 200, 'still answering');
   t.match(d.logs(), /control request refused/, 'the refusals are logged');
+});
+
+t.test('faults: add (the next create of mtty-2 fails ENOSPC, once), list with counters, the journal says so; change, release, remove', async (t) => {
+  const added = await http(sock, 'POST', '/v1/faults', { match: { op: 'create', type: 'mtty-2' }, action: { kind: 'errno', errno: 'ENOSPC' }, trigger: { times: 1 } });
+  t.equal(added.status, 201, JSON.stringify(added.body));
+  const id = added.body.id;
+  t.match(added.body, { origin: 'api', matched: 0, fired: 0 });
+  const mark = (await http(sock, 'POST', '/v1/mark', { label: 'before' })).body;
+  const w = sh(d.dir, `echo ${U1} > ${MTTY2}/create; echo ${U1} > ${MTTY2}/create; echo ${U2} > class/mdev_bus/mtty/mdev_supported_types/mtty-1/create`);
+  t.match(w.stderr, /^[^\n]*No space left on device\n$/, 'the first create only');
+  t.same((await http(sock, 'GET', '/v1/faults')).body.rules.map((r: any) => [r.id, r.matched, r.fired]), [[id, 2, 1]]);
+  const j = (await http(sock, 'GET', `/v1/journal?since=${mark.journal}`)).body;
+  const writes = j.entries.filter((e: any) => e.kind === 'write');
+  t.same(writes.map((e: any) => [e.op, e.errno ?? e.bytes]), [['create', 'ENOSPC'], ['create', 37], ['create', 37]]);
+  t.equal(writes[0].fault, id, 'the write names the rule that fired');
+  if (!process.env.MDEVFS_TEST_BACKEND) t.equal(writes[0].caller.uid, 0, "the writer's uid (the direct backend has it)");
+  t.ok(j.entries.some((e: any) => e.kind === 'fault' && e.fault === id && e.errno === 'ENOSPC'), 'and the fault itself');
+  // Wait for a journal entry: already there, answered at once.
+  const jw = await http(sock, 'POST', '/v1/wait', { journal: { op: 'create', errno: 'ENOSPC' }, since: mark.journal, timeout: 1 });
+  t.match(jw.body, { met: true, entry: { errno: 'ENOSPC', fault: id } });
+  // A hang: the write waits until the rule is released.
+  const changed = await http(sock, 'PUT', `/v1/faults/${id}`, { match: { op: 'remove', uuid: U1 }, action: { kind: 'hang' } });
+  const mark2 = (await http(sock, 'POST', '/v1/mark')).body.journal;
+  t.equal(changed.status, 200);
+  const hung = new Promise<string>((resolve) => {
+    const c = require('node:child_process').spawn('sh', ['-c', `echo 1 > bus/mdev/devices/${U1}/remove && echo removed`], { cwd: d.dir });
+    let out = '';
+    c.stdout.on('data', (x: Buffer) => (out += x));
+    c.on('exit', () => resolve(out));
+  });
+  const fired = await http(sock, 'POST', '/v1/wait', { journal: { kind: 'fault', fault: id }, since: mark2, timeout: 10 });
+  t.equal(fired.status, 200, 'the hang fired');
+  t.equal((await http(sock, 'POST', `/v1/faults/${id}/release`)).body.released, 1);
+  t.equal(await hung, 'removed\n', 'released: the remove completes');
+  t.equal((await http(sock, 'DELETE', `/v1/faults/${id}`)).status, 200);
+  t.equal((await http(sock, 'DELETE', `/v1/faults/${id}`)).status, 404);
+  const bad = await http(sock, 'POST', '/v1/faults', { match: { op: 'create' }, action: { kind: 'errno', errno: 'ENOPE' } });
+  t.equal(bad.status, 400);
+  t.ok(bad.body.problems.length > 0);
+});
+
+t.test('reset takes the fault rules added at run time away', async (t) => {
+  await http(sock, 'POST', '/v1/faults', { match: { op: 'create' }, action: { kind: 'errno', errno: 'EIO' } });
+  t.equal((await http(sock, 'GET', '/v1/state')).body.faults.length, 1);
+  await http(sock, 'POST', '/v1/reset');
+  t.same((await http(sock, 'GET', '/v1/state')).body.faults, []);
+  t.equal(sh(d.dir, `echo ${U1} > ${MTTY2}/create`).stderr, '', 'creates work again');
 });
