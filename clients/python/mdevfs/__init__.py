@@ -273,6 +273,8 @@ class Tree:
         /sys (and a scratch directory /etc/mdevctl.d), for tools that hard-code /sys. As an
         ordinary user, in a user namespace of its own (unshare --user --map-root-user)."""
         scratch = tempfile.mkdtemp(prefix="mdevfs-etc-")
+        for sub in ("callouts", "notifiers"):  # mdevctl refuses to run without them
+            os.makedirs(os.path.join(scratch, "scripts.d", sub))
         try:
             inner = 'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2" /etc/mdevctl.d || exit 125; shift 2; exec "$@"'
             ns = ["unshare", "-m", "--propagation", "private"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--mount"]
