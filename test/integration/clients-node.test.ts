@@ -5,10 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Control, exec, start } from 'mdevfs';
-import { CLI, REPO, cliEnv, isMounted } from '../helpers/daemon';
+import { BACKEND, CLI, REPO, cliEnv, isMounted } from '../helpers/daemon';
 
 const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const env = cliEnv({ MDEVFS_CLI: process.env.MDEVFS_CLI ?? CLI });
+/** On the suite's fuse-native run, the trees use that backend too. */
+const backend = BACKEND as 'direct' | 'fuse-native' | undefined;
 
 t.test('package.json exports the API, with its declarations', async (t) => {
   const pkg = require(join(REPO, 'package.json')) as Record<string, unknown>;
@@ -39,9 +41,10 @@ t.test('package.json exports the API, with its declarations', async (t) => {
 });
 
 t.test('start: a tree per call, a profile by name or as an object; stop unmounts', async (t) => {
-  const a = await start({ env });
+  const a = await start({ env, backend });
   const b = await start({
     env,
+    backend,
     profile: { parents: [{ name: 'mtty', path: 'devices/virtual/mtty/mtty', class: 'mtty', mdevDriver: 'mtty', capacity: { model: 'pool', size: 2, errno: 'ENOSPC' }, types: [{ name: '1', cost: 1 }] }] },
   });
   t.teardown(() => Promise.all([a.stop(), b.stop()]));
@@ -77,7 +80,7 @@ t.test('exec: a command over a fresh /sys steers its own tree through MDEVFS_CON
     '  console.log(process.env.MDEVFS_ROOT, s.devices.map((d) => d.uuid + " " + d.state).join());',
     '})().catch((e) => { console.error(e.message); process.exit(1); });',
   ].join('\n');
-  const r = await exec([process.execPath, '-e', script], { env, profile: 'samples' });
+  const r = await exec([process.execPath, '-e', script], { env, backend, profile: 'samples' });
   t.equal(r.stderr, '');
   t.equal(r.stdout, `/sys ${U} active\n`);
   t.equal(r.status, 0);
