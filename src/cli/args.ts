@@ -28,7 +28,7 @@ export interface CommandSpec {
 
 const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev', 'json', 'follow', 'hang', 'succeed', 'sticky'];
+const FLAGS = ['udev', 'udevd', 'json', 'follow', 'hang', 'succeed', 'sticky'];
 /** Short spellings. */
 const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
@@ -43,7 +43,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs mount ./mount --profile nvidia-t4',
   },
   exec: {
-    options: MOUNT_OPTIONS,
+    options: [...MOUNT_OPTIONS, 'udevd'],
     min: 0,
     max: 0,
     rest: true,
@@ -53,7 +53,7 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     example: 'mdevfs exec -- mdevctl types',
   },
   ctl: {
-    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout', 'follow', 'id', 'op', 'parent', 'type', 'uuid', 'attr', 'path',
+    options: ['control', 'json', 'event', 'device', 'state', 'since', 'timeout', 'follow', 'fault', 'id', 'op', 'parent', 'type', 'uuid', 'attr', 'path',
       'errno', 'delay', 'jitter', 'hang', 'succeed', 'content', 'after', 'every', 'probability', 'seed', 'times', 'sticky'],
     min: 1,
     max: 4,
@@ -116,11 +116,39 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
     '                      $XDG_RUNTIME_DIR/mdevfs, else ${TMPDIR:-/tmp}/mdevfs-UID)',
   backend: '--backend NAME        direct (root\'s default) or fuse-native (libfuse2; an ordinary user\'s default)',
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
+  udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
   journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
   until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',
   output: '-o, --output FILE     write to FILE instead of standard output',
+  json: '--json                ctl: answer as JSON (one object a line) for scripts',
+  follow: '--follow              ctl journal: then print every new entry until interrupted',
+  event: '--event ACTION:NAME   ctl wait: a uevent with that ACTION whose DEVPATH ends in NAME',
+  device: '--device UUID         ctl wait: the mdev UUID, with --state reserved|active|removing|gone',
+  state: '--state STATE         ctl wait: the state --device must reach',
+  id: '--id ID               ctl fault add: name the rule (default: the next number)',
+  fault: '--fault ID            ctl wait: a journal entry of that rule (with --op, --errno, --path: of those;\n' +
+    '                      --since is then a journal seq, as `ctl mark --json` gives it)',
+  op: '--op OP               ctl fault add: create, remove, store, bind, unbind, sriov_numvfs,\n' +
+    '                      current_vgpu_type or read (ctl wait: a journal entry\'s op)',
+  parent: '--parent NAME         ctl fault add: only for this parent',
+  type: '--type TYPE           ctl fault add: only for this type (e.g. mtty-2)',
+  uuid: '--uuid UUID           ctl fault add: only for this device',
+  attr: '--attr NAME           ctl fault add: only for this attribute',
+  path: '--path GLOB           ctl fault add, wait: only where the canonical /sys/... path matches',
+  errno: '--errno NAME          ctl fault add: fail with this errno (ENOSPC, EBUSY, ...); wait: an entry with it',
+  delay: '--delay MS            ctl fault add: wait this long first (--jitter MS: give or take)',
+  jitter: '--jitter MS           ctl fault add: with --delay, a uniform jitter',
+  hang: '--hang                ctl fault add: wait until `ctl fault release ID`',
+  succeed: '--succeed             ctl fault add: report success, change nothing',
+  content: '--content TEXT        ctl fault add: a read returns TEXT',
+  after: '--after N             ctl fault add: never on the first N matches',
+  every: '--every N             ctl fault add: on every Nth match',
+  probability: '--probability P       ctl fault add: with probability P (0-1; --seed N repeats a run)',
+  seed: '--seed N              ctl fault add: the seed of --probability and --jitter',
+  times: '--times N             ctl fault add: at most N times',
+  sticky: '--sticky              ctl fault add: once fired, at every later match',
   gpus: '--gpus N              with show: N GPUs (1-16) of a one-GPU built-in (nvidia-t4, nvidia-v100, nvidia-a10,\n' +
     '                      nvidia-l40s): the first where the built-in has it, the others at 0000:01:00.0,\n' +
     '                      0000:02:00.0... (one bus each), each in its own IOMMU group',

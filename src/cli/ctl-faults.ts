@@ -189,7 +189,7 @@ function entryLine(e: Record<string, unknown>): string {
     e.kind,
     e.op,
     e.path ?? '',
-    e.data !== undefined ? JSON.stringify(e.data) : '',
+    e.data !== undefined ? `"${String(e.data)}"` : '',
     result ? `-> ${result}` : '',
     e.fault !== undefined ? `fault=${String(e.fault)}` : '',
     caller ? `uid=${caller.uid}${caller.comm ? ` ${caller.comm}` : ''}` : '',

@@ -41,7 +41,7 @@ export async function ctlCommand(positionals: readonly string[], options: Readon
     'remove-parent': { args: 1, options: [] },
     state: { args: 0, options: ['json'] },
     mark: { args: 0, options: ['json'] },
-    wait: { args: 0, options: ['event', 'device', 'state', 'since', 'timeout', 'json'] },
+    wait: { args: 0, options: ['event', 'device', 'state', 'op', 'errno', 'path', 'fault', 'since', 'timeout', 'json'] },
     reset: { args: 0, options: [] },
   };
   const spec = allowed[verb];
@@ -80,8 +80,16 @@ export async function ctlCommand(positionals: readonly string[], options: Readon
       const event = options.get('event');
       const device = options.get('device');
       const state = options.get('state');
-      if ((event === undefined) === (device === undefined)) return usage('wait takes --event ACTION:NAME, or --device UUID --state STATE');
-      if (event !== undefined) {
+      const entry = (['op', 'errno', 'path', 'fault'] as const).filter((k) => options.has(k));
+      if ([event !== undefined, device !== undefined, entry.length > 0].filter(Boolean).length !== 1) {
+        return usage('wait takes --event ACTION:NAME, --device UUID --state STATE, or a journal entry\'s --op, --errno, --path, --fault');
+      }
+      if (entry.length > 0) {
+        if (state !== undefined) return usage('--state goes with --device');
+        const j: Record<string, unknown> = {};
+        for (const k of entry) j[k] = k === 'fault' && /^\d+$/.test(options.get(k)!) ? Number(options.get(k)) : options.get(k);
+        w.journal = j;
+      } else if (event !== undefined) {
         if (!/^[a-z]+:[^/\s]+$/.test(event)) return usage(`--event takes ACTION:NAME (e.g. bind:<uuid>), not "${event}"`);
         if (state !== undefined) return usage('--state goes with --device');
         w.event = event;

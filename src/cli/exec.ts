@@ -7,11 +7,13 @@ import { SENDER_PY } from '../events/udev';
 
 export interface ExecOptions {
   /**
-   * Deliver uevents as udevd does, inside a private network namespace of the command's own:
-   * called with the stream that feeds the sender there and the one it acknowledges each event on
+   * Deliver uevents as the kernel and udevd do, inside a private network namespace of the
+   * command's own: called with the stream that feeds the sender there and the one it acknowledges each event on
    * (see events/udev.ts); returns the unsubscribe.
    */
   udev?: (sender: Writable, acks: Readable) => () => void;
+  /** With udev: run Debian's systemd-udevd inside, with a private /dev and /run/udev (see UDEVD). */
+  udevd?: boolean;
   /** Settles when mdevfs is told to stop: the command gets SIGTERM, and SIGKILL if still running STOP_GRACE_MS later. */
   stop?: Promise<unknown>;
   /** The daemon's control socket: the command gets it as MDEVFS_CONTROL (with MDEVFS_ROOT=/sys), so `mdevfs ctl`, `wait` and `events` find it without DIR. */
@@ -35,11 +37,48 @@ function commandEnv(): NodeJS.ProcessEnv {
 }
 
 /**
- * With --udev: the sender starts in the new network namespace, fed on fd 3, acknowledging on fd 4;
- * it detaches once its socket exists (so CMD starts after it, and it is not CMD's child). CMD
- * inherits neither fd.
+ * With --udev: the sender starts fed on fd 3, acknowledging on fd 4, in a new network namespace
+ * (owned by a user namespace of its own: no uevent of the host's reaches it) whose holder's pid it
+ * prints; it detaches once its socket exists (so CMD starts after it, and it is not CMD's child).
+ * CMD joins that network namespace and inherits neither fd.
  */
-const UDEV_SENDER = 'python3 -c "$MDEVFS_UDEV_SENDER" --detach --ack-fd 4 <&3 3<&- || exit 125; unset MDEVFS_UDEV_SENDER; ';
+const UDEV_SENDER =
+  'P=$(python3 -c "$MDEVFS_UDEV_SENDER" --netns --detach --ack-fd 4 <&3 3<&-) && [ -n "$P" ] || exit 125; unset MDEVFS_UDEV_SENDER; ' +
+  'NET="nsenter --net=/proc/$P/ns/net --"; ';
+
+/**
+ * With --udevd, before CMD: Debian's systemd-udevd in CMD's network namespace, hearing the kernel
+ * group, with everything it writes kept in this mount namespace. /dev becomes an overlay of the
+ * host's (the host's nodes still there, every change private; its submounts bound again on top),
+ * without /dev/log. A fresh tmpfs on /run/udev (its database and control socket), made where the
+ * host has none on an overlay of /run whose every entry is the host's own, bound again (a unix
+ * socket is not reachable through an overlay: CMD still reaches mdevfs's control sockets, libvirt's,
+ * D-Bus); an empty tmpfs on /run/systemd/journal (a rule's logger must not reach the host's log);
+ * /proc/sys read-only. udevd resolves no names, runs at most 2 workers, may not load kernel modules (no
+ * CAP_SYS_MODULE: the kmod builtin would load them into the host's kernel), logs errors to stderr
+ * (SYSTEMD_LOG_LEVEL, if set, instead), and gets SIGTERM when CMD ends (parent-death signal: CMD
+ * is the shell that started it, exec'ed). CMD starts once udevd's control socket exists (up to
+ * 20 s, while udevd lives) and udevd answers `udevadm control --ping`.
+ */
+const UDEVD =
+  'private_dir() { ' +
+  'top=$(findmnt -rn -o ID -T "$1") && subs=$(findmnt -rn -o PARENT,TARGET | awk -v p="$top" -v d="$1/" \'$1 == p && index($2, d) == 1 && $2 != "/dev/log" {print $2}\') && ' +
+  'mkdir -p "$O$1/lower" "$O$1/upper" "$O$1/work" && mount --rbind "$1" "$O$1/lower" && ' +
+  'mount -t overlay -o "lowerdir=$O$1/lower,upperdir=$O$1/upper,workdir=$O$1/work" mdevfs "$1" || return 1; ' +
+  'for t in $subs; do mount --rbind "$O$1/lower${t#"$1"}" "$t" || return 1; done; }; ' +
+  'U=; for u in /usr/lib/systemd/systemd-udevd /lib/systemd/systemd-udevd; do [ -x $u ] && U=$u && break; done; ' +
+  '[ -n "$U" ] || { echo "mdevfs exec: --udevd: no systemd-udevd (Debian\'s udev package installs it)" >&2; exit 125; }; ' +
+  'for c in setpriv findmnt; do command -v $c >/dev/null || { echo "mdevfs exec: --udevd: $c (util-linux) is not on PATH" >&2; exit 125; }; done; ' +
+  'O="$2/ov"; mkdir -p "$O" && mount -t tmpfs -o mode=0700 mdevfs "$O" && private_dir /dev && rm -f /dev/log && private_dir /run || exit 125; ' +
+  'for e in "$O/run/lower"/* "$O/run/lower"/.[!.]*; do n=${e##*/}; { [ -e "$e" ] && ! [ -L "$e" ] && [ "$n" != udev ]; } || continue; ' +
+  'mount --rbind "$e" "/run/$n" || exit 125; done; ' +
+  '{ ! [ -d /run/systemd/journal ] || mount -t tmpfs -o mode=0755 mdevfs-nolog /run/systemd/journal; } && ' +
+  'mkdir -p /run/udev && mount -t tmpfs -o mode=0755 mdevfs-udev /run/udev && ' +
+  'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys || exit 125; ' +
+  '(unset NOTIFY_SOCKET; export SYSTEMD_LOG_TARGET=console SYSTEMD_LOG_LEVEL="${SYSTEMD_LOG_LEVEL:-err}"; ' +
+  'exec $NET setpriv --pdeathsig TERM --bounding-set -sys_module -- $U --resolve-names=never --children-max=2 3<&- 4>&-) & ' +
+  'i=0; until [ -S /run/udev/control ] || [ $i -ge 400 ] || ! kill -0 $! 2>/dev/null; do sleep 0.05; i=$((i + 1)); done; ' +
+  'udevadm control --ping --timeout=20 || { echo "mdevfs exec: --udevd: systemd-udevd does not answer" >&2; kill $! 2>/dev/null; exit 125; }; ';
 
 type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
 
@@ -81,12 +120,13 @@ function withoutFuseFds(stdio: Stdio[]): number | undefined {
  * 1.2.0) see the emulation. Resolves with the command's exit code.
  */
 export function runOverSys(tree: string, argv: readonly string[], opts: ExecOptions = {}): Promise<number> {
+  // $2/etc is /etc/mdevctl.d; with --udevd, $2/ov holds the overlays' writable layers.
   const scratch = mkdtempSync(join(tmpdir(), 'mdevfs-etc-'));
-  mkdirSync(join(scratch, 'scripts.d', 'callouts'), { recursive: true });
-  mkdirSync(join(scratch, 'scripts.d', 'notifiers'), { recursive: true });
+  mkdirSync(join(scratch, 'etc', 'scripts.d', 'callouts'), { recursive: true });
+  mkdirSync(join(scratch, 'etc', 'scripts.d', 'notifiers'), { recursive: true });
   const inner =
-    'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2" /etc/mdevctl.d || exit 125; shift 2; ' +
-    (opts.udev ? `${UDEV_SENDER}exec "$@" 3<&- 4>&-` : 'exec "$@"');
+    'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2/etc" /etc/mdevctl.d || exit 125; ' +
+    (opts.udev ? `${UDEV_SENDER}${opts.udevd ? UDEVD : ''}shift 2; exec $NET "$@" 3<&- 4>&-` : 'shift 2; exec "$@"');
   const env = commandEnv();
   if (opts.control) Object.assign(env, { MDEVFS_CONTROL: opts.control, MDEVFS_ROOT: '/sys' });
   if (opts.udev) env.MDEVFS_UDEV_SENDER = SENDER_PY;

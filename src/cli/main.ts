@@ -36,11 +36,18 @@ Usage:
                                  remove its devices, types and class link (later writes get ENODEV)
   mdevfs ctl DIR state [--json]  parents, types with available_instances, devices and their state
   mdevfs ctl DIR mark            print the current SEQNUM (wait --since it for what comes after)
-  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone
-                 [--since N] [--timeout S]
+  mdevfs ctl DIR wait --event ACTION:NAME | --device UUID --state reserved|active|removing|gone |
+                 [--op OP] [--errno NAME] [--path GLOB] [--fault ID] (a journal entry) [--since N] [--timeout S]
                                  exit 0 once it holds (an event: one with a SEQNUM above N, default 0), 1 at
                                  the timeout (default 10 s)
   mdevfs ctl DIR reset           back to the profile's start state (see docs/control-api.md)
+  mdevfs ctl DIR fault add --op OP [--parent P --type T --uuid U --attr A --path GLOB]
+                 --errno NAME|--delay MS [--jitter MS]|--hang|--succeed|--content TEXT
+                 [--after N --every N --probability P --seed N --times N --sticky] [--id ID]
+                                 add a fault rule (prints its id); fault list [--json], fault rm ID,
+                                 fault release ID (let what hangs on it go on)
+  mdevfs ctl DIR journal [--since N] [--follow] [--json]
+                                 every write to the tree and every fault fired, with the writer
                                  Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
                                  $MDEVFS_CONTROL, the socket exec gives CMD (and $MDEVFS_ROOT, the tree: /sys)
   mdevfs wait DIR [--timeout S]  exit 0 once the daemon serving DIR answers (default: wait 10 s, then exit 1)
@@ -80,6 +87,11 @@ Options:
                         libudev listener (the host's too, if the daemon runs there) hears the
                         emulated devices come and go; run the daemon in its own namespace
                         (unshare -n) unless that is what you want. Without --udev nothing is sent.
+                        exec --udev also sends each event first on the kernel group (as the kernel does;
+                        SEQNUM there is the host kernel's counter), for udevd and kernel monitors.
+  --udevd               exec only, as root: also run Debian's systemd-udevd inside, with its rules (e.g.
+                        mdevctl's auto-start), its database on a private /run/udev, /dev and /run private
+                        overlays; mdevfs then sends the kernel group only and udevd re-broadcasts
   --backend NAME        direct (default: speaks the FUSE protocol itself, kernel caching with exact
                         invalidation, parallel writes; needs root) or fuse-native (libfuse2, no kernel
                         caching). Without it, a user who may not mount (no CAP_SYS_ADMIN) gets
@@ -126,12 +138,17 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
     import('./exec'),
     import('../events/udev'),
   ]);
-  if (!hasSysAdmin()) return execInUserNamespace();
+  if (!hasSysAdmin()) {
+    if (options.has('udevd')) throw new UsageError('--udevd needs root (its private /dev cannot hold device nodes in a user namespace)');
+    return execInUserNamespace();
+  }
   const dir = mkdtempSync(join(tmpdir(), 'mdevfs-'));
   try {
     return await withMount(dir, options, (stopped, mountpoint, { uevents, log, controlPath }) => {
-      const udev = options.has('udev') ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks) : undefined;
-      return runOverSys(mountpoint, argv, { udev, stop: stopped, control: controlPath });
+      const udevd = options.has('udevd');
+      const groups = { kernel: true, udev: !udevd };
+      const udev = options.has('udev') || udevd ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks, groups) : undefined;
+      return runOverSys(mountpoint, argv, { udev, udevd, stop: stopped, control: controlPath });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -5,10 +5,12 @@ import type { Logger } from 'pino';
 import type { Uevent, Uevents } from './uevents';
 
 /**
- * Delivery as udevd does it: after processing a kernel event, udevd re-broadcasts the device on
- * NETLINK_KOBJECT_UEVENT multicast group 2 ("udev") in libudev's own format, and that is what
- * libudev monitors (libvirt's node-device driver, pyudev, `udevadm monitor --udev`) hear.
- * Node has no AF_NETLINK, so a few lines of Python send what this module encodes.
+ * Delivery as the kernel and udevd do it. The kernel broadcasts each uevent on
+ * NETLINK_KOBJECT_UEVENT multicast group 1 ("kernel": `ACTION@DEVPATH\0KEY=VALUE\0...`, as
+ * lib/kobject_uevent.c builds it); udevd hears it, runs its rules and re-broadcasts the device on
+ * group 2 ("udev") in libudev's own format, which is what libudev monitors (libvirt's node-device
+ * driver, pyudev, `udevadm monitor --udev`) hear. Node has no AF_NETLINK, so a few lines of Python
+ * send what this module encodes.
  */
 
 /** MurmurHash2 (32 bit, seed 0) as systemd's string_hash32 computes it, little-endian words. */
@@ -60,30 +62,87 @@ export function udevMessage(props: readonly (readonly [string, string])[]): Buff
 }
 
 /**
- * Sends each base64 line of stdin as one datagram to group 2. The socket needs CAP_NET_ADMIN in
- * its network namespace; libudev accepts the message only from uid 0. ECONNREFUSED is what
- * udevd gets too when the datagram's unicast copy finds no kernel handler: the multicast went out.
- * With --detach it forks once the socket exists and the parent exits: whoever waited for it knows
- * the sender is there, and the sender is nobody's child. With --ack-fd N it writes one byte to
- * fd N once each datagram is out (sendto has queued it on every listener's socket).
+ * The kernel-group copy of a uevent, as a request to the kernel's own uevent socket. Since Linux
+ * 4.18 (uevent_net_rcv in lib/kobject_uevent.c) a process with CAP_SYS_ADMIN over a network
+ * namespace may hand the kernel a uevent, which appends `SEQNUM=` (the kernel's own counter) and
+ * broadcasts it on group 1 of that namespace only, from port 0: the only sender libudev believes
+ * on the kernel group ("Multicast kernel netlink message from PID ... ignored"). So the payload is
+ * what kobject_uevent_env builds, without SEQNUM, behind a `struct nlmsghdr` (a request, with an
+ * acknowledgement the sender reads).
+ */
+export function kernelRelayMessage(ev: Uevent): Buffer {
+  const vars = Object.entries(ev).filter(([k]) => k !== 'SEQNUM');
+  const payload = Buffer.from(`${ev.ACTION ?? ''}@${ev.DEVPATH ?? ''}\0${vars.map(([k, v]) => `${k}=${v}\0`).join('')}`, 'utf8');
+  const h = Buffer.alloc(NLMSG_HDRLEN);
+  const host32 = (v: number, at: number) => (endianness() === 'LE' ? h.writeUInt32LE(v, at) : h.writeUInt32BE(v, at));
+  const host16 = (v: number, at: number) => (endianness() === 'LE' ? h.writeUInt16LE(v, at) : h.writeUInt16BE(v, at));
+  host32(NLMSG_HDRLEN + payload.length, 0); // nlmsg_len
+  host16(NLMSG_MIN_TYPE, 4); // nlmsg_type: the kernel skips control messages (below NLMSG_MIN_TYPE)
+  host16(NLM_F_REQUEST | NLM_F_ACK, 6); // nlmsg_flags; seq and pid 0
+  return Buffer.concat([h, payload]);
+}
+
+const NLMSG_HDRLEN = 16;
+const NLMSG_MIN_TYPE = 0x10;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+
+/**
+ * Sends each line of stdin: up to two base64 fields, the kernel-group request (to the kernel,
+ * which broadcasts it on group 1; its acknowledgement is read back) then the udev-group datagram
+ * (sent on group 2 itself); "-" for a group not sent. The socket needs CAP_NET_ADMIN (group 2) and
+ * CAP_SYS_ADMIN (group 1) in its network namespace; libudev accepts group 2 only from uid 0.
+ * ECONNREFUSED is what udevd gets too when a multicast's unicast copy finds no kernel handler: the
+ * multicast went out. With --netns it first moves itself into a new user and network namespace
+ * (the network namespace owned by that user namespace: the kernel broadcasts the host's own
+ * uevents only into namespaces owned by the initial one, so its listeners hear the emulation
+ * alone), and prints the pid that holds it, for nsenter. With --detach it forks once the socket
+ * exists and the parent exits: whoever waited for it knows the sender is there, and the sender is
+ * nobody's child. With --ack-fd N it writes one byte to fd N once each line is sent (sendto has
+ * queued the datagrams on every listener's socket).
  */
 export const SENDER_PY = `
-import base64, os, socket, sys
+import base64, ctypes, errno, os, socket, struct, sys
+if "--netns" in sys.argv:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000 | 0x40000000) != 0:  # CLONE_NEWUSER | CLONE_NEWNET
+        sys.exit("mdevfs: udev sender: unshare: %s" % os.strerror(ctypes.get_errno()))
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 15)
 s.bind((0, 0))
 ack = int(sys.argv[sys.argv.index("--ack-fd") + 1]) if "--ack-fd" in sys.argv else None
-if "--detach" in sys.argv and os.fork() != 0:
-    os._exit(0)
+if "--detach" in sys.argv:
+    pid = os.fork()
+    if pid != 0:
+        if "--netns" in sys.argv:
+            print(pid, flush=True)
+        os._exit(0)
+    if "--netns" in sys.argv:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+def warn(what):
+    print("mdevfs: udev sender: %s" % what, file=sys.stderr, flush=True)
 while True:
     line = sys.stdin.buffer.readline()
     if not line:
         break
-    try:
-        s.sendto(base64.b64decode(line), (0, 2))
-    except ConnectionRefusedError:
-        pass
-    except OSError as e:
-        print("mdevfs: udev sender: %s" % e, file=sys.stderr, flush=True)
+    for group, field in zip((1, 2), line.split()):
+        if field == b"-":
+            continue
+        try:
+            s.sendto(base64.b64decode(field), (0, 0 if group == 1 else 2))
+        except ConnectionRefusedError:
+            if group == 1:
+                warn("this kernel does not relay uevents to group 1 (Linux 4.18 or later does)")
+            continue
+        except OSError as e:
+            warn(e)
+            continue
+        if group == 1:
+            try:
+                err = -struct.unpack_from("=i", s.recv(65536, socket.MSG_DONTWAIT), 16)[0]
+                if err != 0:
+                    warn("the kernel refused the uevent: %s" % os.strerror(err))
+            except BlockingIOError:
+                pass
     if ack is not None:
         try:
             os.write(ack, b".")
@@ -91,14 +150,29 @@ while True:
             ack = None
 `;
 
+/** Which netlink groups a sender delivers to. */
+export interface UdevGroups {
+  /** Group 1, the kernel's copy (what udevd hears). */
+  kernel: boolean;
+  /** Group 2, udevd's copy (off when a real udevd runs and re-broadcasts). */
+  udev: boolean;
+}
+
 /** How long a write(2) waits for the sender to say an event went out before it returns anyway. */
 const ACK_TIMEOUT_MS = 2000;
 
 /**
- * Feeds every uevent, as udevd would re-broadcast it, to a sender reading `out`. udevd adds
- * USEC_INITIALIZED (when it first saw the device) to what the kernel sent.
+ * Feeds every uevent to a sender reading `out`: as the kernel broadcasts it (groups.kernel), then
+ * as udevd would re-broadcast it (groups.udev), each line acknowledged once both are out. udevd
+ * adds USEC_INITIALIZED (when it first saw the device) to what the kernel sent.
  */
-export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger, acks?: Readable): () => void {
+export function feedUdevSender(
+  uevents: Uevents,
+  out: Writable,
+  log: Logger,
+  acks?: Readable,
+  groups: UdevGroups = { kernel: false, udev: true },
+): () => void {
   const firstSeen = new Map<string, bigint>();
   // One waiter per line sent, answered in order by the sender's bytes on `acks`. A sender that
   // is gone or silent never holds a write: everything waiting is let go.
@@ -141,7 +215,9 @@ export function feedUdevSender(uevents: Uevents, out: Writable, log: Logger, ack
     if (ev.ACTION === 'remove') firstSeen.delete(devpath);
     const props: [string, string][] = [...Object.entries(ev), ['USEC_INITIALIZED', String(usec)]];
     if (out.destroyed) return undefined;
-    out.write(udevMessage(props).toString('base64') + '\n');
+    const kernel = groups.kernel ? kernelRelayMessage(ev).toString('base64') : '-';
+    const udev = groups.udev ? udevMessage(props).toString('base64') : '-';
+    out.write(`${kernel} ${udev}\n`);
     return sent();
   });
 }

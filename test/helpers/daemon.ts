@@ -89,6 +89,39 @@ export async function startDaemon(opts: StartOptions = {}): Promise<Daemon> {
   };
 }
 
+/**
+ * One fresh daemon per test of the file: each top-level t.test gets its own, started before it and
+ * stopped after it (its nested subtests share it), so every test starts from the same known state and
+ * can run alone (`npm run test:one -- FILE NAME`). A test filtered out starts none. The object returned
+ * stands for the daemon of the test running now; outside a test it throws.
+ */
+export function daemonPerTest(opts: StartOptions = {}): Daemon {
+  let current: Daemon | undefined;
+  t.beforeEach(async (test) => {
+    if (test.parent === t) current = await startDaemon(opts);
+  });
+  t.afterEach(async (test) => {
+    if (test.parent !== t) return;
+    const d = current;
+    current = undefined;
+    await d?.stop();
+  });
+  const now = (): Daemon => {
+    if (!current) throw new Error('daemonPerTest: no daemon outside a test');
+    return current;
+  };
+  return {
+    get dir() {
+      return now().dir;
+    },
+    get proc() {
+      return now().proc;
+    },
+    logs: () => now().logs(),
+    stop: (signal) => now().stop(signal),
+  };
+}
+
 export interface ShResult {
   stdout: string;
   stderr: string;

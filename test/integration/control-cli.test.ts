@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
-import { CLI, type Daemon, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+import { CLI, REPO, type Daemon, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // `mdevfs ctl` over the control API: each verb as a script uses it, with its exit status and
 // output; and inside `mdevfs exec`, without DIR, through the socket exec gives the command.
@@ -113,4 +113,79 @@ t.test('inside mdevfs exec, ctl, wait and events find their own daemon without D
   const [events, ...rest] = r.stdout.split('\n');
   t.ok(Number(events) >= 3, 'add, add of vfio-dev, bind at least');
   t.same(rest, ['mtty', 'mdpy', 'mbochs', '/sys', '']);
+});
+
+t.test('fault add makes the next create of mtty-2 fail with ENOSPC (and nothing else); the journal shows it', async (t) => {
+  const add = cli(['ctl', d.dir, 'fault', 'add', '--op', 'create', '--type', 'mtty-2', '--errno', 'ENOSPC', '--times', '1']);
+  t.equal(add.status, 0, add.stderr);
+  t.match(add.stdout, /^\d+\n$/, 'prints the rule id');
+  const id = Number(add.stdout);
+  // The journal goes on across resets: what this test wrote is what comes after a mark.
+  const mark = JSON.parse(cli(['ctl', d.dir, 'mark', '--json']).stdout) as { seqnum: number; journal: number };
+  const w = sh(d.dir, [
+    `echo ${U1} > ${MTTY2}/create`,
+    `echo ${U1} > class/mdev_bus/mtty/mdev_supported_types/mtty-1/create`,
+    `echo 1 > bus/mdev/devices/${U1}/remove`,
+    `echo ${U1} > ${MTTY2}/create`,
+  ].join('; '));
+  t.equal(w.stderr.trim().split('\n').length, 1, w.stderr);
+  t.match(w.stderr, /No space left on device/);
+  const journal = cli(['ctl', d.dir, 'journal', '--json', '--since', String(mark.journal)]);
+  t.equal(journal.status, 0, journal.stderr);
+  const entries = journal.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const writes = entries.filter((e) => e.kind === 'write' && e.op === 'create');
+  t.same(writes.map((e) => e.errno ?? 'ok'), ['ENOSPC', 'ok', 'ok'], 'only the first create failed');
+  t.equal(writes[0].fault, id, "the rule's id");
+  const waited = cli(['ctl', d.dir, 'wait', '--op', 'create', '--errno', 'ENOSPC', '--fault', String(id), '--since', String(mark.journal), '--json']);
+  t.equal(waited.status, 0, waited.stderr);
+  t.match(JSON.parse(waited.stdout), { met: true, entry: { op: 'create', errno: 'ENOSPC', fault: id } }, 'a wait for that journal entry');
+  if (!process.env.MDEVFS_TEST_BACKEND) t.equal(writes[0].caller.uid, 0, "the writer's uid");
+  const list = cli(['ctl', d.dir, 'fault', 'list']);
+  t.match(list.stdout, new RegExp(`^${id}\\tapi\\top=create type=mtty-2\\terrno errno=ENOSPC\\ttimes=1\\tmatched=2 fired=1 hung=0\\n$`));
+  const human = cli(['ctl', d.dir, 'journal', '--since', String(mark.journal)]);
+  t.match(human.stdout, new RegExp(`create /sys/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/create "${U1}\\\\n" -> ENOSPC fault=${id}`));
+  t.equal(cli(['ctl', d.dir, 'fault', 'rm', String(id)]).status, 0);
+  const gone = cli(['ctl', d.dir, 'fault', 'rm', String(id)]);
+  t.equal(gone.status, 1);
+  t.match(gone.stderr, /no fault rule/);
+  const bad = cli(['ctl', d.dir, 'fault', 'add', '--op', 'create', '--errno', 'ENOPE']);
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /fault rule refused:\n  action/);
+  t.equal(cli(['ctl', d.dir, 'fault', 'add', '--op', 'create']).status, 2, 'no action: usage error');
+});
+
+t.test('a hang holds the write until fault release; journal --follow streams the entries', async (t) => {
+  const id = cli(['ctl', d.dir, 'fault', 'add', '--op', 'create', '--hang']).stdout.trim();
+  const M = cli(['ctl', d.dir, 'mark']).stdout.trim();
+  const follow = spawn(process.execPath, [CLI, 'ctl', d.dir, 'journal', '--follow', '--json'], { env: cliEnv() });
+  let followed = '';
+  follow.stdout.on('data', (x) => (followed += x));
+  const writer = spawn('sh', ['-c', `echo ${U1} > ${MTTY2}/create && echo created`], { cwd: d.dir });
+  let out = '';
+  writer.stdout.on('data', (x) => (out += x));
+  const done = new Promise((r) => writer.on('exit', r));
+  const fired = cli(['ctl', d.dir, 'wait', '--device', U1, '--state', 'reserved', '--timeout', '10']);
+  t.equal(fired.status, 0, 'the create hangs with the device reserved');
+  t.equal(out, '', 'the write has not returned');
+  t.equal(cli(['ctl', d.dir, 'fault', 'release', id]).stdout, '1\n', 'one request released');
+  await done;
+  t.equal(out, 'created\n');
+  t.equal(cli(['ctl', d.dir, 'wait', '--event', `bind:${U1}`, '--since', M]).status, 0);
+  follow.kill('SIGINT');
+  await new Promise((r) => follow.on('exit', r));
+  const kinds = followed.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.kind !== 'mark').map((e) => `${e.kind} ${e.op}`);
+  t.ok(kinds.includes('fault create') && kinds.includes('write create'), kinds.join(', '));
+});
+
+t.test('docs/examples/manager-enospc.sh passes, run by mdevfs exec as its comment says', async (t) => {
+  const bin = scratch('mdevfs-bin-');
+  writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--', 'sh', join(REPO, 'docs', 'examples', 'manager-enospc.sh')], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(r.stderr, 'manager: create of ' + r.stderr.slice(19, 55) + ' refused, retrying\n', 'the manager retried once');
+  t.equal(r.stdout, 'ok: the manager retried the create refused with ENOSPC\n');
+  t.equal(r.status, 0);
 });

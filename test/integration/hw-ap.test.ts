@@ -1,6 +1,6 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { AP } from '../../src/drivers/builtin/ap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { daemonPerTest, sh, startDaemon } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 
 // s390 vfio-ap (docs/hardware.md) through the mount: the matrix device on the matrix
@@ -12,26 +12,32 @@ const TYPE = `${M}/mdev_supported_types/vfio_ap-passthrough`;
 const A = 'aa000000-0000-4000-8000-000000000001';
 const B = 'aa000000-0000-4000-8000-000000000002';
 
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon({ profile: 'ap' });
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest({ profile: 'ap' });
 const run = (s: string) => sh(d.dir, s);
 /** Writes value and a newline to an attribute of an mdev: "ok" or the errno's name. */
 const put = (uuid: string, attr: string, value: string) => writeErrno(d.dir, `${M}/${uuid}/${attr}`, `b${JSON.stringify(`${value}\n`)}`);
+const createAB = `echo ${A} > ${TYPE}/create && echo ${B} > ${TYPE}/create`;
+/** A and B created; A given adapters 05, 06 and domains 0004, 00ab; B domain 0047. */
+function assignAB(t: Test) {
+  t.equal(run(createAB).code, 0);
+  for (const [uuid, attr, value] of [[A, 'assign_adapter', '5'], [A, 'assign_adapter', '6'], [A, 'assign_domain', '4'], [A, 'assign_domain', '0xab'], [B, 'assign_domain', '0x47']] as const) {
+    t.equal(put(uuid, attr, value), 'ok', `${attr} ${value}`);
+  }
+  t.equal(run(`cat ${M}/${A}/matrix ${M}/${B}/matrix`).stdout, '05.0004\n05.00ab\n06.0004\n06.00ab\n.0047\n');
+}
 
 t.test('the matrix parent, its type and the mdev attributes', async (t) => {
   t.equal(run(`readlink class/mdev_bus/matrix bus/matrix/devices/matrix ${M}/driver; cat ${TYPE}/name ${TYPE}/device_api ${TYPE}/available_instances; ls ${TYPE}`).stdout,
     '../../devices/vfio_ap/matrix\n../../../devices/vfio_ap/matrix\n../../../bus/matrix/drivers/vfio_ap\n' +
     'VFIO AP Passthrough Device\nvfio-ap\n65536\navailable_instances\ncreate\ndevice_api\ndevices\nname\n');
-  t.equal(run(`echo ${A} > ${TYPE}/create && echo ${B} > ${TYPE}/create && cat ${TYPE}/available_instances`).stdout, '65534\n');
+  t.equal(run(`${createAB} && cat ${TYPE}/available_instances`).stdout, '65534\n');
   t.equal(run(`cd ${M}/${A} && stat -c '%a %n' assign_adapter unassign_adapter assign_domain unassign_domain assign_control_domain unassign_control_domain control_domains matrix guest_matrix`).stdout,
     '200 assign_adapter\n200 unassign_adapter\n200 assign_domain\n200 unassign_domain\n200 assign_control_domain\n200 unassign_control_domain\n444 control_domains\n444 matrix\n444 guest_matrix\n');
   t.equal(run(`cat ${M}/${A}/matrix ${M}/${A}/guest_matrix ${M}/${A}/control_domains | wc -c`).stdout, '0\n', 'nothing assigned: empty files');
 });
 
 t.test('assignments: kstrtoul numbers, exact formats, idempotence', async (t) => {
+  t.equal(run(createAB).code, 0);
   t.equal(put(A, 'assign_adapter', '5'), 'ok');
   t.equal(run(`cat ${M}/${A}/matrix`).stdout, '05.\n', 'adapters only');
   t.equal(put(A, 'assign_domain', '0xab'), 'ok');
@@ -48,6 +54,7 @@ t.test('assignments: kstrtoul numbers, exact formats, idempotence', async (t) =>
 });
 
 t.test("the kernel's errors, and nothing changes", async (t) => {
+  assignAB(t);
   const before = run(`cat ${M}/${A}/matrix; cat ${M}/${B}/matrix`).stdout;
   t.equal(put(A, 'assign_adapter', '256'), 'ENODEV', 'beyond the highest adapter id');
   t.equal(put(A, 'assign_domain', '0x100'), 'ENODEV');
@@ -66,6 +73,7 @@ t.test("the kernel's errors, and nothing changes", async (t) => {
 });
 
 t.test('removing an mdev frees its queues', async (t) => {
+  assignAB(t);
   t.equal(put(B, 'assign_adapter', '6'), 'ok');
   t.equal(put(B, 'assign_domain', '4'), 'EADDRINUSE');
   t.equal(run(`echo 1 > ${M}/${A}/remove`).code, 0);
@@ -114,9 +122,7 @@ t.test('the newest ABI as a JSON profile: ap_config (all or nothing) and the mat
 });
 
 t.test('the AP bus: masks, cards, queues bound as the masks say, EBUSY for an assigned APQN', async (t) => {
-  const h = await startDaemon({ profile: 'ap' });
-  t.teardown(() => h.stop());
-  const r = (s: string) => sh(h.dir, s).stdout;
+  const r = (s: string) => sh(d.dir, s).stdout;
   const full = (...cleared: number[]) => {
     let m = '0x';
     for (let i = 0; i < 256; i += 4) m += [0, 1, 2, 3].reduce((b, n) => b | (cleared.includes(i + n) ? 0 : 8 >> n), 0).toString(16);
@@ -129,15 +135,15 @@ t.test('the AP bus: masks, cards, queues bound as the masks say, EBUSY for an as
     '05.0004 vfio_ap\n06.0047 vfio_ap\n07.0047 cex4queue\n07.00ab vfio_ap\n', 'a queue is the default driver\'s only when apmask and aqmask both claim it');
   t.equal(r(`echo ${A} > ${TYPE}/create && echo 5 > ${M}/${A}/assign_adapter && echo 4 > ${M}/${A}/assign_domain && cat devices/ap/card05/05.0004/status devices/ap/card05/05.00ab/status`),
     'assigned\nunassigned\n');
-  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"+5\\n"'), 'ok', '05.0004 stays vfio_ap\'s: aqmask does not claim domain 4');
-  t.equal(writeErrno(h.dir, 'bus/ap/aqmask', 'b"+4\\n"'), 'EBUSY', `05.0004 is assigned to ${A}`);
+  t.equal(writeErrno(d.dir, 'bus/ap/apmask', 'b"+5\\n"'), 'ok', '05.0004 stays vfio_ap\'s: aqmask does not claim domain 4');
+  t.equal(writeErrno(d.dir, 'bus/ap/aqmask', 'b"+4\\n"'), 'EBUSY', `05.0004 is assigned to ${A}`);
   t.equal(r('cat bus/ap/aqmask'), `${full(4, 0xab)}\n`, 'the refused write changed nothing');
-  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"-5,+6\\n"'), 'ok');
-  t.equal(writeErrno(h.dir, 'bus/ap/aqmask', 'b"+4"'), 'ok', 'nothing of 06.0004 is assigned');
+  t.equal(writeErrno(d.dir, 'bus/ap/apmask', 'b"-5,+6\\n"'), 'ok');
+  t.equal(writeErrno(d.dir, 'bus/ap/aqmask', 'b"+4"'), 'ok', 'nothing of 06.0004 is assigned');
   t.equal(r('basename $(readlink bus/ap/devices/06.0004/driver); test -e devices/ap/card06/06.0004/status || echo no-status; basename $(readlink bus/ap/devices/05.0004/driver)'),
     'cex4queue\nno-status\nvfio_ap\n', 'the queues were bound again');
-  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"+256"'), 'EINVAL');
-  t.equal(writeErrno(h.dir, 'bus/ap/apmask', `b"0x${'f'.repeat(65)}"`), 'EINVAL', 'more than 256 bits');
-  t.equal(writeErrno(h.dir, 'bus/ap/apmask', 'b"0x8"'), 'ok', 'an absolute mask: only adapter 0');
+  t.equal(writeErrno(d.dir, 'bus/ap/apmask', 'b"+256"'), 'EINVAL');
+  t.equal(writeErrno(d.dir, 'bus/ap/apmask', `b"0x${'f'.repeat(65)}"`), 'EINVAL', 'more than 256 bits');
+  t.equal(writeErrno(d.dir, 'bus/ap/apmask', 'b"0x8"'), 'ok', 'an absolute mask: only adapter 0');
   t.equal(r('basename $(readlink bus/ap/devices/07.0047/driver)'), 'vfio_ap\n');
 });

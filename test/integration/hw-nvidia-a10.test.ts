@@ -1,5 +1,5 @@
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { daemonPerTest, sh } from '../helpers/daemon';
 import { execWith } from '../helpers/hw';
 
 // NVIDIA mdev on SR-IOV VFs (docs/hardware.md) through the mount: every VF
@@ -10,11 +10,7 @@ const VF = (n: number) => `0000:00:0${6 + Math.floor((4 + n) / 8)}.${(4 + n) % 8
 const types = (vf: string) => `bus/pci/devices/${vf}/mdev_supported_types`;
 const u = (n: number) => `a1000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
 
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon({ profile: 'nvidia-a10' });
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest({ profile: 'nvidia-a10' });
 const run = (s: string) => sh(d.dir, s);
 /** The types of a VF that read non-zero, as "<id>=<n>". */
 const open = (vf: string) =>

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { NVIDIA_L40S } from '../../src/drivers/builtin/nvidia';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { daemonPerTest, sh } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 
 // NVIDIA vendor-specific VFIO (docs/hardware.md) through the mount: no mdev at all;
@@ -19,12 +19,8 @@ const ALL = [
   '1165  : NVIDIA L40S-24A', '1166  : NVIDIA L40S-48A',
 ].map((l) => `${l}\n`).join('');
 
-let d: Daemon;
-t.before(async () => {
-  // The built-in as a JSON profile file (pci.sriov.mdevOn "none" and vfAttrs).
-  d = await startDaemon({ profile: NVIDIA_L40S });
-});
-t.teardown(() => d.stop());
+// The built-in as a JSON profile file (pci.sriov.mdevOn "none" and vfAttrs).
+const d = daemonPerTest({ profile: NVIDIA_L40S });
 const run = (s: string) => sh(d.dir, s);
 const out = (s: string) => run(s).stdout;
 const creatable = (n: number) => out(`cat ${VF(n)}/nvidia/creatable_vgpu_types`);
@@ -66,6 +62,8 @@ t.test('kstrtol base 10: EINVAL and ERANGE, nothing changes', async (t) => {
 });
 
 t.test('0 destroys; a full GPU leaves every VF with the header', async (t) => {
+  t.equal(setType(0, '1148'), 'ok', 'L40S-2Q on VF 0');
+  t.equal(setType(1, '1158'), 'ok', 'L40S-2A on VF 1');
   t.equal(setType(0, '0'), 'ok');
   t.equal(setType(1, '0'), 'ok');
   t.equal(creatable(0), HEADER + ALL, 'all back');
@@ -77,6 +75,9 @@ t.test('0 destroys; a full GPU leaves every VF with the header', async (t) => {
 });
 
 t.test('unbinding a VF from nvidia takes nvidia/ and its vGPU away', async (t) => {
+  t.equal(setType(0, '1155'), 'ok', 'L40S-24Q on VF 0');
+  t.equal(setType(1, '1165'), 'ok', 'L40S-24A on VF 1: the GPU is full');
+  t.equal(creatable(2), HEADER);
   t.equal(run(`echo 0000:00:07.4 > bus/pci/drivers/nvidia/unbind`).code, 0);
   t.equal(out(`test -e ${VF(0)}/nvidia || echo gone; test -e ${VF(0)}/driver || echo unbound; test -e ${VF(0)}/vfio-dev || echo no-vfio; test -e class/vfio-dev/vfio0 || echo no-class-link`),
     'gone\nunbound\nno-vfio\nno-class-link\n');

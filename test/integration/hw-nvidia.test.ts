@@ -1,5 +1,5 @@
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { daemonPerTest, sh } from '../helpers/daemon';
 import { execWith, writeErrno } from '../helpers/hw';
 import { NVIDIA_T4 } from '../../src/drivers/builtin/nvidia';
 
@@ -10,12 +10,8 @@ const TYPES = `class/mdev_bus/${BDF}/mdev_supported_types`;
 const U1 = 'a5b9a0d4-5a84-4bd7-9e0e-3c1d1b2f0001';
 const U2 = 'a5b9a0d4-5a84-4bd7-9e0e-3c1d1b2f0002';
 
-let d: Daemon;
-t.before(async () => {
-  // The built-in as a JSON profile file: everything it does, a file can declare.
-  d = await startDaemon({ profile: NVIDIA_T4 });
-});
-t.teardown(() => d.stop());
+// The built-in as a JSON profile file: everything it does, a file can declare.
+const d = daemonPerTest({ profile: NVIDIA_T4 });
 const run = (s: string) => sh(d.dir, s);
 const out = (s: string) => run(s).stdout;
 const avail = () => out(`cd ${TYPES} && for t in *; do echo "$t $(cat $t/available_instances)"; done`);
@@ -51,6 +47,7 @@ t.test('after the first vGPU only the same framebuffer size stays available; oth
 });
 
 t.test('the mdev: driver nvidia-vgpu-vfio and the nvidia/ group', async (t) => {
+  t.equal(run(`echo ${U1} > ${TYPES}/nvidia-231/create`).code, 0, 'T4-2Q');
   const dev = `bus/mdev/devices/${U1}`;
   t.equal(out(`readlink ${dev}/driver; ls ${dev}/nvidia; stat -c '%A %n' ${dev}/nvidia/*`),
     '../../../../bus/mdev/drivers/nvidia-vgpu-vfio\nvgpu_params\nvm_name\n' +
@@ -66,6 +63,9 @@ t.test('the mdev: driver nvidia-vgpu-vfio and the nvidia/ group', async (t) => {
 });
 
 t.test('removing every vGPU brings every type back to max_instance', async (t) => {
+  t.equal(run(`echo ${U1} > ${TYPES}/nvidia-231/create && echo ${U2} > ${TYPES}/nvidia-223/create`).code, 0, 'T4-2Q and T4-2B');
+  t.equal(out(`cat ${TYPES}/nvidia-230/available_instances ${TYPES}/nvidia-234/available_instances ${TYPES}/nvidia-319/available_instances`),
+    '0\n0\n0\n', 'only 2 GB types while they exist');
   t.equal(run(`echo 1 > bus/mdev/devices/${U1}/remove && echo 1 > bus/mdev/devices/${U2}/remove`).code, 0);
   t.equal(out(`cat ${TYPES}/nvidia-230/available_instances ${TYPES}/nvidia-234/available_instances ${TYPES}/nvidia-319/available_instances`),
     '16\n1\n4\n');
@@ -98,7 +98,7 @@ function mdevctlTypes(profile: string): string {
   return r.stdout;
 }
 
-t.test('mdevctl types on nvidia-v100 lists the charm guide's V100 types', async (t) => {
+t.test("mdevctl types on nvidia-v100 lists the charm guide's V100 types", async (t) => {
   const text = mdevctlTypes('nvidia-v100');
   t.match(text, /^0000:00:05\.0\n/);
   const rows: string[] = [];

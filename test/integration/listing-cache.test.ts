@@ -1,5 +1,5 @@
 import t from 'tap';
-import { type Daemon, PY_WRITE, sh, startDaemon } from '../helpers/daemon';
+import { PY_WRITE, daemonPerTest, sh } from '../helpers/daemon';
 
 // The direct backend lets the kernel cache directory listings (FOPEN_CACHE_DIR) and keep them
 // across opens while nothing changed. Every change must show in the next listing: in a new
@@ -8,11 +8,7 @@ import { type Daemon, PY_WRITE, sh, startDaemon } from '../helpers/daemon';
 // both backends (fuse-native caches no listing: it must agree too).
 const MT = 'class/mdev_bus/mtty/mdev_supported_types';
 
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon();
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest();
 const run = (script: string) => sh(d.dir, script);
 const ls = (dir: string) => run(`ls ${dir}`).stdout.split('\n').filter(Boolean);
 const uuid = (i: number) => `7a1f0a8e-2b3c-4d5e-8f90-${String(i).padStart(12, '0')}`;

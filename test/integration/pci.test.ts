@@ -2,18 +2,14 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { type Daemon, CLI, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
+import { CLI, backendArgs, cliEnv, daemonPerTest, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
 
 // A parent on PCI is the whole PCI function (drivers/pci/pci-sysfs.c): identity, config space,
 // resources, driver binding through bus/pci; link targets get the kernel's depth for that
 // placement (docs/mdev-abi.md, "Files"). Parents on s390 buses sit on `matrix` and `css` with their drivers.
 const U = '85006552-1b4b-45ef-ad62-de05be9171df';
 const P = 'devices/pci0000:00/0000:00:02.0';
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon({ profile: 'gvt' });
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest({ profile: 'gvt' });
 const run = (s: string) => sh(d.dir, s).stdout;
 const attempt = (s: string) => {
   const r = sh(d.dir, `{ ${s}; } 2>&1; echo "rc=$?"`);
@@ -186,13 +182,11 @@ t.test('a PCI parent hot-plugged through the control socket, removed and added a
 });
 
 t.test('unbinding the GVT-g function from i915 unregisters only the mdev parent: kvmgt and intel_vgpu_mdev stay loaded', async (t) => {
-  const g = await startDaemon({ profile: 'gvt' });
-  t.teardown(() => g.stop());
-  const events = `${process.execPath} ${CLI} events ${g.dir}`;
+  const events = `${process.execPath} ${CLI} events ${d.dir}`;
   /** A synthetic change of bus/mdev ends a step; prints the step's events as "ACTION DEVPATH [MDEV_STATE]". */
   let seen = '0';
   const step = (script: string, n: number) => {
-    const r = sh(g.dir, `${script}
+    const r = sh(d.dir, `${script}
       echo "change 00000000-0000-0000-0000-00000000000${n}" > bus/mdev/uevent
       ${events} --since ${seen} --until change:mdev --timeout 10`);
     t.equal(r.code, 0, r.stderr);
@@ -214,19 +208,17 @@ t.test('unbinding the GVT-g function from i915 unregisters only the mdev parent:
     `change /${P} unregistered`,
     `unbind /${P}`,
   ], 'the vGPU goes, the parent says MDEV_STATE=unregistered, i915 unbinds: no remove of the mdev driver or kvmgt');
-  t.equal(run0(g.dir, listing),
+  t.equal(run(listing),
     'bus/mdev/drivers: intel_vgpu_mdev  class/mdev_bus:  module/kvmgt/drivers: mdev:intel_vgpu_mdev ../../../../module/kvmgt\n',
     'bus/mdev/drivers/intel_vgpu_mdev and module/kvmgt stay; the parent is gone from class/mdev_bus');
-  t.equal(run0(g.dir, `ls ${P} | grep -c mdev_supported_types`), '0\n');
+  t.equal(run(`ls ${P} | grep -c mdev_supported_types`), '0\n');
   t.same(step('echo 0000:00:02.0 > bus/pci/drivers/i915/bind', 3), [`change /${P} registered`, `bind /${P}`],
     'binding back registers the parent: no add of the mdev driver or kvmgt');
-  t.equal(run0(g.dir, `${listing}; cat ${P}/mdev_supported_types/i915-GVTg_V5_8/available_instances`),
+  t.equal(run(`${listing}; cat ${P}/mdev_supported_types/i915-GVTg_V5_8/available_instances`),
     'bus/mdev/drivers: intel_vgpu_mdev  class/mdev_bus: 0000:00:02.0  module/kvmgt/drivers: mdev:intel_vgpu_mdev ../../../../module/kvmgt\n7\n', 'a fresh parent');
   // remove-parent is the vendor module's unload (rmmod kvmgt): with i915 unbound, only the module's events.
   step('echo 0000:00:02.0 > bus/pci/drivers/i915/unbind', 4);
-  t.same(step(`${process.execPath} ${CLI} ctl ${g.dir} remove-parent 0000:00:02.0`, 5),
+  t.same(step(`${process.execPath} ${CLI} ctl ${d.dir} remove-parent 0000:00:02.0`, 5),
     ['remove /bus/mdev/drivers/intel_vgpu_mdev', 'remove /module/kvmgt']);
-  t.equal(run0(g.dir, 'ls bus/mdev/drivers module | grep -c -e intel_vgpu_mdev -e kvmgt'), '0\n', 'unloaded: both gone');
+  t.equal(run('ls bus/mdev/drivers module | grep -c -e intel_vgpu_mdev -e kvmgt'), '0\n', 'unloaded: both gone');
 });
-
-const run0 = (dir: string, s: string) => sh(dir, s).stdout;

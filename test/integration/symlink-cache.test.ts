@@ -1,5 +1,5 @@
 import t from 'tap';
-import { type Daemon, PY_WRITE, sh, startDaemon } from '../helpers/daemon';
+import { PY_WRITE, daemonPerTest, sh } from '../helpers/daemon';
 
 // The direct backend lets the kernel cache symlink targets (FUSE_CACHE_SYMLINKS) for as long
 // as the link's inode lives. A device removed and created again under the same UUID, on
@@ -10,11 +10,7 @@ const V = '6d1f0a8e-2b3c-4d5e-8f90-a1b2c3d4e5f7';
 const MT = 'class/mdev_bus/mtty/mdev_supported_types';
 const MP = 'class/mdev_bus/mdpy/mdev_supported_types';
 
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon();
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest();
 const run = (script: string) => sh(d.dir, script);
 const links = (uuid: string) =>
   run(

@@ -1,13 +1,9 @@
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { daemonPerTest, sh } from '../helpers/daemon';
 
 const U = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 const MT = 'class/mdev_bus/mtty/mdev_supported_types';
-let d: Daemon;
-t.before(async () => {
-  d = await startDaemon();
-});
-t.teardown(() => d.stop());
+const d = daemonPerTest();
 const run = (script: string) => sh(d.dir, script);
 
 t.test('the root plays /sys and the parents are linked from class/mdev_bus', async (t) => {
@@ -110,21 +106,24 @@ t.test('a created device: directory, links with the kernel relative targets, att
   t.equal(run(`cat ${MT}/mtty-1/available_instances ${MT}/mtty-2/available_instances`).stdout, '22\n11\n');
 });
 
+const A = '11111111-0000-0000-0000-000000000001';
+const B = '22222222-0000-0000-0000-000000000001';
+const createAB = `echo ${A} > class/mdev_bus/mdpy/mdev_supported_types/mdpy-vga/create && echo ${B} > class/mdev_bus/mbochs/mdev_supported_types/mbochs-large/create`;
+
 t.test('mdpy and mbochs devices carry their vendor attributes', async (t) => {
-  const A = '11111111-0000-0000-0000-000000000001';
-  const B = '22222222-0000-0000-0000-000000000001';
-  t.equal(run(`echo ${A} > class/mdev_bus/mdpy/mdev_supported_types/mdpy-vga/create && echo ${B} > class/mdev_bus/mbochs/mdev_supported_types/mbochs-large/create`).code, 0);
+  t.equal(run(createAB).code, 0);
   t.equal(
     run(`grep -r . bus/mdev/devices/${A}/vendor/ bus/mdev/devices/${A}/uevent bus/mdev/devices/${B}/vendor/ bus/mdev/devices/${B}/uevent`).stdout,
     `bus/mdev/devices/${A}/vendor/resolution:640x480\nbus/mdev/devices/${A}/uevent:DRIVER=mdpy\n` +
       `bus/mdev/devices/${B}/vendor/memory:64 MB\nbus/mdev/devices/${B}/uevent:DRIVER=mbochs\n`,
   );
   t.equal(run(`readlink bus/mdev/devices/${A}/iommu_group bus/mdev/devices/${B}/iommu_group`).stdout,
-    '../../../../../kernel/iommu_groups/1\n../../../../../kernel/iommu_groups/2\n');
+    '../../../../../kernel/iommu_groups/0\n../../../../../kernel/iommu_groups/1\n');
   t.equal(run('cat class/mdev_bus/mbochs/mdev_supported_types/*/available_instances').stdout, '3\n12\n48\n');
 });
 
 t.test('a removed device is gone from every listing and stat at once', async (t) => {
+  t.equal(run(`echo ${U} > ${MT}/mtty-2/create && ${createAB}`).code, 0, 'U takes iommu group 0, A 1, B 2');
   const r = run(`echo 1 > bus/mdev/devices/${U}/remove; echo rc=$?
     ls bus/mdev/devices; ls ${MT}/mtty-2/devices | wc -l; ls kernel/iommu_groups; ls bus/mdev/drivers/mtty
     stat devices/virtual/mtty/mtty/${U} 2>&1; readlink bus/mdev/devices/${U}; echo rl=$?`);
