@@ -83,3 +83,30 @@ def test_a_bad_rule_is_refused_by_the_daemon(mdevfs):
             pass
     assert err.value.status == 400
     assert mdevfs.control.faults() == []
+
+
+def test_a_hang_holds_a_create_until_released(mdevfs):
+    import threading
+
+    mark = mdevfs.mark()
+    result = {}
+
+    def writer():
+        try:
+            create(mdevfs, MTTY2, U)
+            result["ok"] = True
+        except OSError as err:
+            result["errno"] = err.errno
+
+    with mdevfs.fault(op="create", type="mtty-2", hang=True) as fault:
+        t = threading.Thread(target=writer)
+        t.start()
+        # the rule fired: the create is held (a wait on the journal, no sleep)
+        fired = mdevfs.wait(journal={"kind": "fault", "fault": fault.id}, since=mark, timeout=5)
+        assert fired["met"] is True
+        assert [d["state"] for d in mdevfs.state()["devices"]] == ["reserved"]
+        assert t.is_alive()
+        fault.release()
+        t.join(5)
+    assert result == {"ok": True}
+    assert [d["state"] for d in mdevfs.state()["devices"]] == ["active"]
