@@ -124,3 +124,23 @@ func TestHardcodedSysInsideExec(t *testing.T) {
 	}
 	tr.Wait(t, mdevfstest.WaitFor{Device: U, State: "active", Timeout: 5})
 }
+
+func TestDiscoverySeesAReadFault(t *testing.T) {
+	tr := mdevfstest.New(t, mdevfstest.Profile("samples"))
+	tr.Fault(t, mdevfstest.Rule{
+		Match:  mdevfstest.Match{Op: "read", Attr: "available_instances", Path: "/sys/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/*"},
+		Action: mdevfstest.Content("0\n"),
+	})
+	if n, err := Available(tr.Root(), "mtty", "mtty-2"); err != nil || n != 0 {
+		t.Fatalf("mtty-2 available_instances %d (%v), want the fault's 0", n, err)
+	}
+	if n, _ := Available(tr.Root(), "mtty", "mtty-1"); n != 24 {
+		t.Fatalf("mtty-1 available_instances %d, want 24: the rule matches mtty-2 only", n)
+	}
+	if err := CreateMdev(tr.Root(), "mtty", "mtty-2", U); err == nil || !strings.Contains(err.Error(), "no mtty-2 left on mtty") {
+		t.Fatalf("CreateMdev: %v, want it to give up on the capacity it read", err)
+	}
+	if len(tr.Faults(t)) != 1 {
+		t.Fatal("the rule is listed")
+	}
+}
