@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import t from 'tap';
 import { Control, exec, start } from 'mdevfs';
 import { BACKEND, CLI, REPO, cliEnv, isMounted } from '../helpers/daemon';
@@ -61,6 +61,16 @@ t.test('start: a tree per call, a profile by name or as an object; stop unmounts
   const root = a.root;
   t.equal(await a.stop(), 0, 'stop: the daemon exits 0');
   t.notOk(isMounted(root), 'and leaves no mount');
+});
+
+t.test('start on a directory of the caller\'s', async (t) => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'mdevfs-dir-')), 'sys');
+  t.teardown(() => spawnSync('rm', ['-rf', dirname(dir)]));
+  const tree = await start({ env, backend, dir, profile: 'nvidia-t4' });
+  t.equal(tree.root, dir);
+  t.same(readdirSync(join(dir, 'class/mdev_bus')), ['0000:00:04.0'], 'served there, with that profile');
+  await tree.stop();
+  t.notOk(isMounted(dir), 'unmounted after stop');
 });
 
 t.test('start says why it failed: a bad profile, a missing command', async (t) => {
