@@ -248,7 +248,8 @@ function closest(word: string, known: readonly string[], prefix: string): string
   let bestDist = 3;
   for (const k of known) {
     const d = distance(word, k);
-    if (d < bestDist) [best, bestDist] = [k, d];
+    // Not for a word shorter than its distance (-x is no misspelt --op).
+    if (d < bestDist && d < word.length) [best, bestDist] = [k, d];
   }
   return best ? ` (did you mean ${prefix}${best}?)` : '';
 }

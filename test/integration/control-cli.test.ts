@@ -76,7 +76,7 @@ t.test('parents: add a file, a built-in by name; remove; reset brings the start 
 
 t.test('usage errors exit 2 and say why', async (t) => {
   const cases: [string[], RegExp][] = [
-    [['ctl', d.dir, 'wait'], /wait takes --event ACTION:NAME, or --device UUID --state STATE/],
+    [['ctl', d.dir, 'wait'], /wait takes --event ACTION:NAME, --device UUID --state STATE, or a journal entry's --op, --errno, --path, --fault/],
     [['ctl', d.dir, 'wait', '--event', 'bind'], /--event takes ACTION:NAME/],
     [['ctl', d.dir, 'wait', '--device', U1, '--state', 'happy'], /--state reserved\|active\|removing\|gone/],
     [['ctl', d.dir, 'wait', '--event', `bind:${U1}`, '--timeout', '0'], /--timeout must be/],
