@@ -30,6 +30,7 @@ import { figCycles } from './fig-cycles';
 import { figFanout } from './fig-fanout';
 import { figMdevctl } from './fig-mdevctl';
 import { figScale } from './fig-scale';
+import { figStartup } from './fig-startup';
 import { type Results, machine, table, writeJson } from './report';
 import { pingPong } from './py';
 import { removeScratch } from './static-copy';
@@ -126,6 +127,7 @@ const FIGURES: { ids: string[]; name: string; run: (ctx: Ctx) => Promise<void> }
   { ids: ['4'], name: 'fan-out', run: figFanout },
   { ids: ['6'], name: 'mdevctl list', run: figMdevctl },
   { ids: ['5'], name: 'scale', run: figScale },
+  { ids: ['7'], name: 'start-up: exec and a fixture', run: figStartup },
 ];
 
 async function main(): Promise<number> {

@@ -1,0 +1,3 @@
+module mdevfs/mdevfstest
+
+go 1.19
