@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import { streamLines } from '../control/client';
-import { checkControlDir, controlFromEnv, controlPathFor, noDaemon } from './args';
+import { UsageError, checkControlDir, controlFromEnv, controlPathFor, noDaemon } from './args';
 
 const EXIT_USAGE = 2;
 
@@ -32,7 +32,10 @@ export async function eventsCommand(dirArg: string | undefined, options: Readonl
       path = controlPathFor(dirArg, options);
     }
   } catch (err) {
-    return usage((err as Error).message);
+    if (err instanceof UsageError) return usage(err.message);
+    // An unsafe control directory fails as it does for wait and ctl: status 1.
+    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    return 1;
   }
 
   let matched = false;
