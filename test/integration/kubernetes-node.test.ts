@@ -181,8 +181,10 @@ function tree(pid: number): number[] {
 }
 
 /** SIGKILL to every process of a container, as the runtime kills one (its cgroup). */
+/** SIGKILL to a process and all its descendants, the descendants first (as a runtime kills a pod's
+ * cgroup at once: the direct backend's watchdog must not outlive the daemon and unmount for it). */
 function killAll(pid: number): void {
-  for (const p of tree(pid)) {
+  for (const p of [...tree(pid)].reverse()) {
     try {
       process.kill(p, 'SIGKILL');
     } catch {
