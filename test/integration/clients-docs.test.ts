@@ -1,3 +1,4 @@
+// runs once, on the default backend: it reads files, mounts nothing
 // docs/testing.md: its worked examples are the files the client tests run, and its GitHub Actions
 // workflow (which cannot run here) installs mdevfs as the README says and the plugin as the page does.
 import { spawnSync } from 'node:child_process';

@@ -1,3 +1,4 @@
+// runs once, on the default backend: the Go helper starts its trees on the default backend
 // The Go test helper (clients/go/mdevfstest): vetted and its tests run by Debian's go, offline
 // (GOPROXY=off, GOFLAGS empty, a fresh GOCACHE and GOPATH: nothing can be downloaded, nothing
 // cached is reused), against this clone's mdevfs.

@@ -1,3 +1,4 @@
+// runs once, on the default backend: the Python fixtures start their trees on the default backend
 // The Python client and pytest plugin (clients/python): installed offline with pip into a venv of
 // Debian's python3 (--system-site-packages: Debian's python3-pytest, and no externally-managed
 // refusal), then its own test suite run by pytest against this clone's mdevfs, as root and, where

@@ -1,3 +1,4 @@
+// runs once, on the default backend: it validates YAML, mounts nothing
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';

@@ -1,3 +1,4 @@
+// runs once, on the default backend: what a profile builds does not depend on the backend (tree.test and conformance check both backends serve the same tree)
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,3 +1,4 @@
+// runs once, on the default backend: scripts/setup does not mount anything
 // scripts/setup is idempotent: on a clone where the packages, node_modules (installed from this
 // package-lock.json) and dist/ (built from these sources) are up to date it does nothing and says
 // so; a changed source rebuilds without reinstalling; a changed package-lock.json reinstalls.
