@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { mdevfsVersion } from '../base/version';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -376,10 +377,6 @@ function quietOnClosedStdout(): void {
   });
 }
 
-/** package.json's version (two levels up from src/cli or dist/cli). */
-function version(): string {
-  return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-}
 
 async function command(argv: readonly string[]): Promise<number> {
   try {
@@ -399,7 +396,7 @@ async function dispatch(args: Invocation): Promise<number> {
     return 0;
   }
   if (args.version) {
-    process.stdout.write(`${version()}\n`);
+    process.stdout.write(`${mdevfsVersion()}\n`);
     return 0;
   }
   switch (command) {

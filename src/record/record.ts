@@ -3,9 +3,9 @@
  * that replays them (`mdevfs mount DIR --profile FILE`). It reads files and links only: it needs
  * no daemon, and works on /sys, a copy of one, or a mounted mdevfs.
  */
-import { readFileSync, renameSync, statfsSync, writeFileSync } from 'node:fs';
+import { mdevfsVersion } from '../base/version';
+import { renameSync, statfsSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { join } from 'node:path';
 import type { RecordingHeader } from '../drivers/profile-types';
 import { RecordError, readHost } from './sysfs-reader';
 import { toProfile } from './to-profile';
@@ -21,13 +21,6 @@ function kernelOf(root: string): string {
   }
 }
 
-export function mdevfsVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** Runs the command: ROOT (default /sys), the -o/--output FILE (default, or "-": standard output). */
 export async function recordCommand(rootArg: string | undefined, output: string | undefined): Promise<number> {
