@@ -62,8 +62,9 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       'the parent(s) of a profile FILE or of a built-in PROFILE, unregister one as the kernel does), its\n' +
       'state, a mark, a wait for an event or a device state (exit 1 at --timeout), a reset to the start,\n' +
       'fault rules (fault add --op OP [--type T ...] --errno E|--delay MS|--hang|--succeed|--content TEXT\n' +
-      '[--times N --after N --every N --probability P --seed N --sticky]; fault list, rm ID, release ID),\n' +
-      'the journal of writes and faults (journal [--since N] [--follow] [--json]).\n' +
+      '[--times N --after N --every N --probability P --seed N --sticky]; fault change ID with the same\n' +
+      'flags; fault list, rm ID, release ID), the journal of writes and faults (journal [--since N]\n' +
+      '[--follow] [--json]).\n' +
       'Inside mdevfs exec, DIR may be left out: $MDEVFS_CONTROL is the socket.',
     example: 'mdevfs ctl ./mount wait --event bind:83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 --timeout 5',
   },

@@ -45,8 +45,9 @@ Usage:
   mdevfs ctl DIR fault add --op OP [--parent P --type T --uuid U --attr A --path GLOB]
                  --errno NAME|--delay MS [--jitter MS]|--hang|--succeed|--content TEXT
                  [--after N --every N --probability P --seed N --times N --sticky] [--id ID]
-                                 add a fault rule (prints its id); fault list [--json], fault rm ID,
-                                 fault release ID (let what hangs on it go on)
+                                 add a fault rule (prints its id); fault change ID FLAGS (the same flags:
+                                 a new spec for rule ID, its counts from zero), fault list [--json],
+                                 fault rm ID, fault release ID (let what hangs on it go on)
   mdevfs ctl DIR journal [--since N] [--follow] [--json]
                                  every write to the tree and every fault fired, with the writer
                                  Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
