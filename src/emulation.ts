@@ -21,6 +21,8 @@ export interface EmulationOptions {
   abi?: string;
   log: Logger;
   clock?: Clock;
+  /** Entries the journal keeps (default JOURNAL_CAPACITY); 0: no journal at all (writes record nothing). */
+  journalSize?: number;
 }
 
 /**
@@ -44,8 +46,8 @@ export class Emulation implements Registrar {
   readonly uevents: Uevents;
   /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
   readonly faults: FaultEngine;
-  /** Every write to the tree and every fault fired, in order (src/journal). */
-  readonly journal: Journal;
+  /** Every write to the tree and every fault fired, in order (src/journal); none with journalSize 0. */
+  readonly journal: Journal | undefined;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   readonly ready: Promise<void>;
   /** Runtime changes (add, remove a parent, reset) one after the other. */
@@ -67,12 +69,16 @@ export class Emulation implements Registrar {
     const tree = (this.tree = new SysfsTree(this.core, devices));
     // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
     const clock = this.clock;
-    const journal = (this.journal = new Journal(this.core, faults, {
-      lastSeqnum: (): number => this.uevents.lastSeqnum,
-      now: clock.now?.bind(clock),
-      wallNow: clock.wallNow?.bind(clock),
-    }));
-    const kernfs = (this.kernfs = new Kernfs(tree.root, opts.log, { faults, journal }));
+    const journal = (this.journal =
+      opts.journalSize === 0
+        ? undefined
+        : new Journal(this.core, faults, {
+            capacity: opts.journalSize,
+            lastSeqnum: (): number => this.uevents.lastSeqnum,
+            now: clock.now?.bind(clock),
+            wallNow: clock.wallNow?.bind(clock),
+          }));
+    const kernfs = (this.kernfs = new Kernfs(tree.root, opts.log, journal ? { faults, journal } : { faults }));
     this.core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
     devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
     this.uevents = new Uevents(this.core, tree, () => kernfs.settled(), devices);

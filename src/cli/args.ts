@@ -26,7 +26,7 @@ export interface CommandSpec {
   example: string;
 }
 
-const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
+const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal', 'journal-size'];
 /** Options that take no value (present: "true"). */
 const FLAGS = ['udev', 'udevd', 'json', 'follow', 'hang', 'succeed', 'sticky'];
 /** Short spellings. */
@@ -119,6 +119,8 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
   udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
   journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
+  'journal-size': '--journal-size N      entries the journal keeps in memory (default 10000); 0: no journal (ctl journal\n' +
+    '                      and waits for journal entries are refused)',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
   until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',

@@ -100,6 +100,8 @@ Options:
                         fuse-native, which mounts through fusermount
   --journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each
                         (seq, times, op, path, the writer's pid/uid/comm, data, result, what changed)
+  --journal-size N      entries the journal keeps in memory (default 10000; at most 1000000); 0: no
+                        journal (ctl journal and waits for journal entries are refused)
   -h, --help            this text (with a command: that command's)
   -V, --version         the version
 
@@ -206,6 +208,16 @@ async function withMount(
     process.stderr.write('mdevfs: --abi must be 6.1 or 4.17\n');
     return EXIT_USAGE;
   }
+  const sizeOpt = options.get('journal-size');
+  const journalSize = sizeOpt === undefined ? undefined : Number(sizeOpt);
+  if (journalSize !== undefined && !(/^\d+$/.test(String(sizeOpt)) && journalSize <= MAX_JOURNAL_SIZE)) {
+    process.stderr.write(`mdevfs: --journal-size must be a number of entries from 0 (no journal) to ${MAX_JOURNAL_SIZE}, not "${sizeOpt}"\n`);
+    return EXIT_USAGE;
+  }
+  if (journalSize === 0 && options.has('journal')) {
+    process.stderr.write('mdevfs: --journal FILE needs the journal: it cannot go with --journal-size 0\n');
+    return EXIT_USAGE;
+  }
   const auto = options.has('backend') ? undefined : automaticBackend();
   const backendName = String(options.get('backend') ?? auto?.name);
   const makeBackend = BACKENDS[backendName];
@@ -229,7 +241,7 @@ async function withMount(
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
-    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log });
+    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log, journalSize });
     await emulation.ready;
   } catch (err) {
     process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
@@ -238,7 +250,7 @@ async function withMount(
   let stopJournal: (() => Promise<void>) | undefined;
   try {
     const file = options.get('journal');
-    if (file !== undefined) stopJournal = journalToFile(emulation.journal, String(file), log);
+    if (file !== undefined && emulation.journal) stopJournal = journalToFile(emulation.journal, String(file), log);
   } catch (err) {
     process.stderr.write(`mdevfs: --journal: ${(err as Error).message}\n`);
     return 1;
@@ -347,6 +359,9 @@ async function withMount(
     clearTimeout(deadline);
   }
 }
+
+/** The most entries --journal-size keeps (a full ring of short writes is about 1 KB an entry). */
+const MAX_JOURNAL_SIZE = 1_000_000;
 
 /** How long unmounting may take before the process kills itself rather than hang. */
 const STOP_DEADLINE_MS = 5000;

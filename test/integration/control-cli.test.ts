@@ -213,6 +213,49 @@ t.test('a hang holds the write until fault release; journal --follow streams the
   t.ok(kinds.includes('fault create') && kinds.includes('write create'), kinds.join(', '));
 });
 
+t.test('--journal-size 0: no journal; ctl journal, a wait for an entry and --journal FILE say so; writes work', async (t) => {
+  const script = [
+    `echo ${U1} > /sys/${MTTY2}/create || exit 10`,
+    'mdevfs ctl journal; echo "journal: $?"',
+    'mdevfs ctl wait --op create --timeout 1; echo "wait: $?"',
+    'mdevfs ctl mark --json',
+    'curl -s -w "%{http_code}\\n" --unix-socket "$MDEVFS_CONTROL" http://x/v1/journal',
+  ].join('\n');
+  const bin = scratch('mdevfs-bin-');
+  writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--journal-size', '0', '--', 'sh', '-c', script], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  const off = 'the journal is off: the daemon runs with --journal-size 0';
+  t.equal(r.stderr, `mdevfs ctl: ${off}\nmdevfs ctl: ${off}\n`, 'ctl journal and ctl wait for an entry say why');
+  const [journal, wait, mark, body, status] = r.stdout.trim().split('\n');
+  t.equal(journal, 'journal: 1');
+  t.equal(wait, 'wait: 1');
+  t.match(JSON.parse(mark!), { seqnum: Number, journal: null }, 'a mark: the SEQNUM, no journal seq');
+  t.same([JSON.parse(body!), status], [{ error: off }, '409'], 'GET /v1/journal: 409, why');
+  for (const [args, msg] of [
+    [['--journal-size', '0', '--journal', join(bin, 'j.jsonl')], /--journal FILE needs the journal/],
+    [['--journal-size', '-1'], /--journal-size must be a number of entries from 0/],
+    [['--journal-size', '2e3'], /--journal-size must be/],
+    [['--journal-size', '1000001'], /--journal-size must be/],
+  ] as const) {
+    const bad = cli(['exec', ...args, '--', 'true']);
+    t.equal(bad.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(bad.stderr, msg);
+  }
+  const small = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--journal-size', '2', '--', 'sh', '-c',
+    'for i in 1 2 3; do mdevfs ctl mark >/dev/null; done; curl -s --unix-socket "$MDEVFS_CONTROL" "http://x/v1/journal"'], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(small.status, 0, small.stderr);
+  t.match(JSON.parse(small.stdout), { entries: [{ seq: 2 }, { seq: 3 }], lastSeq: 3, dropped: 1 }, '--journal-size 2: the last two entries');
+});
+
 t.test('docs/examples/manager-enospc.sh passes, run by mdevfs exec as its comment says', async (t) => {
   const bin = scratch('mdevfs-bin-');
   writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
