@@ -7,8 +7,9 @@
  * 1. In process, CPU time: the journal's own work for one write (begin + end of a create write
  *    that changes nothing: what every write pays, whatever it does), per profile (samples: 2
  *    types on the parent; nvidia-t4: 17, each read before and after the write).
- * 2. In process, CPU time: create+remove writes through Kernfs (no FUSE), with the journal and
- *    without it (--journal-size 0), alternating batches.
+ * 2. In process, CPU time: create+remove writes through Kernfs (no FUSE), with the journal (of
+ *    10,000 entries and of 10) and without it (--journal-size 0), one process a run; and the heap
+ *    a full ring of 10,000 entries holds.
  * 3. Through a mount (the default backend): the daemon's CPU time (/proc/PID/stat) per write of
  *    a python3 client doing create+remove cycles, with the journal and without it.
  *
@@ -59,35 +60,56 @@ async function journalAlone(profile: string): Promise<void> {
   console.log(`1. ${profile} (${types} types): journal begin+end per write ${median(runs.slice(2)).toFixed(2)} us CPU (${spread(runs.slice(2))}; 7 x ${n})`);
 }
 
-/** 2: create+remove writes through Kernfs, journal on and off, in CPU microseconds per write. */
-async function inProcess(profile: string): Promise<void> {
-  const on = await emulation(profile);
-  const off = await emulation(profile, 0);
+/** create+remove cycles through Kernfs in this process (a child of inProcess): CPU us per write, or heap bytes per entry. */
+async function child(size: number, what: 'cpu' | 'heap'): Promise<void> {
+  const { e, dir, create } = await emulation('samples', size);
+  const k = e.kernfs;
   const caller = { pid: process.pid, uid: 0, gid: 0 };
   const one = Buffer.from('1\n');
-  const batch = async ({ e, dir, create }: typeof on, n: number) => {
-    const k = e.kernfs;
-    const fhc = k.open(create, 1);
-    const uuids = Array.from({ length: n }, () => randomUUID());
-    const c0 = cpuUs();
-    for (const u of uuids) {
+  const fhc = k.open(create, 1);
+  const cycles = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const u = randomUUID();
       await k.write(fhc, Buffer.from(`${u}\n`), caller);
       const fh = k.open(`${dir}/${u}/remove`, 1);
       await k.write(fh, one, caller);
       k.release(fh);
     }
-    k.release(fhc);
-    return (cpuUs() - c0) / n / 2;
   };
-  await batch(on, 2000);
-  await batch(off, 2000);
-  const res = { on: [] as number[], off: [] as number[] };
-  for (let r = 0; r < 9; r++) {
-    res.on.push(await batch(on, 3000));
-    res.off.push(await batch(off, 3000));
+  if (what === 'heap') {
+    const gc = (globalThis as { gc?: () => void }).gc!;
+    await cycles(12_000); // the ring is full from its 5,000th cycle
+    gc();
+    gc();
+    process.stdout.write(`${process.memoryUsage().heapUsed} ${e.journal?.since(0).length ?? 0}\n`);
+    return;
   }
-  const d = median(res.on) - median(res.off);
-  console.log(`2. ${profile}: create+remove write through Kernfs ${median(res.on).toFixed(2)} us CPU with the journal (${spread(res.on)}), ${median(res.off).toFixed(2)} without (${spread(res.off)}): ${d.toFixed(2)} us, ${((d / median(res.off)) * 100).toFixed(1)}%`);
+  const c0 = cpuUs();
+  await cycles(40_000);
+  process.stdout.write(`${(cpuUs() - c0) / 80_000}\n`);
+}
+
+/**
+ * 2: create+remove writes through Kernfs, one process a run (a full ring's garbage must not tax
+ * the other runs), journal of 10,000 entries, of 10, and none, alternating; then the heap a full
+ * ring holds (a process with --expose-gc: its heap after 12,000 cycles, less that of one with no journal).
+ */
+async function inProcess(): Promise<void> {
+  const run = (size: number, what: 'cpu' | 'heap') => {
+    const r = spawnSync(process.execPath, [...(what === 'heap' ? ['--expose-gc'] : []), __filename, 'child', String(size), what], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(r.stderr);
+    return r.stdout.trim();
+  };
+  const res = new Map<number, number[]>([[10_000, []], [10, []], [0, []]]);
+  for (let r = 0; r < 3; r++) for (const [size, a] of res) a.push(Number(run(size, 'cpu')));
+  const off = median(res.get(0)!);
+  for (const [size, a] of res) {
+    const d = median(a) - off;
+    console.log(`2. samples: a create/remove write through Kernfs, --journal-size ${size}: ${median(a).toFixed(2)} us CPU (${spread(a)}; 3 x 80,000)${size ? `: +${d.toFixed(2)} us, +${((d / off) * 100).toFixed(0)}%` : ''}`);
+  }
+  const [heapOn, entries] = run(10_000, 'heap').split(' ').map(Number);
+  const [heapOff] = run(0, 'heap').split(' ').map(Number);
+  console.log(`2. heap of a full ring: ${((heapOn! - heapOff!) / entries!).toFixed(0)} bytes an entry (${entries} entries of a UUID create or a remove)`);
 }
 
 /** The daemon's CPU time so far (utime + stime), in microseconds. */
@@ -135,8 +157,9 @@ async function throughMount(): Promise<void> {
 
 (async () => {
   const only = process.argv[2];
+  if (only === 'child') return void (await child(Number(process.argv[3]), process.argv[4] as 'cpu' | 'heap'), process.exit(0));
   if (!only || only === '1') for (const p of ['samples', 'nvidia-t4']) await journalAlone(p);
-  if (!only || only === '2') await inProcess('samples');
+  if (!only || only === '2') await inProcess();
   if (!only || only === '3') await throughMount();
   process.exit(0);
 })();
