@@ -360,7 +360,7 @@ async function withMount(
   }
 }
 
-/** The most entries --journal-size keeps (a full ring of short writes is about 1 KB an entry). */
+/** The most entries --journal-size keeps (a write of a UUID takes about 800 bytes of a full ring). */
 const MAX_JOURNAL_SIZE = 1_000_000;
 
 /** How long unmounting may take before the process kills itself rather than hang. */
