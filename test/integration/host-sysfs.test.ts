@@ -212,6 +212,19 @@ t.test('uevents describe only the emulated devices while an mdev is created (ude
   t.same(events.filter((l) => l.startsWith('UDEV')).map(strip), expected('UDEV'), 'the udev group: the same');
 });
 
+t.test('the host changes under the tree: an entry, a listing and a stat that come and go are seen at once (nothing cached)', { skip: !existsSync('/dev/loop-control') && 'no loop devices (/dev/loop-control)' }, async (t) => {
+  // A loop device attached to a scratch file and detached again: the host's /sys/block/loopN gains
+  // and loses loop/ (a harmless change of the host, undone at once, made by losetup, not through mdevfs).
+  const script = `f=$(mktemp); truncate -s 1M $f; L=$(losetup --find --show $f) || exit 1; n=\${L#/dev/}
+    ls /sys/block/$n > /dev/null
+    echo "attached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ "$(cat /sys/block/$n/loop/backing_file)" = "$f" ] && echo backing)"
+    losetup -d $L
+    echo "detached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ -e /sys/block/$n/loop ] && echo there || echo gone)"; rm $f`;
+  const r = exec(script);
+  t.equal(r.status, 0, r.stderr);
+  t.equal(r.stdout, 'attached: 1 2048 backing\ndetached: 0 0 gone\n', 'loop/ appears with its backing file, then is gone from lookups and the listing; size follows');
+});
+
 t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts shown as empty directories', async (t) => {
   const work = scratch('mdevfs-hostsys-');
   const dir = join(work, 'mnt');
