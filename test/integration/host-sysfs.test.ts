@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { CLI, REPO, backendArgs, cliEnv, scratch } from '../helpers/daemon';
@@ -192,6 +192,27 @@ t.test('a reader gets no more than the host gives it: a non-root reader of a PCI
   // fuse-native cannot tell the daemon who reads: everyone gets what an unprivileged reader gets (README).
   t.equal(Number(root), process.env.MDEVFS_TEST_BACKEND === 'fuse-native' ? Number(hostNobody) : hostRoot, 'root reads what root reads on the host (direct)');
   t.equal(ids, [...readFileSync(config).subarray(0, 4)].map((b) => b.toString(16).padStart(2, '0')).join(' '), 'the vendor and device ids, as the host has them');
+});
+
+/** Why user nobody cannot run mdevfs exec here (undefined: it can), as exec-unprivileged.test.ts checks it. */
+function nobodyCannotExec(): string | undefined {
+  const ok = (cmd: string) => spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', cmd]).status === 0;
+  if (!ok(`test -x ${process.execPath} && test -r ${CLI} && test -r /dev/fuse && test -w /dev/fuse`)) return 'user nobody cannot run mdevfs or open /dev/fuse';
+  if (!ok('unshare --user --map-root-user --mount true')) return 'this machine does not allow unprivileged user namespaces';
+  return undefined;
+}
+
+t.test('an ordinary user\'s exec --host-sysfs (a user namespace): the host around the tree, read as that user', { skip: nobodyCannotExec() }, async (t) => {
+  const tmp = scratch('mdevfs-hostsys-');
+  chownSync(tmp, 65534, 65534);
+  const config = hostPci.length > 0 ? `/sys/bus/pci/devices/${hostPci[0]}/config` : '/dev/null';
+  const script = `ls /sys/class/net; ls /sys/fs/cgroup; cat ${config} | wc -c; cat /sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/available_instances; m=$(cat /sys/class/net/lo/mtu); (echo $m > /sys/class/net/lo/mtu) 2>&1 | sed 's/^.*: //'`;
+  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'env', '-i', `PATH=${process.env.PATH}`, `TMPDIR=${tmp}`, 'LC_ALL=C',
+    process.execPath, CLI, 'exec', ...backendArgs, '--host-sysfs', '--', 'sh', '-c', script], { encoding: 'utf8', cwd: tmp, timeout: 60000 });
+  t.equal(r.status, 0, `exit 0 (${r.stderr.trim() || 'no errors'})`);
+  const configBytes = hostPci.length > 0 ? spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'sh', '-c', `cat ${config} | wc -c`], { encoding: 'utf8' }).stdout : '0\n';
+  t.equal(r.stdout, `${hostLs('/sys/class/net')}${hostLs('/sys/fs/cgroup')}${configBytes}12\nPermission denied\n`,
+    'the host\'s interfaces and cgroups, a config as nobody reads it on the host, the emulation, a write refused');
 });
 
 t.test('uevents describe only the emulated devices while an mdev is created (udevadm monitor, both groups)', async (t) => {
