@@ -20,8 +20,17 @@ import { ALWAYS, type AttrNode, type DirNode, type LinkNode, type Node } from '.
 
 /** A directory the host has at this path, not crossing into another file system. */
 function hostDirStat(path: string, dev: number): Stats | undefined {
-  const st = lstatSync(path, { throwIfNoEntry: false });
+  const st = hostLstat(path);
   return st?.isDirectory() && st.dev === dev ? st : undefined;
+}
+
+/** lstat of a host path: undefined if nothing is there, the errno as an MdevError if it cannot be looked at. */
+function hostLstat(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch (err) {
+    throw hostErrno(err);
+  }
 }
 
 /** The errno a failed host file system call gives (EIO for anything without one we know). */
@@ -92,7 +101,7 @@ export class HostSysfs {
 
   /** The host's node at path, as lstat finds it now (undefined: none there). */
   node(path: string): Node | undefined {
-    const st = lstatSync(path, { throwIfNoEntry: false });
+    const st = hostLstat(path);
     if (!st) return undefined;
     if (st.isDirectory()) return this.dir(path);
     if (st.isSymbolicLink()) {
@@ -153,12 +162,12 @@ export class HostSysfs {
     for (const dev of devices.devices.values()) {
       if (!dev.bus || !this.hasBusDevice(dev.bus.name, dev.name)) continue;
       const parent = [...core.parents.values()].find((p) => p.placement.device === dev);
-      out.push(`${dev.name} on bus ${dev.bus.name}${parent && parent.name !== dev.name ? ` (mdev parent ${parent.name})` : ''}`);
+      out.push(`${dev.name} (${dev.bus.name}${parent && parent.name !== dev.name ? `, mdev parent ${parent.name}` : ''})`);
     }
     for (const p of core.parents.values()) {
       if (p.placement.device?.bus) continue;
       const path = p.placement.path.join('/');
-      if (existsSync(join(this.root, path))) out.push(`${path} (mdev parent ${p.name})`);
+      if (existsSync(join(this.root, path))) out.push(`${join(this.root, path)} (mdev parent ${p.name})`);
     }
     return out;
   }
