@@ -3,6 +3,7 @@ import { type Abi, abiFor } from './core/abi';
 import { type Clock, realClock } from './base/clock';
 import { MdevCore } from './core/core';
 import { MdevError, errnoName } from './base/errno';
+import { silentLogger } from './base/log';
 import type { Ida } from './base/ida';
 import { KernelIds } from './core/kernel-ids';
 import type { Parent } from './core/mdev-objects';
@@ -32,7 +33,20 @@ export interface EmulationOptions {
 }
 
 /** A profile's device or parent the host already has (--host-sysfs): refused before anything mounts. */
-export class HostClashError extends Error {}
+export class HostClashError extends Error {
+  constructor(
+    /** What the host has, each as `0000:00:04.0 (pci)` or a path, with the mdev parent on it. */
+    readonly clashes: readonly string[],
+  ) {
+    super(HostClashError.describe('the profile', clashes));
+  }
+
+  /** The message, naming the profile (`profile nvidia-t4`). */
+  static describe(profile: string, clashes: readonly string[]): string {
+    return `--host-sysfs: ${profile} uses ${clashes.join(', ')}, which this host already has: ` +
+      'the emulated devices need addresses the host does not use (`mdevfs profiles show NAME` prints a built-in as JSON to change)';
+  }
+}
 
 /**
  * One emulated host, everything but the mount: the mdev core, the host's devices, the kernel's
@@ -121,11 +135,7 @@ export class Emulation implements Registrar {
   /** Refuses (HostClashError) what an emulation placed that the host already has. */
   private refuseHostClashes(hostfs: HostSysfs, em: Emulation): void {
     const clashes = hostfs.clashes(em.core, em.host.model);
-    if (clashes.length === 0) return;
-    throw new HostClashError(
-      `--host-sysfs: the host already has ${clashes.join(', ')}; ` +
-        'a profile shown beside the host\'s sysfs must use addresses the host does not (see `mdevfs profiles show NAME`)',
-    );
+    if (clashes.length > 0) throw new HostClashError(clashes);
   }
 
   /** Resolves when every cache has dropped what the changes so far removed. */
@@ -142,7 +152,7 @@ export class Emulation implements Registrar {
     return this.serialize(async () => {
       validateProfile({ parents: [parent] });
       // Tried on an emulation of its own first: nothing of this one changes for a parent the host has.
-      if (this.hostfs) this.refuseHostClashes(this.hostfs, new Emulation({ parents: [parent] }, { log: this.log, abi: this.abi.version }));
+      if (this.hostfs) this.refuseHostClashes(this.hostfs, new Emulation({ parents: [parent] }, { log: silentLogger, abi: this.abi.version }));
       await this.createPresentDevices([parent], [registerProfileParent(this, parent)]);
       await this.settled();
     });

@@ -86,6 +86,16 @@ export class HostSysfs {
         }
         for (const name of self.list(hostPath)) if (!seen.has(name)) yield name;
       },
+      // st_nlink without looking up every host entry: the host's own count (kernfs: 2 + its
+      // subdirectories), plus the emulated subdirectories the host has no directory for.
+      subdirs() {
+        const host = hostDirStat(hostPath, self.dev);
+        let n = host ? host.nlink - 2 : 0;
+        for (const name of emulated.names()) {
+          if (emulated.lookup(name)?.kind === 'dir' && !(host && hostDirStat(join(hostPath, name), self.dev))) n++;
+        }
+        return n;
+      },
     };
   }
 
