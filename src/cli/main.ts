@@ -238,8 +238,8 @@ async function withMount(
     emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log, hostSysfs: options.has('host-sysfs') ? '/sys' : undefined });
     await emulation.ready;
   } catch (err) {
-    const profileName = err instanceof HostClashError ? `profile ${options.get('profile') ?? 'samples'}: ` : '';
-    process.stderr.write(`mdevfs: ${profileName}${(err as Error).message}\n`);
+    const message = err instanceof HostClashError ? HostClashError.describe(`profile ${options.get('profile') ?? 'samples'}`, err.clashes) : (err as Error).message;
+    process.stderr.write(`mdevfs: ${message}\n`);
     return EXIT_USAGE;
   }
   let stopJournal: (() => Promise<void>) | undefined;

@@ -235,15 +235,40 @@ t.test('uevents describe only the emulated devices while an mdev is created (ude
 
 t.test('the host changes under the tree: an entry, a listing and a stat that come and go are seen at once (nothing cached)', { skip: !existsSync('/dev/loop-control') && 'no loop devices (/dev/loop-control)' }, async (t) => {
   // A loop device attached to a scratch file and detached again: the host's /sys/block/loopN gains
-  // and loses loop/ (a harmless change of the host, undone at once, made by losetup, not through mdevfs).
-  const script = `f=$(mktemp); truncate -s 1M $f; L=$(losetup --find --show $f) || exit 1; n=\${L#/dev/}
+  // and loses loop/ (a harmless change of the host, undone at once, made by losetup, not through
+  // mdevfs). The command inside attaches it and reads the tree (so the kernel has its entries), then
+  // waits; the test detaches it and waits until the host's own /sys no longer has loop/ (udevd may
+  // hold the device open a moment), then lets the command look again.
+  const tmp = scratch('mdevfs-hostsys-');
+  const backing = join(tmp, 'backing');
+  writeFileSync(backing, Buffer.alloc(1 << 20));
+  const script = `L=$(losetup --find --show ${backing}) || exit 1; n=\${L#/dev/}; echo $n
     ls /sys/block/$n > /dev/null
-    echo "attached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ "$(cat /sys/block/$n/loop/backing_file)" = "$f" ] && echo backing)"
-    losetup -d $L
-    echo "detached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ -e /sys/block/$n/loop ] && echo there || echo gone)"; rm $f`;
-  const r = exec(script);
-  t.equal(r.status, 0, r.stderr);
-  t.equal(r.stdout, 'attached: 1 2048 backing\ndetached: 0 0 gone\n', 'loop/ appears with its backing file, then is gone from lookups and the listing; size follows');
+    echo "attached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ "$(cat /sys/block/$n/loop/backing_file)" = "${backing}" ] && echo backing)"
+    read go
+    echo "detached: $(ls /sys/block/$n | grep -cx loop) $(cat /sys/block/$n/size) $([ -e /sys/block/$n/loop ] && echo there || echo gone)"`;
+  const proc = spawn(process.execPath, [CLI, 'exec', ...backendArgs, '--host-sysfs', '--', 'sh', '-c', script], { env: cliEnv({ TMPDIR: tmp, LC_ALL: 'C' }), stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d) => (out += d));
+  proc.stderr.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  let device: string | undefined;
+  t.teardown(() => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+    if (device && existsSync(`/sys/block/${device}/loop`)) spawnSync('losetup', ['-d', `/dev/${device}`]);
+  });
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; i < 400 && !cond() && proc.exitCode === null; i++) await new Promise((r) => setTimeout(r, 25));
+    return cond();
+  };
+  t.ok(await until(() => out.includes('attached:')), `attached (${err.trim() || 'no errors'})`);
+  device = out.split('\n')[0];
+  t.equal(spawnSync('losetup', ['-d', `/dev/${device}`]).status, 0, 'detached on the host');
+  t.ok(await until(() => !existsSync(`/sys/block/${device}/loop`)), 'the host\'s own sysfs no longer has loop/');
+  proc.stdin.end('go\n');
+  t.equal(await exited, 0, err);
+  t.equal(out, `${device}\nattached: 1 2048 backing\ndetached: 0 0 gone\n`, 'loop/ appears with its backing file, then is gone from lookups and the listing; size follows');
 });
 
 t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts shown as empty directories', async (t) => {
