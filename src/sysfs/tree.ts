@@ -3,14 +3,14 @@ import type { Parent } from '../core/mdev-objects';
 import type { Kobj } from '../core/uevent';
 import { type DeviceEvent, DeviceModel } from '../devices/device-model';
 import { BusesRenderer } from './buses';
-import { Classes } from './class';
+import { CLASSES, Classes } from './class';
 import { InvalidationSet, TreeContext, at } from './context';
-import { IommuGroups } from './iommu-groups';
+import { IOMMU_GROUPS, IommuGroups } from './iommu-groups';
 import type { Invalidation } from './kernfs';
 import { MdevSubsystem } from './mdev';
-import { Modules } from './module';
+import { MODULES, Modules } from './module';
 import { type DirNode, type Node, dir, dynDir, union } from './nodes';
-import { VfioGroups } from './vfio-groups';
+import { GROUP_DEVICES, VfioGroups } from './vfio-groups';
 
 /** What a uevent about a kobject carries besides ACTION, the caller's variables and SEQNUM. */
 export interface KobjectInfo {
@@ -61,13 +61,14 @@ export class SysfsTree {
         (name) => buses.busDir(name),
       ),
     ]);
-    const kernel = dir({ iommu_groups: () => this.iommu.dir() });
+    // The subsystems' listings where their descriptions put them (kernel/iommu_groups, class, module).
+    const kernel = dir({ [IOMMU_GROUPS.name]: () => this.iommu.dir() });
     this.root = dir({
       bus: () => bus,
-      class: () => this.classes.dir(),
+      [CLASSES.name]: () => this.classes.dir(),
       devices: () => this.prefixDir(['devices']),
-      kernel: () => kernel,
-      module: () => this.modules.dir(),
+      [IOMMU_GROUPS.path[0]!]: () => kernel,
+      [MODULES.name]: () => this.modules.dir(),
     });
   }
 
@@ -100,21 +101,29 @@ export class SysfsTree {
     return inv;
   }
 
-  /** What a change of the host devices (a bind, an unbind) took away. */
+  /** What a change of the host devices (a bind, an unbind, a device or driver coming or going) took away. */
   deviceInvalidations(ev: DeviceEvent): Invalidation {
     const inv = new InvalidationSet();
     const fromBuses = this.ctx.buses.invalidations(ev);
     inv.gone(...fromBuses.entries);
     inv.changed(...fromBuses.attrs);
-    const group = ev.kind === 'vfio' && ev.dev.vfioGroupMinor !== undefined ? ev.dev.pci?.iommuGroup : undefined;
-    if (ev.kind === 'vfio' && group !== undefined) this.vfioGroup(group, ev.registered, inv);
+    this.iommu.hostDevice(ev, inv);
+    if (ev.kind === 'driver') this.modules.hostDriver(ev, inv);
+    if (ev.kind === 'vfio') {
+      this.classes.vfioDev(ev.dev.vfioIndex, ev.registered, inv);
+      const group = ev.dev.vfioGroupMinor !== undefined ? ev.dev.pci?.iommuGroup : undefined;
+      if (group !== undefined) this.vfioGroup(group, ev.registered, inv);
+    }
     return inv;
   }
 
-  /** A VFIO group device came or went; devices/virtual goes with the last group when nothing else is in it. */
+  /** A VFIO group device came or went; the glue directory's container goes with the last group when nothing else is in it. */
   private vfioGroup(group: number, shown: boolean, inv: InvalidationSet): void {
     this.vfio.invalidate(group, shown, inv);
-    if (!shown && this.vfio.count() === 0 && !this.prefixDir(['devices']).lookup('virtual')) inv.gone(at('devices', 'virtual'));
+    const container = this.vfio.above()[0]!;
+    if (!shown && this.vfio.count() === 0 && !this.prefixDir(container.slice(0, -1)).lookup(container[container.length - 1]!)) {
+      inv.gone(at(...container));
+    }
   }
 
   /**
@@ -164,11 +173,11 @@ export class SysfsTree {
         node = this.mdev.deviceDir(k.dev);
         break;
       case 'vfio-group':
-        path = ['devices', 'virtual', 'vfio', String(k.dev.iommuGroup)];
+        path = GROUP_DEVICES.entryPath(k.dev.iommuGroup!);
         node = this.vfio.mdevGroupDir(k.dev);
         break;
       case 'host-vfio-group':
-        path = ['devices', 'virtual', 'vfio', String(k.dev.pci?.iommuGroup)];
+        path = GROUP_DEVICES.entryPath(k.dev.pci!.iommuGroup!);
         node = this.vfio.hostGroupDir(k.dev);
         break;
       case 'vfio-dev':
@@ -216,14 +225,17 @@ export class SysfsTree {
         return d;
       };
       const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
-      // devices/virtual/vfio: the VFIO group devices' glue directory, while there is one (and
-      // devices/virtual with it, on a host whose parents are all bus devices).
-      const glueName = key === 'devices/virtual' ? 'vfio' : key === 'devices' ? 'virtual' : undefined;
+      // The VFIO group devices' glue directory (GROUP_DEVICES: devices/virtual/vfio), while there is
+      // one, and the directories on the way to it (devices/virtual, on a host whose parents are all bus devices).
+      const gluePath = GROUP_DEVICES.path;
+      const onGlue = prefix.length < gluePath.length && prefix.every((c, i) => gluePath[i] === c);
+      const glueName = onGlue ? gluePath[prefix.length] : undefined;
+      const glueIsGroups = prefix.length === gluePath.length - 1;
       const glue = glueName ? () => (this.vfio.count() > 0 ? [glueName] : []) : () => [];
       return dynDir(
         () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.ctx.buses.namesBelow(prefix), ...glue()]),
         (name) => {
-          if (name === glueName && glue().length > 0) return name === 'vfio' ? this.vfio.devicesDir() : deeperDir(name);
+          if (name === glueName && glue().length > 0) return glueIsGroups ? this.vfio.devicesDir() : deeperDir(name);
           // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
           const device = this.ctx.buses.deviceAt(`${key}/${name}`);
           if (device) return this.ctx.buses.deviceDir(device);
