@@ -117,13 +117,24 @@ export class SysfsTree {
     return inv;
   }
 
-  /** A VFIO group device came or went; the glue directory's container goes with the last group when nothing else is in it. */
+  /**
+   * A VFIO group device came or went. With the first or the last one the glue directory came or
+   * went, and its container (devices/virtual) with it where nothing else is in it (a host whose
+   * parents are all bus devices): only then does the container's own container change.
+   */
   private vfioGroup(group: number, shown: boolean, inv: InvalidationSet): void {
     this.vfio.invalidate(group, shown, inv);
-    const container = this.vfio.above()[0]!;
-    if (!shown && this.vfio.count() === 0 && !this.prefixDir(container.slice(0, -1)).lookup(container[container.length - 1]!)) {
-      inv.gone(at(...container));
-    }
+    if (!this.vfio.glueChanged(shown)) return;
+    const container = this.vfio.container();
+    if (this.occupied(container)) return;
+    inv.changed(at(...container.slice(0, -1)));
+    if (!shown) inv.gone(at(...container));
+  }
+
+  /** Whether a registered parent or a host device is below prefix (which then is there without the glue). */
+  private occupied(prefix: readonly string[]): boolean {
+    const below = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
+    return this.ctx.registeredParents().some((p) => below(p.placement.path)) || this.ctx.buses.namesBelow(prefix).length > 0;
   }
 
   /**

@@ -99,21 +99,24 @@ export class VfioGroups {
   /**
    * A group device came or went: its entries in the two listings (a group's own entries go with
    * its directory). The glue directory (GROUP_DEVICES) comes with the first group device and goes
-   * with the last: only then do the directories above it change (devices/virtual, devices), and
-   * its container goes when nothing else is in it (tree.ts knows what else is).
+   * with the last: only then does its container's st_nlink change (devices/virtual; tree.ts knows
+   * whether the container came and went with it).
    */
   invalidate(group: number, shown: boolean, inv: InvalidationSet): void {
     inv.changed(GROUP_DEVICES.at());
-    const groups = this.count();
-    if (shown ? groups === 1 : groups === 0) for (const up of this.above()) inv.changed(at(...up));
+    if (this.glueChanged(shown)) inv.changed(at(...this.container()));
     if (shown) return;
     inv.gone(GROUP_LINKS.entry(group), GROUP_DEVICES.entry(group));
-    if (groups === 0) inv.gone(GROUP_DEVICES.at());
+    if (this.count() === 0) inv.gone(GROUP_DEVICES.at());
   }
 
-  /** The directories the glue directory is in, the nearest first (devices/virtual, devices). */
-  above(): string[][] {
-    const path = GROUP_DEVICES.path;
-    return path.slice(1).map((_, i) => path.slice(0, path.length - 1 - i));
+  /** Whether the glue directory came (shown) or went with this group device: the first one, or the last. */
+  glueChanged(shown: boolean): boolean {
+    return this.count() === (shown ? 1 : 0);
+  }
+
+  /** The directory the glue directory is in (devices/virtual). */
+  container(): string[] {
+    return GROUP_DEVICES.path.slice(0, -1);
   }
 }
