@@ -176,9 +176,9 @@ export class SysfsTree {
         node = this.dirAt(path);
         break;
       case 'module':
-        return { devpath: at('module', k.name), subsystem: 'module', vars: [] };
+        return { devpath: MODULES.entry(k.name), subsystem: 'module', vars: [] };
       case 'class':
-        return { devpath: at('class', k.name), subsystem: 'class', vars: [] };
+        return { devpath: CLASSES.entry(k.name), subsystem: 'class', vars: [] };
       case 'device':
         path = this.ctx.devicePath(k.dev);
         node = this.mdev.deviceDir(k.dev);
