@@ -113,7 +113,7 @@ export class HostSysfs {
   node(path: string): Node | undefined {
     const st = hostLstat(path);
     if (!st) return undefined;
-    if (st.isDirectory()) return this.dir(path);
+    if (st.isDirectory()) return this.dir(path, st.dev !== this.dev);
     if (st.isSymbolicLink()) {
       let text: string;
       try {
@@ -141,13 +141,14 @@ export class HostSysfs {
     return attr;
   }
 
-  private dir(path: string): DirNode {
+  /** A host directory; a mount point (another file system there) is the empty directory sysfs has under it. */
+  private dir(path: string, mountPoint: boolean): DirNode {
     return {
       kind: 'dir',
       host: path,
       alive: ALWAYS,
-      lookup: (name) => (hostDirStat(path, this.dev) ? this.node(join(path, name)) : undefined),
-      names: () => this.list(path),
+      lookup: (name) => (mountPoint ? undefined : this.node(join(path, name))),
+      names: () => (mountPoint ? [] : this.list(path)),
     };
   }
 
