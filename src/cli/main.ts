@@ -6,7 +6,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { LogFormat } from '../base/log';
 import type { Uevents } from '../events/uevents';
-import { blockedThreadCount } from '../fuse/backend-interface';
+import { blockedThreadCount, reportBlockedThreads } from '../fuse/backend-interface';
 import { COMMANDS, type Invocation, UsageError, commandHelp, controlPathFor, mountpointOf, parseCommandLine } from './args';
 
 // Each command loads what it needs when it runs (`await import` in its branch), so that `wait`,
@@ -363,6 +363,14 @@ async function withMount(
       await lazyUnmount(dir).catch(() => undefined);
     }
     await stopJournal?.();
+    // --host-sysfs: a host file's read still blocked in the host's kernel (its request was answered
+    // ENODEV) holds a libuv pool thread, which Node's exit joins for ever: main() ends the process
+    // with SIGKILL if it does not return in time (the mount is gone already).
+    const stuck = await emulation.kernfs.readsInKernel(HOST_READ_GRACE_MS);
+    if (stuck > 0) {
+      log.warn({ reads: stuck, ms: HOST_READ_GRACE_MS }, 'host file reads still blocked in the kernel: the process ends with SIGKILL');
+      reportBlockedThreads(stuck);
+    }
     removeCreated();
     clearTimeout(deadline);
   }
@@ -370,6 +378,9 @@ async function withMount(
 
 /** The most entries --journal-size keeps (a write of a UUID takes about 800 bytes of a full ring). */
 const MAX_JOURNAL_SIZE = 1_000_000;
+
+/** How long a host file's read still in the kernel at the end is given to return (below STOP_DEADLINE_MS). */
+const HOST_READ_GRACE_MS = 1000;
 
 /** How long unmounting may take before the process kills itself rather than hang. */
 const STOP_DEADLINE_MS = 5000;

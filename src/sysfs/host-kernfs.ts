@@ -1,10 +1,10 @@
-import { closeSync, lstatSync, openSync, readSync, readlinkSync } from 'node:fs';
+import { close, closeSync, lstatSync, openSync, read, readSync, readlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import { Errno } from '../base/errno';
-import type { FaultEngine } from '../faults/engine';
+import { Errno, MdevError, fail } from '../base/errno';
+import type { FaultEngine, FaultVerdict } from '../faults/engine';
 import { type HostSysfs, hostErrno } from './host';
-import { type Caller, Kernfs, O_ACCMODE, O_RDWR, O_WRONLY, S_IFDIR, type Stat, type WriteObserver, splitPath } from './kernfs';
+import { type Caller, Kernfs, O_ACCMODE, O_RDWR, O_WRONLY, S_IFDIR, type Stat, type WriteObserver, readContext, splitPath } from './kernfs';
 import type { DirNode, Node } from './nodes';
 
 /**
@@ -19,10 +19,28 @@ const UNPRIVILEGED_CONFIG_CARDBUS = 128;
 const PCI_HEADER_TYPE = 0x0e;
 const PCI_HEADER_TYPE_CARDBUS = 2;
 
+/**
+ * How many host reads may be in libuv's thread pool at once. A host file's read can block in the
+ * host's kernel (wakeup_count while wakeup events are pending, a slow PCI VPD, hwmon over I2C), each
+ * holding a pool thread meanwhile: the pool (UV_THREADPOOL_SIZE, 4 by default) keeps two threads for
+ * the rest of the daemon's work in it (the direct backend's /dev/fuse readers where it cannot poll,
+ * file writes of the journal...). Further host reads wait here for one of these to return.
+ */
+export const HOST_READS_IN_POOL = Math.max(1, (Number(process.env.UV_THREADPOOL_SIZE) || 4) - 2);
+
 interface HostFile {
   fd: number;
+  /** The tree's path (what a read fault rule matches). */
+  path: string;
   /** Bytes the reader may have (a PCI config read by an unprivileged reader), if limited. */
   limit?: number;
+  /** Whether a read has been answered (the first read, whatever its offset, is where read faults act, as for show()). */
+  shown: boolean;
+  /** A read fault's `content`, for the reads of this open file that follow at other offsets. */
+  content?: Buffer;
+  /** Reads of it in the host's kernel now: its descriptor is closed after the last (RELEASE may come first). */
+  reading: number;
+  released: boolean;
 }
 
 /**
@@ -35,6 +53,12 @@ interface HostFile {
 export class HostKernfs extends Kernfs {
   private readonly hostFiles = new Map<number, HostFile>();
   private readonly epochStat = new Date();
+  private readonly faults: FaultEngine | undefined;
+  /** Host reads in the pool now, and those waiting for a place there (HOST_READS_IN_POOL). */
+  private inPool = 0;
+  private readonly waiting: (() => void)[] = [];
+  /** Called when the last host read in the pool returns. */
+  private readonly idle = new Set<() => void>();
 
   constructor(
     emulatedRoot: DirNode,
@@ -45,6 +69,7 @@ export class HostKernfs extends Kernfs {
     private readonly privileged = process.geteuid?.() === 0,
   ) {
     super(hostfs.overlay(emulatedRoot), log, opts);
+    this.faults = opts.faults;
   }
 
   override getattr(path: string, node: Node = this.resolve(path)): Stat {
@@ -84,7 +109,7 @@ export class HostKernfs extends Kernfs {
     const fh = super.open(path, flags, node, caller);
     try {
       const fd = openSync(node.host, 'r');
-      this.hostFiles.set(fh, { fd, limit: this.readLimit(node.host, fd, caller) });
+      this.hostFiles.set(fh, { fd, path, limit: this.readLimit(node.host, fd, caller), shown: false, reading: 0, released: false });
     } catch (err) {
       super.release(fh);
       throw hostErrno(err);
@@ -92,25 +117,102 @@ export class HostKernfs extends Kernfs {
     return fh;
   }
 
+  /**
+   * A host file is read asynchronously, in libuv's thread pool (fs.read on its descriptor): a read
+   * that blocks in the host's kernel holds only its own request. Read fault rules act as on an
+   * emulated attribute, on the first read of the open file and each read at offset 0: an errno, a
+   * `content` kept for the reads at later offsets, a delay or a hang before the host is read.
+   */
   override read(fh: number, length: number, position: number): Buffer | Promise<Buffer> {
     const f = this.hostFiles.get(fh);
     if (!f) return super.read(fh, length, position);
+    if (position !== 0 && f.shown) return this.readOn(f, undefined, length, position);
+    f.shown = true;
+    f.content = undefined;
+    const faults = this.faults;
+    if (!faults?.watching('read')) return this.readOn(f, undefined, length, position);
+    const verdict = faults.check(readContext(f.path));
+    // Held by a delay or a hang: the file may have been closed meanwhile.
+    if (verdict instanceof Promise) return verdict.then((v) => this.readOn(this.hostFile(fh), v, length, position));
+    return this.readOn(f, verdict, length, position);
+  }
+
+  private readOn(f: HostFile, verdict: FaultVerdict | undefined, length: number, position: number): Buffer | Promise<Buffer> {
+    if (verdict?.kind === 'content') f.content = Buffer.from(verdict.content, 'latin1');
+    if (f.content) return f.content.subarray(position, position + length);
     const len = f.limit === undefined ? length : Math.max(0, Math.min(length, f.limit - position));
-    const buf = Buffer.allocUnsafe(len);
-    try {
-      return buf.subarray(0, len === 0 ? 0 : readSync(f.fd, buf, 0, len, position));
-    } catch (err) {
-      throw hostErrno(err);
+    if (len === 0) return Buffer.alloc(0);
+    return this.inPoolTurn().then(() => this.readHost(f, len, position));
+  }
+
+  /** One read(2) of the host file in the pool; the place taken by inPoolTurn is given back when it returns. */
+  private readHost(f: HostFile, len: number, position: number): Promise<Buffer> {
+    if (f.released) {
+      this.leavePool();
+      return Promise.reject(new MdevError(Errno.EBADF, 'host file closed'));
     }
+    const buf = Buffer.allocUnsafe(len);
+    f.reading++;
+    return new Promise((resolve, reject) => {
+      read(f.fd, buf, 0, len, position, (err, n) => {
+        f.reading--;
+        if (f.released && f.reading === 0) close(f.fd, () => undefined);
+        this.leavePool();
+        if (err) reject(hostErrno(err));
+        else resolve(buf.subarray(0, n));
+      });
+    });
+  }
+
+  /** Resolves when a host read may go into the pool (at most HOST_READS_IN_POOL there at once). */
+  private inPoolTurn(): Promise<void> {
+    if (this.inPool < HOST_READS_IN_POOL) {
+      this.inPool++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private leavePool(): void {
+    const next = this.waiting.shift();
+    if (next) return next(); // the place goes to it
+    this.inPool--;
+    if (this.inPool === 0) for (const done of [...this.idle]) done();
+  }
+
+  /** Host reads in the pool, and whether they return within ms (Node's exit would wait for them for ever). */
+  override readsInKernel(ms: number): Promise<number> {
+    if (this.inPool === 0) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const done = () => {
+        this.idle.delete(done);
+        clearTimeout(timer);
+        resolve(this.inPool);
+      };
+      const timer = setTimeout(done, ms);
+      this.idle.add(done);
+    });
+  }
+
+  /** The reads of this instance's pool, for tests: in the pool, and waiting for a place there. */
+  get hostReads(): { inPool: number; waiting: number } {
+    return { inPool: this.inPool, waiting: this.waiting.length };
   }
 
   override release(fh: number): void {
     const f = this.hostFiles.get(fh);
     if (f) {
       this.hostFiles.delete(fh);
-      closeSync(f.fd);
+      f.released = true;
+      if (f.reading === 0) closeSync(f.fd);
     }
     super.release(fh);
+  }
+
+  private hostFile(fh: number): HostFile {
+    const f = this.hostFiles.get(fh);
+    if (!f) fail(Errno.EBADF);
+    return f;
   }
 
   override setattr(path: string, change: Parameters<Kernfs['setattr']>[1]): void {

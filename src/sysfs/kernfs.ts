@@ -75,6 +75,12 @@ function writeContext(path: string): FaultContext {
   return { op: writeStep(canonical), attr: canonical.slice(canonical.lastIndexOf('/') + 1), path: canonical };
 }
 
+/** What the fault engine knows of a read of path (a `read` rule acts where show() would run). */
+export function readContext(path: string): FaultContext {
+  const canonical = canonicalPath(path);
+  return { op: 'read', attr: canonical.slice(canonical.lastIndexOf('/') + 1), path: canonical };
+}
+
 export function splitPath(path: string): string[] {
   return path.split('/').filter((c) => c !== '' && c !== '.');
 }
@@ -249,7 +255,7 @@ export class Kernfs {
     if (position === 0 || !f.content) {
       const faults = this.opts.faults;
       if (faults?.watching('read')) {
-        const verdict = faults.check({ op: 'read', attr: splitPath(f.path).pop(), path: canonicalPath(f.path) });
+        const verdict = faults.check(readContext(f.path));
         // Held by a delay or a hang: the file may have gone (ENODEV) or been closed meanwhile.
         if (verdict instanceof Promise) return verdict.then((v) => this.show(this.handle(fh), v, length, position));
         return this.show(f, verdict, length, position);
@@ -304,6 +310,15 @@ export class Kernfs {
         journal?.end(token, result);
       }
     }
+  }
+
+  /**
+   * Reads still inside the host's kernel, each holding a thread of libuv's pool, which Node's exit
+   * joins (--host-sysfs: host-kernfs.ts; the emulated tree has none). Resolves with 0 once none is,
+   * or after ms with how many still are.
+   */
+  async readsInKernel(_ms: number): Promise<number> {
+    return 0;
   }
 
   private handle(fh: number): OpenFile {

@@ -56,10 +56,10 @@ function errnoOf(fn: () => unknown): number | undefined {
   return undefined;
 }
 
-function readAll(k: Kernfs, path: string, caller = ROOT): Buffer {
+async function readAll(k: Kernfs, path: string, caller = ROOT): Promise<Buffer> {
   const fh = k.open(path, O_RDONLY, undefined, caller);
   try {
-    return k.read(fh, 65536, 0);
+    return await k.read(fh, 65536, 0);
   } finally {
     k.release(fh);
   }
@@ -74,9 +74,9 @@ t.test('the overlay: merged listings, the emulated entry wins a name, host nodes
   t.same(k.readdir('/class/mdev_bus').slice(2).sort(), ['hostonly', 'mbochs', 'mdpy', 'mtty'], 'class/mdev_bus: the emulated parents and the host\'s entry');
   t.equal(k.resolve('/bus/mdev/drivers_autoprobe').kind, 'attr', 'a name both have: the emulated node (a file), not the host\'s directory');
   t.equal(k.readlink('/class/net/lo'), '../../devices/virtual/net/lo', 'a host link reads as the host\'s');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '65536\n', 'a host file\'s content');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '65536\n', 'a host file\'s content');
   writeFileSync(join(root, 'devices/virtual/net/lo/mtu'), '1500\n');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '1500\n', 'read at read time: the host changed it');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '1500\n', 'read at read time: the host changed it');
   const st = k.getattr('/devices/pci0000:00/0000:00:03.0/vendor');
   t.equal(st.mode & 0o7777, 0o444, 'the host file\'s mode');
   t.equal(st.size, 7, 'its size');
@@ -99,20 +99,20 @@ t.test('host nodes are never written: EROFS, EACCES where the mode has no write 
   t.equal(errnoOf(() => k.mutate('mkdir', '/class/mdev_bus/x')), Errno.EPERM, 'mkdir in an emulated (merged) directory: as sysfs, EPERM');
   t.equal(errnoOf(() => k.mutate('rmdir', '/class/mdev_bus/hostonly')), Errno.EROFS, 'rmdir of a host directory in a merged one');
   t.equal(errnoOf(() => k.open('/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/create', O_WRONLY, undefined, ROOT)), undefined, 'the emulated files are written as before');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '65536\n', 'the host file is unchanged');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '65536\n', 'the host file is unchanged');
 });
 
 t.test('a PCI config: the first 64 bytes for a reader other than root, or one the backend cannot name', async (t) => {
   const root = fakeHost(t);
   const k = emulation(root).kernfs;
   const config = '/devices/pci0000:00/0000:00:03.0/config';
-  t.equal(readAll(k, config, ROOT).length, 256, 'root: all of it');
-  t.equal(readAll(k, config, NOBODY).length, 64, 'nobody: the standard header');
+  t.equal((await readAll(k, config, ROOT)).length, 256, 'root: all of it');
+  t.equal((await readAll(k, config, NOBODY)).length, 64, 'nobody: the standard header');
   const fh = k.open(config, O_RDONLY);
-  t.equal(k.read(fh, 4096, 0).length, 64, 'no caller (fuse-native): the header only');
-  t.equal(k.read(fh, 4096, 60).length, 4, 'a read past it ends at 64');
+  t.equal((await k.read(fh, 4096, 0)).length, 64, 'no caller (fuse-native): the header only');
+  t.equal((await k.read(fh, 4096, 60)).length, 4, 'a read past it ends at 64');
   k.release(fh);
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu', NOBODY).toString(), '65536\n', 'another file reads whole');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu', NOBODY)).toString(), '65536\n', 'another file reads whole');
 });
 
 t.test('what the emulation must not take from the host: clashes refused, stand-ins left out, numbers skipped', async (t) => {
@@ -128,4 +128,45 @@ t.test('what the emulation must not take from the host: clashes refused, stand-i
   t.ok(new Emulation(BUILTIN_PROFILES.samples!, { log: silentLogger }).host.model.get(['devices', 'pci0000:00', '0000:00:00.0']), 'and is there without --host-sysfs');
   await t.rejects(em.addParent({ ...t4.parents[0]!, name: '0000:00:03.0', path: 'devices/pci0000:00/0000:00:03.0' }), { constructor: HostClashError }, 'a hot-plugged parent at a host address: refused');
   t.notOk(em.core.parents.has('0000:00:03.0'), 'and nothing of it registered');
+});
+
+const MTU = '/devices/virtual/net/lo/mtu';
+const AVAILABLE = '/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/available_instances';
+
+t.test('read fault rules act on host files as on emulated ones: errno, content, a hang that holds only its read', async (t) => {
+  const root = fakeHost(t);
+  const em = emulation(root);
+  const k = em.kernfs;
+  const fired: string[] = [];
+  em.faults.onFire((f) => fired.push(`${f.action} ${f.ctx.path}`));
+  // The path a rule's glob sees is the file's own, as the kernel resolved it (the class link followed).
+  em.faults.add({ id: 'eio', match: { op: 'read', path: '/sys/class/net/*/mtu' }, action: { kind: 'errno', errno: 'EIO' }, trigger: { times: 1 } });
+  t.equal((await readAll(k, MTU)).toString(), '65536\n', 'a glob on the class link\'s path does not match the file\'s own path');
+  t.same(fired, [], 'and nothing fired');
+  em.faults.clear();
+  em.faults.add({ id: 'eio', match: { op: 'read', path: '/sys/devices/**/net/*/mtu' }, action: { kind: 'errno', errno: 'EIO' }, trigger: { times: 1 } });
+  await t.rejects(readAll(k, MTU), { errno: Errno.EIO }, 'an errno rule on the canonical path: EIO');
+  t.same(fired, ['errno /sys/devices/virtual/net/lo/mtu'], 'fired once, with the canonical path (the journal hears it)');
+  t.equal((await readAll(k, MTU)).toString(), '65536\n', 'times 1: the next read reads the host');
+
+  em.faults.add({ match: { op: 'read', attr: 'mtu' }, action: { kind: 'content', content: '1234\n' } });
+  const fh = k.open(MTU, O_RDONLY, undefined, ROOT);
+  t.equal((await k.read(fh, 2, 0)).toString(), '12', 'content by the attribute\'s name');
+  t.equal((await k.read(fh, 10, 2)).toString(), '34\n', 'the rest of that content at the next offset');
+  k.release(fh);
+  em.faults.clear();
+
+  em.faults.add({ id: 'hang', match: { op: 'read', attr: 'mtu' }, action: { kind: 'hang' } });
+  let answered = false;
+  const held = readAll(k, MTU).then((b) => ((answered = true), b.toString()));
+  await new Promise((r) => setImmediate(r));
+  t.equal(em.faults.get('hang')?.hung, 1, 'the host read hangs on the rule');
+  const fh2 = k.open(AVAILABLE, O_RDONLY, undefined, ROOT);
+  const emulated = k.read(fh2, 100, 0);
+  k.release(fh2);
+  t.notOk(emulated instanceof Promise, 'an emulated read meanwhile: answered at once, synchronously');
+  t.equal(emulated.toString(), '12\n', 'with its content');
+  t.notOk(answered, 'the held read is not answered');
+  t.equal(em.faults.release('hang'), 1, 'released');
+  t.equal(await held, '65536\n', 'then it reads the host');
 });
