@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, lstatSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { CLI, REPO, backendArgs, cliEnv, scratch } from '../helpers/daemon';
@@ -16,15 +16,22 @@ const T = '/sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2';
 const mountsUnder = (dir: string) =>
   readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => (l.split(' ')[4] ?? '').startsWith(dir + '/'));
 
-/** `mdevfs exec --host-sysfs [options] -- sh -c script` with TMPDIR=tmp (bounded: a hang fails). */
-function exec(script: string, options: string[] = [], tmp = scratch('mdevfs-hostsys-'), timeout = 60000) {
+/** `mdevfs exec --host-sysfs [options] -- sh -c script` with TMPDIR=tmp, `bin` first on PATH (bounded: a hang fails). */
+function exec(script: string, options: string[] = [], tmp = scratch('mdevfs-hostsys-'), timeout = 60000, bin?: string) {
   const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--host-sysfs', ...options, '--', 'sh', '-c', script], {
     encoding: 'utf8',
     timeout,
     killSignal: 'SIGKILL',
-    env: cliEnv({ TMPDIR: tmp, LC_ALL: 'C' }),
+    env: cliEnv({ TMPDIR: tmp, LC_ALL: 'C', ...(bin ? { PATH: `${bin}:${process.env.PATH}` } : {}) }),
   });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, tmp };
+}
+
+/** A directory with `mdevfs` (this CLI) on it, for scripts inside exec that run `mdevfs ctl`. */
+function cliBin(): string {
+  const bin = scratch('mdevfs-bin-');
+  writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+  return bin;
 }
 
 /** A listing of the host's /sys, as ls sorts it. */
@@ -291,4 +298,48 @@ t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts 
   t.equal(readFileSync(join(dir, 'devices/system/cpu/online'), 'latin1'), readFileSync('/sys/devices/system/cpu/online', 'latin1'), 'a host file reads as on the host');
   proc.kill('SIGTERM');
   t.equal(await exited, 0, 'clean unmount');
+});
+
+// Read fault rules on host files (as on emulated attributes): added with `mdevfs ctl fault add` inside
+// exec (MDEVFS_CONTROL), matched by the attribute's name or a glob on the file's own canonical path
+// (the kernel resolves /sys/class/net/lo to devices/virtual/net/lo before the daemon sees the path).
+const OPERSTATE = '/sys/class/net/lo/operstate';
+const operstateCanonical = () => realpathSync(OPERSTATE);
+
+t.test('exec --host-sysfs: read fault rules act on a host file (errno, content) and are journaled', async (t) => {
+  const script = [
+    `mdevfs ctl fault add --op read --path '/sys/devices/**/net/*/operstate' --errno EIO --times 1`,
+    `cat ${OPERSTATE} 2>&1 | sed 's/^.*: //'`,
+    `cat ${OPERSTATE}`,
+    'mdevfs ctl fault add --op read --attr operstate --content down',
+    `cat ${OPERSTATE}; echo`,
+    `mdevfs ctl journal --json | grep '"kind":"fault"' | grep -c '"path":"${operstateCanonical()}"'`,
+    `cat ${T}/available_instances`,
+  ].join('\n');
+  const r = exec(script, [], undefined, 60000, cliBin());
+  t.equal(r.status, 0, r.stderr);
+  const host = readFileSync(OPERSTATE, 'latin1');
+  t.equal(r.stdout, `1\nInput/output error\n${host}2\ndown\n2\n12\n`,
+    'EIO once (then the host\'s value), the rule\'s content, two fault entries in the journal with the file\'s path; the emulation as before');
+});
+
+t.test('exec --host-sysfs: a host read held by a hang rule holds only itself; released through the CLI', async (t) => {
+  const script = [
+    'mdevfs ctl fault add --id slow --op read --attr operstate --hang',
+    `cat ${OPERSTATE} > held.$$ & C=$!`,
+    'mdevfs ctl wait --fault slow --timeout 20 || exit 11',
+    // Meanwhile: an emulated read, other host reads, a create, the control API.
+    `cat ${T}/available_instances /sys/class/net/lo/mtu /sys/devices/system/cpu/online`,
+    `echo ${U} > ${T}/create && cat ${T}/available_instances`,
+    'mdevfs ctl fault list --json | grep -o \'"hung":[0-9]*\'',
+    'kill -0 $C && echo "still held: $(wc -c < held.$$)"',
+    'mdevfs ctl fault release slow',
+    'wait $C; echo "cat: $?"; cat held.$$; rm held.$$',
+  ].join('\n');
+  const tmp = scratch('mdevfs-hostsys-');
+  const r = exec(`cd ${tmp} && { ${script}\n}`, [], tmp, 60000, cliBin());
+  t.equal(r.status, 0, r.stderr);
+  const host = (f: string) => readFileSync(f, 'latin1');
+  t.equal(r.stdout, `slow\n12\n${host('/sys/class/net/lo/mtu')}${host('/sys/devices/system/cpu/online')}11\n"hung":1\nstill held: 0\n1\ncat: 0\n${host(OPERSTATE)}`,
+    'the rule added; while the host read hangs: the emulated file, two other host files, a create and the API answer; then the release lets it read the host');
 });
