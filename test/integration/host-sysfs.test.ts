@@ -278,10 +278,9 @@ t.test('the host changes under the tree: an entry, a listing and a stat that com
   t.equal(out, `${device}\nattached: 1 2048 backing\ndetached: 0 0 gone\n`, 'loop/ appears with its backing file, then is gone from lookups and the listing; size follows');
 });
 
-t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts shown as empty directories', async (t) => {
-  const work = scratch('mdevfs-hostsys-');
-  const dir = join(work, 'mnt');
-  const proc = spawn(process.execPath, [CLI, 'mount', dir, ...backendArgs, '--host-sysfs', '--control', join(work, 'ctl.sock')], { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv() });
+/** `mdevfs mount DIR --control SOCK [options]` in the background, stopped (SIGTERM) at the test's end. */
+function mountDaemon(t: Tap.Test, dir: string, sock: string, options: string[] = []) {
+  const proc = spawn(process.execPath, [CLI, 'mount', dir, ...backendArgs, ...options, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv() });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise((r) => proc.on('exit', r));
@@ -289,8 +288,15 @@ t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts 
     if (proc.exitCode === null) proc.kill('SIGTERM');
     await exited;
   });
+  return { proc, stderr: () => stderr, exited };
+}
+
+t.test('mount --host-sysfs DIR: the host\'s /sys around the tree, its submounts shown as empty directories', async (t) => {
+  const work = scratch('mdevfs-hostsys-');
+  const dir = join(work, 'mnt');
+  const { proc, stderr, exited } = mountDaemon(t, dir, join(work, 'ctl.sock'), ['--host-sysfs']);
   const up = spawnSync(process.execPath, [CLI, 'wait', dir, '--control', join(work, 'ctl.sock'), '--timeout', '20'], { encoding: 'utf8', env: cliEnv() });
-  t.equal(up.status, 0, `the daemon answers (${stderr.trim() || 'no errors'})`);
+  t.equal(up.status, 0, `the daemon answers (${stderr().trim() || 'no errors'})`);
   const ls = (p: string) => spawnSync('ls', [join(dir, p)], { encoding: 'utf8', env: { ...process.env, LC_ALL: 'C' } }).stdout;
   t.equal(ls('class/net'), hostLs('/sys/class/net'), 'class/net is the host\'s');
   t.equal(ls('class/mdev_bus'), 'mbochs\nmdpy\nmtty\n', 'class/mdev_bus is the emulation\'s');
@@ -342,4 +348,42 @@ t.test('exec --host-sysfs: a host read held by a hang rule holds only itself; re
   const host = (f: string) => readFileSync(f, 'latin1');
   t.equal(r.stdout, `slow\n12\n${host('/sys/class/net/lo/mtu')}${host('/sys/devices/system/cpu/online')}11\n"hung":1\nstill held: 0\n1\ncat: 0\n${host(OPERSTATE)}`,
     'the rule added; while the host read hangs: the emulated file, two other host files, a create and the API answer; then the release lets it read the host');
+});
+
+t.test('mount --host-sysfs: a host read blocked in the kernel holds only itself; at stop the reader gets ENODEV and the daemon still ends', { skip: spawnSync('sh', ['-c', 'command -v unshare']).status !== 0 && 'unshare (util-linux) not installed' }, async (t) => {
+  // A host file whose read blocks in the kernel, made without touching the host: in a mount
+  // namespace of its own (unshare -m), lo's mtu is a bind mount of another daemon's (B's)
+  // available_instances, whose reads B's hang rule holds. Daemon A (--host-sysfs) reads it as the
+  // host's file: its read(2) stays in the kernel, in a libuv pool thread, until B answers.
+  const work = scratch('mdevfs-hostsys-');
+  const b = join(work, 'b');
+  const bsock = join(work, 'b.sock');
+  const { proc, stderr: berr, exited } = mountDaemon(t, b, bsock);
+  const mdevfs = `"${process.execPath}" "${CLI}"`;
+  const ctlB = `${mdevfs} ctl ${b} --control ${bsock}`;
+  t.equal(spawnSync('sh', ['-c', `${mdevfs} wait ${b} --control ${bsock} --timeout 20 && ${ctlB} fault add --id slow --op read --attr available_instances --hang`], { env: cliEnv() }).status, 0, `daemon B answers, its rule added (${berr().trim() || 'no errors'})`);
+  const a = join(work, 'a');
+  const script = `
+    mount --bind ${b}/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/available_instances /sys/devices/virtual/net/lo/mtu || exit 9
+    ${mdevfs} mount ${a} ${backendArgs.join(' ')} --host-sysfs --control ${work}/a.sock 2> ${work}/a.err & D=$!
+    ${mdevfs} wait ${a} --control ${work}/a.sock --timeout 20 || exit 10
+    cat ${a}/devices/virtual/net/lo/mtu > ${work}/held 2>&1 & C=$!
+    ${ctlB} wait --fault slow --timeout 20 || exit 11
+    cat ${a}/class/mdev_bus/mtty/mdev_supported_types/mtty-2/available_instances ${a}/devices/system/cpu/online
+    kill -TERM $D
+    wait $C; echo "cat: $?"; sed 's/^.*: //' ${work}/held
+    # A's read is still in B: A says so, then ends with SIGKILL once the kernel lets its thread go
+    # (a FUSE request in its server's hands waits out even SIGKILL: B's answer is that moment).
+    i=0; until grep -q 'still blocked in the kernel' ${work}/a.err; do i=$((i+1)); [ $i -lt 400 ] || exit 12; sleep 0.05; done
+    ${ctlB} fault release slow > /dev/null
+    wait $D; echo "daemon: $?"
+    grep -c " ${a} " /proc/self/mountinfo`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', env: cliEnv({ LC_ALL: 'C' }), timeout: 60000, killSignal: 'SIGKILL' });
+  const aerr = existsSync(join(work, 'a.err')) ? readFileSync(join(work, 'a.err'), 'latin1') : '';
+  t.equal(r.status, 1, `the script ran to its end (grep -c counts no mount) (${r.stderr.trim()} ${aerr.trim()})`);
+  t.equal(r.stdout, `12\n${readFileSync('/sys/devices/system/cpu/online', 'latin1')}cat: 1\nNo such device\ndaemon: 137\n0\n`,
+    'while the host read is blocked an emulated file and another host file are read; at stop the reader gets ENODEV; the daemon ends (SIGKILL), its mount gone');
+  t.match(aerr, /"reads":1.*host file reads still blocked in the kernel: the process ends with SIGKILL/, 'and says why it ended so');
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0, 'daemon B stops cleanly');
 });
