@@ -350,11 +350,11 @@ t.test('exec --host-sysfs: a host read held by a hang rule holds only itself; re
     'the rule added; while the host read hangs: the emulated file, two other host files, a create and the API answer; then the release lets it read the host');
 });
 
-t.test('mount --host-sysfs: a host read blocked in the kernel holds only itself; at stop the reader gets ENODEV and the daemon still ends', { skip: spawnSync('sh', ['-c', 'command -v unshare']).status !== 0 && 'unshare (util-linux) not installed' }, async (t) => {
+t.test('mount --host-sysfs: host reads blocked in the kernel hold only themselves; at stop their readers get ENODEV and the daemon still ends', { skip: spawnSync('sh', ['-c', 'command -v unshare']).status !== 0 && 'unshare (util-linux) not installed' }, async (t) => {
   // A host file whose read blocks in the kernel, made without touching the host: in a mount
   // namespace of its own (unshare -m), lo's mtu is a bind mount of another daemon's (B's)
   // available_instances, whose reads B's hang rule holds. Daemon A (--host-sysfs) reads it as the
-  // host's file: its read(2) stays in the kernel, in a libuv pool thread, until B answers.
+  // host's file: each read(2) stays in the kernel, in a thread of A's libuv pool (4 threads), until B answers.
   const work = scratch('mdevfs-hostsys-');
   const b = join(work, 'b');
   const bsock = join(work, 'b.sock');
@@ -363,27 +363,37 @@ t.test('mount --host-sysfs: a host read blocked in the kernel holds only itself;
   const ctlB = `${mdevfs} ctl ${b} --control ${bsock}`;
   t.equal(spawnSync('sh', ['-c', `${mdevfs} wait ${b} --control ${bsock} --timeout 20 && ${ctlB} fault add --id slow --op read --attr available_instances --hang`], { env: cliEnv() }).status, 0, `daemon B answers, its rule added (${berr().trim() || 'no errors'})`);
   const a = join(work, 'a');
+  const mtu = `${a}/devices/virtual/net/lo/mtu`;
   const script = `
     mount --bind ${b}/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/available_instances /sys/devices/virtual/net/lo/mtu || exit 9
-    ${mdevfs} mount ${a} ${backendArgs.join(' ')} --host-sysfs --control ${work}/a.sock 2> ${work}/a.err & D=$!
+    UV_THREADPOOL_SIZE=4 ${mdevfs} mount ${a} ${backendArgs.join(' ')} --host-sysfs --journal ${work}/a.journal --control ${work}/a.sock 2> ${work}/a.err & D=$!
     ${mdevfs} wait ${a} --control ${work}/a.sock --timeout 20 || exit 10
-    cat ${a}/devices/virtual/net/lo/mtu > ${work}/held 2>&1 & C=$!
+    hung() { ${ctlB} fault list --json | grep -q '"hung":'"$1"; }
+    cat ${mtu} > ${work}/held1 2>&1 & C1=$!
     ${ctlB} wait --fault slow --timeout 20 || exit 11
+    # One host read in the kernel: an emulated file and another host file are read.
     cat ${a}/class/mdev_bus/mtty/mdev_supported_types/mtty-2/available_instances ${a}/devices/system/cpu/online
+    # Three more (as many as the pool has threads): two reach B, the others wait in A; the pool's
+    # other work (the --journal file's writes) goes on: a create through A lands in the file.
+    for i in 2 3 4; do cat ${mtu} > ${work}/held$i 2>&1 & P="$P $!"; done
+    i=0; until hung "[2-4]"; do i=$((i+1)); [ $i -lt 400 ] || exit 12; sleep 0.05; done
+    echo ${U} > ${a}/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create || exit 13
+    i=0; until grep -q '"op":"create"' ${work}/a.journal; do i=$((i+1)); [ $i -lt 400 ] || exit 14; sleep 0.05; done
+    echo journaled
     kill -TERM $D
-    wait $C; echo "cat: $?"; sed 's/^.*: //' ${work}/held
-    # A's read is still in B: A says so, then ends with SIGKILL once the kernel lets its thread go
+    wait $C1; echo "cat: $?"; wait $P; sed 's/^.*: //' ${work}/held1 ${work}/held2 ${work}/held3 ${work}/held4
+    # A's reads are still in B: A says so, then ends with SIGKILL once the kernel lets its threads go
     # (a FUSE request in its server's hands waits out even SIGKILL: B's answer is that moment).
-    i=0; until grep -q 'still blocked in the kernel' ${work}/a.err; do i=$((i+1)); [ $i -lt 400 ] || exit 12; sleep 0.05; done
-    ${ctlB} fault release slow > /dev/null
+    i=0; until grep -q 'still blocked in the kernel' ${work}/a.err; do i=$((i+1)); [ $i -lt 400 ] || exit 15; sleep 0.05; done
+    ${ctlB} fault rm slow
     wait $D; echo "daemon: $?"
     grep -c " ${a} " /proc/self/mountinfo`;
   const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', env: cliEnv({ LC_ALL: 'C' }), timeout: 60000, killSignal: 'SIGKILL' });
   const aerr = existsSync(join(work, 'a.err')) ? readFileSync(join(work, 'a.err'), 'latin1') : '';
   t.equal(r.status, 1, `the script ran to its end (grep -c counts no mount) (${r.stderr.trim()} ${aerr.trim()})`);
-  t.equal(r.stdout, `12\n${readFileSync('/sys/devices/system/cpu/online', 'latin1')}cat: 1\nNo such device\ndaemon: 137\n0\n`,
-    'while the host read is blocked an emulated file and another host file are read; at stop the reader gets ENODEV; the daemon ends (SIGKILL), its mount gone');
-  t.match(aerr, /"reads":1.*host file reads still blocked in the kernel: the process ends with SIGKILL/, 'and says why it ended so');
+  t.equal(r.stdout, `12\n${readFileSync('/sys/devices/system/cpu/online', 'latin1')}journaled\ncat: 1\n${'No such device\n'.repeat(4)}daemon: 137\n0\n`,
+    'while host reads are blocked, other files are read and the journal is written; at stop each reader gets ENODEV; the daemon ends (SIGKILL), its mount gone');
+  t.match(aerr, /"reads":2.*host file reads still blocked in the kernel: the process ends with SIGKILL/, 'and says why it ended so: two reads in the kernel');
   proc.kill('SIGTERM');
   t.equal(await exited, 0, 'daemon B stops cleanly');
 });
