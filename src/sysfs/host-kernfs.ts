@@ -194,11 +194,6 @@ export class HostKernfs extends Kernfs {
     });
   }
 
-  /** The reads of this instance's pool, for tests: in the pool, and waiting for a place there. */
-  get hostReads(): { inPool: number; waiting: number } {
-    return { inPool: this.inPool, waiting: this.waiting.length };
-  }
-
   override release(fh: number): void {
     const f = this.hostFiles.get(fh);
     if (f) {
