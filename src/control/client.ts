@@ -21,11 +21,12 @@ export class ApiError extends Error {
   }
 }
 
+/** One connection per request (agent: false): a kept-alive one could be closed by the daemon's idle timeout just as it is reused. */
 function open(socketPath: string, method: string, path: string, body: unknown, timeoutMs?: number): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const req = httpRequest(
-      { socketPath, method, path, headers: { Host: 'mdevfs', ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) } },
+      { socketPath, method, path, agent: false, headers: { Host: 'mdevfs', ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) } },
       resolve,
     );
     if (timeoutMs !== undefined) {

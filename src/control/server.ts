@@ -55,6 +55,9 @@ export function startControlServer(path: string, em: Emulation, log: Logger, sta
   server.on('connection', (sock: Socket) => {
     sock.setTimeout(HEADERS_TIMEOUT_MS, () => {
       if (api.busy.has(sock)) return;
+      // Nothing arrived since the last answer: an idle keep-alive connection, closed without a
+      // word (a 408 here would answer the request a client may be sending on it just now).
+      if (sock.bytesRead === (api.answered.get(sock) ?? 0)) return void sock.destroy();
       log.info({ code: 'ERR_HTTP_REQUEST_TIMEOUT' }, 'control request refused');
       const body = JSON.stringify({ error: 'the request did not arrive in time' });
       sock.end(`HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
@@ -110,12 +113,17 @@ class ControlApi {
 
   /** Sockets with a request being answered (a stream, a wait): not idle. */
   readonly busy = new WeakSet<Socket>();
+  /** What each connection had read when its last request was answered (an idle one reads nothing more). */
+  readonly answered = new WeakMap<Socket, number>();
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://mdevfs');
     const sock = req.socket;
     this.busy.add(sock);
-    res.once('close', () => this.busy.delete(sock));
+    res.once('close', () => {
+      this.busy.delete(sock);
+      this.answered.set(sock, sock.bytesRead);
+    });
     try {
       const [route, params] = this.route(req.method ?? 'GET', url.pathname);
       const body = await readBody(req);

@@ -294,6 +294,18 @@ t.test('a client that sends half a request and stalls gets 408; others are serve
   t.match(d.logs(), /control request refused/, 'the refusals are logged');
 });
 
+t.test('a kept-alive connection left idle is closed without a word (no 408 for a request it never sent)', async (t) => {
+  const c = connect(sock);
+  let out = '';
+  c.on('data', (d) => (out += d));
+  const closed = new Promise((r) => c.on('close', r));
+  c.write('GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n');
+  await closed; // the daemon's idle timeout ends it
+  t.match(out, /^HTTP\/1.1 200 /, 'the request was answered');
+  t.notMatch(out, /408/, 'and nothing else was written');
+  t.equal((out.match(/HTTP\/1.1 /g) ?? []).length, 1);
+});
+
 t.test('faults: add (the next create of mtty-2 fails ENOSPC, once), list with counters, the journal says so; change, release, remove', async (t) => {
   const added = await http(sock, 'POST', '/v1/faults', { match: { op: 'create', type: 'mtty-2' }, action: { kind: 'errno', errno: 'ENOSPC' }, trigger: { times: 1 } });
   t.equal(added.status, 201, JSON.stringify(added.body));
