@@ -41,8 +41,8 @@ async function until(what: () => boolean): Promise<void> {
 }
 
 /** Resolves with the time p settled, or rejects after ms (the thing hangs). */
-function within(p: Promise<number>, ms: number, what: string): Promise<number> {
-  return Promise.race([p, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${what} still running after ${ms} ms`)), ms).unref())]);
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} still running after ${ms} ms`)), ms).unref())]);
 }
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
@@ -122,7 +122,7 @@ t.test('if unmounting hangs, the process kills itself after 5 s instead of hangi
   });
   const t0 = Date.now();
   d.proc.kill('SIGTERM');
-  const signal = await within(new Promise((r) => d.proc.on('exit', (_code, sig) => r(sig))) as Promise<number>, 15000, 'the daemon');
+  const signal = await within(new Promise<NodeJS.Signals | null>((r) => d.proc.on('exit', (_code, sig) => r(sig))), 15000, 'the daemon');
   t.equal(signal, 'SIGKILL', 'it ended by SIGKILL');
   t.ok(Date.now() - t0 < 8000, `after ${Date.now() - t0} ms`);
   t.match(d.logs(), '"msg":"stopping did not finish in time: the process ends with SIGKILL"');

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { AbiVersion } from '../../src/core/abi';
 import { MdevError, errnoName } from '../../src/base/errno';
 import { Emulation } from '../../src/emulation';
@@ -46,12 +46,14 @@ async function setup(abi: AbiVersion, profile: Profile = SAMPLES) {
   const e = new Emulation(profile, { abi, log: silentLogger, clock });
   await e.ready;
   const events: string[] = [];
-  e.uevents.subscribe((ev) => events.push(`${ev.ACTION} ${ev.DEVPATH}`));
+  e.uevents.subscribe((ev) => {
+    events.push(`${ev.ACTION} ${ev.DEVPATH}`);
+  });
   const exists = (p: string) => e.kernfs.find(p) !== undefined;
   return { e, k: e.kernfs, clock, events, exists };
 }
 
-function invariants(t: Tap.Test, e: Emulation, abi: AbiVersion, quiet = true): void {
+function invariants(t: Test, e: Emulation, abi: AbiVersion, quiet = true): void {
   t.same(checkInvariants(kernfsTree(e.kernfs), { profile: SAMPLES, abi, quiet, core: e.core }).problems, [], quiet ? 'invariants hold' : 'invariants hold in flight');
 }
 
