@@ -3,7 +3,7 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { streamLines } from '../../src/control/client';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import { asNobody } from '../helpers/as-user';
 import { CLI, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
 import { startMonitor } from '../helpers/udev-monitor';
