@@ -3,6 +3,7 @@ import { type Abi, abiFor } from './core/abi';
 import { type Clock, realClock } from './base/clock';
 import { MdevCore } from './core/core';
 import { MdevError, errnoName } from './base/errno';
+import { silentLogger } from './base/log';
 import type { Ida } from './base/ida';
 import { KernelIds } from './core/kernel-ids';
 import type { Parent } from './core/mdev-objects';
@@ -13,6 +14,8 @@ import { Uevents } from './events/uevents';
 import { FaultEngine } from './faults/engine';
 import { Journal } from './journal/journal';
 import type { ParentProfile, Profile } from './drivers/profile-types';
+import { HostSysfs } from './sysfs/host';
+import { HostKernfs } from './sysfs/host-kernfs';
 import { Kernfs } from './sysfs/kernfs';
 import { SysfsTree } from './sysfs/tree';
 
@@ -21,6 +24,28 @@ export interface EmulationOptions {
   abi?: string;
   log: Logger;
   clock?: Clock;
+  /**
+   * --host-sysfs: the host's sysfs root (/sys) shown around the emulation (src/sysfs/host.ts). The
+   * profile's functions the host already has are refused (a HostClashError), its `pciDevices` the
+   * host has are left out (the host's own are shown), and the kernel's numberings skip the host's.
+   */
+  hostSysfs?: string;
+}
+
+/** A profile's device or parent the host already has (--host-sysfs): refused before anything mounts. */
+export class HostClashError extends Error {
+  constructor(
+    /** What the host has, each as `0000:00:04.0 (pci)` or a path, with the mdev parent on it. */
+    readonly clashes: readonly string[],
+  ) {
+    super(HostClashError.describe('the profile', clashes));
+  }
+
+  /** The message, naming the profile (`profile nvidia-t4`). */
+  static describe(profile: string, clashes: readonly string[]): string {
+    return `--host-sysfs: ${profile} uses ${clashes.join(', ')}, which this host already has: ` +
+      'the emulated devices need addresses the host does not use (`mdevfs profiles show NAME` prints a built-in as JSON to change)';
+  }
 }
 
 /**
@@ -50,6 +75,8 @@ export class Emulation implements Registrar {
   readonly ready: Promise<void>;
   /** Runtime changes (add, remove a parent, reset) one after the other. */
   private changing: Promise<unknown> = Promise.resolve();
+  /** --host-sysfs: the host's sysfs around the emulation. */
+  private readonly hostfs: HostSysfs | undefined;
 
   constructor(
     /** What the emulation starts from, and what reset() returns to. */
@@ -62,7 +89,9 @@ export class Emulation implements Registrar {
     const faults = (this.faults = new FaultEngine(this.clock, opts.log));
     this.core = new MdevCore(this.abi, opts.log, faults, this.ids);
     this.host = new Host(this.ids, this.abi.vfioDev);
+    this.hostfs = opts.hostSysfs === undefined ? undefined : new HostSysfs(opts.hostSysfs);
     const parents = this.placeProfile();
+    if (this.hostfs) this.refuseHostClashes(this.hostfs, this);
     const devices = this.host.model;
     const tree = (this.tree = new SysfsTree(this.core, devices));
     // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
@@ -72,7 +101,9 @@ export class Emulation implements Registrar {
       now: clock.now?.bind(clock),
       wallNow: clock.wallNow?.bind(clock),
     }));
-    const kernfs = (this.kernfs = new Kernfs(tree.root, opts.log, { faults, journal }));
+    const kernfs = (this.kernfs = this.hostfs
+      ? new HostKernfs(tree.root, this.hostfs, opts.log, { faults, journal })
+      : new Kernfs(tree.root, opts.log, { faults, journal }));
     this.core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
     devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
     this.uevents = new Uevents(this.core, tree, () => kernfs.settled(), devices);
@@ -83,10 +114,28 @@ export class Emulation implements Registrar {
 
   /** The profile's host devices and parents in place, as at boot (its devices present are made next). */
   private placeProfile(): (Parent | undefined)[] {
+    const hostfs = this.hostfs;
+    if (hostfs) {
+      const taken = hostfs.takenNumbers();
+      for (const n of taken.iommuGroups) this.ids.iommuGroups.take(n);
+      for (const n of taken.vfioDevices) this.ids.vfioDevices.take(n);
+      for (const n of taken.vfioGroupMinors) this.ids.vfioGroupMinors.take(n);
+    }
     reserveIommuGroups(this.ids, this.profile);
     const parents = this.profile.parents.map((p) => registerProfileParent(this, p));
-    for (const d of this.profile.pciDevices ?? []) placePciDevice(this.host, d);
+    for (const d of this.profile.pciDevices ?? []) {
+      // Functions a profile declares beside its parents (a host bridge) stand for the machine's own:
+      // where the host has that address, the host's own function is shown instead.
+      if (hostfs?.hasBusDevice('pci', d.name)) this.log.info({ address: d.name }, '--host-sysfs: the profile\'s pciDevices entry is the host\'s own function: the host\'s is shown');
+      else placePciDevice(this.host, d);
+    }
     return parents;
+  }
+
+  /** Refuses (HostClashError) what an emulation placed that the host already has. */
+  private refuseHostClashes(hostfs: HostSysfs, em: Emulation): void {
+    const clashes = hostfs.clashes(em.core, em.host.model);
+    if (clashes.length > 0) throw new HostClashError(clashes);
   }
 
   /** Resolves when every cache has dropped what the changes so far removed. */
@@ -102,6 +151,8 @@ export class Emulation implements Registrar {
   addParent(parent: ParentProfile): Promise<void> {
     return this.serialize(async () => {
       validateProfile({ parents: [parent] });
+      // Tried on an emulation of its own first: nothing of this one changes for a parent the host has.
+      if (this.hostfs) this.refuseHostClashes(this.hostfs, new Emulation({ parents: [parent] }, { log: silentLogger, abi: this.abi.version }));
       await this.createPresentDevices([parent], [registerProfileParent(this, parent)]);
       await this.settled();
     });

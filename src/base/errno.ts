@@ -17,6 +17,7 @@ export const Errno = {
   EISDIR: 21,
   EINVAL: 22,
   ENOSPC: 28,
+  EROFS: 30,
   ERANGE: 34,
   ENOSYS: 38,
   ENOTEMPTY: 39,

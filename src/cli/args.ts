@@ -26,9 +26,9 @@ export interface CommandSpec {
   example: string;
 }
 
-const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal'];
+const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal', 'host-sysfs'];
 /** Options that take no value (present: "true"). */
-const FLAGS = ['udev', 'udevd', 'json', 'follow', 'hang', 'succeed', 'sticky'];
+const FLAGS = ['udev', 'udevd', 'host-sysfs', 'json', 'follow', 'hang', 'succeed', 'sticky'];
 /** Short spellings. */
 const ALIASES: Readonly<Record<string, string>> = { '-o': 'output', '-h': 'help', '-V': 'version' };
 
@@ -39,7 +39,9 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     max: 1,
     usage: 'mdevfs mount DIR [options]',
     about: 'Mounts the tree at DIR (created if missing, removed again if it was) and serves it in the\n' +
-      'foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then unmounts.',
+      'foreground until SIGINT (Ctrl-C), SIGTERM or SIGHUP, then unmounts. With --host-sysfs, DIR also\n' +
+      'shows the host\'s own /sys around the emulation, read-only, but not the mounts under the host\'s\n' +
+      '/sys (cgroup, debugfs...: empty directories there; exec mounts them again).',
     example: 'mdevfs mount ./mount --profile nvidia-t4',
   },
   exec: {
@@ -49,7 +51,8 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
     rest: true,
     usage: 'mdevfs exec [options] -- CMD [ARG...]',
     about: 'Mounts a fresh tree, runs CMD with it over /sys (and a scratch /etc/mdevctl.d) in a private\n' +
-      'mount namespace, unmounts; exits with CMD\'s status.',
+      'mount namespace, unmounts; exits with CMD\'s status. With --host-sysfs, CMD sees the host\'s own\n' +
+      '/sys around the emulation (read-only), with the host\'s mounts under /sys (cgroup, bpf...) in place.',
     example: 'mdevfs exec -- mdevctl types',
   },
   ctl: {
@@ -118,6 +121,9 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
   udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
   journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
+  'host-sysfs': '--host-sysfs          also show the host\'s own /sys where the emulation has nothing, read-only\n' +
+    '                      (EROFS/EACCES); a profile address the host has is refused. exec mounts the\n' +
+    '                      host\'s mounts under /sys (cgroup, bpf...) again in place; mount does not',
   timeout: '--timeout SECONDS     give up (exit 1) after this long',
   since: '--since SEQNUM        first print the retained events with a greater SEQNUM (0: all of them)',
   until: '--until ACTION:NAME   exit 0 once that event was printed (NAME: the last part of DEVPATH)',

@@ -18,6 +18,8 @@ export interface ExecOptions {
   stop?: Promise<unknown>;
   /** The daemon's control socket: the command gets it as MDEVFS_CONTROL (with MDEVFS_ROOT=/sys), so `mdevfs ctl`, `wait` and `events` find it without DIR. */
   control?: string;
+  /** --host-sysfs: the host's mounts under /sys (cgroup, bpf, debugfs...) are mounted again in place over the tree (HOST_SAVE, HOST_RESTORE). */
+  hostSubmounts?: boolean;
 }
 
 /** How long a command told to stop (SIGTERM) may take before it is killed. */
@@ -80,6 +82,20 @@ const UDEVD =
   'i=0; until [ -S /run/udev/control ] || [ $i -ge 400 ] || ! kill -0 $! 2>/dev/null; do sleep 0.05; i=$((i + 1)); done; ' +
   'udevadm control --ping --timeout=20 || { echo "mdevfs exec: --udevd: systemd-udevd does not answer" >&2; kill $! 2>/dev/null; exit 125; }; ';
 
+/**
+ * With --host-sysfs, around binding the tree over /sys: the daemon does not cross the mount points
+ * inside the host's /sys (it shows the empty directories sysfs has there), so before the bind the
+ * original /sys, submounts and all, is bound recursively at a private place ($2/sys); after it, each
+ * mount right below /sys (from mountinfo, through findmnt) is bound again, recursively, from there
+ * onto the same path in the tree; then the private copy is detached. In this mount namespace only.
+ */
+const HOST_SAVE =
+  'command -v findmnt >/dev/null || { echo "mdevfs exec: --host-sysfs: findmnt (util-linux) is not on PATH" >&2; exit 125; }; ' +
+  'top=$(findmnt -rn -o ID -T /sys) && subs=$(findmnt -rn -o PARENT,TARGET | awk -v p="$top" \'$1 == p && index($2, "/sys/") == 1 {print $2}\') && ' +
+  'mkdir -p "$2/sys" && mount --rbind /sys "$2/sys" || exit 125; ';
+const HOST_RESTORE =
+  'for t in $subs; do mount --rbind "$2/sys${t#/sys}" "$t" || exit 125; done; umount -l "$2/sys" || exit 125; ';
+
 type Stdio = 'inherit' | 'pipe' | 'ignore' | number;
 
 /** open(2)'s O_CLOEXEC on Linux, as /proc/self/fdinfo shows it (Node has no constant for it). */
@@ -125,7 +141,9 @@ export function runOverSys(tree: string, argv: readonly string[], opts: ExecOpti
   mkdirSync(join(scratch, 'etc', 'scripts.d', 'callouts'), { recursive: true });
   mkdirSync(join(scratch, 'etc', 'scripts.d', 'notifiers'), { recursive: true });
   const inner =
+    (opts.hostSubmounts ? HOST_SAVE : '') +
     'mount --bind "$1" /sys && mkdir -p /etc/mdevctl.d && mount --bind "$2/etc" /etc/mdevctl.d || exit 125; ' +
+    (opts.hostSubmounts ? HOST_RESTORE : '') +
     (opts.udev ? `${UDEV_SENDER}${opts.udevd ? UDEVD : ''}shift 2; exec $NET "$@" 3<&- 4>&-` : 'shift 2; exec "$@"');
   const env = commandEnv();
   if (opts.control) Object.assign(env, { MDEVFS_CONTROL: opts.control, MDEVFS_ROOT: '/sys' });

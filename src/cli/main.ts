@@ -99,6 +99,13 @@ Options:
                         fuse-native, which mounts through fusermount
   --journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each
                         (seq, times, op, path, the writer's pid/uid/comm, data, result, what changed)
+  --host-sysfs          show the host's own /sys wherever the emulation has nothing: its devices, classes
+                        and buses beside the emulated ones (a directory in both is merged, the emulated
+                        entry wins a name), its files read as they are and never written (EROFS, or
+                        EACCES where the mode has no write bit, root too). A profile address the host
+                        already has is refused (exit 2). exec also mounts the host's mounts under /sys
+                        (cgroup, bpf, debugfs...) in place; mount shows them as empty directories.
+                        Uevents still describe only the emulated devices
   -h, --help            this text (with a command: that command's)
   -V, --version         the version
 
@@ -149,7 +156,7 @@ async function execCommand(argv: readonly string[], options: Options): Promise<n
       const udevd = options.has('udevd');
       const groups = { kernel: true, udev: !udevd };
       const udev = options.has('udev') || udevd ? (out: Writable, acks: Readable) => feedUdevSender(uevents, out, log, acks, groups) : undefined;
-      return runOverSys(mountpoint, argv, { udev, udevd, stop: stopped, control: controlPath });
+      return runOverSys(mountpoint, argv, { udev, udevd, stop: stopped, control: controlPath, hostSubmounts: options.has('host-sysfs') });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -170,7 +177,7 @@ async function withMount(
     { lockForLife, sweepStaleLocks },
     { controlDir, lockPath },
     { startControlServer, stopControlServer },
-    { Emulation },
+    { Emulation, HostClashError },
     { loadProfile },
     { BACKENDS, automaticBackend },
     { inspect, lazyUnmount },
@@ -228,10 +235,11 @@ async function withMount(
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
-    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log });
+    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log, hostSysfs: options.has('host-sysfs') ? '/sys' : undefined });
     await emulation.ready;
   } catch (err) {
-    process.stderr.write(`mdevfs: ${(err as Error).message}\n`);
+    const message = err instanceof HostClashError ? HostClashError.describe(`profile ${options.get('profile') ?? 'samples'}`, err.clashes) : (err as Error).message;
+    process.stderr.write(`mdevfs: ${message}\n`);
     return EXIT_USAGE;
   }
   let stopJournal: (() => Promise<void>) | undefined;

@@ -5,6 +5,8 @@ import type { Bus, BusDriver, DeviceEvent, DeviceModel, HostDevice } from '../de
 import { type PciFunction, cpuList, cpuMask, hex } from '../devices/pci';
 import { autoprobeAttr, powerDir, ueventStore, vfioDevDir } from './common';
 import { at } from './context';
+import { IOMMU_GROUPS } from './iommu-groups';
+import { MODULES } from './module';
 import type { Invalidation } from './kernfs';
 import { type Alive, type DirNode, type Node, attr, dir, dynDir, groups, link, ro, union, wo } from './nodes';
 
@@ -115,7 +117,7 @@ export class BusesRenderer {
         common.subsystem = () => link(['bus', dev.bus!.name], alive);
         common.driver = changing.driver!;
       } else if (dev.module) {
-        common.module = () => link(['module', dev.module!], alive);
+        common.module = () => link(MODULES.entryPath(dev.module!), alive);
       }
       if (dev.isRoot && dev.name.startsWith('pci')) common.waiting_for_supplier = () => ro('0\n', alive);
       if (dev.hasOverride) common.driver_override = () => attr(0o644, () => `${dev.driverOverride ?? '(null)'}\n`, (b) => this.overrideStore(dev, b), alive);
@@ -195,7 +197,7 @@ export class BusesRenderer {
       device: () => ro(h(id.device, 4), alive),
       dma_mask_bits: () => ro(`${fn.dmaMaskBits}\n`, alive),
       enable: () => attr(0o644, () => `${fn.enableCount}\n`, (b) => this.enableStore(fn, b), alive),
-      iommu_group: () => (fn.iommuGroup === undefined ? undefined : link(['kernel', 'iommu_groups', String(fn.iommuGroup)], alive)),
+      iommu_group: () => (fn.iommuGroup === undefined ? undefined : link(IOMMU_GROUPS.entryPath(fn.iommuGroup), alive)),
       irq: () => ro(`${fn.irq}\n`, alive),
       local_cpulist: () => ro(`${cpuList(fn.localCpus)}\n`, alive),
       local_cpus: () => ro(`${cpuMask(fn.localCpus)}\n`, alive),
@@ -344,7 +346,7 @@ export class BusesRenderer {
       const entries: Record<string, () => Node | undefined> = {
         uevent: () => wo(this.synth({ kind: 'driver', name: drv.name, bus: drv.bus.name }), alive),
       };
-      if (drv.module) entries.module = () => link(['module', drv.module!], alive);
+      if (drv.module) entries.module = () => link(MODULES.entryPath(drv.module!), alive);
       if (drv.bindAttrs) {
         entries.bind = () => wo((b) => this.bindStore(drv, b), alive);
         entries.unbind = () => wo((b) => this.unbindStore(drv, b), alive);
@@ -458,11 +460,14 @@ export class BusesRenderer {
     return HOST_CHANGING_NAMES.filter((n) => HOST_DEVICE_CHANGING[n].event === event).map((n) => at(...dev.path, n));
   }
 
+  /**
+   * What an event takes from the driver core's directories (the device directories and bus/); the
+   * IOMMU groups, class/vfio-dev and module/ it touches are those subsystems' (tree.ts asks them).
+   */
   invalidations(ev: DeviceEvent): Invalidation {
     if (ev.kind === 'bind') {
       const { dev, driver, bound } = ev;
       const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
-      if (dev.pci?.iommuGroup !== undefined) attrs.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
       if (bound) return { entries: [], attrs };
       // The driver's own attributes (nvidia/ on a VF) went with it.
       const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
@@ -470,28 +475,25 @@ export class BusesRenderer {
       return { entries: [...this.changingGone(dev, 'bind'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
     }
     if (ev.kind === 'driver') {
-      const attrs = [at('bus', ev.driver.bus.name, 'drivers'), at('module')];
+      const attrs = [at('bus', ev.driver.bus.name, 'drivers')];
       if (ev.present) return { entries: [], attrs };
-      const entries = [at('bus', ev.driver.bus.name, 'drivers', ev.driver.name)];
-      if (ev.driver.module) entries.push(at('module', ev.driver.module));
-      return { entries, attrs };
+      return { entries: [at('bus', ev.driver.bus.name, 'drivers', ev.driver.name)], attrs };
     }
     if (ev.kind === 'vfio') {
-      // vfio-dev/ and class/vfio-dev/vfioN (the group device is vfio-groups.ts': mdevs have them too).
+      // vfio-dev/ (the group device is vfio-groups.ts', class/vfio-dev/vfioN class.ts': mdevs have them too).
       const { dev, registered } = ev;
-      const attrs = [at(...dev.path), at('class', 'vfio-dev')];
+      const attrs = [at(...dev.path)];
       if (registered || dev.vfioIndex === undefined) return { entries: [], attrs };
-      return { entries: [...this.changingGone(dev, 'vfio'), at('class', 'vfio-dev', `vfio${dev.vfioIndex}`)], attrs };
+      return { entries: this.changingGone(dev, 'vfio'), attrs };
     }
     // KOBJ_CHANGE takes nothing away: a PF's new virtfnN links are new names, and a VF's removal
     // takes its own link (below).
     if (ev.kind === 'change') return { entries: [], attrs: [] };
     const { dev, present } = ev;
-    const attrs = [at(...dev.path.slice(0, -1)), at('bus'), at('kernel', 'iommu_groups')];
+    const attrs = [at(...dev.path.slice(0, -1)), at('bus')];
     if (present) return { entries: [], attrs };
     const entries = [at(...dev.path)];
     if (dev.bus) entries.push(at('bus', dev.bus.name, 'devices', dev.name));
-    if (dev.pci?.iommuGroup !== undefined) entries.push(at('kernel', 'iommu_groups', String(dev.pci.iommuGroup)));
     // A VF's virtfnN link in its PF goes with it (pci_iov_remove_virtfn); the VF is still listed.
     const pf = dev.pci?.physfn;
     const index = pf?.sriov?.vfs.indexOf(dev.pci!) ?? -1;

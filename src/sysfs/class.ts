@@ -1,13 +1,25 @@
 import type { CoreEvent } from '../core/core';
-import { type InvalidationSet, type TreeContext, at } from './context';
-import type { MdevSubsystem } from './mdev';
-import { type DirNode, dir, dynDir, link, union } from './nodes';
-import type { VfioGroups } from './vfio-groups';
+import type { Parent } from '../core/mdev-objects';
+import { type InvalidationSet, Listing, type TreeContext, named, numbered } from './context';
+import { MDEV_BUS_CLASS, type MdevSubsystem } from './mdev';
+import { type DirNode, dir, link, union } from './nodes';
+import { GROUP_LINKS, type VfioGroups } from './vfio-groups';
+
+/** class/: a directory per class (mdev_bus, the vfio core's, a loaded vendor module's). */
+export const CLASSES = named(['class']);
+
+/** class/vfio-dev/: a link per device registered with VFIO (6.1), named vfioN. */
+export const VFIO_DEVICES = numbered([...CLASSES.path, 'vfio-dev'], 'vfio');
+
+/** class/<class>/ of a vendor module: a link per registered virtual parent of that class. */
+export const vendorClass = (cls: string): Listing<Parent> => new Listing<Parent>(CLASSES.entryPath(cls), (p) => p.name);
 
 /**
  * class/: mdev_bus (mdev.ts' links), the vfio core's classes (vfio: the group
  * devices; vfio-dev: every device registered with VFIO, in 6.1) and the vendor modules' classes
- * (class_create in module init: there while the module is loaded), with what their changes invalidate.
+ * (class_create in module init: there while the module is loaded), with what their changes
+ * invalidate, from the same listings (CLASSES, VFIO_DEVICES, vendorClass; mdev.ts' MDEV_BUS_CLASS,
+ * vfio-groups.ts' GROUP_LINKS).
  */
 export class Classes {
   constructor(
@@ -17,34 +29,33 @@ export class Classes {
   ) {}
 
   dir(): DirNode {
-    return this.ctx.cached(this, 'class', () => {
+    return this.ctx.cached(this, CLASSES.at(), () => {
       const { core, devices, buses } = this.ctx;
       const classes = () => core.vendorClasses();
       return union([
         dir({
-          mdev_bus: () => this.mdev.busClassLinks(),
+          [MDEV_BUS_CLASS.name]: () => this.mdev.busClassLinks(),
           // The vfio core's class (vfio_init): a link per VFIO group device.
-          vfio: () => this.groups.classLinks(),
-          'vfio-dev': () =>
+          [GROUP_LINKS.name]: () => this.groups.classLinks(),
+          [VFIO_DEVICES.name]: () =>
             core.abi.vfioDev
-              ? dynDir(
-                  () => [...core.vfioDevices.keys(), ...devices.vfioDevices.keys()].map((n) => `vfio${n}`),
-                  (name) => {
-                    const m = /^vfio(0|[1-9]\d*)$/.exec(name); // no numeric aliases: vfio00 is ENOENT
-                    const dev = m ? core.vfioDevices.get(Number(m[1])) : undefined;
+              ? VFIO_DEVICES.dir(
+                  () => [...core.vfioDevices.keys(), ...devices.vfioDevices.keys()],
+                  (n) => {
+                    const dev = core.vfioDevices.get(n);
+                    const name = VFIO_DEVICES.nameOf(n);
                     if (dev) return link([...this.ctx.devicePath(dev), 'vfio-dev', name], this.ctx.partAlive(dev, 'bound'));
                     // A host device its driver registered with VFIO (vfio-pci, NVIDIA's vendor-specific VFIO VF).
-                    const host = m ? devices.vfioDevices.get(Number(m[1])) : undefined;
-                    return host && buses.vfioClassLink(host, Number(m![1]));
+                    const host = devices.vfioDevices.get(n);
+                    return host && buses.vfioClassLink(host, n);
                   },
-                  undefined,
-                  () => 0,
+                  { subdirs: () => 0 },
                 )
               : undefined,
         }),
-        dynDir(
+        CLASSES.dir(
           () => classes().keys(),
-          (name) => (classes().has(name) ? this.mdev.parentLinks(() => classes().get(name) ?? []) : undefined),
+          (cls) => this.mdev.parentLinks(vendorClass(cls), () => classes().get(cls) ?? []),
         ),
       ]);
     });
@@ -55,20 +66,20 @@ export class Classes {
     const { parent } = ev;
     const cls = parent.placement.className;
     if (!cls) return;
-    inv.changed(at('class', cls));
-    if (!ev.registered) inv.gone(at('class', cls, parent.name));
+    inv.changed(vendorClass(cls).at());
+    if (!ev.registered) inv.gone(vendorClass(cls).entry(parent));
   }
 
   /** A vendor module loaded or unloaded: its class, unless another loaded parent keeps it. */
   module(ev: Extract<CoreEvent, { kind: 'module' }>, inv: InvalidationSet): void {
-    inv.changed(at('class'));
+    inv.changed(CLASSES.at());
     const cls = ev.parent.placement.className;
-    if (!ev.loaded && cls && !this.ctx.core.vendorClasses().has(cls)) inv.gone(at('class', cls));
+    if (!ev.loaded && cls && !this.ctx.core.vendorClasses().has(cls)) inv.gone(CLASSES.entry(cls));
   }
 
-  /** An mdev registered with VFIO or not any more: class/vfio-dev/vfioN. */
+  /** A device (an mdev, a host device) registered with VFIO or not any more: class/vfio-dev/vfioN. */
   vfioDev(index: number | undefined, shown: boolean, inv: InvalidationSet): void {
-    inv.changed(at('class', 'vfio-dev'));
-    if (!shown && index !== undefined) inv.gone(at('class', 'vfio-dev', `vfio${index}`));
+    inv.changed(VFIO_DEVICES.at());
+    if (!shown && index !== undefined) inv.gone(VFIO_DEVICES.entry(index));
   }
 }

@@ -4,7 +4,7 @@ import type { Kobj } from '../core/uevent';
 import type { DeviceModel } from '../devices/device-model';
 import type { BusesRenderer } from './buses';
 import type { Invalidation } from './kernfs';
-import type { Alive, DirNode } from './nodes';
+import { type Alive, type DirNode, type Node, ALWAYS, dynDir } from './nodes';
 
 /** An absolute path from its components: at('bus', 'mdev') is /bus/mdev. */
 export const at = (...parts: readonly string[]): string => '/' + parts.join('/');
@@ -26,6 +26,85 @@ export class InvalidationSet implements Invalidation {
   changed(...paths: string[]): void {
     this.attrs.push(...paths);
   }
+}
+
+/**
+ * A directory that lists one entry per element of a collection (an IOMMU group, a VFIO group
+ * device, a class, a module, a parent's link...), described once: where it is below the root and
+ * how an element is named in it. The subsystem that owns it builds the directory from it (the
+ * names listed, and each name looked up back to its element) and says what an element's coming
+ * and going invalidates through it (the directory, the element's entry), so a listing cannot show
+ * a name that its invalidation does not drop.
+ */
+export class Listing<T> {
+  constructor(
+    /** The directory, below the root. */
+    readonly path: readonly string[],
+    /** An element's entry name. */
+    readonly nameOf: (x: T) => string,
+    /** The element a name stands for, without a walk of the collection (none: found among the elements listed). */
+    private readonly parse?: (name: string) => T | undefined,
+  ) {}
+
+  /** The directory's own name: the key its container's builder gives it. */
+  get name(): string {
+    return this.path[this.path.length - 1]!;
+  }
+
+  /** The directory, as an absolute path (its st_nlink changes when an entry that is a directory comes or goes). */
+  at(): string {
+    return at(...this.path);
+  }
+
+  /** An element's entry, below the root. */
+  entryPath(x: T): string[] {
+    return [...this.path, this.nameOf(x)];
+  }
+
+  /** An element's entry, as an absolute path: what goes when the element does. */
+  entry(x: T): string {
+    return at(...this.entryPath(x));
+  }
+
+  /** The directory listing elements(), a name looked up as its element's node (undefined: no such entry). */
+  dir(
+    elements: () => Iterable<T>,
+    node: (x: T) => Node | undefined,
+    opts: { alive?: Alive; subdirs?: () => number; entryKind?: Node['kind'] } = {},
+  ): DirNode {
+    const { nameOf, parse } = this;
+    const element = (name: string): T | undefined => {
+      if (parse) return parse(name);
+      for (const x of elements()) if (nameOf(x) === name) return x;
+      return undefined;
+    };
+    return dynDir(
+      function* () {
+        for (const x of elements()) yield nameOf(x);
+      },
+      (name) => {
+        const x = element(name);
+        return x === undefined ? undefined : node(x);
+      },
+      opts.alive ?? ALWAYS,
+      opts.entryKind === 'link' ? () => 0 : opts.subdirs,
+      opts.entryKind,
+    );
+  }
+}
+
+/** A listing of names (a class, a module): each element is its own entry name. */
+export function named(path: readonly string[]): Listing<string> {
+  return new Listing<string>(path, (x) => x);
+}
+
+/** A listing of numbers (an IOMMU group, vfioN), each named prefix + its decimal, with no other spelling (00, vfio01: no entry). */
+export function numbered(path: readonly string[], prefix = ''): Listing<number> {
+  const re = new RegExp(`^${prefix}(0|[1-9]\\d*)$`);
+  return new Listing<number>(path, (n) => `${prefix}${n}`, (name) => {
+    const m = re.exec(name);
+    return m ? Number(m[1]) : undefined;
+  });
 }
 
 /**

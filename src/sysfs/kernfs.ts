@@ -13,14 +13,16 @@ export interface Stat {
   mtime: Date;
   atime: Date;
   ctime: Date;
+  /** How long a kernel may cache this entry and its attributes, in seconds, where not for ever (a host node's: no change is announced). */
+  ttl?: number;
 }
 
-const S_IFDIR = 0o040000;
+export const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
-const O_ACCMODE = 3;
-const O_WRONLY = 1;
-const O_RDWR = 2;
+export const O_ACCMODE = 3;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
 /** sysfs hands store() at most a page. */
 const PAGE_SIZE = 4096;
 
@@ -211,8 +213,11 @@ export class Kernfs {
     return relativeTarget(splitPath(path).slice(0, -1), node.target);
   }
 
-  /** kernfs_fop_open with KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK: mode bits decide, root or not. */
-  open(path: string, flags: number, node: Node = this.resolve(path)): number {
+  /**
+   * kernfs_fop_open with KERNFS_ROOT_EXTRA_OPEN_PERM_CHECK: mode bits decide, root or not. caller:
+   * who opens, where the backend knows (only what the host's files show depends on it: host-kernfs.ts).
+   */
+  open(path: string, flags: number, node: Node = this.resolve(path), _caller?: Caller): number {
     if (node.kind === 'dir') {
       if ((flags & O_ACCMODE) !== 0) fail(Errno.EISDIR);
       return 0;
@@ -312,7 +317,7 @@ export class Kernfs {
     this.refuse(Errno.EPERM, op, path);
   }
 
-  private refuse(errno: number, op: string, path: string): never {
+  protected refuse(errno: number, op: string, path: string): never {
     this.log.info({ op, path, errno: errnoName(errno) }, 'refused');
     fail(errno);
   }

@@ -1,7 +1,9 @@
 import type { CoreEvent } from '../core/core';
 import { DEVICE_ENTRIES, type DeviceEntry, type MdevDevice, type MdevType, PARENT_ENTRIES, type Parent, type Part } from '../core/mdev-objects';
 import { autoprobeAttr, powerDir, vfioDevDir } from './common';
-import { type InvalidationSet, type TreeContext, at } from './context';
+import { type InvalidationSet, Listing, type TreeContext, at } from './context';
+import { IOMMU_GROUPS } from './iommu-groups';
+import { MODULES } from './module';
 import { type DirNode, type Node, attr, dir, dynDir, groups, link, linkDir, onlyWhen, ro, union, wo } from './nodes';
 
 /** make(key()), made again only when key() changes. */
@@ -41,6 +43,9 @@ export const DEVICE_ELSEWHERE: Readonly<Record<Part, (dev: MdevDevice) => string
   vendor: () => [],
   links: (dev) => [[...dev.parent.placement.path, 'mdev_supported_types', dev.type.id, 'devices', dev.uuid]],
 };
+
+/** class/mdev_bus/: a link per registered parent (the class_compat link of mdev_register_parent). */
+export const MDEV_BUS_CLASS = new Listing<Parent>(['class', 'mdev_bus'], (p) => p.name);
 
 /**
  * The mdev subsystem (drivers/vfio/mdev/): a parent's entries (mdev_supported_types/ with its types,
@@ -151,7 +156,7 @@ export class MdevSubsystem {
       // The links of a binding, made again only when the binding names another driver or group.
       const boundAlive = ctx.partAlive(dev, 'bound');
       const driverLink = memoBy(() => dev.boundDriver, (d) => link(['bus', 'mdev', 'drivers', d!], boundAlive));
-      const groupLink = memoBy(() => dev.iommuGroup, (g) => link(['kernel', 'iommu_groups', String(g)], boundAlive));
+      const groupLink = memoBy(() => dev.iommuGroup, (g) => link(IOMMU_GROUPS.entryPath(g!), boundAlive));
       // Each entry as it is while its part (DEVICE_ENTRIES) is shown. The 'dir' part's entries are the
       // directory's own: they go with it (and a device already gone still renders them for its uevent).
       const make: { [K in DeviceEntry]: () => Node | undefined } = {
@@ -232,7 +237,7 @@ export class MdevSubsystem {
       const fixed = dir(
         {
           bind: () => wo((buf) => core.bindStore(name, buf), alive),
-          module: () => link(['module', module], alive),
+          module: () => link(MODULES.entryPath(module), alive),
           uevent: () => wo(ctx.ueventStore({ kind: 'driver', name }), alive),
           unbind: () => wo((buf) => core.unbindStore(name, buf), alive),
         },
@@ -252,28 +257,22 @@ export class MdevSubsystem {
 
   // ---- class/mdev_bus --------------------------------------------------------------------
 
-  /** class/mdev_bus/: a link per registered parent (the class_compat link of mdev_register_parent). */
+  /** class/mdev_bus/: a link per registered parent. */
   busClassLinks(): DirNode {
-    return this.parentLinks(() => this.ctx.registeredParents());
+    return this.parentLinks(MDEV_BUS_CLASS, () => this.ctx.registeredParents());
   }
 
-  /** A directory of links named after parents (class/mdev_bus, a virtual parent's class/<class>). */
-  parentLinks(parents: () => Parent[]): DirNode {
-    return linkDir(
-      () => parents().map((p) => p.name),
-      (name) => {
-        const p = parents().find((x) => x.name === name);
-        return p && link(p.placement.path, this.ctx.parentAlive(p));
-      },
-    );
+  /** A listing of links to parents (class/mdev_bus, a virtual parent's class/<class>). */
+  parentLinks(listing: Listing<Parent>, parents: () => Parent[]): DirNode {
+    return listing.dir(parents, (p) => link(p.placement.path, this.ctx.parentAlive(p)), { entryKind: 'link' });
   }
 
   // ---- cache invalidation --------------------------------------------------------------
 
   /** A parent registered or unregistered: its link in class/mdev_bus (its directory is devices/'s, in tree.ts). */
   parent(ev: Extract<CoreEvent, { kind: 'parent' }>, inv: InvalidationSet): void {
-    inv.changed(at('class', 'mdev_bus'));
-    if (!ev.registered) inv.gone(at('class', 'mdev_bus', ev.parent.name));
+    inv.changed(MDEV_BUS_CLASS.at());
+    if (!ev.registered) inv.gone(MDEV_BUS_CLASS.entry(ev.parent));
   }
 
   /**

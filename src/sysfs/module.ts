@@ -1,23 +1,27 @@
 import type { CoreEvent } from '../core/core';
-import { type InvalidationSet, type TreeContext, at } from './context';
+import type { DeviceEvent } from '../devices/device-model';
+import { type InvalidationSet, type TreeContext, named } from './context';
 import { type DirNode, dir, dynDir, link, ro, wo } from './nodes';
+
+/** module/: a directory per loaded module, named as the module is. */
+export const MODULES = named(['module']);
 
 /**
  * module/: the modules of the mdev vendor drivers (there while loaded) and of the host devices'
- * drivers (pci:i915, css:vfio_ccw, ...), with what a module's unloading invalidates.
+ * drivers (pci:i915, css:vfio_ccw, ...), with what a module's unloading invalidates, from the same
+ * listing (MODULES).
  */
 export class Modules {
   constructor(private readonly ctx: TreeContext) {}
 
   dir(): DirNode {
-    return this.ctx.cached(this, 'module', () => {
+    return this.ctx.cached(this, MODULES.at(), () => {
       const drivers = () => this.ctx.core.busDrivers();
       const hostDrivers = (name: string) => this.ctx.buses.modules().get(name) ?? new Map<string, string[]>();
       const modules = () => new Set([...drivers().map((d) => d.module), ...this.ctx.buses.modules().keys()]);
-      return dynDir(
+      return MODULES.dir(
         () => modules(),
         (name) => {
-          if (!modules().has(name)) return undefined;
           const alive = () => modules().has(name);
           const mine = () => drivers().filter((d) => d.module === name);
           return dir(
@@ -46,11 +50,17 @@ export class Modules {
 
   /** A vendor module loaded or unloaded: module/<name> goes unless another loaded driver keeps it. */
   invalidate(ev: Extract<CoreEvent, { kind: 'module' }>, inv: InvalidationSet): void {
-    inv.changed(at('module'));
+    inv.changed(MODULES.at());
     if (ev.loaded) return;
     const left = this.ctx.core.busDrivers();
     for (const d of this.ctx.core.abi.busDrivers([ev.parent.driver])) {
-      if (!left.some((x) => x.module === d.module)) inv.gone(at('module', d.module));
+      if (!left.some((x) => x.module === d.module)) inv.gone(MODULES.entry(d.module));
     }
+  }
+
+  /** A host driver registered or unregistered: its module with it. */
+  hostDriver(ev: Extract<DeviceEvent, { kind: 'driver' }>, inv: InvalidationSet): void {
+    inv.changed(MODULES.at());
+    if (!ev.present && ev.driver.module) inv.gone(MODULES.entry(ev.driver.module));
   }
 }

@@ -15,12 +15,18 @@ export interface DirNode {
   subdirs?(): number;
   /** The kind of every entry, where they are all of one kind (readdir then looks none up). */
   readonly entryKind?: Node['kind'];
+  /** --host-sysfs: a directory of the host's own sysfs, at this path there (src/sysfs/host.ts). */
+  readonly host?: string;
+  /** --host-sysfs: an emulated directory merged with the host's: its listing changes without notice. */
+  readonly merged?: boolean;
 }
 
 /** An attribute file: a driver's attribute ops (AttrOps), as a node that knows whether it still exists. */
 export interface AttrNode extends AttrOps {
   readonly kind: 'attr';
   alive(): boolean;
+  /** --host-sysfs: a file of the host's own sysfs, at this path there (read through its own descriptor). */
+  readonly host?: string;
 }
 
 export interface LinkNode {
@@ -28,6 +34,8 @@ export interface LinkNode {
   /** Target path components below the sysfs root. */
   readonly target: readonly string[];
   alive(): boolean;
+  /** --host-sysfs: a link of the host's own sysfs, at this path there (readlink answers the host's text). */
+  readonly host?: string;
 }
 
 export type Node = DirNode | AttrNode | LinkNode;

@@ -3,14 +3,14 @@ import type { Parent } from '../core/mdev-objects';
 import type { Kobj } from '../core/uevent';
 import { type DeviceEvent, DeviceModel } from '../devices/device-model';
 import { BusesRenderer } from './buses';
-import { Classes } from './class';
+import { CLASSES, Classes } from './class';
 import { InvalidationSet, TreeContext, at } from './context';
-import { IommuGroups } from './iommu-groups';
+import { IOMMU_GROUPS, IommuGroups } from './iommu-groups';
 import type { Invalidation } from './kernfs';
 import { MdevSubsystem } from './mdev';
-import { Modules } from './module';
+import { MODULES, Modules } from './module';
 import { type DirNode, type Node, dir, dynDir, union } from './nodes';
-import { VfioGroups } from './vfio-groups';
+import { GROUP_DEVICES, VfioGroups } from './vfio-groups';
 
 /** What a uevent about a kobject carries besides ACTION, the caller's variables and SEQNUM. */
 export interface KobjectInfo {
@@ -61,13 +61,14 @@ export class SysfsTree {
         (name) => buses.busDir(name),
       ),
     ]);
-    const kernel = dir({ iommu_groups: () => this.iommu.dir() });
+    // The subsystems' listings where their descriptions put them (kernel/iommu_groups, class, module).
+    const kernel = dir({ [IOMMU_GROUPS.name]: () => this.iommu.dir() });
     this.root = dir({
       bus: () => bus,
-      class: () => this.classes.dir(),
+      [CLASSES.name]: () => this.classes.dir(),
       devices: () => this.prefixDir(['devices']),
-      kernel: () => kernel,
-      module: () => this.modules.dir(),
+      [IOMMU_GROUPS.path[0]!]: () => kernel,
+      [MODULES.name]: () => this.modules.dir(),
     });
   }
 
@@ -100,21 +101,40 @@ export class SysfsTree {
     return inv;
   }
 
-  /** What a change of the host devices (a bind, an unbind) took away. */
+  /** What a change of the host devices (a bind, an unbind, a device or driver coming or going) took away. */
   deviceInvalidations(ev: DeviceEvent): Invalidation {
     const inv = new InvalidationSet();
     const fromBuses = this.ctx.buses.invalidations(ev);
     inv.gone(...fromBuses.entries);
     inv.changed(...fromBuses.attrs);
-    const group = ev.kind === 'vfio' && ev.dev.vfioGroupMinor !== undefined ? ev.dev.pci?.iommuGroup : undefined;
-    if (ev.kind === 'vfio' && group !== undefined) this.vfioGroup(group, ev.registered, inv);
+    this.iommu.hostDevice(ev, inv);
+    if (ev.kind === 'driver') this.modules.hostDriver(ev, inv);
+    if (ev.kind === 'vfio') {
+      this.classes.vfioDev(ev.dev.vfioIndex, ev.registered, inv);
+      const group = ev.dev.vfioGroupMinor !== undefined ? ev.dev.pci?.iommuGroup : undefined;
+      if (group !== undefined) this.vfioGroup(group, ev.registered, inv);
+    }
     return inv;
   }
 
-  /** A VFIO group device came or went; devices/virtual goes with the last group when nothing else is in it. */
+  /**
+   * A VFIO group device came or went. With the first or the last one the glue directory came or
+   * went, and its container (devices/virtual) with it where nothing else is in it (a host whose
+   * parents are all bus devices): only then does the container's own container change.
+   */
   private vfioGroup(group: number, shown: boolean, inv: InvalidationSet): void {
     this.vfio.invalidate(group, shown, inv);
-    if (!shown && this.vfio.count() === 0 && !this.prefixDir(['devices']).lookup('virtual')) inv.gone(at('devices', 'virtual'));
+    if (!this.vfio.glueChanged(shown)) return;
+    const container = this.vfio.container();
+    if (this.occupied(container)) return;
+    inv.changed(at(...container.slice(0, -1)));
+    if (!shown) inv.gone(at(...container));
+  }
+
+  /** Whether a registered parent or a host device is below prefix (which then is there without the glue). */
+  private occupied(prefix: readonly string[]): boolean {
+    const below = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
+    return this.ctx.registeredParents().some((p) => below(p.placement.path)) || this.ctx.buses.namesBelow(prefix).length > 0;
   }
 
   /**
@@ -156,19 +176,19 @@ export class SysfsTree {
         node = this.dirAt(path);
         break;
       case 'module':
-        return { devpath: at('module', k.name), subsystem: 'module', vars: [] };
+        return { devpath: MODULES.entry(k.name), subsystem: 'module', vars: [] };
       case 'class':
-        return { devpath: at('class', k.name), subsystem: 'class', vars: [] };
+        return { devpath: CLASSES.entry(k.name), subsystem: 'class', vars: [] };
       case 'device':
         path = this.ctx.devicePath(k.dev);
         node = this.mdev.deviceDir(k.dev);
         break;
       case 'vfio-group':
-        path = ['devices', 'virtual', 'vfio', String(k.dev.iommuGroup)];
+        path = GROUP_DEVICES.entryPath(k.dev.iommuGroup!);
         node = this.vfio.mdevGroupDir(k.dev);
         break;
       case 'host-vfio-group':
-        path = ['devices', 'virtual', 'vfio', String(k.dev.pci?.iommuGroup)];
+        path = GROUP_DEVICES.entryPath(k.dev.pci!.iommuGroup!);
         node = this.vfio.hostGroupDir(k.dev);
         break;
       case 'vfio-dev':
@@ -216,14 +236,17 @@ export class SysfsTree {
         return d;
       };
       const inPrefix = (path: readonly string[]) => path.length > prefix.length && prefix.every((c, i) => path[i] === c);
-      // devices/virtual/vfio: the VFIO group devices' glue directory, while there is one (and
-      // devices/virtual with it, on a host whose parents are all bus devices).
-      const glueName = key === 'devices/virtual' ? 'vfio' : key === 'devices' ? 'virtual' : undefined;
+      // The VFIO group devices' glue directory (GROUP_DEVICES: devices/virtual/vfio), while there is
+      // one, and the directories on the way to it (devices/virtual, on a host whose parents are all bus devices).
+      const gluePath = GROUP_DEVICES.path;
+      const onGlue = prefix.length < gluePath.length && prefix.every((c, i) => gluePath[i] === c);
+      const glueName = onGlue ? gluePath[prefix.length] : undefined;
+      const glueIsGroups = prefix.length === gluePath.length - 1;
       const glue = glueName ? () => (this.vfio.count() > 0 ? [glueName] : []) : () => [];
       return dynDir(
         () => new Set([...below().map((p) => p.placement.path[prefix.length]!), ...this.ctx.buses.namesBelow(prefix), ...glue()]),
         (name) => {
-          if (name === glueName && glue().length > 0) return name === 'vfio' ? this.vfio.devicesDir() : deeperDir(name);
+          if (name === glueName && glue().length > 0) return glueIsGroups ? this.vfio.devicesDir() : deeperDir(name);
           // A host device renders itself (and any mdev parent on it); a virtual parent is all mdev.
           const device = this.ctx.buses.deviceAt(`${key}/${name}`);
           if (device) return this.ctx.buses.deviceDir(device);

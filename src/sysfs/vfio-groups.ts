@@ -2,8 +2,8 @@ import type { MdevDevice } from '../core/mdev-objects';
 import type { Kobj } from '../core/uevent';
 import type { HostDevice } from '../devices/device-model';
 import { powerDir } from './common';
-import { type InvalidationSet, type TreeContext, at } from './context';
-import { type Alive, type DirNode, attr, dir, dynDir, link, linkDir, ro } from './nodes';
+import { type InvalidationSet, type TreeContext, at, numbered } from './context';
+import { type Alive, type DirNode, attr, dir, link, ro } from './nodes';
 
 /**
  * The VFIO group character devices' major (alloc_chrdev_region, so the kernel picks it): 253 on
@@ -11,9 +11,15 @@ import { type Alive, type DirNode, attr, dir, dynDir, link, linkDir, ro } from '
  */
 const VFIO_GROUP_MAJOR = 253;
 
+/** devices/virtual/vfio/: a directory per VFIO group device, named by its IOMMU group (the glue directory, while there is one). */
+export const GROUP_DEVICES = numbered(['devices', 'virtual', 'vfio']);
+
+/** class/vfio/: a link per VFIO group device, of the same name. */
+export const GROUP_LINKS = numbered(['class', 'vfio']);
+
 /**
  * VFIO groups as sysfs shows /dev/vfio/<group>: devices/virtual/vfio/<group>/ and the class/vfio/<group>
- * links, with what their coming and going invalidates.
+ * links, with what their coming and going invalidates, from the same listings (GROUP_DEVICES, GROUP_LINKS).
  *
  * The group devices are the bound mdevs' groups, core.iommuGroups (show('bound') gives a device
  * its IOMMU group and its group minor together, and hide('bound') takes both), and the groups of
@@ -27,14 +33,12 @@ export class VfioGroups {
     return this.ctx.core.iommuGroups.size + this.ctx.devices.vfioGroups.size;
   }
 
-  private names(): string[] {
-    return [...this.ctx.core.iommuGroups.keys(), ...this.ctx.devices.vfioGroups.keys()].map(String);
+  private groups(): number[] {
+    return [...this.ctx.core.iommuGroups.keys(), ...this.ctx.devices.vfioGroups.keys()];
   }
 
-  /** The group device of a group number (00 is ENOENT): its directory and whether it is still there. */
-  private group(name: string): { dir: DirNode; alive: Alive } | undefined {
-    if (!/^(0|[1-9]\d*)$/.test(name)) return undefined;
-    const n = Number(name);
+  /** The group device of a group number: its directory and whether it is still there. */
+  private group(n: number): { dir: DirNode; alive: Alive } | undefined {
     const dev = this.ctx.core.iommuGroups.get(n);
     if (dev) return { dir: this.mdevGroupDir(dev), alive: this.ctx.partAlive(dev, 'bound') };
     const host = this.ctx.devices.vfioGroups.get(n);
@@ -44,18 +48,19 @@ export class VfioGroups {
 
   /** devices/virtual/vfio/: one directory per group device (the glue directory, while there is one). */
   devicesDir(): DirNode {
-    return this.ctx.cached(this, 'devices/virtual/vfio', () => dynDir(() => this.names(), (name) => this.group(name)?.dir));
+    return this.ctx.cached(this, GROUP_DEVICES.at(), () => GROUP_DEVICES.dir(() => this.groups(), (n) => this.group(n)?.dir));
   }
 
   /** class/vfio/: N -> ../../devices/virtual/vfio/N. */
   classLinks(): DirNode {
-    return this.ctx.cached(this, 'class/vfio', () =>
-      linkDir(
-        () => this.names(),
-        (name) => {
-          const g = this.group(name);
-          return g && link(['devices', 'virtual', 'vfio', name], g.alive);
+    return this.ctx.cached(this, GROUP_LINKS.at(), () =>
+      GROUP_LINKS.dir(
+        () => this.groups(),
+        (n) => {
+          const g = this.group(n);
+          return g && link(GROUP_DEVICES.entryPath(n), g.alive);
         },
+        { entryKind: 'link' },
       ),
     );
   }
@@ -86,23 +91,32 @@ export class VfioGroups {
     const devt = `${VFIO_GROUP_MAJOR}:${minor}`;
     const vars = `MAJOR=${VFIO_GROUP_MAJOR}\nMINOR=${minor}\nDEVNAME=vfio/${group}\n`;
     const power = powerDir(alive);
-    const subsystem = link(['class', 'vfio'], alive);
+    const subsystem = link(GROUP_LINKS.path, alive);
     const uevent = attr(0o644, () => vars, this.ctx.ueventStore(kobj), alive);
     return dir({ dev: () => ro(`${devt}\n`, alive), power: () => power, subsystem: () => subsystem, uevent: () => uevent }, alive);
   }
 
   /**
-   * A group device came or went: devices/virtual/vfio/<group> and class/vfio/<group>, the entries
-   * this file builds (a group's own entries go with its directory). The glue directory
-   * devices/virtual/vfio comes with the first group device and goes with the last: only then does
-   * devices/virtual's link count change, and devices/virtual itself goes when nothing else is in it.
+   * A group device came or went: its entries in the two listings (a group's own entries go with
+   * its directory). The glue directory (GROUP_DEVICES) comes with the first group device and goes
+   * with the last: only then does its container's st_nlink change (devices/virtual; tree.ts knows
+   * whether the container came and went with it).
    */
   invalidate(group: number, shown: boolean, inv: InvalidationSet): void {
-    inv.changed(at('devices', 'virtual', 'vfio'));
-    const groups = this.count();
-    if (shown ? groups === 1 : groups === 0) inv.changed(at('devices', 'virtual'), at('devices'));
+    inv.changed(GROUP_DEVICES.at());
+    if (this.glueChanged(shown)) inv.changed(at(...this.container()));
     if (shown) return;
-    inv.gone(at('class', 'vfio', String(group)), at('devices', 'virtual', 'vfio', String(group)));
-    if (groups === 0) inv.gone(at('devices', 'virtual', 'vfio'));
+    inv.gone(GROUP_LINKS.entry(group), GROUP_DEVICES.entry(group));
+    if (this.count() === 0) inv.gone(GROUP_DEVICES.at());
+  }
+
+  /** Whether the glue directory came (shown) or went with this group device: the first one, or the last. */
+  glueChanged(shown: boolean): boolean {
+    return this.count() === (shown ? 1 : 0);
+  }
+
+  /** The directory the glue directory is in (devices/virtual). */
+  container(): string[] {
+    return GROUP_DEVICES.path.slice(0, -1);
   }
 }

@@ -5,7 +5,13 @@ import { GVT, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
 import type { Invalidation, Kernfs } from '../../src/sysfs/kernfs';
 import { HOST_DEVICE_CHANGING } from '../../src/sysfs/buses';
-import { DEVICE_ELSEWHERE, DEVICE_ENTRIES_OF } from '../../src/sysfs/mdev';
+import { DEVICE_ELSEWHERE, DEVICE_ENTRIES_OF, MDEV_BUS_CLASS } from '../../src/sysfs/mdev';
+import type { CoreEvent } from '../../src/core/core';
+import type { Listing } from '../../src/sysfs/context';
+import { CLASSES, VFIO_DEVICES, vendorClass } from '../../src/sysfs/class';
+import { IOMMU_GROUPS } from '../../src/sysfs/iommu-groups';
+import { MODULES } from '../../src/sysfs/module';
+import { GROUP_DEVICES, GROUP_LINKS } from '../../src/sysfs/vfio-groups';
 
 // The property the per-subsystem descriptions guarantee: every entry they describe is built from the
 // description (so the tree shows exactly those entries, of the kind described) and every entry has an
@@ -145,4 +151,32 @@ t.test("a host device's changing entries are shown as described and invalidated 
   t.equal(dev.driver?.name, 'vfio-pci', 'vfio-pci is bound');
   check('vfio-dev');
   check('driver');
+});
+
+t.test("each subsystem's listings are where the tree shows them, and invalidated by the change that takes an entry", async (t) => {
+  const { kernfs, tree, core, dev } = await emulationWithDevice();
+  const parent = dev.parent;
+  const module = core.busDrivers().find((d) => d.name === parent.driver.name)!.module;
+  // Each listing (its description) with an element shown now and the event that takes it.
+  const listings: [string, Listing<never>, unknown, CoreEvent][] = [
+    ['IOMMU_GROUPS', IOMMU_GROUPS, dev.iommuGroup, hide(dev, 'bound')],
+    ['GROUP_DEVICES', GROUP_DEVICES, dev.iommuGroup, hide(dev, 'bound')],
+    ['GROUP_LINKS', GROUP_LINKS, dev.iommuGroup, hide(dev, 'bound')],
+    ['VFIO_DEVICES', VFIO_DEVICES, dev.vfioIndex, hide(dev, 'bound')],
+    ['MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }],
+    ['vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }],
+  ];
+  for (const [name, listing, element, ev] of listings) {
+    t.ok(kernfs.readdir(listing.at()).includes(listing.nameOf(element as never)), `${name}: ${listing.at()} lists ${listing.nameOf(element as never)}`);
+    t.ok(covered(listing.entry(element as never), tree.invalidations(ev)), `${name}: its going invalidates ${listing.entry(element as never)}`);
+  }
+  t.ok(kernfs.readdir(CLASSES.at()).includes(parent.placement.className!), `CLASSES: ${CLASSES.at()} lists the vendor's class`);
+  t.ok(kernfs.readdir(MODULES.at()).includes(module), `MODULES: ${MODULES.at()} lists the vendor's module`);
+  // A module and its class go only once no loaded parent keeps them: asked after the unload.
+  const seen: Invalidation[] = [];
+  kernfs.onInvalidate((i) => void seen.push(i));
+  await core.unregisterParent(parent.name);
+  const all = { entries: seen.flatMap((i) => i.entries), attrs: seen.flatMap((i) => i.attrs) };
+  t.ok(covered(CLASSES.entry(parent.placement.className!), all), 'CLASSES: unloading invalidates the class');
+  t.ok(covered(MODULES.entry(module), all), 'MODULES: unloading invalidates the module');
 });

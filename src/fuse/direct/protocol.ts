@@ -146,6 +146,8 @@ export interface Attr {
   atimeMs: number;
   mtimeMs: number;
   ctimeMs: number;
+  /** Seconds the kernel may cache it, where Kernfs says (a host node's, --host-sysfs); else the session's timeout. Not sent. */
+  ttl?: number;
 }
 
 function writeTime(buf: Buffer, secOff: number, nsecOff: number, ms: number): void {

@@ -6,9 +6,12 @@ import { live } from './inodes';
 
 export function opendir(s: Session, h: P.InHeader): void {
   const node = live(s, h);
-  if (s.caches.resolved(node).kind !== 'dir') throw new MdevError(Errno.ENOTDIR);
+  const kn = s.caches.resolved(node);
+  if (kn.kind !== 'dir') throw new MdevError(Errno.ENOTDIR);
   const fh = s.nextDirFh++;
   s.dirs.set(fh, { node });
+  // A listing with the host's names (--host-sysfs) changes without notice: the kernel keeps none.
+  if (kn.host !== undefined || kn.merged) return s.conn.send(P.openReply(h.unique, Number(fh), 0));
   // The listing the kernel cached stays only if nothing changed since it was read.
   const keep = node.listedGen === s.caches.changeGen ? P.FOPEN_KEEP_CACHE : 0;
   s.conn.send(P.openReply(h.unique, Number(fh), P.FOPEN_CACHE_DIR | keep));

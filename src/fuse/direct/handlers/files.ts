@@ -6,7 +6,7 @@ import { node } from './inodes';
 export function open(s: Session, h: P.InHeader, body: Buffer): void {
   const n = node(s, h);
   if (n.detached) throw new MdevError(Errno.ENODEV, 'stale');
-  const fh = s.kernfs.open(n.path, body.readUInt32LE(0), s.caches.resolved(n));
+  const fh = s.kernfs.open(n.path, body.readUInt32LE(0), s.caches.resolved(n), h);
   s.conn.send(P.openReply(h.unique, fh, P.FOPEN_DIRECT_IO | P.FOPEN_PARALLEL_DIRECT_WRITES | P.FOPEN_NOFLUSH));
 }
 

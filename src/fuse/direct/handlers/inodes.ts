@@ -33,6 +33,7 @@ function attrOf(node: FuseNode, st: Stat): P.Attr {
     atimeMs: st.atime.getTime(),
     mtimeMs: st.mtime.getTime(),
     ctimeMs: st.ctime.getTime(),
+    ttl: st.ttl,
   };
   node.lastAttr = a;
   return a;
@@ -66,7 +67,8 @@ export function lookup(s: Session, h: P.InHeader, body: Buffer): void {
     s.caches.notify(batch);
   }
   const node = s.nodes.lookedUp(parent, name);
-  s.conn.send(P.entryReply(h.unique, node.id, s.timeout, s.timeout, attrOf(node, st)));
+  const ttl = st.ttl ?? s.timeout;
+  s.conn.send(P.entryReply(h.unique, node.id, ttl, ttl, attrOf(node, st)));
 }
 
 export function forget(s: Session, h: P.InHeader, body: Buffer): void {
@@ -84,7 +86,8 @@ export function batchForget(s: Session, _h: P.InHeader, body: Buffer): void {
 
 export function getattr(s: Session, h: P.InHeader): void {
   // With FUSE_GETATTR_FH the kernel names the open file; its node is the same inode.
-  s.conn.send(P.attrReply(h.unique, s.timeout, currentAttr(s, node(s, h))));
+  const a = currentAttr(s, node(s, h));
+  s.conn.send(P.attrReply(h.unique, a.ttl ?? s.timeout, a));
 }
 
 export function setattr(s: Session, h: P.InHeader, body: Buffer): void {
@@ -104,7 +107,8 @@ export function setattr(s: Session, h: P.InHeader, body: Buffer): void {
     change.mtime = time(P.FATTR_MTIME_NOW, 40, 60);
   }
   if (Object.keys(change).length > 0) s.kernfs.setattr(n.path, change);
-  s.conn.send(P.attrReply(h.unique, s.timeout, currentAttr(s, n)));
+  const a = currentAttr(s, n);
+  s.conn.send(P.attrReply(h.unique, a.ttl ?? s.timeout, a));
 }
 
 export function readlink(s: Session, h: P.InHeader): void {
