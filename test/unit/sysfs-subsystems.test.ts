@@ -158,17 +158,20 @@ t.test("each subsystem's listings are where the tree shows them, and invalidated
   const parent = dev.parent;
   const module = core.busDrivers().find((d) => d.name === parent.driver.name)!.module;
   // Each listing (its description) with an element shown now and the event that takes it.
-  const listings: [string, Listing<never>, unknown, CoreEvent][] = [
-    ['IOMMU_GROUPS', IOMMU_GROUPS, dev.iommuGroup, hide(dev, 'bound')],
-    ['GROUP_DEVICES', GROUP_DEVICES, dev.iommuGroup, hide(dev, 'bound')],
-    ['GROUP_LINKS', GROUP_LINKS, dev.iommuGroup, hide(dev, 'bound')],
-    ['VFIO_DEVICES', VFIO_DEVICES, dev.vfioIndex, hide(dev, 'bound')],
-    ['MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }],
-    ['vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }],
+  const { iommuGroup, vfioIndex } = dev;
+  if (iommuGroup === undefined || vfioIndex === undefined) throw new Error('the device is bound: it has an IOMMU group and a VFIO index');
+  const row = <T>(name: string, listing: Listing<T>, element: T, ev: CoreEvent) => ({ name, dir: listing.at(), entryName: listing.nameOf(element), entry: listing.entry(element), ev });
+  const listings = [
+    row('IOMMU_GROUPS', IOMMU_GROUPS, iommuGroup, hide(dev, 'bound')),
+    row('GROUP_DEVICES', GROUP_DEVICES, iommuGroup, hide(dev, 'bound')),
+    row('GROUP_LINKS', GROUP_LINKS, iommuGroup, hide(dev, 'bound')),
+    row('VFIO_DEVICES', VFIO_DEVICES, vfioIndex, hide(dev, 'bound')),
+    row('MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }),
+    row('vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }),
   ];
-  for (const [name, listing, element, ev] of listings) {
-    t.ok(kernfs.readdir(listing.at()).includes(listing.nameOf(element as never)), `${name}: ${listing.at()} lists ${listing.nameOf(element as never)}`);
-    t.ok(covered(listing.entry(element as never), tree.invalidations(ev)), `${name}: its going invalidates ${listing.entry(element as never)}`);
+  for (const { name, dir, entryName, entry, ev } of listings) {
+    t.ok(kernfs.readdir(dir).includes(entryName), `${name}: ${dir} lists ${entryName}`);
+    t.ok(covered(entry, tree.invalidations(ev)), `${name}: its going invalidates ${entry}`);
   }
   t.ok(kernfs.readdir(CLASSES.at()).includes(parent.placement.className!), `CLASSES: ${CLASSES.at()} lists the vendor's class`);
   t.ok(kernfs.readdir(MODULES.at()).includes(module), `MODULES: ${MODULES.at()} lists the vendor's module`);
