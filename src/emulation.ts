@@ -24,6 +24,8 @@ export interface EmulationOptions {
   abi?: string;
   log: Logger;
   clock?: Clock;
+  /** Entries the journal keeps (default JOURNAL_CAPACITY); 0: no journal at all (writes record nothing). */
+  journalSize?: number;
   /**
    * --host-sysfs: the host's sysfs root (/sys) shown around the emulation (src/sysfs/host.ts). The
    * profile's functions the host already has are refused (a HostClashError), its `pciDevices` the
@@ -69,8 +71,8 @@ export class Emulation implements Registrar {
   readonly uevents: Uevents;
   /** The fault rules (src/faults): the profile's `faults` and those added at run time. */
   readonly faults: FaultEngine;
-  /** Every write to the tree and every fault fired, in order (src/journal). */
-  readonly journal: Journal;
+  /** Every write to the tree and every fault fired, in order (src/journal); none with journalSize 0. */
+  readonly journal: Journal | undefined;
   /** Settles once the profile's devices present at start exist (rejects, naming the device, if one cannot be made). */
   readonly ready: Promise<void>;
   /** Runtime changes (add, remove a parent, reset) one after the other. */
@@ -96,14 +98,17 @@ export class Emulation implements Registrar {
     const tree = (this.tree = new SysfsTree(this.core, devices));
     // uevents is made below (it listens to the tree Kernfs serves); the journal asks it only once writes come.
     const clock = this.clock;
-    const journal = (this.journal = new Journal(this.core, faults, {
-      lastSeqnum: (): number => this.uevents.lastSeqnum,
-      now: clock.now?.bind(clock),
-      wallNow: clock.wallNow?.bind(clock),
-    }));
-    const kernfs = (this.kernfs = this.hostfs
-      ? new HostKernfs(tree.root, this.hostfs, opts.log, { faults, journal })
-      : new Kernfs(tree.root, opts.log, { faults, journal }));
+    const journal = (this.journal =
+      opts.journalSize === 0
+        ? undefined
+        : new Journal(this.core, faults, {
+            capacity: opts.journalSize,
+            lastSeqnum: (): number => this.uevents.lastSeqnum,
+            now: clock.now?.bind(clock),
+            wallNow: clock.wallNow?.bind(clock),
+          }));
+    const observers = journal ? { faults, journal } : { faults };
+    const kernfs = (this.kernfs = this.hostfs ? new HostKernfs(tree.root, this.hostfs, opts.log, observers) : new Kernfs(tree.root, opts.log, observers));
     this.core.subscribe((ev) => kernfs.invalidate(tree.invalidations(ev)));
     devices.subscribe((ev) => kernfs.invalidate(tree.deviceInvalidations(ev)));
     this.uevents = new Uevents(this.core, tree, () => kernfs.settled(), devices);

@@ -49,9 +49,9 @@ export interface StartOptions extends TreeOptions {
   timeoutMs?: number;
 }
 
-/** What mark() returns: the journal's sequence number of the mark, and the last uevent SEQNUM then. */
+/** What mark() returns: the journal's sequence number of the mark (null when the daemon keeps no journal: --journal-size 0), and the last uevent SEQNUM then. */
 export interface Mark {
-  journal: number;
+  journal: number | null;
   seqnum: number;
 }
 
@@ -121,7 +121,7 @@ export class Control {
 
   /** The journal's entries after `since` (every one it holds without). */
   async journal(opts: { since?: Mark | number } = {}): Promise<JournalEntry[]> {
-    const since = typeof opts.since === 'object' ? opts.since.journal : opts.since;
+    const since = typeof opts.since === 'object' ? (opts.since.journal ?? undefined) : opts.since;
     return (await ok<{ entries: JournalEntry[] }>(this.socket, 'GET', `/v1/journal${since === undefined ? '' : `?since=${since}`}`)).entries;
   }
 
@@ -133,7 +133,7 @@ export class Control {
   /** Resolves once the condition holds; rejects (an ApiError with status 408) if not within its timeout. */
   async wait(cond: WaitCondition): Promise<Record<string, unknown>> {
     const timeout = cond.timeout ?? 10;
-    const since = typeof cond.since === 'object' ? (cond.journal ? cond.since.journal : cond.since.seqnum) : cond.since;
+    const since = typeof cond.since === 'object' ? (cond.journal ? (cond.since.journal ?? undefined) : cond.since.seqnum) : cond.since;
     const r = await call<Record<string, unknown>>(this.socket, 'POST', '/v1/wait', { ...cond, since, timeout }, (timeout + 10) * 1000);
     if (r.status < 200 || r.status > 299) throw new ApiError(r.status, r.body);
     return r.body;

@@ -26,7 +26,7 @@ export interface CommandSpec {
   example: string;
 }
 
-const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal', 'host-sysfs'];
+const MOUNT_OPTIONS = ['profile', 'abi', 'log-level', 'log-format', 'control', 'backend', 'udev', 'journal', 'journal-size', 'host-sysfs'];
 /** Options that take no value (present: "true"). */
 const FLAGS = ['udev', 'udevd', 'host-sysfs', 'json', 'follow', 'hang', 'succeed', 'sticky'];
 /** Short spellings. */
@@ -65,8 +65,9 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
       'the parent(s) of a profile FILE or of a built-in PROFILE, unregister one as the kernel does), its\n' +
       'state, a mark, a wait for an event or a device state (exit 1 at --timeout), a reset to the start,\n' +
       'fault rules (fault add --op OP [--type T ...] --errno E|--delay MS|--hang|--succeed|--content TEXT\n' +
-      '[--times N --after N --every N --probability P --seed N --sticky]; fault list, rm ID, release ID),\n' +
-      'the journal of writes and faults (journal [--since N] [--follow] [--json]).\n' +
+      '[--times N --after N --every N --probability P --seed N --sticky]; fault change ID with the same\n' +
+      'flags; fault list, rm ID, release ID), the journal of writes and faults (journal [--since N]\n' +
+      '[--follow] [--json]).\n' +
       'Inside mdevfs exec, DIR may be left out: $MDEVFS_CONTROL is the socket.',
     example: 'mdevfs ctl ./mount wait --event bind:83b8f4f2-509f-382f-3c1e-e6bfe0fa1001 --timeout 5',
   },
@@ -121,6 +122,8 @@ export const OPTION_HELP: Readonly<Record<string, string>> = {
   udev: '--udev                also send the uevents to libudev listeners, as udevd does (needs python3)',
   udevd: '--udevd               with --udev: run Debian\'s systemd-udevd inside (its rules run; private /dev, /run)',
   journal: '--journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each',
+  'journal-size': '--journal-size N      entries the journal keeps in memory (default 10000); 0: no journal (ctl journal\n' +
+    '                      and waits for journal entries are refused)',
   'host-sysfs': '--host-sysfs          also show the host\'s own /sys where the emulation has nothing, read-only\n' +
     '                      (EROFS/EACCES); a profile address the host has is refused. exec mounts the\n' +
     '                      host\'s mounts under /sys (cgroup, bpf...) again in place; mount does not',

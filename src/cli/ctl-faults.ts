@@ -2,7 +2,7 @@ import { type Reply, call, streamLines } from '../control/client';
 import { noDaemon } from './args';
 
 /**
- * `mdevfs ctl [DIR] fault add|list|rm|release` and `journal`: the fault rules and the journal of
+ * `mdevfs ctl [DIR] fault add|change|list|rm|release` and `journal`: the fault rules and the journal of
  * the control API (docs/control-api.md).
  */
 
@@ -52,13 +52,16 @@ function num(options: ReadonlyMap<string, string>, name: string, integer: boolea
   return v;
 }
 
-/** The rule the flags of `fault add` describe (the daemon validates it: its problems are usage errors). */
-export function ruleFromFlags(o: ReadonlyMap<string, string>): Record<string, unknown> | string {
+/**
+ * The rule the flags of `fault add` (or `fault change`: verb) describe (the daemon validates it:
+ * its problems are usage errors).
+ */
+export function ruleFromFlags(o: ReadonlyMap<string, string>, verb = 'add'): Record<string, unknown> | string {
   const match: Record<string, unknown> = {};
   for (const k of FAULT_MATCH) if (o.has(k)) match[k] = o.get(k);
-  if (match.op === undefined) return 'fault add needs --op (create, remove, store, bind, unbind, sriov_numvfs, current_vgpu_type, read)';
+  if (match.op === undefined) return `fault ${verb} needs --op (create, remove, store, bind, unbind, sriov_numvfs, current_vgpu_type, read)`;
   const actions = ['errno', 'delay', 'hang', 'succeed', 'content'].filter((k) => o.has(k));
-  if (actions.length !== 1) return 'fault add takes one action: --errno NAME, --delay MS [--jitter MS], --hang, --succeed or --content TEXT';
+  if (actions.length !== 1) return `fault ${verb} takes one action: --errno NAME, --delay MS [--jitter MS], --hang, --succeed or --content TEXT`;
   let action: Record<string, unknown>;
   const kind = actions[0]!;
   if (kind === 'errno') action = { kind, errno: o.get('errno') };
@@ -123,6 +126,19 @@ export async function faultCommand(t: Target, args: readonly string[]): Promise<
       process.stdout.write(json ? JSON.stringify(r.body) + '\n' : `${String(r.body.id)}\n`);
       return 0;
     }
+    case 'change': {
+      // PUT /v1/faults/{id}: a new spec in the rule's place, its counters from zero, what hung on it released.
+      if (id === undefined || extra.length > 0) return usage('fault change takes one rule id, then the flags of fault add (--op ..., an action, a trigger)');
+      if (o.has('id')) return usage('fault change takes the rule id as its argument, not --id (a rule keeps its id)');
+      const stray = only(FAULT_ADD_OPTIONS);
+      if (stray) return usage(`fault change does not take --${stray}`);
+      const rule = ruleFromFlags(o, 'change');
+      if (typeof rule === 'string') return usage(rule);
+      const r = await send(t, 'PUT', `/v1/faults/${encodeURIComponent(id)}`, rule);
+      if (typeof r === 'number') return r;
+      process.stdout.write(json ? JSON.stringify(r.body) + '\n' : `${String(r.body.id)}\n`);
+      return 0;
+    }
     case 'list': {
       if (id !== undefined) return usage('fault list takes no argument');
       const stray = only(['json']);
@@ -146,7 +162,7 @@ export async function faultCommand(t: Target, args: readonly string[]): Promise<
       return 0;
     }
     default:
-      return usage(`fault takes add, list, rm ID or release ID${sub === undefined ? '' : `, not "${sub}"`}`);
+      return usage(`fault takes add, change ID, list, rm ID or release ID${sub === undefined ? '' : `, not "${sub}"`}`);
   }
 }
 

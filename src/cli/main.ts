@@ -45,8 +45,9 @@ Usage:
   mdevfs ctl DIR fault add --op OP [--parent P --type T --uuid U --attr A --path GLOB]
                  --errno NAME|--delay MS [--jitter MS]|--hang|--succeed|--content TEXT
                  [--after N --every N --probability P --seed N --times N --sticky] [--id ID]
-                                 add a fault rule (prints its id); fault list [--json], fault rm ID,
-                                 fault release ID (let what hangs on it go on)
+                                 add a fault rule (prints its id); fault change ID FLAGS (the same flags:
+                                 a new spec for rule ID, its counts from zero), fault list [--json],
+                                 fault rm ID, fault release ID (let what hangs on it go on)
   mdevfs ctl DIR journal [--since N] [--follow] [--json]
                                  every write to the tree and every fault fired, with the writer
                                  Inside mdevfs exec, DIR may be left out (ctl, wait, events): they use
@@ -99,6 +100,8 @@ Options:
                         fuse-native, which mounts through fusermount
   --journal FILE        append every write to the tree and every fault fired to FILE, one JSON line each
                         (seq, times, op, path, the writer's pid/uid/comm, data, result, what changed)
+  --journal-size N      entries the journal keeps in memory (default 10000; at most 1000000); 0: no
+                        journal (ctl journal and waits for journal entries are refused)
   --host-sysfs          show the host's own /sys wherever the emulation has nothing: its devices, classes
                         and buses beside the emulated ones (a directory in both is merged, the emulated
                         entry wins a name), its files read as they are and never written (EROFS, or
@@ -212,6 +215,16 @@ async function withMount(
     process.stderr.write('mdevfs: --abi must be 6.1 or 4.17\n');
     return EXIT_USAGE;
   }
+  const sizeOpt = options.get('journal-size');
+  const journalSize = sizeOpt === undefined ? undefined : Number(sizeOpt);
+  if (journalSize !== undefined && !(/^\d+$/.test(String(sizeOpt)) && journalSize <= MAX_JOURNAL_SIZE)) {
+    process.stderr.write(`mdevfs: --journal-size must be a number of entries from 0 (no journal) to ${MAX_JOURNAL_SIZE}, not "${sizeOpt}"\n`);
+    return EXIT_USAGE;
+  }
+  if (journalSize === 0 && options.has('journal')) {
+    process.stderr.write('mdevfs: --journal FILE needs the journal: it cannot go with --journal-size 0\n');
+    return EXIT_USAGE;
+  }
   const auto = options.has('backend') ? undefined : automaticBackend();
   const backendName = String(options.get('backend') ?? auto?.name);
   const makeBackend = BACKENDS[backendName];
@@ -235,7 +248,7 @@ async function withMount(
   let emulation;
   try {
     const profile = loadProfile(String(options.get('profile') ?? 'samples'));
-    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log, hostSysfs: options.has('host-sysfs') ? '/sys' : undefined });
+    emulation = new Emulation(profile, { abi: abiOpt as string | undefined, log, journalSize, hostSysfs: options.has('host-sysfs') ? '/sys' : undefined });
     await emulation.ready;
   } catch (err) {
     const message = err instanceof HostClashError ? HostClashError.describe(`profile ${options.get('profile') ?? 'samples'}`, err.clashes) : (err as Error).message;
@@ -245,7 +258,7 @@ async function withMount(
   let stopJournal: (() => Promise<void>) | undefined;
   try {
     const file = options.get('journal');
-    if (file !== undefined) stopJournal = journalToFile(emulation.journal, String(file), log);
+    if (file !== undefined && emulation.journal) stopJournal = journalToFile(emulation.journal, String(file), log);
   } catch (err) {
     process.stderr.write(`mdevfs: --journal: ${(err as Error).message}\n`);
     return 1;
@@ -354,6 +367,9 @@ async function withMount(
     clearTimeout(deadline);
   }
 }
+
+/** The most entries --journal-size keeps (a write of a UUID takes about 800 bytes of a full ring). */
+const MAX_JOURNAL_SIZE = 1_000_000;
 
 /** How long unmounting may take before the process kills itself rather than hang. */
 const STOP_DEADLINE_MS = 5000;

@@ -9,7 +9,7 @@ import { validateProfile } from '../drivers/profile';
 import type { Emulation } from '../emulation';
 import type { Uevent } from '../events/uevents';
 import { globToRegExp } from '../faults/glob';
-import type { JournalEntry } from '../journal/journal';
+import type { Journal, JournalEntry } from '../journal/journal';
 import { MAX_BODY_BYTES, type Method, REQUEST_SCHEMAS, ROUTES, type WaitRequest } from './api';
 import { stateOf } from './state';
 
@@ -202,10 +202,13 @@ class ControlApi {
         return this.streamEvents(query, req, res);
       case 'POST /v1/mark': {
         const { label } = this.validate(route, body ?? {}) as { label?: string };
-        return send(res, 200, { seqnum: em.uevents.lastSeqnum, journal: em.journal.mark(label) });
+        return send(res, 200, { seqnum: em.uevents.lastSeqnum, journal: em.journal?.mark(label) ?? null });
       }
-      case 'POST /v1/wait':
-        return this.wait(this.validate(route, body) as WaitRequest, req, res);
+      case 'POST /v1/wait': {
+        const w = this.validate(route, body) as WaitRequest;
+        if (w.journal !== undefined) this.journalOn();
+        return this.wait(w, req, res);
+      }
       case 'POST /v1/reset':
         this.validate(route, body ?? {});
         await em.reset();
@@ -267,7 +270,7 @@ class ControlApi {
     const follow = query.get('follow');
     for (const k of query.keys()) if (k !== 'since' && k !== 'follow') throw new HttpError(400, `unknown query parameter "${k}"`);
     if (follow !== null && follow !== '0' && follow !== '1') throw new HttpError(400, `follow must be 0 or 1, not "${follow}"`);
-    const { journal } = this.em;
+    const journal = this.journalOn();
     if (follow !== '1') return send(res, 200, { entries: journal.since(since), lastSeq: journal.lastSeq, dropped: journal.dropped });
     res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
     res.flushHeaders();
@@ -280,6 +283,12 @@ class ControlApi {
     const unsubscribe = journal.subscribe(write);
     for (const e of journal.since(since)) write(e);
     req.socket.on('close', unsubscribe);
+  }
+
+  /** The journal, or 409 when the daemon keeps none. */
+  private journalOn(): Journal {
+    if (!this.em.journal) throw new HttpError(409, 'the journal is off: the daemon runs with --journal-size 0');
+    return this.em.journal;
   }
 
   /** POST /v1/wait: answers 200 once the condition holds, 408 at the timeout; a client that hangs up stops the wait. */
@@ -325,9 +334,10 @@ class ControlApi {
           (want.uid === undefined || e.caller?.uid === want.uid) &&
           (pathRe === undefined || (e.path !== undefined && pathRe.test(e.path)));
         const answer = (e: JournalEntry) => finish(200, { met: true, entry: e, seq: e.seq });
-        const unsubscribe = this.em.journal.subscribe((e) => match(e) && e.seq > (w.since ?? 0) && answer(e));
+        const journal = this.journalOn();
+        const unsubscribe = journal.subscribe((e) => match(e) && e.seq > (w.since ?? 0) && answer(e));
         cleanups.push(unsubscribe);
-        const kept = this.em.journal.since(w.since ?? 0).find(match);
+        const kept = journal.since(w.since ?? 0).find(match);
         if (kept) answer(kept);
         return;
       }

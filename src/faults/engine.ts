@@ -131,6 +131,7 @@ class Rule {
  * step each names. The core asks at the vendor's create and remove, Kernfs at a write or a read.
  * Rules are checked in the order they were added; a delay or a hang waits and goes on to the next
  * rule, an errno, `succeed` or `content` ends the check (later rules do not count that request).
+ * A check that no delay or hang holds answers synchronously (a read stays synchronous then).
  *
  * With no rule for an operation, watching(op) is one property read: the request path allocates
  * nothing and awaits nothing more than without the engine.
@@ -263,41 +264,39 @@ export class FaultEngine {
   }
 
   /**
-   * Checks a write or a vendor step: waits out delays and hangs, throws MdevError for an errno,
-   * returns a verdict for `succeed`. Call only when watching(ctx.op).
+   * Checks a request: throws MdevError for an errno, returns a verdict for `succeed` or `content`,
+   * and waits out delays and hangs. Answers at once (no promise) unless a delay or a hang fires:
+   * a read with no such rule firing is answered as synchronously as without the engine. Call only
+   * when watching(ctx.op).
    */
-  async check(ctx: FaultContext): Promise<FaultVerdict | undefined> {
-    for (const rule of this.rules) {
-      if (!rule.matches(ctx) || !rule.fires()) continue;
-      const a = rule.spec.action;
-      switch (a.kind) {
-        case 'delay': {
-          const ms = rule.delayOf(a);
-          this.fired(rule, ctx, { delayMs: ms });
-          await this.clock.sleep(ms);
-          break;
-        }
-        case 'hang':
-          this.fired(rule, ctx, {});
-          await new Promise<void>((resolve) => rule.hung.add(resolve));
-          break;
-        default: {
-          const v = this.end(rule, ctx);
-          if (v) return v;
-        }
-      }
-    }
-    return undefined;
+  check(ctx: FaultContext): FaultVerdict | undefined | Promise<FaultVerdict | undefined> {
+    return this.run(this.rules, 0, ctx);
   }
 
-  /** Checks a read (errno and content only: reads are answered at once). Call only when watching('read'). */
-  checkSync(ctx: FaultContext): FaultVerdict | undefined {
-    for (const rule of this.rules) {
+  /** The rules from i on; a check that waits goes on with the list it started with. */
+  private run(rules: readonly Rule[], i: number, ctx: FaultContext): FaultVerdict | undefined | Promise<FaultVerdict | undefined> {
+    for (; i < rules.length; i++) {
+      const rule = rules[i]!;
       if (!rule.matches(ctx) || !rule.fires()) continue;
+      const a = rule.spec.action;
+      if (a.kind === 'delay' || a.kind === 'hang') {
+        const next = i + 1;
+        return this.wait(rule, a, ctx).then(() => this.run(rules, next, ctx));
+      }
       const v = this.end(rule, ctx);
       if (v) return v;
     }
     return undefined;
+  }
+
+  private wait(rule: Rule, a: { kind: 'delay'; ms: number; jitterMs?: number } | { kind: 'hang' }, ctx: FaultContext): Promise<void> {
+    if (a.kind === 'hang') {
+      this.fired(rule, ctx, {});
+      return new Promise<void>((resolve) => rule.hung.add(resolve));
+    }
+    const ms = rule.delayOf(a);
+    this.fired(rule, ctx, { delayMs: ms });
+    return this.clock.sleep(ms);
   }
 
   private end(rule: Rule, ctx: FaultContext): FaultVerdict | undefined {

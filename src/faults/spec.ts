@@ -10,7 +10,9 @@ import { Errno, type ErrnoName } from '../base/errno';
  * - `store`: any write to an attribute, before its store runs (an errno changes nothing).
  * - `bind`, `unbind`: a write to a bus driver's `bind`/`unbind` file; `sriov_numvfs`,
  *   `current_vgpu_type`: a write to that attribute. Each is also a `store`.
- * - `read`: a read of an attribute (its content is rendered at offset 0).
+ * - `read`: a read of an attribute, where its show() runs (at offset 0): an errno, another content,
+ *   or a delay or a hang before show() (a slow vendor attribute; the read then shows the file as it
+ *   is when it goes on).
  */
 export const FAULT_OPS = ['create', 'remove', 'store', 'bind', 'unbind', 'sriov_numvfs', 'current_vgpu_type', 'read'] as const;
 export type FaultOp = (typeof FAULT_OPS)[number];
@@ -188,9 +190,6 @@ function semanticProblems(spec: FaultRuleSpec): string[] {
   if (action.kind === 'succeed' && match.op === 'read') out.push('action.kind "succeed": applies to writes only (a read that succeeds is an ordinary read)');
   if (action.kind === 'succeed' && vendor) {
     out.push(`action.kind "succeed": a vendor step cannot succeed without acting; for a ${match.op} write that does nothing use op "store" with attr "${match.op}"`);
-  }
-  if ((action.kind === 'delay' || action.kind === 'hang') && match.op === 'read') {
-    out.push(`action.kind "${action.kind}": reads are answered at once; a read fault is an errno or a content`);
   }
   if (action.kind === 'delay' && (action.jitterMs ?? 0) > action.ms) out.push('action.jitterMs: must not exceed ms (a delay is never negative)');
   return out;

@@ -56,8 +56,22 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     const cb = args[args.length - 1] as Cb;
     call(op, path, cb, () => kernfs.mutate(op, path));
   };
-  /** Answers of WRITEs still waiting for a vendor; unmount() gives them ENODEV (as kernfs does for a node going away). */
-  const pendingWrites = new Set<(code: number) => void>();
+  /**
+   * Answers of WRITEs still waiting for a vendor and of READs a fault rule holds (libfuse's thread
+   * waits for them); unmount() gives them ENODEV (as kernfs does for a node going away).
+   */
+  const pending = new Set<(code: number) => void>();
+  /** Answers once: by what settles, or by unmount's ENODEV if that comes first. */
+  const answerLater = <T>(result: Promise<T>, cb: Cb, done: (r: T) => number, op: string, path: string) => {
+    const answer = (code: number) => {
+      if (pending.delete(answer)) cb(code);
+    };
+    pending.add(answer);
+    result.then(
+      (r) => answer(done(r)),
+      (err) => answer(errnoOf(err, log, op, path)),
+    );
+  };
   const toFuseStat = (s: Stat) => ({ ...s, blocks: 0, blksize: 4096, dev: 0, ino: 0, rdev: 0 });
 
   const ops = {
@@ -71,25 +85,21 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
       cb(0);
     },
     read: (path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => {
+      let data: Buffer | Promise<Buffer>;
       try {
-        const data = kernfs.read(fd, len, pos);
-        data.copy(buf);
-        cb(data.length);
+        data = kernfs.read(fd, len, pos);
       } catch (err) {
-        cb(errnoOf(err, log, 'read', path));
+        return cb(errnoOf(err, log, 'read', path));
       }
+      // A read a fault rule holds: buf is libfuse's, valid until we answer (its thread waits).
+      if (data instanceof Promise) return answerLater(data, cb, (d) => d.copy(buf), 'read', path);
+      data.copy(buf);
+      cb(data.length);
     },
     write: (path: string, fd: number, buf: Buffer, len: number, _pos: number, cb: Cb) => {
-      // fuse-native reuses buf once we return: copy before going async.
-      const answer = (code: number) => {
-        if (pendingWrites.delete(answer)) cb(code); // once: the vendor's result, or unmount's ENODEV
-      };
-      pendingWrites.add(answer);
-      // No caller for the journal: fuse-native's binding does not expose libfuse's fuse_get_context().
-      kernfs.write(fd, Buffer.from(buf.subarray(0, len))).then(
-        (n) => answer(n),
-        (err) => answer(errnoOf(err, log, 'write', path)),
-      );
+      // fuse-native reuses buf once we return: copy before going async. No caller for the journal:
+      // the binding passes none (docs/control-api.md, the journal).
+      answerLater(kernfs.write(fd, Buffer.from(buf.subarray(0, len))), cb, (n) => n, 'write', path);
     },
     truncate: (path: string, _size: number, cb: Cb) => call('truncate', path, cb, () => kernfs.truncate(path)),
     ftruncate: (path: string, _fd: number, _size: number, cb: Cb) => call('truncate', path, cb, () => kernfs.truncate(path)),
@@ -140,7 +150,7 @@ export function fuseNativeBackend({ mountpoint, kernfs, log }: BackendOptions): 
     // the process exits, whose closing of /dev/fuse aborts the connection (they get ENOTCONN).
     // libfuse's threads are its own, not libuv's: they never hold up the exit.
     unmount: () => {
-      for (const answer of [...pendingWrites]) answer(-ENODEV);
+      for (const answer of [...pending]) answer(-ENODEV);
       return new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
     },
   };

@@ -33,11 +33,12 @@ export interface JournalEntry {
   /** The canonical sysfs path (`/sys/...`): the file written or read, or a vendor step's device directory. */
   path?: string;
   /**
-   * Who wrote: the FUSE request's pid, uid and gid, and the command name (/proc/PID/comm, read when
-   * the write began). Absent where the backend does not say (fuse-native: libfuse's context is not
-   * exposed by its binding).
+   * Who wrote (a write): the FUSE request's pid, uid and gid, and the command name (/proc/PID/comm,
+   * read when the write ended, at most once a second per pid). `null` where the backend does not
+   * say (fuse-native: its binding passes libfuse's operations no caller, docs/control-api.md); no
+   * `pid` (nor `comm`) where the kernel sent 0: a writer outside the daemon's pid namespace.
    */
-  caller?: { pid: number; uid: number; gid: number; comm?: string };
+  caller?: { pid?: number; uid: number; gid: number; comm?: string } | null;
   /** What was written: printable ASCII as is, `\\`, `\n`, `\t`, other bytes `\xNN`; the first DATA_MAX bytes. */
   data?: string;
   /** The whole write's length in bytes (more than `data` shows when it was cut). */
@@ -83,20 +84,92 @@ export const DATA_MAX = 256;
 /** Entries kept by default. */
 export const JOURNAL_CAPACITY = 10_000;
 
-interface Pending {
-  path: string;
-  started: number;
-  ueventFrom: number;
-  caller: JournalEntry['caller'];
-  data: string;
-  size: number;
-  /** The parent whose directory holds the file, if any. */
-  parent?: Parent;
-  before: Map<MdevType, number>;
-  changed: Set<MdevType>;
-  added: string[];
-  removed: string[];
-  fault?: string | number;
+type Kind = JournalEntry['kind'];
+
+/**
+ * An entry as recorded: raw fields of one shape (numbers, and strings the write already had or
+ * a flat copy of its bytes), turned into a JournalEntry only when it is read (since(), a
+ * subscriber). A write pays no escaping, no date formatting and no object of a varying shape;
+ * the ring keeps these (about 300 bytes a write of a UUID, with its strings).
+ */
+class Recorded {
+  path: string | undefined = undefined;
+  /** The caller: pid (0: not seen from the daemon's pid namespace), uid, gid; uid -1: not known. */
+  pid = 0;
+  uid = -1;
+  gid = -1;
+  comm: string | undefined = undefined;
+  /** The first DATA_MAX bytes, one char a byte (latin1), escaped when read. */
+  data: string | undefined = undefined;
+  size = -1;
+  bytes = -1;
+  errno: string | undefined = undefined;
+  durationMs = -1;
+  fault: string | number | undefined = undefined;
+  action: string | undefined = undefined;
+  delayMs = -1;
+  added: string[] | undefined = undefined;
+  removed: string[] | undefined = undefined;
+  available: Record<string, [number, number]> | undefined = undefined;
+  ueventFrom = -1;
+  label: string | undefined = undefined;
+
+  constructor(
+    readonly seq: number,
+    readonly kind: Kind,
+    /** A fault's step or `mark`; a write's is read from its path. */
+    readonly op: string | undefined,
+    readonly mono: number,
+    readonly wallMs: number,
+    readonly uevent: number,
+  ) {}
+
+  /** The entry as the API shows it, its fields in this order. */
+  entry(): JournalEntry {
+    // uevent goes last (it is set last): a JSON line reads seq, kind, times, op, path, ...
+    const e = { seq: this.seq, kind: this.kind, mono: this.mono, wall: new Date(this.wallMs).toISOString(), op: this.op ?? writeOp(this.path!) } as JournalEntry;
+    if (this.path !== undefined) e.path = this.path;
+    if (this.kind === 'write') {
+      e.caller = this.uid < 0 ? null : { ...(this.pid ? { pid: this.pid } : {}), uid: this.uid, gid: this.gid, ...(this.comm === undefined ? {} : { comm: this.comm }) };
+      e.data = escapeLatin1(this.data!);
+      e.size = this.size;
+      if (this.errno === undefined) e.bytes = this.bytes;
+    }
+    if (this.fault !== undefined && this.kind === 'fault') e.fault = this.fault;
+    if (this.action !== undefined) e.action = this.action;
+    if (this.errno !== undefined) e.errno = this.errno;
+    if (this.delayMs >= 0) e.delayMs = this.delayMs;
+    if (this.durationMs >= 0) e.durationMs = this.durationMs;
+    if (this.fault !== undefined && this.kind === 'write') e.fault = this.fault;
+    if (this.added) e.added = this.added;
+    if (this.removed) e.removed = this.removed;
+    if (this.available) e.available = this.available;
+    if (this.ueventFrom >= 0) e.ueventFrom = this.ueventFrom;
+    if (this.label !== undefined) e.label = this.label;
+    e.uevent = this.uevent;
+    return e;
+  }
+}
+
+/** A write in flight: what it began with, and what the core and the engine told while it ran. */
+class Pending {
+  changed: Set<MdevType> | undefined = undefined;
+  added: string[] | undefined = undefined;
+  removed: string[] | undefined = undefined;
+  fault: string | number | undefined = undefined;
+
+  constructor(
+    readonly path: string,
+    readonly started: number,
+    readonly ueventFrom: number,
+    readonly caller: Caller | undefined,
+    readonly data: string,
+    readonly size: number,
+    /** The parent whose directory holds the file, if any. */
+    readonly parent: Parent | undefined,
+    /** available_instances when the write began (the parent's types), or when a change reached another type. */
+    readonly before: Map<MdevType, number>,
+  ) {}
 }
 
 /**
@@ -106,7 +179,7 @@ interface Pending {
  * parent's directory, or, when none is, every write in flight (an unbind, a parent's removal).
  */
 export class Journal implements WriteObserver<Pending> {
-  private readonly ring: (JournalEntry | undefined)[];
+  private readonly ring: (Recorded | undefined)[];
   private start = 0;
   private length = 0;
   private seq = 0;
@@ -126,7 +199,7 @@ export class Journal implements WriteObserver<Pending> {
     faults: FaultEngine | undefined,
     opts: JournalOptions = {},
   ) {
-    this.ring = new Array<JournalEntry | undefined>(Math.max(1, opts.capacity ?? JOURNAL_CAPACITY));
+    this.ring = new Array<Recorded | undefined>(Math.max(1, opts.capacity ?? JOURNAL_CAPACITY));
     this.now = opts.now ?? (() => performance.now());
     this.wallNow = opts.wallNow ?? Date.now;
     this.lastSeqnum = opts.lastSeqnum ?? (() => 0);
@@ -151,8 +224,8 @@ export class Journal implements WriteObserver<Pending> {
   since(seq = 0): JournalEntry[] {
     const out: JournalEntry[] = [];
     for (let i = 0; i < this.length; i++) {
-      const e = this.ring[(this.start + i) % this.ring.length]!;
-      if (e.seq > seq) out.push(e);
+      const r = this.ring[(this.start + i) % this.ring.length]!;
+      if (r.seq > seq) out.push(r.entry());
     }
     return out;
   }
@@ -165,7 +238,9 @@ export class Journal implements WriteObserver<Pending> {
 
   /** Adds a mark (a test's "from here on"); returns its seq. */
   mark(label?: string): number {
-    return this.append({ kind: 'mark', op: 'mark', ...(label === undefined ? {} : { label }) }).seq;
+    const r = this.record('mark', 'mark', this.now());
+    r.label = label;
+    return this.append(r);
   }
 
   /** Forgets the entries kept and the dropped count; seq goes on from where it was. */
@@ -180,19 +255,7 @@ export class Journal implements WriteObserver<Pending> {
     const parent = this.parentOf(path);
     const before = new Map<MdevType, number>();
     if (parent) for (const t of parent.types.values()) before.set(t, this.core.availableInstances(t));
-    const p: Pending = {
-      path,
-      started: this.now(),
-      ueventFrom: this.lastSeqnum(),
-      caller: caller && { pid: caller.pid, uid: caller.uid, gid: caller.gid, ...this.comm(caller.pid) },
-      data: escapeBytes(data.subarray(0, DATA_MAX)),
-      size: data.length,
-      parent,
-      before,
-      changed: new Set(),
-      added: [],
-      removed: [],
-    };
+    const p = new Pending(path, this.now(), this.lastSeqnum(), caller, data.toString('latin1', 0, DATA_MAX), data.length, parent, before);
     this.inFlight.add(p);
     return p;
   }
@@ -200,29 +263,33 @@ export class Journal implements WriteObserver<Pending> {
   end(p: Pending, result: number | unknown): void {
     this.inFlight.delete(p);
     const own = ownType(p.path);
-    const available: Record<string, [number, number]> = {};
+    let available: Record<string, [number, number]> | undefined;
     for (const [t, was] of p.before) {
       if (!t.parent.registered) continue; // the type went with its parent
       const now = this.core.availableInstances(t);
-      if (now !== was || t.id === own || p.changed.has(t)) available[t.id] = [was, now];
+      if (now !== was || t.id === own || p.changed?.has(t)) (available ??= {})[t.id] = [was, now];
     }
-    const errno = typeof result === 'number' ? undefined : result instanceof MdevError ? errnoName(result.errno) : 'EIO';
     const end = this.now();
-    this.append({
-      kind: 'write',
-      op: writeOp(p.path),
-      path: p.path,
-      ...(p.caller ? { caller: p.caller } : {}),
-      data: p.data,
-      size: p.size,
-      ...(errno === undefined ? { bytes: result as number } : { errno }),
-      durationMs: end - p.started,
-      ...(p.fault !== undefined ? { fault: p.fault } : {}),
-      ...(p.added.length ? { added: p.added } : {}),
-      ...(p.removed.length ? { removed: p.removed } : {}),
-      ...(Object.keys(available).length ? { available } : {}),
-      ueventFrom: p.ueventFrom,
-    });
+    const r = this.record('write', undefined, end);
+    r.path = p.path;
+    const c = p.caller;
+    if (c) {
+      r.pid = c.pid;
+      r.uid = c.uid;
+      r.gid = c.gid;
+      r.comm = this.comm(c.pid);
+    }
+    r.data = p.data;
+    r.size = p.size;
+    if (typeof result === 'number') r.bytes = result;
+    else r.errno = result instanceof MdevError ? errnoName(result.errno) : 'EIO';
+    r.durationMs = end - p.started;
+    r.fault = p.fault;
+    r.added = p.added;
+    r.removed = p.removed;
+    r.available = available;
+    r.ueventFrom = p.ueventFrom;
+    this.append(r);
   }
 
   // ---- what the writes did ---------------------------------------------------------------
@@ -238,26 +305,24 @@ export class Journal implements WriteObserver<Pending> {
     for (const p of this.concerned(dev.parent)) {
       if (!p.before.has(dev.type)) p.before.set(dev.type, this.core.availableInstances(dev.type));
       if (dev.state === 'removing') continue;
-      p.changed.add(dev.type);
-      if (dev.state === 'active') p.added.push(dev.uuid);
-      else if (wasActive) p.removed.push(dev.uuid);
+      (p.changed ??= new Set()).add(dev.type);
+      if (dev.state === 'active') (p.added ??= []).push(dev.uuid);
+      else if (wasActive) (p.removed ??= []).push(dev.uuid);
     }
   }
 
   private onFault(f: FaultFired): void {
-    const e = this.append({
-      kind: 'fault',
-      op: f.ctx.op,
-      ...(f.ctx.path !== undefined ? { path: f.ctx.path } : {}),
-      fault: f.rule,
-      action: f.action,
-      ...(f.errno !== undefined ? { errno: f.errno } : {}),
-      ...(f.delayMs !== undefined ? { delayMs: f.delayMs } : {}),
-    });
+    const r = this.record('fault', f.ctx.op, this.now());
+    r.path = f.ctx.path;
+    r.fault = f.rule;
+    r.action = f.action;
+    r.errno = f.errno;
+    if (f.delayMs !== undefined) r.delayMs = f.delayMs;
+    this.append(r);
     if (this.inFlight.size === 0 || f.ctx.op === 'read') return;
     // A vendor step's path is the device's directory; an attribute's is the file written.
     const vendor = f.ctx.op === 'create' || f.ctx.op === 'remove';
-    const path = e.path ?? '';
+    const path = f.ctx.path ?? '';
     const dir = path.slice(0, path.lastIndexOf('/') + 1);
     const exact = [...this.inFlight].filter((p) => (vendor ? p.path.startsWith(dir) : p.path === path));
     for (const p of exact.length > 0 || !vendor ? exact : this.inFlight) p.fault = f.rule;
@@ -282,11 +347,11 @@ export class Journal implements WriteObserver<Pending> {
   }
 
   /** /proc/PID/comm, read at most once a second per pid (a benchmark's writer writes thousands of times). */
-  private comm(pid: number): { comm?: string } {
-    if (!pid) return {};
-    const t = performance.now();
+  private comm(pid: number): string | undefined {
+    if (!pid) return undefined;
+    const t = this.now();
     let c = this.comms.get(pid);
-    if (!c || t - c.at > 1000) {
+    if (!c || t - c.at > 1000 || t < c.at) {
       let comm: string | undefined;
       try {
         comm = readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '');
@@ -296,23 +361,27 @@ export class Journal implements WriteObserver<Pending> {
       if (this.comms.size >= 1024) this.comms.clear();
       this.comms.set(pid, (c = { comm, at: t }));
     }
-    return c.comm === undefined ? {} : { comm: c.comm };
+    return c.comm;
   }
 
-  private append(fields: Omit<JournalEntry, 'seq' | 'mono' | 'wall' | 'uevent'>): JournalEntry {
-    const mono = this.now();
-    const { kind, ...rest } = fields;
-    const e: JournalEntry = { seq: ++this.seq, kind, mono, wall: new Date(this.wallNow()).toISOString(), ...rest, uevent: this.lastSeqnum() };
+  private record(kind: Kind, op: string | undefined, mono: number): Recorded {
+    return new Recorded(++this.seq, kind, op, mono, this.wallNow(), this.lastSeqnum());
+  }
+
+  private append(r: Recorded): number {
     const cap = this.ring.length;
     if (this.length === cap) {
-      this.ring[this.start] = e;
+      this.ring[this.start] = r;
       this.start = (this.start + 1) % cap;
       this.droppedCount++;
     } else {
-      this.ring[(this.start + this.length++) % cap] = e;
+      this.ring[(this.start + this.length++) % cap] = r;
     }
-    for (const l of this.listeners) l(e);
-    return e;
+    if (this.listeners.size > 0) {
+      const e = r.entry();
+      for (const l of this.listeners) l(e);
+    }
+    return r.seq;
   }
 }
 
@@ -331,13 +400,21 @@ export function writeOp(path: string): string {
 
 /** Bytes as text a line of JSON shows plainly: printable ASCII as is, the rest escaped. */
 export function escapeBytes(buf: Buffer): string {
-  let s = '';
-  for (const b of buf) {
-    if (b === 0x5c) s += '\\\\';
-    else if (b === 0x0a) s += '\\n';
-    else if (b === 0x09) s += '\\t';
-    else if (b >= 0x20 && b < 0x7f) s += String.fromCharCode(b);
-    else s += `\\x${b.toString(16).padStart(2, '0')}`;
+  return escapeLatin1(buf.toString('latin1'));
+}
+
+/** escapeBytes of bytes held one char a byte (latin1). */
+function escapeLatin1(s: string): string {
+  // The usual write (a UUID, a number) needs no escape: the string itself.
+  if (/^[\x20-\x5b\x5d-\x7e]*$/.test(s)) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const b = s.charCodeAt(i);
+    if (b === 0x5c) out += '\\\\';
+    else if (b === 0x0a) out += '\\n';
+    else if (b === 0x09) out += '\\t';
+    else if (b >= 0x20 && b < 0x7f) out += s[i];
+    else out += `\\x${b.toString(16).padStart(2, '0')}`;
   }
-  return s;
+  return out;
 }

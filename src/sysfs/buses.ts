@@ -9,11 +9,12 @@ import { IOMMU_GROUPS } from './iommu-groups';
 import { MODULES } from './module';
 import type { Invalidation } from './kernfs';
 import { type Alive, type DirNode, type Node, attr, dir, dynDir, groups, link, ro, union, wo } from './nodes';
+import { BUSES, MDEV_BUS, busDevices, busDrivers, driverDevices, vfioDevEntry } from './paths';
 
 const PAGE_SIZE = 4096;
 
 /** The first non-blank word of a store, as bus_find_device_by_name compares it (sysfs_streq). */
-function deviceName(buf: Buffer): string {
+function storedName(buf: Buffer): string {
   return buf.toString('latin1').split('\0')[0]!;
 }
 
@@ -46,6 +47,16 @@ export const HOST_DEVICE_CHANGING = {
 
 type HostChanging = keyof typeof HOST_DEVICE_CHANGING;
 const HOST_CHANGING_NAMES = Object.keys(HOST_DEVICE_CHANGING) as HostChanging[];
+
+/**
+ * A bus's listings of host devices (paths.ts): bus/<bus>/devices/ and, in a driver's directory,
+ * the devices bound to it, each named as the device is. The bus directories are built from them
+ * and from BUSES and busDrivers, and the events that take a device, a binding or a driver
+ * invalidate the entries they name.
+ */
+const deviceName = (dev: HostDevice): string => dev.name;
+const onBus = (bus: Bus) => busDevices(bus.name, deviceName);
+const boundTo = (drv: BusDriver) => driverDevices(drv.bus.name, drv.name, deviceName);
 
 /**
  * Renders the driver core's devices and buses (drivers/base/, drivers/pci/pci-sysfs.c,
@@ -110,11 +121,11 @@ export class BusesRenderer {
       };
       // The entries that come and go (HOST_DEVICE_CHANGING), each while what its event made is there.
       const changing: Record<HostChanging, (() => Node | undefined) | undefined> = {
-        driver: dev.bus ? () => (dev.driver ? link(['bus', dev.bus!.name, 'drivers', dev.driver.name], alive) : undefined) : undefined,
+        driver: dev.bus ? () => (dev.driver ? link(busDrivers(dev.bus!.name).entryPath(dev.driver.name), alive) : undefined) : undefined,
         'vfio-dev': () => (dev.vfioIndex === undefined ? undefined : this.vfioDevDir(dev, dev.vfioIndex)),
       };
       if (dev.bus) {
-        common.subsystem = () => link(['bus', dev.bus!.name], alive);
+        common.subsystem = () => link(BUSES.entryPath(dev.bus!.name), alive);
         common.driver = changing.driver!;
       } else if (dev.module) {
         common.module = () => link(MODULES.entryPath(dev.module!), alive);
@@ -154,7 +165,7 @@ export class BusesRenderer {
 
   /** class/vfio-dev/vfioN of a host device: a link to its vfio-dev/vfioN, alive while registered. */
   vfioClassLink(dev: HostDevice, index: number): Node {
-    return link([...dev.path, 'vfio-dev', `vfio${index}`], () => this.present(dev)() && dev.vfioIndex === index);
+    return link([...dev.path, ...vfioDevEntry(index)], () => this.present(dev)() && dev.vfioIndex === index);
   }
 
   /** vfio-dev/vfioN of a device its driver registered with VFIO (vfio-pci, a vendor-VFIO VF), while it is so. */
@@ -272,6 +283,17 @@ export class BusesRenderer {
 
   // ---- bus/ ----------------------------------------------------------------------------
 
+  /** bus/: the mdev bus (mdev.ts' bus/mdev) and the driver core's buses, from BUSES. */
+  busesDir(mdev: () => DirNode): DirNode {
+    return this.cached(this, () =>
+      union([
+        dir({ [MDEV_BUS]: mdev }),
+        // busDir says whether a bus is there (a bus is listed only while it has a device, pci always).
+        BUSES.dir(() => this.busNames(), (name) => this.busDir(name), { find: (name) => name }),
+      ]),
+    );
+  }
+
   /**
    * Buses with a device, and always pci: a kernel built with CONFIG_PCI (Debian's x86 and s390x
    * ones) has bus/pci even with no function on it, and lspci then lists nothing rather than
@@ -288,23 +310,15 @@ export class BusesRenderer {
     return this.cached(bus, () => {
       const devices = () => this.model.onBus(bus);
       const entries: Record<string, () => Node | undefined> = {
-        devices: () =>
-          dynDir(
-            () => devices().map((d) => d.name),
-            (n) => {
-              const d = devices().find((x) => x.name === n);
-              return d && link(d.path, this.present(d));
-            },
-            undefined,
-            () => 0,
-          ),
+        devices: () => onBus(bus).dir(devices, (d) => link(d.path, this.present(d)), { subdirs: () => 0 }),
         drivers: () =>
-          dynDir(
+          busDrivers(bus.name).dir(
             () => bus.drivers.keys(),
             (n) => {
               const drv = bus.drivers.get(n);
               return drv && this.driverDir(drv);
             },
+            { find: (n) => n },
           ),
         drivers_autoprobe: () => autoprobeAttr(() => bus.autoprobe, (on) => (bus.autoprobe = on)),
         drivers_probe: () => wo((b) => this.probeStore(bus, b)),
@@ -327,7 +341,7 @@ export class BusesRenderer {
   }
 
   private find(bus: Bus, buf: Buffer): HostDevice | undefined {
-    const name = deviceName(buf);
+    const name = storedName(buf);
     return this.model.onBus(bus).find((d) => sysfsStreq(d.name, name));
   }
 
@@ -355,15 +369,7 @@ export class BusesRenderer {
         entries.new_id = () => wo((b) => this.newIdStore(drv, b), alive);
         entries.remove_id = () => wo((b) => this.removeIdStore(drv, b), alive);
       }
-      const links = dynDir(
-        () => bound().map((d) => d.name),
-        (n) => {
-          const d = bound().find((x) => x.name === n);
-          return d && link(d.path, () => d.driver === drv);
-        },
-        alive,
-        () => 0,
-      );
+      const links = boundTo(drv).dir(bound, (d) => link(d.path, () => d.driver === drv), { alive, subdirs: () => 0 });
       return union([dir(entries, alive), links], alive);
     });
   }
@@ -446,7 +452,7 @@ export class BusesRenderer {
       for (const drv of bus.drivers.values()) {
         if (!drv.module) continue;
         if (!m.has(drv.module)) m.set(drv.module, new Map());
-        m.get(drv.module)!.set(`${bus.name}:${drv.name}`, ['bus', bus.name, 'drivers', drv.name]);
+        m.get(drv.module)!.set(`${bus.name}:${drv.name}`, busDrivers(bus.name).entryPath(drv.name));
       }
     }
     for (const d of this.model.devices.values()) if (d.isRoot && d.module && !m.has(d.module)) m.set(d.module, new Map());
@@ -467,17 +473,18 @@ export class BusesRenderer {
   invalidations(ev: DeviceEvent): Invalidation {
     if (ev.kind === 'bind') {
       const { dev, driver, bound } = ev;
-      const attrs = [at(...dev.path), at('bus', driver.bus.name, 'drivers', driver.name)];
+      const attrs = [at(...dev.path), busDrivers(driver.bus.name).entry(driver.name)];
       if (bound) return { entries: [], attrs };
       // The driver's own attributes (nvidia/ on a VF) went with it.
       const tops = [...this.driverAttrTops(dev)].map((name) => at(...dev.path, name));
       this.driverAttrTops(dev).clear();
-      return { entries: [...this.changingGone(dev, 'bind'), at('bus', driver.bus.name, 'drivers', driver.name, dev.name), ...tops], attrs };
+      return { entries: [...this.changingGone(dev, 'bind'), boundTo(driver).entry(dev), ...tops], attrs };
     }
     if (ev.kind === 'driver') {
-      const attrs = [at('bus', ev.driver.bus.name, 'drivers')];
+      const drivers = busDrivers(ev.driver.bus.name);
+      const attrs = [drivers.at()];
       if (ev.present) return { entries: [], attrs };
-      return { entries: [at('bus', ev.driver.bus.name, 'drivers', ev.driver.name)], attrs };
+      return { entries: [drivers.entry(ev.driver.name)], attrs };
     }
     if (ev.kind === 'vfio') {
       // vfio-dev/ (the group device is vfio-groups.ts', class/vfio-dev/vfioN class.ts': mdevs have them too).
@@ -490,10 +497,10 @@ export class BusesRenderer {
     // takes its own link (below).
     if (ev.kind === 'change') return { entries: [], attrs: [] };
     const { dev, present } = ev;
-    const attrs = [at(...dev.path.slice(0, -1)), at('bus')];
+    const attrs = [at(...dev.path.slice(0, -1)), BUSES.at()];
     if (present) return { entries: [], attrs };
     const entries = [at(...dev.path)];
-    if (dev.bus) entries.push(at('bus', dev.bus.name, 'devices', dev.name));
+    if (dev.bus) entries.push(onBus(dev.bus).entry(dev));
     // A VF's virtfnN link in its PF goes with it (pci_iov_remove_virtfn); the VF is still listed.
     const pf = dev.pci?.physfn;
     const index = pf?.sriov?.vfs.indexOf(dev.pci!) ?? -1;

@@ -1,15 +1,10 @@
 import type { CoreEvent } from '../core/core';
 import type { Parent } from '../core/mdev-objects';
-import { type InvalidationSet, Listing, type TreeContext, named, numbered } from './context';
+import { type InvalidationSet, Listing, type TreeContext } from './context';
 import { MDEV_BUS_CLASS, type MdevSubsystem } from './mdev';
 import { type DirNode, dir, link, union } from './nodes';
+import { CLASSES, VFIO_DEVICES, vfioDevEntry } from './paths';
 import { GROUP_LINKS, type VfioGroups } from './vfio-groups';
-
-/** class/: a directory per class (mdev_bus, the vfio core's, a loaded vendor module's). */
-export const CLASSES = named(['class']);
-
-/** class/vfio-dev/: a link per device registered with VFIO (6.1), named vfioN. */
-export const VFIO_DEVICES = numbered([...CLASSES.path, 'vfio-dev'], 'vfio');
 
 /** class/<class>/ of a vendor module: a link per registered virtual parent of that class. */
 export const vendorClass = (cls: string): Listing<Parent> => new Listing<Parent>(CLASSES.entryPath(cls), (p) => p.name);
@@ -18,8 +13,8 @@ export const vendorClass = (cls: string): Listing<Parent> => new Listing<Parent>
  * class/: mdev_bus (mdev.ts' links), the vfio core's classes (vfio: the group
  * devices; vfio-dev: every device registered with VFIO, in 6.1) and the vendor modules' classes
  * (class_create in module init: there while the module is loaded), with what their changes
- * invalidate, from the same listings (CLASSES, VFIO_DEVICES, vendorClass; mdev.ts' MDEV_BUS_CLASS,
- * vfio-groups.ts' GROUP_LINKS).
+ * invalidate, from the same listings (paths.ts' CLASSES and VFIO_DEVICES, vendorClass; mdev.ts'
+ * MDEV_BUS_CLASS, vfio-groups.ts' GROUP_LINKS).
  */
 export class Classes {
   constructor(
@@ -43,8 +38,7 @@ export class Classes {
                   () => [...core.vfioDevices.keys(), ...devices.vfioDevices.keys()],
                   (n) => {
                     const dev = core.vfioDevices.get(n);
-                    const name = VFIO_DEVICES.nameOf(n);
-                    if (dev) return link([...this.ctx.devicePath(dev), 'vfio-dev', name], this.ctx.partAlive(dev, 'bound'));
+                    if (dev) return link([...this.ctx.devicePath(dev), ...vfioDevEntry(n)], this.ctx.partAlive(dev, 'bound'));
                     // A host device its driver registered with VFIO (vfio-pci, NVIDIA's vendor-specific VFIO VF).
                     const host = devices.vfioDevices.get(n);
                     return host && buses.vfioClassLink(host, n);

@@ -1,5 +1,6 @@
 import { Errno, fail } from '../base/errno';
 import { type Alive, type AttrNode, type DirNode, type Node, acceptWords, attr, dir, dynDir, link, ro } from './nodes';
+import { VFIO_DEVICES } from './paths';
 
 /** kobject uevent_store: a known action word (optionally with a UUID and env) is accepted. */
 const UEVENT_ACTIONS = ['add', 'remove', 'change', 'move', 'online', 'offline', 'bind', 'unbind'];
@@ -25,7 +26,7 @@ export function autoprobeAttr(get: () => boolean, set: (on: boolean) => void): A
  * vfioN below it): vfioN/ with a `device` link back, power/, subsystem and an empty uevent.
  */
 export function vfioDevDir(index: number, devicePath: readonly string[], alive: Alive, uevent: (buf: Buffer) => number): DirNode {
-  const name = `vfio${index}`;
+  const name = VFIO_DEVICES.nameOf(index);
   return dir(
     {
       [name]: () =>
@@ -33,7 +34,7 @@ export function vfioDevDir(index: number, devicePath: readonly string[], alive: 
           {
             device: () => link(devicePath, alive),
             power: () => powerDir(alive),
-            subsystem: () => link(['class', 'vfio-dev'], alive),
+            subsystem: () => link(VFIO_DEVICES.path, alive),
             uevent: () => attr(0o644, () => '', uevent, alive),
           },
           alive,

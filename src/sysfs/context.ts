@@ -66,15 +66,21 @@ export class Listing<T> {
     return at(...this.entryPath(x));
   }
 
-  /** The directory listing elements(), a name looked up as its element's node (undefined: no such entry). */
+  /**
+   * The directory listing elements(), a name looked up as its element's node (undefined: no such
+   * entry). find: the element a name stands for where the caller keeps them by name (a map), so a
+   * lookup need not walk them; it must agree with nameOf.
+   */
   dir(
     elements: () => Iterable<T>,
     node: (x: T) => Node | undefined,
-    opts: { alive?: Alive; subdirs?: () => number; entryKind?: Node['kind'] } = {},
+    opts: { alive?: Alive; subdirs?: () => number; entryKind?: Node['kind']; find?: (name: string) => T | undefined } = {},
   ): DirNode {
     const { nameOf, parse } = this;
+    const find = opts.find;
     const element = (name: string): T | undefined => {
       if (parse) return parse(name);
+      if (find) return find(name);
       for (const x of elements()) if (nameOf(x) === name) return x;
       return undefined;
     };

@@ -92,7 +92,7 @@ export class HostKernfs extends Kernfs {
     return fh;
   }
 
-  override read(fh: number, length: number, position: number): Buffer {
+  override read(fh: number, length: number, position: number): Buffer | Promise<Buffer> {
     const f = this.hostFiles.get(fh);
     if (!f) return super.read(fh, length, position);
     const len = f.limit === undefined ? length : Math.max(0, Math.min(length, f.limit - position));

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Errno, MdevError, errnoName, fail } from '../base/errno';
-import type { FaultContext, FaultEngine } from '../faults/engine';
+import type { FaultContext, FaultEngine, FaultVerdict } from '../faults/engine';
 import { writeStep } from '../faults/spec';
 import { type AttrNode, type DirNode, type Node, countSubdirs, relativeTarget } from './nodes';
 
@@ -237,14 +237,30 @@ export class Kernfs {
     this.files.delete(fh);
   }
 
-  read(fh: number, length: number, position: number): Buffer {
+  /**
+   * A read: the content is rendered by show() at offset 0 and kept for the reads that follow (as
+   * seq_file does). A read fault acts where show() runs: an errno, another text for this open file,
+   * or a delay or a hang before show(). Only then is the answer a promise (a backend answers the
+   * request when it settles); with no read rule, or none holding it, the read answers at once.
+   */
+  read(fh: number, length: number, position: number): Buffer | Promise<Buffer> {
     const f = this.handle(fh);
     if (!f.node.show) fail(Errno.EIO, 'attribute has no show');
     if (position === 0 || !f.content) {
-      // A read fault acts where show() runs: an errno, or another text for this open file.
-      const verdict = this.opts.faults?.watching('read') ? this.opts.faults.checkSync({ op: 'read', attr: splitPath(f.path).pop(), path: canonicalPath(f.path) }) : undefined;
-      f.content = Buffer.from(verdict?.kind === 'content' ? verdict.content : f.node.show(), 'latin1');
+      const faults = this.opts.faults;
+      if (faults?.watching('read')) {
+        const verdict = faults.check({ op: 'read', attr: splitPath(f.path).pop(), path: canonicalPath(f.path) });
+        // Held by a delay or a hang: the file may have gone (ENODEV) or been closed meanwhile.
+        if (verdict instanceof Promise) return verdict.then((v) => this.show(this.handle(fh), v, length, position));
+        return this.show(f, verdict, length, position);
+      }
+      f.content = Buffer.from(f.node.show(), 'latin1');
     }
+    return f.content.subarray(position, position + length);
+  }
+
+  private show(f: OpenFile, verdict: FaultVerdict | undefined, length: number, position: number): Buffer {
+    f.content = Buffer.from(verdict?.kind === 'content' ? verdict.content : f.node.show!(), 'latin1');
     return f.content.subarray(position, position + length);
   }
 

@@ -5,6 +5,7 @@ import { type InvalidationSet, Listing, type TreeContext, at } from './context';
 import { IOMMU_GROUPS } from './iommu-groups';
 import { MODULES } from './module';
 import { type DirNode, type Node, attr, dir, dynDir, groups, link, linkDir, onlyWhen, ro, union, wo } from './nodes';
+import { BUSES, CLASSES, MDEV_BUS, MDEV_DRIVERS, busDevices, driverDevices } from './paths';
 
 /** make(key()), made again only when key() changes. */
 function memoBy<K, T>(key: () => K, make: (k: K) => T): () => T {
@@ -29,6 +30,12 @@ export const DEVICE_ENTRIES_OF: Readonly<Record<Part, readonly DeviceEntry[]>> =
   links: entriesOf('links'),
 };
 
+/** bus/mdev/devices/: a link per device whose directory is shown. */
+export const MDEV_BUS_DEVICES = busDevices<MdevDevice>(MDEV_BUS, (dev) => dev.uuid);
+
+/** bus/mdev/drivers/<driver>/: a link per device bound to the driver. */
+const boundTo = (driver: string) => driverDevices<MdevDevice>(MDEV_BUS, driver, (dev) => dev.uuid);
+
 /**
  * Where each part of a device shows outside its own directory, below the sysfs root: the listings
  * here that show a device filter on the same part (bus/mdev/devices and the parent on 'dir', a
@@ -37,15 +44,15 @@ export const DEVICE_ENTRIES_OF: Readonly<Record<Part, readonly DeviceEntry[]>> =
  * A Record over Part: a part added to the core without its places here does not compile.
  */
 export const DEVICE_ELSEWHERE: Readonly<Record<Part, (dev: MdevDevice) => string[][]>> = {
-  dir: (dev) => [['bus', 'mdev', 'devices', dev.uuid]],
+  dir: (dev) => [MDEV_BUS_DEVICES.entryPath(dev)],
   remove: () => [],
-  bound: (dev) => (dev.boundDriver ? [['bus', 'mdev', 'drivers', dev.boundDriver, dev.uuid]] : []),
+  bound: (dev) => (dev.boundDriver ? [boundTo(dev.boundDriver).entryPath(dev)] : []),
   vendor: () => [],
   links: (dev) => [[...dev.parent.placement.path, 'mdev_supported_types', dev.type.id, 'devices', dev.uuid]],
 };
 
 /** class/mdev_bus/: a link per registered parent (the class_compat link of mdev_register_parent). */
-export const MDEV_BUS_CLASS = new Listing<Parent>(['class', 'mdev_bus'], (p) => p.name);
+export const MDEV_BUS_CLASS = new Listing<Parent>(CLASSES.entryPath('mdev_bus'), (p) => p.name);
 
 /**
  * The mdev subsystem (drivers/vfio/mdev/): a parent's entries (mdev_supported_types/ with its types,
@@ -65,7 +72,7 @@ export class MdevSubsystem {
       const alive = ctx.parentAlive(parent);
       const pl = parent.placement;
       const power = powerDir(alive);
-      const subsystem = link(['class', pl.className ?? parent.driver.name], alive);
+      const subsystem = link(CLASSES.entryPath(pl.className ?? parent.driver.name), alive);
       const uevent = attr(0o644, () => '', ctx.ueventStore({ kind: 'parent', parent }), alive);
       const types = () => this.typesDir(parent);
       const own: { [K in keyof typeof PARENT_ENTRIES]: () => Node } = {
@@ -146,7 +153,7 @@ export class MdevSubsystem {
       const core = ctx.core;
       const alive = ctx.partAlive(dev, 'dir');
       const power = powerDir(alive);
-      const subsystem = link(['bus', 'mdev'], alive);
+      const subsystem = link(BUSES.entryPath(MDEV_BUS), alive);
       const uevent = attr(0o644, () => (dev.boundDriver ? `DRIVER=${dev.boundDriver}\n` : ''), ctx.ueventStore({ kind: 'device', dev }), alive);
       const mdevType = link([...dev.parent.placement.path, 'mdev_supported_types', dev.type.id], ctx.partAlive(dev, 'links'));
       const remove = wo(
@@ -155,7 +162,7 @@ export class MdevSubsystem {
       );
       // The links of a binding, made again only when the binding names another driver or group.
       const boundAlive = ctx.partAlive(dev, 'bound');
-      const driverLink = memoBy(() => dev.boundDriver, (d) => link(['bus', 'mdev', 'drivers', d!], boundAlive));
+      const driverLink = memoBy(() => dev.boundDriver, (d) => link(MDEV_DRIVERS.entryPath(d!), boundAlive));
       const groupLink = memoBy(() => dev.iommuGroup, (g) => link(IOMMU_GROUPS.entryPath(g!), boundAlive));
       // Each entry as it is while its part (DEVICE_ENTRIES) is shown. The 'dir' part's entries are the
       // directory's own: they go with it (and a device already gone still renders them for its uevent).
@@ -196,21 +203,21 @@ export class MdevSubsystem {
 
   busDir(): DirNode {
     const ctx = this.ctx;
-    return ctx.cached(this, 'bus/mdev', () => {
+    return ctx.cached(this, BUSES.entry(MDEV_BUS), () => {
       const core = ctx.core;
-      const devices = linkDir(
+      const find = (uuid: string) => core.devices.get(uuid);
+      const devices = MDEV_BUS_DEVICES.dir(
         () => this.listedDevices(),
-        (name) => {
-          const dev = core.devices.get(name);
-          return dev && dev.parts.has('dir') ? link(ctx.devicePath(dev), ctx.partAlive(dev, 'dir')) : undefined;
-        },
+        (dev) => (dev.parts.has('dir') ? link(ctx.devicePath(dev), ctx.partAlive(dev, 'dir')) : undefined),
+        { entryKind: 'link', find },
       );
-      const drivers = dynDir(
+      const drivers = MDEV_DRIVERS.dir(
         () => core.busDrivers().map((d) => d.name),
         (name) => {
           const d = core.busDrivers().find((x) => x.name === name);
           return d && this.busDriverDir(d.name, d.module);
         },
+        { find: (name) => name },
       );
       const autoprobe = autoprobeAttr(() => core.autoprobe, (on) => (core.autoprobe = on));
       const probe = wo((buf) => core.probeStore(buf));
@@ -224,8 +231,8 @@ export class MdevSubsystem {
     });
   }
 
-  private *listedDevices(): Iterable<string> {
-    for (const [uuid, dev] of this.ctx.core.devices) if (dev.parts.has('dir')) yield uuid;
+  private *listedDevices(): Iterable<MdevDevice> {
+    for (const dev of this.ctx.core.devices.values()) if (dev.parts.has('dir')) yield dev;
   }
 
   /** A loaded vendor module's driver: it stays while a parent of its is unregistered (its host device unbound). */
@@ -243,13 +250,10 @@ export class MdevSubsystem {
         },
         alive,
       );
-      const bound = linkDir(
-        () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')).map((d) => d.uuid),
-        (uuid) => {
-          const dev = core.devices.get(uuid);
-          return dev && dev.boundDriver === name && dev.parts.has('dir') ? link(ctx.devicePath(dev), ctx.partAlive(dev, 'bound')) : undefined;
-        },
-        alive,
+      const bound = boundTo(name).dir(
+        () => [...core.devices.values()].filter((d) => d.boundDriver === name && d.parts.has('dir')),
+        (dev) => (dev.boundDriver === name && dev.parts.has('dir') ? link(ctx.devicePath(dev), ctx.partAlive(dev, 'bound')) : undefined),
+        { alive, entryKind: 'link', find: (uuid) => core.devices.get(uuid) },
       );
       return union([fixed, bound], alive);
     });
@@ -298,11 +302,11 @@ export class MdevSubsystem {
 
   /** A vendor module loaded or unloaded: its drivers in bus/mdev/drivers, unless another loaded parent keeps them. */
   module(ev: Extract<CoreEvent, { kind: 'module' }>, inv: InvalidationSet): void {
-    inv.changed(at('bus', 'mdev', 'drivers'));
+    inv.changed(MDEV_DRIVERS.at());
     if (ev.loaded) return;
     const left = this.ctx.core.busDrivers();
     for (const d of this.ctx.core.abi.busDrivers([ev.parent.driver])) {
-      if (!left.some((x) => x.name === d.name)) inv.gone(at('bus', 'mdev', 'drivers', d.name));
+      if (!left.some((x) => x.name === d.name)) inv.gone(MDEV_DRIVERS.entry(d.name));
     }
   }
 }

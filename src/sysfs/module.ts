@@ -2,6 +2,7 @@ import type { CoreEvent } from '../core/core';
 import type { DeviceEvent } from '../devices/device-model';
 import { type InvalidationSet, type TreeContext, named } from './context';
 import { type DirNode, dir, dynDir, link, ro, wo } from './nodes';
+import { MDEV_DRIVERS } from './paths';
 
 /** module/: a directory per loaded module, named as the module is. */
 export const MODULES = named(['module']);
@@ -32,7 +33,7 @@ export class Modules {
                   (entry) => {
                     const d = mine().find((x) => `mdev:${x.name}` === entry);
                     const host = hostDrivers(name).get(entry);
-                    return d ? link(['bus', 'mdev', 'drivers', d.name], alive) : host && link(host, alive);
+                    return d ? link(MDEV_DRIVERS.entryPath(d.name), alive) : host && link(host, alive);
                   },
                   alive,
                 ),

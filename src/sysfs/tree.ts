@@ -3,13 +3,14 @@ import type { Parent } from '../core/mdev-objects';
 import type { Kobj } from '../core/uevent';
 import { type DeviceEvent, DeviceModel } from '../devices/device-model';
 import { BusesRenderer } from './buses';
-import { CLASSES, Classes } from './class';
+import { Classes } from './class';
 import { InvalidationSet, TreeContext, at } from './context';
 import { IOMMU_GROUPS, IommuGroups } from './iommu-groups';
 import type { Invalidation } from './kernfs';
 import { MdevSubsystem } from './mdev';
 import { MODULES, Modules } from './module';
 import { type DirNode, type Node, dir, dynDir, union } from './nodes';
+import { BUSES, CLASSES, MDEV_BUS, busDrivers, vfioDevEntry } from './paths';
 import { GROUP_DEVICES, VfioGroups } from './vfio-groups';
 
 /** What a uevent about a kobject carries besides ACTION, the caller's variables and SEQNUM. */
@@ -52,19 +53,10 @@ export class SysfsTree {
     this.iommu = new IommuGroups(this.ctx);
     this.classes = new Classes(this.ctx, this.vfio, this.mdev);
     this.modules = new Modules(this.ctx);
-    // Directories that are functions of nothing but the core are made once (their lookups
-    // still read the core every time).
-    const bus = union([
-      dir({ mdev: () => this.mdev.busDir() }),
-      dynDir(
-        () => buses.busNames(),
-        (name) => buses.busDir(name),
-      ),
-    ]);
-    // The subsystems' listings where their descriptions put them (kernel/iommu_groups, class, module).
+    // The subsystems' listings where their descriptions put them (bus, class, kernel/iommu_groups, module).
     const kernel = dir({ [IOMMU_GROUPS.name]: () => this.iommu.dir() });
     this.root = dir({
-      bus: () => bus,
+      [BUSES.name]: () => buses.busesDir(() => this.mdev.busDir()),
       [CLASSES.name]: () => this.classes.dir(),
       devices: () => this.prefixDir(['devices']),
       [IOMMU_GROUPS.path[0]!]: () => kernel,
@@ -145,7 +137,7 @@ export class SysfsTree {
   private parentPath(parent: Parent, registered: boolean, inv: InvalidationSet): void {
     const path = parent.placement.path;
     for (let i = 1; i <= path.length; i++) inv.changed(at(...path.slice(0, i)));
-    inv.changed(at('bus'));
+    inv.changed(BUSES.at());
     // A superset is harmless: an entry dropped needlessly is simply looked up again.
     if (!registered) for (let i = 2; i <= path.length; i++) inv.gone(at(...path.slice(0, i)));
   }
@@ -168,9 +160,9 @@ export class SysfsTree {
     let node: DirNode | undefined;
     switch (k.kind) {
       case 'bus':
-        return { devpath: at('bus', k.name ?? 'mdev'), subsystem: 'bus', vars: [] };
+        return { devpath: BUSES.entry(k.name ?? MDEV_BUS), subsystem: 'bus', vars: [] };
       case 'driver':
-        return { devpath: at('bus', k.bus ?? 'mdev', 'drivers', k.name), subsystem: 'drivers', vars: [] };
+        return { devpath: busDrivers(k.bus ?? MDEV_BUS).entry(k.name), subsystem: 'drivers', vars: [] };
       case 'host':
         path = [...k.dev.path];
         node = this.dirAt(path);
@@ -193,9 +185,9 @@ export class SysfsTree {
         break;
       case 'vfio-dev':
       case 'host-vfio-dev': {
-        const name = `vfio${k.dev.vfioIndex}`;
-        path = [...(k.kind === 'vfio-dev' ? this.ctx.devicePath(k.dev) : k.dev.path), 'vfio-dev', name];
-        const d = (k.kind === 'vfio-dev' ? this.mdev.vfioDevDir(k.dev) : this.ctx.buses.deviceDir(k.dev).lookup('vfio-dev'));
+        const [glue, name] = vfioDevEntry(k.dev.vfioIndex!) as [string, string];
+        path = [...(k.kind === 'vfio-dev' ? this.ctx.devicePath(k.dev) : k.dev.path), glue, name];
+        const d = (k.kind === 'vfio-dev' ? this.mdev.vfioDevDir(k.dev) : this.ctx.buses.deviceDir(k.dev).lookup(glue));
         const vfio = d?.kind === 'dir' ? d.lookup(name) : undefined;
         node = vfio?.kind === 'dir' ? vfio : undefined;
         break;

@@ -4,6 +4,7 @@ import type { HostDevice } from '../devices/device-model';
 import { powerDir } from './common';
 import { type InvalidationSet, type TreeContext, at, numbered } from './context';
 import { type Alive, type DirNode, attr, dir, link, ro } from './nodes';
+import { CLASSES } from './paths';
 
 /**
  * The VFIO group character devices' major (alloc_chrdev_region, so the kernel picks it): 253 on
@@ -15,7 +16,7 @@ const VFIO_GROUP_MAJOR = 253;
 export const GROUP_DEVICES = numbered(['devices', 'virtual', 'vfio']);
 
 /** class/vfio/: a link per VFIO group device, of the same name. */
-export const GROUP_LINKS = numbered(['class', 'vfio']);
+export const GROUP_LINKS = numbered(CLASSES.entryPath('vfio'));
 
 /**
  * VFIO groups as sysfs shows /dev/vfio/<group>: devices/virtual/vfio/<group>/ and the class/vfio/<group>

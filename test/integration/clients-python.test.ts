@@ -87,6 +87,7 @@ t.test('the plugin\'s own suite passes against this clone\'s mdevfs (root)', { s
     'test_a_fault_holds_inside_its_block_only',
     'test_a_fresh_tree_per_test',
     'test_a_hang_holds_a_create_until_released',
+    'test_a_mark_without_a_journal',
     'test_a_profile_as_a_dict',
     'test_a_profile_by_marker',
     'test_mdevctl_start_reports_enospc_and_leaves_nothing',

@@ -154,6 +154,42 @@ t.test('fault add makes the next create of mtty-2 fail with ENOSPC (and nothing 
   t.equal(cli(['ctl', d.dir, 'fault', 'add', '--op', 'create']).status, 2, 'no action: usage error');
 });
 
+t.test('fault change ID gives a rule a new spec in its place (PUT /v1/faults/{id}); bad use is a usage error', async (t) => {
+  const id = cli(['ctl', d.dir, 'fault', 'add', '--op', 'create', '--type', 'mtty-2', '--errno', 'ENOSPC']).stdout.trim();
+  const other = cli(['ctl', d.dir, 'fault', 'add', '--op', 'read', '--attr', 'name', '--errno', 'EIO']).stdout.trim();
+  t.match(sh(d.dir, `echo ${U1} > ${MTTY2}/create`).stderr, /No space left on device/, 'the rule as added');
+  const changed = cli(['ctl', d.dir, 'fault', 'change', id, '--op', 'create', '--type', 'mtty-2', '--errno', 'EBUSY', '--times', '1']);
+  t.equal(changed.status, 0, changed.stderr);
+  t.equal(changed.stdout, `${id}\n`, "prints the rule's id");
+  const list = cli(['ctl', d.dir, 'fault', 'list']).stdout.trim().split('\n');
+  t.same(list.map((l) => l.split('\t')[0]), [id, other], 'in its place in the order');
+  t.equal(list[0], `${id}\tapi\top=create type=mtty-2\terrno errno=EBUSY\ttimes=1\tmatched=0 fired=0 hung=0`, 'the new spec, its counts from zero');
+  const w = sh(d.dir, `echo ${U1} > ${MTTY2}/create; echo ${U1} > ${MTTY2}/create && echo created`);
+  t.match(w.stderr, /Device or resource busy/, 'the new errno, once');
+  t.equal(w.stdout, 'created\n', 'then the rule is spent');
+  const json = cli(['ctl', d.dir, 'fault', 'change', id, '--op', 'remove', '--delay', '10', '--json']);
+  t.equal(json.status, 0, json.stderr);
+  t.match(JSON.parse(json.stdout), { id: Number(id), origin: 'api', spec: { match: { op: 'remove' }, action: { kind: 'delay', ms: 10 } }, matched: 0 }, '--json: the rule as listed');
+  const unknown = cli(['ctl', d.dir, 'fault', 'change', '99', '--op', 'create', '--errno', 'EIO']);
+  t.equal(unknown.status, 1, 'an unknown id: exit 1');
+  t.equal(unknown.stderr, 'mdevfs ctl: no fault rule 99\n');
+  for (const [args, msg] of [
+    [['change'], /fault change takes one rule id/],
+    [['change', id], /fault change needs --op/],
+    [['change', id, '--op', 'create'], /fault change takes one action/],
+    [['change', id, '--op', 'create', '--hang', '--id', 'x'], /not --id/],
+    [['change', id, '--op', 'create', '--hang', '--event', 'add:x'], /fault change does not take --event/],
+  ] as const) {
+    const r = cli(['ctl', d.dir, 'fault', ...args]);
+    t.equal(r.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(r.stderr, msg);
+  }
+  const refused = cli(['ctl', d.dir, 'fault', 'change', id, '--op', 'store', '--content', 'x']);
+  t.equal(refused.status, 2, 'a spec the daemon refuses: exit 2');
+  t.match(refused.stderr, /fault rule refused:\n  action.kind "content": applies to op "read" only/);
+  t.match(cli(['ctl', d.dir, 'fault', 'list']).stdout, new RegExp(`^${id}\tapi\top=remove\tdelay ms=10`), 'a refused change changes nothing');
+});
+
 t.test('a hang holds the write until fault release; journal --follow streams the entries', async (t) => {
   const id = cli(['ctl', d.dir, 'fault', 'add', '--op', 'create', '--hang']).stdout.trim();
   const M = cli(['ctl', d.dir, 'mark']).stdout.trim();
@@ -175,6 +211,49 @@ t.test('a hang holds the write until fault release; journal --follow streams the
   await new Promise((r) => follow.on('exit', r));
   const kinds = followed.trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.kind !== 'mark').map((e) => `${e.kind} ${e.op}`);
   t.ok(kinds.includes('fault create') && kinds.includes('write create'), kinds.join(', '));
+});
+
+t.test('--journal-size 0: no journal; ctl journal, a wait for an entry and --journal FILE say so; writes work', async (t) => {
+  const script = [
+    `echo ${U1} > /sys/${MTTY2}/create || exit 10`,
+    'mdevfs ctl journal; echo "journal: $?"',
+    'mdevfs ctl wait --op create --timeout 1; echo "wait: $?"',
+    'mdevfs ctl mark --json',
+    'curl -s -w "%{http_code}\\n" --unix-socket "$MDEVFS_CONTROL" http://x/v1/journal',
+  ].join('\n');
+  const bin = scratch('mdevfs-bin-');
+  writeFileSync(join(bin, 'mdevfs'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`, { mode: 0o755 });
+  const r = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--journal-size', '0', '--', 'sh', '-c', script], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  const off = 'the journal is off: the daemon runs with --journal-size 0';
+  t.equal(r.stderr, `mdevfs ctl: ${off}\nmdevfs ctl: ${off}\n`, 'ctl journal and ctl wait for an entry say why');
+  const [journal, wait, mark, body, status] = r.stdout.trim().split('\n');
+  t.equal(journal, 'journal: 1');
+  t.equal(wait, 'wait: 1');
+  t.match(JSON.parse(mark!), { seqnum: Number, journal: null }, 'a mark: the SEQNUM, no journal seq');
+  t.same([JSON.parse(body!), status], [{ error: off }, '409'], 'GET /v1/journal: 409, why');
+  for (const [args, msg] of [
+    [['--journal-size', '0', '--journal', join(bin, 'j.jsonl')], /--journal FILE needs the journal/],
+    [['--journal-size', '-1'], /--journal-size must be a number of entries from 0/],
+    [['--journal-size', '2e3'], /--journal-size must be/],
+    [['--journal-size', '1000001'], /--journal-size must be/],
+  ] as const) {
+    const bad = cli(['exec', ...args, '--', 'true']);
+    t.equal(bad.status, 2, `${args.join(' ')}: exit 2`);
+    t.match(bad.stderr, msg);
+  }
+  const small = spawnSync(process.execPath, [CLI, 'exec', ...backendArgs, '--journal-size', '2', '--', 'sh', '-c',
+    'for i in 1 2 3; do mdevfs ctl mark >/dev/null; done; curl -s --unix-socket "$MDEVFS_CONTROL" "http://x/v1/journal"'], {
+    encoding: 'utf8',
+    env: cliEnv({ PATH: `${bin}:${process.env.PATH}` }),
+    timeout: 60000,
+  });
+  t.equal(small.status, 0, small.stderr);
+  t.match(JSON.parse(small.stdout), { entries: [{ seq: 2 }, { seq: 3 }], lastSeq: 3, dropped: 1 }, '--journal-size 2: the last two entries');
 });
 
 t.test('docs/examples/manager-enospc.sh passes, run by mdevfs exec as its comment says', async (t) => {

@@ -178,6 +178,37 @@ for (const abi of ['6.1', '4.17'] as const) {
     e.faults.clear();
     invariants(t, e, abi);
   });
+
+  t.test(`${abi}: a read delayed or hung: answered later with the file as it is then; ENODEV if its device went`, async (t) => {
+    const { e, k, clock } = await setup(abi);
+    const fh = k.open(AVAIL, 0);
+    t.type(k.read(fh, 4096, 0), Buffer, 'no read rule: answered at once');
+    e.faults.add({ match: { op: 'read', attr: 'name' }, action: { kind: 'hang' } });
+    t.type(k.read(fh, 4096, 0), Buffer, 'a rule on another file: still at once');
+    const delay = e.faults.add({ match: { op: 'read', attr: 'available_instances' }, action: { kind: 'delay', ms: 100 } });
+    const delayed = k.read(fh, 4096, 0);
+    t.ok(delayed instanceof Promise, 'the delay holds the read');
+    await write(k, CREATE, U);
+    clock.releaseAll();
+    t.equal((await delayed).toString(), '11\n', 'its content is rendered when it goes on (after the create)');
+    e.faults.remove(delay.id);
+
+    const hang = e.faults.add({ match: { op: 'read', uuid: U }, action: { kind: 'hang' } });
+    const dfh = k.open(`${MTTY}/${U}/uevent`, 0);
+    const hung = k.read(dfh, 4096, 0) as Promise<Buffer>;
+    await tick();
+    t.equal(e.faults.get(hang.id)!.hung, 1, 'the read hangs on the rule');
+    t.equal(e.faults.release(hang.id), 1);
+    t.equal((await hung).toString(), `DRIVER=${abi === '6.1' ? 'mtty' : 'vfio_mdev'}\n`, 'released: the read completes with its content');
+    const again = k.read(dfh, 4096, 0) as Promise<Buffer>;
+    await tick();
+    t.equal(await write(k, `${MTTY}/${U}/remove`, '1'), 1, 'a remove goes on while a read of the device hangs');
+    e.faults.remove(hang.id);
+    await t.rejects(again, { name: 'MdevError', errno: 19 }, 'its device went: ENODEV, as a stale file');
+    k.release(dfh);
+    k.release(fh);
+    invariants(t, e, abi);
+  });
 }
 
 t.test("a profile's faults are the engine's rules, listed with their counts, gone with their parent", async (t) => {

@@ -51,7 +51,7 @@ t.test('bad rules are refused with every problem named, and add nothing', async 
   t.same(problems(e, { match: { op: 'store', parent: 'mtty' }, action: errno }), ['match.parent: applies to op "create" and "remove" only (match an attribute by "path" or "uuid")']);
   t.same(problems(e, { match: { op: 'create', attr: 'create' }, action: errno }), ['match.attr: applies to attribute writes and reads, not to op "create" or "remove"']);
   t.same(problems(e, { match: { op: 'store' }, action: { kind: 'content', content: 'x' } }), ['action.kind "content": applies to op "read" only']);
-  t.same(problems(e, { match: { op: 'read' }, action: { kind: 'hang' } }), ['action.kind "hang": reads are answered at once; a read fault is an errno or a content']);
+  t.same(problems(e, { match: { op: 'read' }, action: { kind: 'succeed' } }), ['action.kind "succeed": applies to writes only (a read that succeeds is an ordinary read)']);
   t.same(problems(e, { match: { op: 'remove' }, action: { kind: 'succeed' } }), [
     'action.kind "succeed": a vendor step cannot succeed without acting; for a remove write that does nothing use op "store" with attr "remove"',
   ]);
@@ -147,13 +147,47 @@ t.test('actions: errno, delay, hang, succeed, content', async (t) => {
   t.equal(await outcome(e, store(`${DEV}/remove`)), 'succeed');
   e.clear();
   const content = e.add({ match: { op: 'read', attr: 'available_instances' }, action: { kind: 'content', content: '0\n' } });
-  t.same(e.checkSync({ op: 'read', attr: 'available_instances', path: '/sys/x/available_instances' }), { rule: content.id, kind: 'content', content: '0\n' });
-  t.equal(e.checkSync({ op: 'read', attr: 'name', path: '/sys/x/name' }), undefined);
+  t.same(e.check({ op: 'read', attr: 'available_instances', path: '/sys/x/available_instances' }), { rule: content.id, kind: 'content', content: '0\n' }, 'a content: answered at once, no promise');
+  t.equal(e.check({ op: 'read', attr: 'name', path: '/sys/x/name' }), undefined);
   t.same(
     fired.map((f) => [f.action, f.ctx.op]),
     [['delay', 'create'], ['hang', 'create'], ['hang', 'create'], ['hang', 'create'], ['hang', 'create'], ['hang', 'create'], ['hang', 'create'], ['succeed', 'store'], ['content', 'read']],
     'every fire is heard (the journal)',
   );
+});
+
+t.test('a read: answered at once unless a delay or a hang fires; then a promise that goes on with the later rules', async (t) => {
+  const clock = new ManualClock();
+  const e = new FaultEngine(clock);
+  const read = (attr: string): FaultContext => ({ op: 'read', attr, path: `/sys/x/${attr}` });
+  t.notOk(e.watching('read'), 'no rule: a read does not ask');
+  const delay = e.add({ match: { op: 'read', attr: 'a' }, action: { kind: 'delay', ms: 50 } });
+  const content = e.add({ match: { op: 'read', attr: 'a' }, action: { kind: 'content', content: 'late\n' } });
+  t.ok(e.watching('read'));
+  t.equal(e.check(read('b')), undefined, 'a read no rule matches: undefined, synchronously');
+  const held = e.check(read('a'));
+  t.ok(held instanceof Promise, 'the delay fired: a promise');
+  let settled = false;
+  void (held as Promise<unknown>).then(() => (settled = true));
+  await tick();
+  t.notOk(settled, 'held until the delay ends');
+  t.equal(e.get(content.id)!.matched, 0, 'the later rule has not seen it yet');
+  clock.releaseAll();
+  t.same(await held, { rule: content.id, kind: 'content', content: 'late\n' }, 'then the later rule acts');
+  e.remove(delay.id);
+  t.same(e.check(read('a')), { rule: content.id, kind: 'content', content: 'late\n' }, 'without the delay: at once');
+  e.clear();
+
+  const hang = e.add({ match: { op: 'read' }, action: { kind: 'hang' } });
+  e.add({ match: { op: 'read' }, action: { kind: 'errno', errno: 'EIO' } });
+  const p = e.check(read('a')) as Promise<unknown>;
+  await tick();
+  t.equal(e.get(hang.id)!.hung, 1, 'the read hangs on the rule');
+  t.equal(e.release(hang.id), 1);
+  await t.rejects(p, { name: 'MdevError', errno: Errno.EIO }, 'released: the next rule fails it');
+  e.clear();
+  e.add({ match: { op: 'read' }, action: { kind: 'errno', errno: 'EIO' } });
+  t.throws(() => e.check(read('a')), { name: 'MdevError', errno: Errno.EIO }, 'an errno with no wait before it: thrown at once');
 });
 
 t.test('rules run in order: delays add up, the first errno ends the check', async (t) => {

@@ -56,10 +56,11 @@ function errnoOf(fn: () => unknown): number | undefined {
   return undefined;
 }
 
-function readAll(k: Kernfs, path: string, caller = ROOT): Buffer {
+/** A whole read of `path` (Kernfs.read answers at once here: no read fault holds it). */
+async function readAll(k: Kernfs, path: string, caller = ROOT): Promise<Buffer> {
   const fh = k.open(path, O_RDONLY, undefined, caller);
   try {
-    return k.read(fh, 65536, 0);
+    return await k.read(fh, 65536, 0);
   } finally {
     k.release(fh);
   }
@@ -74,9 +75,9 @@ t.test('the overlay: merged listings, the emulated entry wins a name, host nodes
   t.same(k.readdir('/class/mdev_bus').slice(2).sort(), ['hostonly', 'mbochs', 'mdpy', 'mtty'], 'class/mdev_bus: the emulated parents and the host\'s entry');
   t.equal(k.resolve('/bus/mdev/drivers_autoprobe').kind, 'attr', 'a name both have: the emulated node (a file), not the host\'s directory');
   t.equal(k.readlink('/class/net/lo'), '../../devices/virtual/net/lo', 'a host link reads as the host\'s');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '65536\n', 'a host file\'s content');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '65536\n', 'a host file\'s content');
   writeFileSync(join(root, 'devices/virtual/net/lo/mtu'), '1500\n');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '1500\n', 'read at read time: the host changed it');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '1500\n', 'read at read time: the host changed it');
   const st = k.getattr('/devices/pci0000:00/0000:00:03.0/vendor');
   t.equal(st.mode & 0o7777, 0o444, 'the host file\'s mode');
   t.equal(st.size, 7, 'its size');
@@ -99,20 +100,20 @@ t.test('host nodes are never written: EROFS, EACCES where the mode has no write 
   t.equal(errnoOf(() => k.mutate('mkdir', '/class/mdev_bus/x')), Errno.EPERM, 'mkdir in an emulated (merged) directory: as sysfs, EPERM');
   t.equal(errnoOf(() => k.mutate('rmdir', '/class/mdev_bus/hostonly')), Errno.EROFS, 'rmdir of a host directory in a merged one');
   t.equal(errnoOf(() => k.open('/devices/virtual/mtty/mtty/mdev_supported_types/mtty-2/create', O_WRONLY, undefined, ROOT)), undefined, 'the emulated files are written as before');
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu').toString(), '65536\n', 'the host file is unchanged');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu')).toString(), '65536\n', 'the host file is unchanged');
 });
 
 t.test('a PCI config: the first 64 bytes for a reader other than root, or one the backend cannot name', async (t) => {
   const root = fakeHost(t);
   const k = emulation(root).kernfs;
   const config = '/devices/pci0000:00/0000:00:03.0/config';
-  t.equal(readAll(k, config, ROOT).length, 256, 'root: all of it');
-  t.equal(readAll(k, config, NOBODY).length, 64, 'nobody: the standard header');
+  t.equal((await readAll(k, config, ROOT)).length, 256, 'root: all of it');
+  t.equal((await readAll(k, config, NOBODY)).length, 64, 'nobody: the standard header');
   const fh = k.open(config, O_RDONLY);
-  t.equal(k.read(fh, 4096, 0).length, 64, 'no caller (fuse-native): the header only');
-  t.equal(k.read(fh, 4096, 60).length, 4, 'a read past it ends at 64');
+  t.equal((await k.read(fh, 4096, 0)).length, 64, 'no caller (fuse-native): the header only');
+  t.equal((await k.read(fh, 4096, 60)).length, 4, 'a read past it ends at 64');
   k.release(fh);
-  t.equal(readAll(k, '/devices/virtual/net/lo/mtu', NOBODY).toString(), '65536\n', 'another file reads whole');
+  t.equal((await readAll(k, '/devices/virtual/net/lo/mtu', NOBODY)).toString(), '65536\n', 'another file reads whole');
 });
 
 t.test('what the emulation must not take from the host: clashes refused, stand-ins left out, numbers skipped', async (t) => {

@@ -36,7 +36,7 @@ async function emulation() {
   const clock = new ManualClock();
   const e = new Emulation(SAMPLES, { abi: '6.1', log: silentLogger, clock });
   await e.ready;
-  return { e, k: e.kernfs, clock, j: e.journal };
+  return { e, k: e.kernfs, clock, j: e.journal! };
 }
 
 const wall = (ms: number) => new Date(Date.UTC(2026, 0, 1) + ms).toISOString();
@@ -55,7 +55,7 @@ t.test('a known sequence of writes, exactly', async (t) => {
   t.equal(await write(k, CREATE, U2), 'ENOSPC');
   const slow = e.faults.add({ id: 'slow', match: { op: 'store', attr: 'remove' }, action: { kind: 'delay', ms: 1500 } });
   clock.ms = 30;
-  const removing = write(k, `${MTTY}/${U1}/remove`, '1', null); // a backend that does not know the caller
+  const removing = write(k, `${MTTY}/${U1}/remove`, '1', null); // a backend that does not know the caller: null, unknown
   await tick();
   clock.ms = 1530;
   clock.releaseAll();
@@ -79,7 +79,7 @@ t.test('a known sequence of writes, exactly', async (t) => {
     },
     { seq: 5, kind: 'fault', mono: 30, wall: wall(30), op: 'store', path: `/sys${MTTY}/${U1}/remove`, fault: 'slow', action: 'delay', delayMs: 1500, uevent: 6 },
     {
-      seq: 6, kind: 'write', mono: 1530, wall: wall(1530), op: 'remove', path: `/sys${MTTY}/${U1}/remove`, data: '1', size: 1, bytes: 1,
+      seq: 6, kind: 'write', mono: 1530, wall: wall(1530), op: 'remove', path: `/sys${MTTY}/${U1}/remove`, caller: null, data: '1', size: 1, bytes: 1,
       durationMs: 1500, fault: 'slow', removed: [U1], available: { 'mtty-1': [22, 24], 'mtty-2': [11, 12] }, ueventFrom: 6, uevent: 10,
     },
     {
@@ -153,4 +153,10 @@ t.test('a write to a file whose device went is journaled with ENODEV', async (t)
   k.release(stale);
   const last = j.since(0).pop()!;
   t.same([last.op, last.path, last.errno, last.caller?.uid], ['remove', `/sys${MTTY}/${U1}/remove`, 'ENODEV', 1000]);
+});
+
+t.test('a caller the kernel gives pid 0 (outside the daemon\'s pid namespace): uid and gid, no pid, no command', async (t) => {
+  const { k, j } = await emulation();
+  t.equal(await write(k, CREATE, U1, { pid: 0, uid: 0, gid: 0 }), 36);
+  t.same(j.since(0).pop()!.caller, { uid: 0, gid: 0 });
 });

@@ -5,10 +5,12 @@ import { GVT, SAMPLES } from '../../src/drivers/samples';
 import { silentLogger } from '../../src/base/log';
 import type { Invalidation, Kernfs } from '../../src/sysfs/kernfs';
 import { HOST_DEVICE_CHANGING } from '../../src/sysfs/buses';
-import { DEVICE_ELSEWHERE, DEVICE_ENTRIES_OF, MDEV_BUS_CLASS } from '../../src/sysfs/mdev';
+import { DEVICE_ELSEWHERE, DEVICE_ENTRIES_OF, MDEV_BUS_CLASS, MDEV_BUS_DEVICES } from '../../src/sysfs/mdev';
 import type { CoreEvent } from '../../src/core/core';
 import type { Listing } from '../../src/sysfs/context';
-import { CLASSES, VFIO_DEVICES, vendorClass } from '../../src/sysfs/class';
+import { vendorClass } from '../../src/sysfs/class';
+import { BUSES, CLASSES, MDEV_BUS, MDEV_DRIVERS, VFIO_DEVICES, busDevices, busDrivers, driverDevices, vfioDevEntry } from '../../src/sysfs/paths';
+import { posix } from 'node:path';
 import { IOMMU_GROUPS } from '../../src/sysfs/iommu-groups';
 import { MODULES } from '../../src/sysfs/module';
 import { GROUP_DEVICES, GROUP_LINKS } from '../../src/sysfs/vfio-groups';
@@ -33,6 +35,16 @@ async function emulationWithDevice() {
   await em.core.create(type, U);
   const dev = em.core.devices.get(U)!;
   return { ...em, dev, devPath: '/' + [...dev.parent.placement.path, dev.uuid].join('/') };
+}
+
+/** One write(2) of text to a file of the tree. */
+async function writeTo(kernfs: Kernfs, file: string, text: string): Promise<void> {
+  const fh = kernfs.open(file, 1);
+  try {
+    await kernfs.write(fh, Buffer.from(text));
+  } finally {
+    kernfs.release(fh);
+  }
 }
 
 const hide = (dev: MdevDevice, part: Part) => ({ kind: 'part' as const, dev, part, shown: false });
@@ -126,14 +138,7 @@ t.test("a host device's changing entries are shown as described and invalidated 
   const { kernfs, tree, core } = em;
   const dev = core.parents.get('0000:00:02.0')!.placement.device!;
   const path = '/' + dev.path.join('/');
-  const write = async (file: string, text: string) => {
-    const fh = kernfs.open(file, 1);
-    try {
-      await kernfs.write(fh, Buffer.from(text));
-    } finally {
-      kernfs.release(fh);
-    }
-  };
+  const write = (file: string, text: string) => writeTo(kernfs, file, text);
   const check = (name: keyof typeof HOST_DEVICE_CHANGING) => {
     const { event, kind } = HOST_DEVICE_CHANGING[name];
     t.equal(kindAt(kernfs, `${path}/${name}`), kind, `${name} is a ${kind}`);
@@ -166,6 +171,8 @@ t.test("each subsystem's listings are where the tree shows them, and invalidated
     row('GROUP_DEVICES', GROUP_DEVICES, iommuGroup, hide(dev, 'bound')),
     row('GROUP_LINKS', GROUP_LINKS, iommuGroup, hide(dev, 'bound')),
     row('VFIO_DEVICES', VFIO_DEVICES, vfioIndex, hide(dev, 'bound')),
+    row('MDEV_BUS_DEVICES', MDEV_BUS_DEVICES, dev, hide(dev, 'dir')),
+    row('the driver of bus/mdev (driverDevices)', driverDevices(MDEV_BUS, dev.boundDriver!, (d: typeof dev) => d.uuid), dev, hide(dev, 'bound')),
     row('MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }),
     row('vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }),
   ];
@@ -174,6 +181,8 @@ t.test("each subsystem's listings are where the tree shows them, and invalidated
     t.ok(covered(entry, tree.invalidations(ev)), `${name}: its going invalidates ${entry}`);
   }
   t.ok(kernfs.readdir(CLASSES.at()).includes(parent.placement.className!), `CLASSES: ${CLASSES.at()} lists the vendor's class`);
+  t.ok(kernfs.readdir(BUSES.at()).includes(MDEV_BUS), `BUSES: ${BUSES.at()} lists ${MDEV_BUS}`);
+  t.ok(kernfs.readdir(MDEV_DRIVERS.at()).includes(parent.driver.name), `MDEV_DRIVERS: ${MDEV_DRIVERS.at()} lists the vendor's driver`);
   t.ok(kernfs.readdir(MODULES.at()).includes(module), `MODULES: ${MODULES.at()} lists the vendor's module`);
   // A module and its class go only once no loaded parent keeps them: asked after the unload.
   const seen: Invalidation[] = [];
@@ -182,4 +191,44 @@ t.test("each subsystem's listings are where the tree shows them, and invalidated
   const all = { entries: seen.flatMap((i) => i.entries), attrs: seen.flatMap((i) => i.attrs) };
   t.ok(covered(CLASSES.entry(parent.placement.className!), all), 'CLASSES: unloading invalidates the class');
   t.ok(covered(MODULES.entry(module), all), 'MODULES: unloading invalidates the module');
+  t.ok(covered(MDEV_DRIVERS.entry(parent.driver.name), all), 'MDEV_DRIVERS: unloading invalidates the driver');
+});
+
+t.test("a bus's listings are where the tree shows them, invalidated by the change that takes an entry; class/vfio-dev links to vfio-dev/vfioN", async (t) => {
+  const em = new Emulation(GVT, { log: silentLogger });
+  const { kernfs, tree, core } = em;
+  const dev = core.parents.get('0000:00:02.0')!.placement.device!;
+  const bus = dev.bus!;
+  const driver = dev.driver!;
+  const name = (d: typeof dev) => d.name;
+  const row = <T>(what: string, listing: Listing<T>, element: T, inv: Invalidation) => ({ what, dir: listing.at(), entryName: listing.nameOf(element), entry: listing.entry(element), inv });
+  const listings = [
+    row('BUSES', BUSES, bus.name, tree.deviceInvalidations({ kind: 'device', dev, present: false })),
+    row('busDevices', busDevices(bus.name, name), dev, tree.deviceInvalidations({ kind: 'device', dev, present: false })),
+    row('busDrivers', busDrivers(bus.name), driver.name, tree.deviceInvalidations({ kind: 'driver', driver, present: false })),
+    row('driverDevices', driverDevices(bus.name, driver.name, name), dev, tree.deviceInvalidations({ kind: 'bind', dev, driver, bound: false })),
+  ];
+  for (const { what, dir, entryName, entry, inv } of listings) {
+    t.ok(kernfs.readdir(dir).includes(entryName), `${what}: ${dir} lists ${entryName}`);
+    // bus/pci stays with no device on it (CONFIG_PCI): only its devices/ entry goes with the device.
+    if (what !== 'BUSES') t.ok(covered(entry, inv), `${what}: its going invalidates ${entry}`);
+  }
+  t.equal(kindAt(kernfs, `${BUSES.entry(bus.name)}`), 'dir', 'bus/pci is a directory');
+  // Handed to vfio-pci, the function is registered with VFIO: its class/vfio-dev link leads to its vfio-dev/vfioN.
+  const write = (file: string, text: string) => writeTo(kernfs, file, text);
+  await write(`/${dev.path.join('/')}/driver_override`, 'vfio-pci\n');
+  await write(`${busDrivers(bus.name).entry(driver.name)}/unbind`, dev.name);
+  await write(`${BUSES.entry(bus.name)}/drivers_probe`, dev.name);
+  const vfioDev = await emulationWithDevice();
+  const mdev = vfioDev.dev;
+  for (const [k, index, devicePath] of [
+    [kernfs, dev.vfioIndex!, '/' + dev.path.join('/')],
+    [vfioDev.kernfs, mdev.vfioIndex!, vfioDev.devPath],
+  ] as const) {
+    const entry = VFIO_DEVICES.entry(index);
+    const target = posix.resolve(VFIO_DEVICES.at(), k.readlink(entry));
+    t.equal(target, `${devicePath}/${vfioDevEntry(index).join('/')}`, `${entry} links to the device's vfio-dev/vfioN`);
+    t.equal(kindAt(k, target), 'dir', `${target} is there`);
+    t.equal(posix.resolve(target, k.readlink(`${target}/subsystem`)), VFIO_DEVICES.at(), `${target}/subsystem links to ${VFIO_DEVICES.at()}`);
+  }
 });

@@ -459,7 +459,8 @@ func (tr *Tree) Journal(t testing.TB, since int64) []JournalEntry {
 }
 
 // Mark is a mark in the journal: Journal, its sequence number (for Journal and WaitFor.Journal's
-// Since), and Seqnum, the last uevent SEQNUM then (for WaitFor.Event's Since).
+// Since), and Seqnum, the last uevent SEQNUM then (for WaitFor.Event's Since). Journal is 0 when
+// the daemon keeps no journal (--journal-size 0: the API answers null, and journal calls answer 409).
 type Mark struct {
 	Seqnum  int64 `json:"seqnum"`
 	Journal int64 `json:"journal"`

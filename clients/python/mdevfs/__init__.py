@@ -58,10 +58,14 @@ class ApiError(MdevfsError):
 
 
 class Mark(int):
-    """What mark() returns: the journal's sequence number, with .seqnum, the uevents' SEQNUM then."""
+    """What mark() returns: the journal's sequence number, with .seqnum, the uevents' SEQNUM then.
+
+    .journal is that sequence number, or None when the daemon keeps no journal (--journal-size 0);
+    the int is then 0, and journal calls answer why (HTTP 409)."""
 
     def __new__(cls, journal, seqnum):
-        m = int.__new__(cls, journal)
+        m = int.__new__(cls, 0 if journal is None else journal)
+        m.journal = journal
         m.seqnum = seqnum
         return m
 

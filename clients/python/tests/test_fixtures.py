@@ -35,6 +35,17 @@ def test_the_state_wait_and_reset(mdevfs):
         mdevfs.wait(device=U, state="active", timeout=0.2)
 
 
+def test_a_mark_without_a_journal(mdevfs_factory):
+    tree = mdevfs_factory(extra_args=["--journal-size", "0"])
+    mark = tree.mark()
+    assert mark.journal is None and isinstance(mark.seqnum, int)
+    create(tree, MTTY2, U)
+    assert tree.wait(event="add:" + U, since=mark, timeout=5)["met"] is True
+    with pytest.raises(mdevfs_module.ApiError) as refused:
+        tree.journal(since=mark)
+    assert refused.value.status == 409
+
+
 @pytest.mark.mdevfs(profile="nvidia-t4")
 def test_a_profile_by_marker(mdevfs):
     assert [p["name"] for p in mdevfs.state()["parents"]] == ["0000:00:04.0"]

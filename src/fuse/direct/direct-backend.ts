@@ -173,8 +173,8 @@ export function directBackend({ mountpoint, kernfs, log }: BackendOptions): Fuse
 
     /**
      * Ends the connection within about a second whatever holds the mount: requests read
-     * from now on, and writes still waiting for a vendor, get ENODEV; the mount is detached;
-     * each reader is handed one last request and leaves; closing the fd then aborts the
+     * from now on, writes still waiting for a vendor and reads a fault rule holds get ENODEV;
+     * the mount is detached; each reader is handed one last request and leaves; closing the fd then aborts the
      * connection in the kernel (open files in the detached tree get ENOTCONN). fusectl's
      * abort is the fallback if readers do not come back; a thread that still does not
      * return is reported, and the CLI ends the process with SIGKILL rather than wait for

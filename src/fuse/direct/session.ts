@@ -31,8 +31,8 @@ export interface DirHandle {
  * requests and writes replies, each request goes to its opcode's handler (handlers/, through
  * the table in handlers/table.ts), and the kernel's caches are told of every change Kernfs
  * announces (invalidation.ts). Every request but WRITE is answered before the next is looked
- * at; WRITE (a vendor create can take seconds) is answered when its store() settles, so a slow
- * write never holds up anything else. The handlers reach the connection's state through this.
+ * at; WRITE (a vendor create can take seconds) is answered when its store() settles, and a READ
+ * a fault rule delays or hangs when the rule lets it go, so neither holds up anything else. The handlers reach the connection's state through this.
  */
 export class Session {
   readonly conn: Transport;
@@ -43,8 +43,11 @@ export class Session {
   /** Open directories by file handle. */
   readonly dirs = new Map<bigint, DirHandle>();
   nextDirFh = 1n;
-  /** WRITEs waiting for a vendor: failed with ENODEV by stop(), as kernfs fails writes to a node going away. */
-  readonly pendingWrites = new Set<bigint>();
+  /**
+   * Requests answered later: WRITEs waiting for a vendor, READs a fault rule holds. Failed with
+   * ENODEV by stop(), as kernfs fails requests to a node going away.
+   */
+  readonly pending = new Set<bigint>();
   /** How long the kernel may cache entries and attributes: Kernfs announces every change. */
   readonly timeout = LONG_TIMEOUT;
 
@@ -74,13 +77,14 @@ export class Session {
   /**
    * No more requests are served: from now on every request read is answered ENODEV (never
    * dropped: the caller would wait for ever), and so are the WRITEs still waiting for a
-   * vendor. Readers go on reading until the connection ends or release() sends them away.
+   * vendor and the READs a fault rule holds. Readers go on reading until the connection ends or
+   * release() sends them away.
    * Resolves when the notifier thread has ended.
    */
   stop(): Promise<void> {
     this.conn.stopping = true;
-    for (const unique of this.pendingWrites) this.conn.replyError(unique, Errno.ENODEV);
-    this.pendingWrites.clear();
+    for (const unique of this.pending) this.conn.replyError(unique, Errno.ENODEV);
+    this.pending.clear();
     return this.caches.close();
   }
 
