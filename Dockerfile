@@ -26,9 +26,9 @@ RUN npm run build --silent && npm prune --omit=dev --no-audit --no-fund --loglev
 
 FROM ${BASE}
 # libfuse2t64: fuse-native; fuse3: fusermount3; mdevctl and util-linux (unshare, mount): exec;
-# python3: --udev's netlink sender.
+# python3: --udev's netlink sender; udev: systemd-udevd and udevadm for exec --udevd.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs libfuse2t64 fuse3 mdevctl util-linux python3 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs libfuse2t64 fuse3 mdevctl util-linux python3 udev \
  && rm -rf /var/lib/apt/lists/*
 # What runs, and nothing else: no TypeScript sources, no benchmark, no dev dependencies.
 COPY --from=build /opt/mdevfs/package.json /opt/mdevfs/package.json

@@ -9,7 +9,7 @@ import { KernelIds } from './core/kernel-ids';
 import type { Parent } from './core/mdev-objects';
 import { ModelScope } from './drivers/capacity/types';
 import { Host, placePciDevice, removeDevice, removeVfs } from './drivers/placement';
-import { type Registrar, registerProfileParent, reserveIommuGroups, validateProfile } from './drivers/profile';
+import { type Registrar, isProfileParentRegistered, registerProfileParent, reserveIommuGroups, validateProfile } from './drivers/profile';
 import { Uevents } from './events/uevents';
 import { FaultEngine } from './faults/engine';
 import { Journal } from './journal/journal';
@@ -161,6 +161,11 @@ export class Emulation implements Registrar {
       await this.createPresentDevices([parent], [registerProfileParent(this, parent)]);
       await this.settled();
     });
+  }
+
+  /** Whether a profile parent is registered already (all of its mdev parents), so addParent would refuse it. */
+  hasParent(parent: ParentProfile): boolean {
+    return isProfileParentRegistered(this, parent);
   }
 
   /**

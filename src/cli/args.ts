@@ -6,7 +6,7 @@
 import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { ensurePrivateDir } from '../control/private-dir';
-import { controlDir, defaultControlPath } from '../control/protocol';
+import { controlDir, defaultControlPath } from '../control/paths';
 import { mountAt } from '../fuse/mountpoint';
 
 export class UsageError extends Error {}

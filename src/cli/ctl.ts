@@ -135,6 +135,11 @@ export async function ctlCommand(positionals: readonly string[], options: Readon
     process.stdout.write(JSON.stringify(r, null, verb === 'state' ? 2 : undefined) + '\n');
     return 0;
   }
+  if (verb === 'add-parent' && (r.existing as string[] | undefined)?.length) {
+    // Some were registered already: the others were added, and the user learns which were kept.
+    const existing = r.existing as string[];
+    process.stderr.write(`mdevfs ctl: added ${(r.added as string[]).join(', ')}; ${existing.join(', ')} ${existing.length === 1 ? 'exists' : 'exist'} already (left as ${existing.length === 1 ? 'it is' : 'they are'})\n`);
+  }
   if (verb === 'parents') process.stdout.write((r.parents as string[]).map((p) => p + '\n').join(''));
   else if (verb === 'mark') process.stdout.write(`${String(r.seqnum)}\n`);
   else if (verb === 'state') process.stdout.write(stateText(r));

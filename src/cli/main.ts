@@ -190,7 +190,7 @@ async function withMount(
   ] = await Promise.all([
     import('../control/private-dir'),
     import('../control/lock'),
-    import('../control/protocol'),
+    import('../control/paths'),
     import('../control/server'),
     import('../emulation'),
     import('../drivers/profile'),

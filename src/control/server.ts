@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { MdevError, errnoName } from '../base/errno';
 import type { ParentProfile, Profile } from '../drivers/profile-types';
+import { validateProfile } from '../drivers/profile';
 import type { Emulation } from '../emulation';
 import type { Uevent } from '../events/uevents';
 import { globToRegExp } from '../faults/glob';
@@ -181,17 +182,26 @@ class ControlApi {
         return send(res, 200, { parents: [...em.core.parents.keys()] });
       case 'POST /v1/parents': {
         const parents = await this.parentsOf(this.validate(route, body));
+        validateProfile({ parents });
+        // A parent registered already stays as it is and is named in `existing` (so a profile's
+        // parents can be restored after some were removed); if all are, the request changes
+        // nothing and is refused as a parent that exists is.
+        const existing = parents.filter((p) => em.hasParent(p)).map((p) => p.name);
+        if (existing.length === parents.length) {
+          throw new HttpError(409, existing.length === 1 ? `parent ${existing[0]} exists` : `parents ${existing.join(', ')} exist`, { added: [], existing });
+        }
         const added: string[] = [];
         for (const p of parents) {
+          if (existing.includes(p.name)) continue;
           try {
             await em.addParent(p);
           } catch (err) {
-            if (err instanceof Error && err.name !== 'ProfileError' && !(err instanceof MdevError)) throw new HttpError(409, err.message, { added });
+            if (err instanceof Error && err.name !== 'ProfileError' && !(err instanceof MdevError)) throw new HttpError(409, err.message, { added, existing });
             throw err;
           }
           added.push(p.name);
         }
-        return send(res, 201, { added, parents: [...em.core.parents.keys()] });
+        return send(res, 201, { added, existing, parents: [...em.core.parents.keys()] });
       }
       case 'DELETE /v1/parents/{name}':
         await em.removeParent(params.name!);

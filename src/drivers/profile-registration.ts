@@ -36,6 +36,16 @@ export function reserveIommuGroups(ids: KernelIds, profile: Profile): void {
 }
 
 /**
+ * Whether a profile parent is in place already, as registerProfileParent would find it: each of
+ * its mdev parents registered (or, for vendor-specific VFIO, which has none, its PF present).
+ */
+export function isProfileParentRegistered(em: Registrar, p: ParentProfile): boolean {
+  const placed = parentNames(p);
+  if (placed.length === 0) return em.host.model.get(p.path.split('/').filter(Boolean)) !== undefined;
+  return placed.every(({ name }) => em.core.parents.has(name));
+}
+
+/**
  * Puts a profile parent's host devices in place and registers its mdev parent(s) as their
  * drivers' probe does; unbinding the device from its driver unregisters them, binding it back
  * registers them again. Returns the first mdev parent (a VF-placed parent yields one per VF;

@@ -5,4 +5,4 @@
  */
 export { BUILTIN_PROFILES, loadParents, loadProfile, syntaxErrorAt } from './profile-load';
 export { ProfileError, namedIommuGroups, profileProblems, validateProfile } from './profile-validation';
-export { type Registrar, registerProfileParent, reserveIommuGroups } from './profile-registration';
+export { type Registrar, isProfileParentRegistered, registerProfileParent, reserveIommuGroups } from './profile-registration';

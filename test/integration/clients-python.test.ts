@@ -26,9 +26,17 @@ const DOC = blockAfter('docs/testing.md', 'on PATH), in a venv that sees Debian'
 
 /**
  * A venv with the package installed by docs/testing.md's own commands, run in a scratch
- * directory holding a copy of clients/python (pip builds in its source directory).
+ * directory holding a copy of clients/python (pip builds in its source directory). Made once, by
+ * the first test that needs it (so each test can still run alone): the tests only read it (pytest
+ * runs without its cache and writes no bytecode), and each install costs seconds.
  */
+let installed: { venv: string; log: string } | undefined;
 function install(): { venv: string; log: string } {
+  installed ??= installOnce();
+  return installed;
+}
+
+function installOnce(): { venv: string; log: string } {
   const dir = scratch('mdevfs-py-');
   chmodSync(dir, 0o755);
   cpSync(join(REPO, 'clients', 'python'), join(dir, 'clients', 'python'), { recursive: true, filter: (p) => !/(__pycache__|\.egg-info|\/build)$/.test(p) });

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
-import { type Daemon, sh, startDaemon } from '../helpers/daemon';
+import { sh, startDaemon } from '../helpers/daemon';
 
 const uuid = (n: number) => `00000000-0000-0000-0000-${String(n).padStart(12, '0')}`;
 const T = (p: string, ty: string) => `class/mdev_bus/${p}/mdev_supported_types/${ty}`;

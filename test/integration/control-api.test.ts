@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { REQUEST_SCHEMAS, ROUTES } from '../../src/control/api';
 import { FAULT_RULE_SCHEMA } from '../../src/faults/spec';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import { REPO, type Daemon, sh, startDaemon } from '../helpers/daemon';
 
 // The control API (docs/control-api.md) over its unix socket, as any HTTP client speaks it:

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BACKEND, CLI, REPO, cliEnv, scratch } from '../helpers/daemon';
 
 // Runs every example in README.md and docs/*.md, so none goes stale. The convention (also in
@@ -237,7 +237,7 @@ async function runConsole(tr: Transcript, cwd: string, env: NodeJS.ProcessEnv): 
 }
 
 /** Starts `mdevfs mount ARGS` in `cwd` and waits until it answers; returns how to stop it. */
-async function mountFor(args: string, cwd: string, env: NodeJS.ProcessEnv, t: typeof import('tap').default): Promise<() => Promise<void>> {
+async function mountFor(args: string, cwd: string, env: NodeJS.ProcessEnv, t: Test): Promise<() => Promise<void>> {
   const argv = args.split(/\s+/).filter(Boolean);
   const dir = argv.find((a) => !a.startsWith('-'))!;
   const proc = spawn(process.execPath, [CLI, 'mount', ...argv, ...(BACKEND ? ['--backend', BACKEND] : [])], {

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import type { AbiVersion } from '../../src/core/abi';
 import { SAMPLES } from '../../src/drivers/samples';
 import type { JournalEntry } from '../../src/journal/journal';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import { ok } from '../../src/control/client';
 import { CLI, type Daemon, cliEnv, startDaemon } from '../helpers/daemon';
 import { checkInvariants, mountedTree } from '../helpers/invariants';

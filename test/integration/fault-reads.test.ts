@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ok } from '../../src/control/client';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import type { JournalEntry } from '../../src/journal/journal';
 import { CLI, type Daemon, cliEnv, daemonPerTest, isMounted } from '../helpers/daemon';
 
@@ -72,7 +72,7 @@ function create(dm: Daemon): void {
 }
 
 /** Checks that the read is held: the rule holds one request, cat has printed nothing and still runs. */
-async function held(tt: Tap.Test, dm: Daemon, id: string, r: Reader, hung: number): Promise<void> {
+async function held(tt: Test, dm: Daemon, id: string, r: Reader, hung: number): Promise<void> {
   tt.match(await rule(dm, id), { fired: 1, hung }, hung ? 'the read hangs on the rule' : 'the rule fired');
   tt.equal(r.out(), '', 'cat has read nothing yet');
   tt.equal(r.proc.exitCode, null, 'cat still waits');

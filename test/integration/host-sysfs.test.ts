@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, lstatSync, readFileSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { CLI, REPO, backendArgs, cliEnv, scratch } from '../helpers/daemon';
 
 // --host-sysfs (issue #20): the host's own /sys around the emulation, inside `mdevfs exec` and at a
@@ -279,7 +279,7 @@ t.test('the host changes under the tree: an entry, a listing and a stat that com
 });
 
 /** `mdevfs mount DIR --control SOCK [options]` in the background, stopped (SIGTERM) at the test's end. */
-function mountDaemon(t: Tap.Test, dir: string, sock: string, options: string[] = []) {
+function mountDaemon(t: Test, dir: string, sock: string, options: string[] = []) {
   const proc = spawn(process.execPath, [CLI, 'mount', dir, ...backendArgs, ...options, '--control', sock], { stdio: ['ignore', 'ignore', 'pipe'], env: cliEnv() });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));

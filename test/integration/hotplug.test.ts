@@ -60,6 +60,28 @@ t.test('add a parent, use it, remove it while a create is in flight, add it back
   t.equal(sh(d.dir, `cat ${T}/available_instances; echo 00000000-0000-0000-0000-000000000001 > ${T}/create`).stdout, '8\n');
 });
 
+t.test('add-parent of a profile some of whose parents are there: the others come back, those are named and left as they are', async (t) => {
+  const d = await startDaemon();
+  t.teardown(() => d.stop());
+  const U = '00000000-0000-0000-0000-000000000001';
+  const MTTY2 = 'class/mdev_bus/mtty/mdev_supported_types/mtty-2';
+  t.equal(sh(d.dir, `echo ${U} > ${MTTY2}/create`).code, 0);
+  t.equal(ctl(d.dir, 'remove-parent', 'mdpy').status, 0);
+  const r = ctl(d.dir, 'add-parent', 'samples');
+  t.equal(r.status, 0, 'the missing parent added');
+  t.equal(r.stderr, 'mdevfs ctl: added mdpy; mtty, mbochs exist already (left as they are)\n');
+  t.equal(ctl(d.dir, 'parents').stdout, 'mtty\nmbochs\nmdpy\n');
+  t.equal(sh(d.dir, `ls class/mdev_bus/mdpy/mdev_supported_types; readlink bus/mdev/devices/${U}/mdev_type; cat ${MTTY2}/available_instances`).stdout,
+    'mdpy-hd\nmdpy-vga\nmdpy-xga\n../mdev_supported_types/mtty-2\n11\n', 'mdpy with its types; mtty kept its device and its count');
+
+  // All of them there: refused, and nothing changes.
+  const all = ctl(d.dir, 'add-parent', 'samples');
+  t.equal(all.status, 1);
+  t.equal(all.stderr, 'mdevfs ctl: parents mtty, mdpy, mbochs exist\n');
+  t.equal(ctl(d.dir, 'parents').stdout, 'mtty\nmbochs\nmdpy\n');
+  t.equal(sh(d.dir, `cat ${MTTY2}/available_instances`).stdout, '11\n');
+});
+
 t.test('ctl without a daemon, and bad requests', async (t) => {
   const none = ctl(scratch('mdevfs-none-'), 'parents');
   t.equal(none.status, 1);

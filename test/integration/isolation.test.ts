@@ -1,14 +1,16 @@
-import { spawnSync } from 'node:child_process';
+// runs once, on the default backend: whether a test needs the ones before it does not depend on the backend (MDEVFS_ISOLATION_ALL runs on any)
+import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BACKEND, REPO, cliEnv } from '../helpers/daemon';
 
 // Each integration test starts from a known state and can run alone. The files whose tests share a
 // setup (`daemonPerTest`: one fresh daemon per test) are checked here: each file's last test, the
 // one with the most tests before it, is run alone and must pass without them. The first file's goes
 // through `npx tap --grep` as the README says; the others through TAP_GREP, which is what that sets,
-// with node directly (tap's runner costs seconds per start). Every test of those files alone, by hand
+// with node directly (tap's runner costs seconds per start). Two files are checked at a time (each
+// run is a process of its own, with its own daemons). Every test of those files alone, by hand
 // (slower): `MDEVFS_ISOLATION_ALL=1 npx tap --timeout=3600 test/integration/isolation.test.ts`.
 const DIR = join(REPO, 'test', 'integration');
 const FILES = readdirSync(DIR)
@@ -23,10 +25,18 @@ interface Result {
 }
 
 /** Runs a test file on its own, its top-level tests filtered by grep: with node, or with `npx tap`. */
-function runFile(file: string, grep: string, tap = false): { code: number | null; results: Result[]; out: string } {
+async function runFile(file: string, grep: string, tap = false): Promise<{ code: number | null; results: Result[]; out: string }> {
   const path = join('test', 'integration', file);
   const [cmd, args] = tap ? ['npx', ['tap', '--reporter=tap', `--grep=${grep}`, path]] : [process.execPath, ['--import=tsx', path]];
-  const r = spawnSync(cmd, args, { cwd: REPO, encoding: 'utf8', timeout: 240000, env: cliEnv(tap ? {} : { TAP_GREP: grep }) });
+  const child = spawn(cmd, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(tap ? {} : { TAP_GREP: grep }) });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 240000);
+  const status = await new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+  clearTimeout(timer);
+  const r = { status, stdout, stderr };
   const results: Result[] = [];
   // The file's results are "ok N - name[ # directive]" lines, indented under the file's own by tap's
   // runner; tap escapes # and \ in names.
@@ -40,14 +50,14 @@ function runFile(file: string, grep: string, tap = false): { code: number | null
 const exactly = (name: string) => `^${name.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')}$`;
 
 /** Lists a file's top-level tests, then runs the last (or each) alone: exactly it runs, and passes. */
-function alone(file: string, viaTap: boolean) {
-  t.test(file, async (t) => {
-    const listed = runFile(file, '(?!)');
+function alone(t: Test, file: string, viaTap: boolean) {
+  t.test(file, { buffered: true }, async (t) => {
+    const listed = await runFile(file, '(?!)');
     t.equal(listed.code, 0, 'listing its tests (all filtered out) passes');
     const names = listed.results.map((r) => r.name);
     t.ok(names.length > 1 && listed.results.every((r) => r.skip), `${names.length} tests listed, none run`);
     for (const name of ALL ? names : names.slice(-1)) {
-      const r = runFile(file, exactly(name), viaTap && name === names.at(-1));
+      const r = await runFile(file, exactly(name), viaTap && name === names.at(-1));
       t.equal(r.code, 0, `alone: ${name}`);
       t.same(r.results.filter((x) => !x.skip), [{ name, ok: true, skip: false }], 'it ran, alone, and passed', { out: r.code === 0 ? undefined : r.out });
     }
@@ -60,5 +70,7 @@ if (BACKEND && !ALL) {
   t.plan(0, 'checked on the default backend');
 } else {
   t.ok(FILES.length > 0, `files with a daemon per test: ${FILES.join(' ')}`);
-  FILES.forEach((file, i) => alone(file, i === 0));
+  t.test('each file alone', { jobs: 2 }, async (t) => {
+    FILES.forEach((file, i) => alone(t, file, i === 0));
+  });
 }

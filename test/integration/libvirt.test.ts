@@ -29,11 +29,11 @@ const U2 = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1002';
 const node = (u: string) => `mdev_${u.replace(/-/g, '_')}_mtty`;
 
 t.test('virsh nodedev-*: enumeration, a sysfs-created mdev, nodedev-create and nodedev-destroy', async (t) => {
-  // Waits (bounded) until virsh nodedev-list --cap mdev does or does not list $1: libvirt
-  // updates its list when the udev event arrives, after the write that caused it has returned.
+  // Waits until virsh nodedev-list --cap mdev does or does not list $1: libvirt updates its list
+  // when the udev event arrives, after the write that caused it has returned (an event that never
+  // comes is a hang: withLibvirt's time limit ends it, status null).
   const script = `
-    listed() { for i in $(seq 100); do virsh nodedev-list --cap mdev | grep -qx "$1"; [ $? = $2 ] && return 0; sleep 0.05; done; echo "timeout waiting for $1"; }
-    ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+    listed() { until virsh nodedev-list --cap mdev | grep -qx "$1"; [ $? = $2 ]; do sleep 0.05; done; }
     echo "== types"; virsh nodedev-list --cap mdev_types
     echo "== mdevs"; virsh nodedev-list --cap mdev
     echo ${U1} > /sys/class/mdev_bus/mtty/mdev_supported_types/mtty-2/create
@@ -49,9 +49,9 @@ t.test('virsh nodedev-*: enumeration, a sysfs-created mdev, nodedev-create and n
   </capability>
 </device>
 X
-    t0=$(date +%s%N); virsh nodedev-create /run/mdev.xml; echo "create took $(ms $t0) ms" >&2
+    virsh nodedev-create /run/mdev.xml
     cat /sys/bus/mdev/devices/${U2}/mdev_type/name
-    t0=$(date +%s%N); virsh nodedev-destroy ${node(U2)}; echo "destroy took $(ms $t0) ms" >&2
+    virsh nodedev-destroy ${node(U2)}
     [ -e /sys/bus/mdev/devices/${U2} ] && echo "${U2} still there"
     echo 1 > /sys/bus/mdev/devices/${U1}/remove
     listed ${node(U1)} 1
@@ -84,6 +84,8 @@ X
       '  </capability>',
       '</device>',
       '',
+      // nodedev-create returns once libvirt has the device, which it learns from the udev event only
+      // (it fails if that has not come within 60 s): libvirt heard the add.
       `Node device ${node(U2)} created from /run/mdev.xml`,
       '',
       'Single port serial',
@@ -94,11 +96,6 @@ X
       '',
     ].join('\n'),
   );
-  // libvirt waits up to 60 s for the udev event of a device it created; with events it is immediate.
-  for (const op of ['create', 'destroy']) {
-    const ms = Number(new RegExp(`${op} took (\\d+) ms`).exec(r.stderr)?.[1]);
-    t.ok(ms < 10000, `nodedev-${op} completes well under libvirt's timeout (${ms} ms)`);
-  }
 });
 
 t.test('a PCI parent (GVT-g): libvirt lists its types and creates and destroys an mdev on it', async (t) => {

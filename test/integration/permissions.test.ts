@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import t from 'tap';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import { asNobody, letOthersTraverse } from '../helpers/as-user';
 import { CLI, PY_WRITE, backendArgs, cliEnv, isMounted, scratch, sh, startDaemon } from '../helpers/daemon';
 

@@ -16,8 +16,13 @@ const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], {
 
 /** `mdevfs exec` without blocking the event loop, so a few run side by side. */
 function execAsync(profile: string, ...command: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cliAsync('exec', ...backendArgs, '--profile', profile, '--', ...command);
+}
+
+/** The CLI without blocking the event loop. */
+function cliAsync(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'exec', ...backendArgs, '--profile', profile, '--', ...command], { env: cliEnv({ LC_ALL: 'C' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { env: cliEnv({ LC_ALL: 'C' }), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -134,14 +139,16 @@ t.test('every one-GPU built-in grows with --gpus; each GPU keeps its own rule', 
 });
 
 t.test('usage errors exit 2', async (t) => {
-  for (const args of [['profiles', 'show'], ['profiles', 'show', 'nvidia-t9'], ['profiles', 'list'], ['profiles', '--gpus', '2'],
+  const cases = [['profiles', 'show'], ['profiles', 'show', 'nvidia-t9'], ['profiles', 'list'], ['profiles', '--gpus', '2'],
     ['profiles', 'show', 'gvt', '--gpus', '2'], ['profiles', 'show', 'nvidia-t4', '--gpus', '0'], ['profiles', 'show', 'nvidia-t4', '--gpus', '17'],
-    ['profiles', 'show', 'nvidia-t4', '--gpus', 'four']]) {
-    const r = cli(...args);
-    t.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    t.equal(r.stdout, '', 'nothing printed');
-  }
-  t.match(cli('profiles', 'show', 'nvidia-t9').stderr, /no built-in profile "nvidia-t9" \(samples, gvt/);
+    ['profiles', 'show', 'nvidia-t4', '--gpus', 'four']];
+  // Side by side: each is a process of its own that changes nothing.
+  const results = await Promise.all(cases.map((args) => cliAsync(...args)));
+  cases.forEach((args, i) => {
+    t.equal(results[i]!.code, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
+    t.equal(results[i]!.stdout, '', 'nothing printed');
+  });
+  t.match(results[1]!.stderr, /no built-in profile "nvidia-t9" \(samples, gvt/);
 });
 
 t.test('ctl add-parent takes a built-in name, so a removed parent comes back; a refused profile exits 2 as with --profile', async (t) => {

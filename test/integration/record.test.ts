@@ -204,6 +204,11 @@ async function vendorVfioRoundTrip(t: Test, orig: string, held: [number, string]
   return { stderr: r.stderr, profile };
 }
 
+// Two tests of this file at a time: each has its own daemons and files, and most of a test is
+// waiting on processes (daemons starting, record, mdevctl). The two with parallel subtests of their
+// own are the first and the last, so they meet only lighter tests.
+t.jobs = 2;
+
 // The built-ins a few at a time (each waits mostly on daemons starting): the file stays under a minute.
 t.test('recordings replay as the original', { jobs: 4 }, async (t) => {
   for (const c of cases) {
@@ -230,72 +235,20 @@ t.test('recordings replay as the original', { jobs: 4 }, async (t) => {
   }
 });
 
-t.test('nvidia-l40s with vGPUs set: each VF keeps its type, and the full type list is recorded', { jobs: 3 }, async (t) => {
-  const l40s = BUILTIN_PROFILES['nvidia-l40s']!;
-  const all = l40s.parents[0]!.types.map((ty) => ty.name);
-  t.test('2Q on two VFs', { buffered: true }, async (t) => {
-    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
-    t.teardown(() => orig.stop());
-    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[0, '1148'], [5, '1148']]);
-    t.notMatch(stderr, /warning/, 'nothing left out');
-    t.same(profile.parents[0]!.types.map((ty) => ty.name), all, 'every type of the GPU, not only the 2 GB ones the VFs list');
-  });
-  t.test('48Q: the GPU fully used, no VF lists a type', { buffered: true }, async (t) => {
-    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
-    t.teardown(() => orig.stop());
-    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[3, '1156']]);
-    t.notMatch(stderr, /warning/, 'nothing left out');
-    t.same(profile.parents[0]!.types, l40s.parents[0]!.types.map(({ name, prettyName, deviceApi, framebufferMb, max }) => ({ name, prettyName, deviceApi, framebufferMb, max })), "the built-in's table, max_instance included");
-  });
-  t.test('a GPU mdevfs has no table for: the types listed now, and warnings', { buffered: true }, async (t) => {
-    const unknown = structuredClone(l40s);
-    unknown.parents[0]!.pci!.device = '0x26ba';
-    const orig = await startDaemon({ profile: unknown, logLevel: 'warn' });
-    t.teardown(() => orig.stop());
-    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[2, '1148']], false);
-    t.match(stderr, /warning: 0000:00:07\.0: a GPU mdevfs has no type table for \(PCI 0x10de:0x26ba\): its types are the 3 its VFs list now, and a type no VF offers while vGPUs are set is missing/);
-    t.match(stderr, /warning: 0000:00:07\.0: vendor-specific VFIO shows no max_instance/);
-    t.notMatch(stderr, /otherwise|unset/, 'the vGPU held is set again at start');
-    t.same(profile.parents[0]!.types.map((ty) => ty.prettyName), ['NVIDIA L40S-2B', 'NVIDIA L40S-2Q', 'NVIDIA L40S-2A']);
-  });
-  t.test('a vfs entry that cannot be applied: exit 2 before mounting, naming it', async (t) => {
-    const cases: [PresentVf[], RegExp][] = [
-      [[{ name: '0000:00:07.0', attrs: { 'nvidia/current_vgpu_type': '1148' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.0\): no VF of "0000:00:07\.0"/],
-      [[{ name: '0000:00:07.4', attrs: { 'nvidia/vm_name': 'x' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.4\)\.attrs: "nvidia\/vm_name" is no writable attribute of the VF/],
-      [
-        [
-          { name: '0000:00:07.4', attrs: { 'nvidia/current_vgpu_type': '1156' } },
-          { name: '0000:00:07.5', attrs: { 'nvidia/current_vgpu_type': '1148' } },
-        ],
-        /parents\[0\]\.vfs\[1\] \(0000:00:07\.5\)\.attrs: writing "1148" to "nvidia\/current_vgpu_type" failed \(EIO\)/,
-      ],
-    ];
-    for (const [vfs, message] of cases) {
-      const bad = structuredClone(l40s);
-      bad.parents[0]!.vfs = vfs;
-      const file = join(work, `vfs-${++seq}.json`);
-      writeFileSync(file, JSON.stringify(bad));
-      const dir = join(work, `m-${++seq}`);
-      const m = spawnSync(process.execPath, [CLI, 'mount', dir, '--profile', file, ...backendArgs], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
-      t.equal(m.status, 2, m.stderr);
-      t.match(m.stderr, message);
-      t.notOk(isMounted(dir), 'nothing mounted');
-    }
-  });
-});
-
 t.test('the recording: a header, devices present, and nothing of the recording machine', async (t) => {
   const orig = await startDaemon({ profile: 'samples', logLevel: 'warn' });
   t.teardown(() => orig.stop());
   sh(orig.dir, `echo ${uuid(7)} > class/mdev_bus/mtty/mdev_supported_types/mtty-2/create`);
+  const before = new Date().toISOString();
   const r = await record(orig.dir);
+  const after = new Date().toISOString();
   t.equal(r.code, 0, r.stderr);
   const profile = JSON.parse(r.text);
   const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
   t.same(Object.keys(profile.recorded).sort(), ['date', 'kernel', 'mdevfs']);
   t.equal(profile.recorded.kernel, 'unknown', 'a FUSE mount is not this kernel\'s sysfs');
   t.equal(profile.recorded.mdevfs, pkg.version);
-  t.ok(Math.abs(Date.parse(profile.recorded.date) - Date.now()) < 60000, 'dated now');
+  t.ok(before <= profile.recorded.date && profile.recorded.date <= after, `dated when it ran: ${before} <= ${profile.recorded.date} <= ${after}`);
   const mtty = profile.parents.find((p: { name: string }) => p.name === 'mtty');
   t.same(mtty.devices, [{ uuid: uuid(7), type: '2', iommuGroup: 0, vfio: 0 }]);
   t.same(mtty.capacity, { model: 'pool', size: 24, errno: 'ENOSPC', legacyErrno: null }, 'the mtty rule: 24 ports');
@@ -626,4 +579,58 @@ t.test('a recording of the default tree passes the real kernel transcript of the
   const run = runScenario('tree-after-create', { profile: r.file });
   t.equal(run.status, 0);
   t.equal(run.output, expected('tree-after-create'), 'byte for byte the real kernel, through the replayed recording');
+});
+
+t.test('nvidia-l40s with vGPUs set: each VF keeps its type, and the full type list is recorded', { jobs: 3 }, async (t) => {
+  const l40s = BUILTIN_PROFILES['nvidia-l40s']!;
+  const all = l40s.parents[0]!.types.map((ty) => ty.name);
+  t.test('2Q on two VFs', { buffered: true }, async (t) => {
+    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[0, '1148'], [5, '1148']]);
+    t.notMatch(stderr, /warning/, 'nothing left out');
+    t.same(profile.parents[0]!.types.map((ty) => ty.name), all, 'every type of the GPU, not only the 2 GB ones the VFs list');
+  });
+  t.test('48Q: the GPU fully used, no VF lists a type', { buffered: true }, async (t) => {
+    const orig = await startDaemon({ profile: 'nvidia-l40s', logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[3, '1156']]);
+    t.notMatch(stderr, /warning/, 'nothing left out');
+    t.same(profile.parents[0]!.types, l40s.parents[0]!.types.map(({ name, prettyName, deviceApi, framebufferMb, max }) => ({ name, prettyName, deviceApi, framebufferMb, max })), "the built-in's table, max_instance included");
+  });
+  t.test('a GPU mdevfs has no table for: the types listed now, and warnings', { buffered: true }, async (t) => {
+    const unknown = structuredClone(l40s);
+    unknown.parents[0]!.pci!.device = '0x26ba';
+    const orig = await startDaemon({ profile: unknown, logLevel: 'warn' });
+    t.teardown(() => orig.stop());
+    const { stderr, profile } = await vendorVfioRoundTrip(t, orig.dir, [[2, '1148']], false);
+    t.match(stderr, /warning: 0000:00:07\.0: a GPU mdevfs has no type table for \(PCI 0x10de:0x26ba\): its types are the 3 its VFs list now, and a type no VF offers while vGPUs are set is missing/);
+    t.match(stderr, /warning: 0000:00:07\.0: vendor-specific VFIO shows no max_instance/);
+    t.notMatch(stderr, /otherwise|unset/, 'the vGPU held is set again at start');
+    t.same(profile.parents[0]!.types.map((ty) => ty.prettyName), ['NVIDIA L40S-2B', 'NVIDIA L40S-2Q', 'NVIDIA L40S-2A']);
+  });
+  t.test('a vfs entry that cannot be applied: exit 2 before mounting, naming it', async (t) => {
+    const cases: [PresentVf[], RegExp][] = [
+      [[{ name: '0000:00:07.0', attrs: { 'nvidia/current_vgpu_type': '1148' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.0\): no VF of "0000:00:07\.0"/],
+      [[{ name: '0000:00:07.4', attrs: { 'nvidia/vm_name': 'x' } }], /parents\[0\]\.vfs\[0\] \(0000:00:07\.4\)\.attrs: "nvidia\/vm_name" is no writable attribute of the VF/],
+      [
+        [
+          { name: '0000:00:07.4', attrs: { 'nvidia/current_vgpu_type': '1156' } },
+          { name: '0000:00:07.5', attrs: { 'nvidia/current_vgpu_type': '1148' } },
+        ],
+        /parents\[0\]\.vfs\[1\] \(0000:00:07\.5\)\.attrs: writing "1148" to "nvidia\/current_vgpu_type" failed \(EIO\)/,
+      ],
+    ];
+    for (const [vfs, message] of cases) {
+      const bad = structuredClone(l40s);
+      bad.parents[0]!.vfs = vfs;
+      const file = join(work, `vfs-${++seq}.json`);
+      writeFileSync(file, JSON.stringify(bad));
+      const dir = join(work, `m-${++seq}`);
+      const m = spawnSync(process.execPath, [CLI, 'mount', dir, '--profile', file, ...backendArgs], { encoding: 'utf8', timeout: 30000, env: cliEnv() });
+      t.equal(m.status, 2, m.stderr);
+      t.match(m.stderr, message);
+      t.notOk(isMounted(dir), 'nothing mounted');
+    }
+  });
 });

@@ -25,7 +25,14 @@ t.before(() => {
   // The working tree's own sources (a run before commit tests what is there), and its node_modules.
   for (const d of ['src', 'scripts']) cpSync(join(REPO, d), join(clone, d), { recursive: true });
   for (const f of ['package.json', 'package-lock.json', 'tsconfig.json']) cpSync(join(REPO, f), join(clone, f));
-  cpSync(join(REPO, 'node_modules'), join(clone, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+  // node_modules as hard links where the clone is on the same file system (a second to a full
+  // copy's ten): setup only reads it, and an npm ci, were it to run, removes the directory before
+  // it installs, so it never writes into a linked file. A full copy elsewhere.
+  const nodeModules = join(clone, 'node_modules');
+  if (spawnSync('cp', ['-al', join(REPO, 'node_modules'), nodeModules]).status !== 0) {
+    rmSync(nodeModules, { recursive: true, force: true });
+    cpSync(join(REPO, 'node_modules'), nodeModules, { recursive: true, verbatimSymlinks: true });
+  }
 });
 
 t.test('a second run does nothing and says so; a changed source only rebuilds', async (t) => {

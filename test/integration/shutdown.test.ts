@@ -15,7 +15,7 @@ if (fusectlMounted()) {
 const SLOW = {
   parents: [{
     name: 'slow', path: 'devices/virtual/slow/slow', class: 'slow', mdevDriver: 'slow',
-    capacity: { model: 'counter', max: 4 }, faults: { createDelayMs: 5000 }, types: [{ name: 't' }],
+    capacity: { model: 'counter', max: 4 }, faults: { createDelayMs: 3_600_000 }, types: [{ name: 't' }],
   }],
 };
 const TYPE = 'class/mdev_bus/slow/mdev_supported_types/slow-t';
@@ -23,8 +23,8 @@ const TYPE = 'class/mdev_bus/slow/mdev_supported_types/slow-t';
 interface Run {
   proc: ChildProcess;
   out: () => string;
-  /** Resolves when the process has ended, with the time it ended (ms). */
-  ended: Promise<number>;
+  /** Resolves when the process has ended. */
+  ended: Promise<void>;
 }
 
 function run(script: string, ...args: string[]): Run {
@@ -32,7 +32,7 @@ function run(script: string, ...args: string[]): Run {
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const ended = new Promise<number>((r) => proc.on('close', () => r(Date.now())));
+  const ended = new Promise<void>((r) => proc.on('close', () => r()));
   return { proc, out: () => out, ended };
 }
 
@@ -40,13 +40,11 @@ async function until(what: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !what(); i++) await new Promise((r) => setTimeout(r, 25));
 }
 
-/** Resolves with the time p settled, or rejects after ms (the thing hangs). */
-function within(p: Promise<number>, ms: number, what: string): Promise<number> {
-  return Promise.race([p, new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`${what} still running after ${ms} ms`)), ms).unref())]);
-}
+/** A stop that hangs fails the test at this timeout (ms) instead of the file's. */
+const HANG = { timeout: 60_000 };
 
 for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-  t.test(`${sig} unmounts within a second with an open file, a cwd inside and a create in flight`, async (t) => {
+  t.test(`${sig} unmounts and exits 0 with an open file, a cwd inside and a create in flight`, HANG, async (t) => {
     const d = await startDaemon({ profile: SLOW, logLevel: 'warn' });
     // A shell holding a file open and its cwd inside, which uses both once the daemon is gone.
     const holder = run(
@@ -54,7 +52,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
         'head -c 4 <&3 >/dev/null; echo "read $?"; ls >/dev/null; echo "ls $?"',
       d.dir, TYPE,
     );
-    // A create that the vendor takes 5 s to finish.
+    // A create that the vendor takes an hour to finish: the daemon must not wait for it.
     const create = run('echo 00000000-0000-0000-0000-000000000001 > "$1/$2/create"; echo "create $?"', d.dir, TYPE);
     t.teardown(() => {
       for (const p of [holder.proc, create.proc, d.proc]) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
@@ -66,27 +64,22 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     t.equal(available(), '3\n', 'the create is in flight: its instance is taken');
     t.equal(create.proc.exitCode, null, 'the create has not returned');
 
-    const t0 = Date.now();
-    const code = d.stop(sig);
-    const exited = await within(new Promise<number>((r) => d.proc.on('exit', () => r(Date.now()))), 10000, 'the daemon');
-    t.ok(exited - t0 < 1000, `the daemon exited ${exited - t0} ms after ${sig} (at most 1000)`);
-    t.equal(await code, 0, 'exit code 0');
+    t.equal(await d.stop(sig), 0, 'exit code 0');
     t.notOk(isMounted(d.dir), 'no mount left');
     t.notOk(fusectlMounted(), 'fusectl is not left mounted');
 
-    const created = await within(create.ended, 2000, 'the create');
-    t.ok(created - t0 < 1000, `the create in flight ended ${created - t0} ms after ${sig}`);
+    await create.ended;
     t.match(create.out(), /write error: No such device\ncreate 1\n$/, 'the create in flight failed with ENODEV');
 
     holder.proc.stdin!.end('go\n');
-    await within(holder.ended, 3000, 'the holder');
+    await holder.ended;
     t.match(holder.out(), /read 1\n/, 'a read of the open file fails');
     t.match(holder.out(), /ls 2\n/, 'a listing of the cwd fails');
     t.match(holder.out(), 'Transport endpoint is not connected', 'with ENOTCONN, as on a daemon that is gone');
   });
 }
 
-t.test('an uncaught exception unmounts before exiting 1', async (t) => {
+t.test('an uncaught exception unmounts before exiting 1', HANG, async (t) => {
   const work = scratch('mdevfs-crash-');
   const dir = join(work, 'mnt');
   // The real CLI in a process that throws from a timer once the tree is mounted.
@@ -104,15 +97,16 @@ t.test('an uncaught exception unmounts before exiting 1', async (t) => {
   t.teardown(() => void (proc.exitCode === null && proc.kill('SIGKILL')));
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
-  const code = await within(new Promise<number>((r) => proc.on('exit', (c) => r(c ?? -1))), 15000, 'the crashing daemon');
+  const code = await new Promise<number | null>((r) => proc.on('exit', (c) => r(c)));
   t.equal(code, 1, 'exit code 1');
   t.match(stderr, /"msg":"uncaught exception"/);
   t.match(stderr, 'injected crash');
   t.notOk(isMounted(dir), 'no mount left');
 });
 
-t.test('if unmounting hangs, the process kills itself after 5 s instead of hanging, and says so', async (t) => {
-  // umount and fusermount that never return, first on the daemon's PATH.
+t.test('if unmounting hangs, the process kills itself after 5 s instead of hanging, and says so', HANG, async (t) => {
+  // umount and fusermount that do not return for 20 s, first on the daemon's PATH: a daemon that
+  // waited for them would end by itself, not by SIGKILL.
   const bin = scratch('mdevfs-hang-');
   for (const name of ['umount', 'fusermount', 'fusermount3']) writeFileSync(join(bin, name), '#!/bin/sh\nexec sleep 20\n', { mode: 0o755 });
   const d = await startDaemon({ logLevel: 'warn', env: { PATH: `${bin}:${process.env.PATH}`, MDEVFS_NO_AUTO_UNMOUNT: '1' } });
@@ -120,11 +114,9 @@ t.test('if unmounting hangs, the process kills itself after 5 s instead of hangi
     spawnSync('umount', ['-l', d.dir]); // the dead mount it leaves
     await d.stop();
   });
-  const t0 = Date.now();
+  const ended = new Promise<NodeJS.Signals | null>((r) => d.proc.on('exit', (_code, sig) => r(sig)));
   d.proc.kill('SIGTERM');
-  const signal = await within(new Promise((r) => d.proc.on('exit', (_code, sig) => r(sig))) as Promise<number>, 15000, 'the daemon');
-  t.equal(signal, 'SIGKILL', 'it ended by SIGKILL');
-  t.ok(Date.now() - t0 < 8000, `after ${Date.now() - t0} ms`);
+  t.equal(await ended, 'SIGKILL', 'it ended by SIGKILL');
   t.match(d.logs(), '"msg":"stopping did not finish in time: the process ends with SIGKILL"');
 });
 

@@ -3,9 +3,10 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { streamLines } from '../../src/control/client';
-import { defaultControlPath } from '../../src/control/protocol';
+import { defaultControlPath } from '../../src/control/paths';
 import { asNobody } from '../helpers/as-user';
 import { CLI, backendArgs, cliEnv, scratch, sh, startDaemon } from '../helpers/daemon';
+import { startMonitor } from '../helpers/udev-monitor';
 
 // The uevents of the tree, heard the ways real clients hear them: `mdevfs events` (JSON lines,
 // the control socket), and inside `mdevfs exec --udev` Debian's udevadm and python3-pyudev
@@ -31,8 +32,10 @@ const noSeq = (ev: Record<string, string>) => Object.entries(ev).filter(([k]) =>
 t.test('mdevfs events: JSON lines in the kernel order, --since replays, --until exits once seen', async (t) => {
   const d = await startDaemon();
   t.teardown(() => d.stop());
-  const r = sh(d.dir, `echo ${U1} > ${CREATE} && ${process.execPath} ${CLI} events . --since 0 --until bind:${U1} --timeout 10`, cliEnv());
-  t.equal(r.code, 0, r.stderr);
+  // The CLI in the environment users give it (sh() would bring back what cliEnv() leaves out).
+  const script = `echo ${U1} > ${CREATE} && ${process.execPath} ${CLI} events . --since 0 --until bind:${U1} --timeout 10`;
+  const r = spawnSync('bash', ['-c', script], { cwd: d.dir, encoding: 'utf8', env: cliEnv() });
+  t.equal(r.status, 0, r.stderr);
   const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, string>);
   t.same(events, [
     { ACTION: 'add', DEVPATH: `${MTTY}/${U1}`, SUBSYSTEM: 'mdev', SEQNUM: '1' },
@@ -196,17 +199,13 @@ print('left', [d.sys_name for d in ctx.list_devices(subsystem='mdev')])
 
 t.test('nothing is sent unless asked, and never outside exec --udev\'s own network namespace', async (t) => {
   // A listener in this (the host's) network namespace, for the whole test.
-  const mon = spawn('udevadm', ['monitor', '--udev', '--subsystem-match=mdev'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let heard = '';
-  mon.stdout.on('data', (d) => (heard += d));
-  t.teardown(() => mon.kill());
-  while (!heard.includes('UDEV - the event')) await new Promise((r) => setTimeout(r, 20));
+  const mon = await startMonitor(t, ['--udev', '--subsystem-match=mdev']);
   const script = `echo ${U1} > /sys/${CREATE}; udevadm monitor --udev > /dev/null & sleep 0.2; echo 1 > /sys/bus/mdev/devices/${U1}/remove; kill %1`;
   t.equal(execSh(script, false).status, 0, 'exec without --udev');
   t.equal(execSh(script, true).status, 0, 'exec --udev');
   // Both runs are over; an event sent here would have arrived (netlink delivery is synchronous).
   await new Promise((r) => setTimeout(r, 200));
-  t.equal(heard.split('\n').filter((l) => l.startsWith('UDEV  [')).join('\n'), '', 'the host heard nothing');
+  t.equal(mon.heard().split('\n').filter((l) => l.startsWith('UDEV  [')).join('\n'), '', 'the host heard nothing');
 });
 
 t.test('an ordinary user: exec --udev runs in a user namespace, and its libudev listeners hear the events', async (t) => {
@@ -228,20 +227,11 @@ t.test('mount --udev sends in the daemon\'s own network namespace', async (t) =>
     await exited;
   });
   t.equal(cli(['wait', mnt, '--timeout', '20']).status, 0, 'mounted');
-  const mon = spawn('nsenter', ['-t', String(daemon.pid), '-n', 'udevadm', 'monitor', '--udev', '--subsystem-match=mdev'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let heard = '';
-  const bound = new Promise<void>((resolve) =>
-    mon.stdout.on('data', (d) => {
-      heard += d;
-      if (/ bind /.test(heard)) resolve();
-    }),
-  );
-  t.teardown(() => mon.kill());
-  while (!heard.includes('UDEV - the event')) await new Promise((r) => setTimeout(r, 20));
+  const mon = await startMonitor(t, ['--udev', '--subsystem-match=mdev'], ['nsenter', '-t', String(daemon.pid), '-n']);
   writeFileSync(join(mnt, CREATE), U1);
-  await bound;
+  await mon.until(/ bind /);
   t.same(
-    heard.split('\n').filter((l) => l.startsWith('UDEV  [')).map((l) => l.replace(/^UDEV +\[[0-9.]+\] +/, '')),
+    mon.heard().split('\n').filter((l) => l.startsWith('UDEV  [')).map((l) => l.replace(/^UDEV +\[[0-9.]+\] +/, '')),
     [`add      ${MTTY}/${U1} (mdev)`, `bind     ${MTTY}/${U1} (mdev)`],
   );
   t.ok(existsSync(join(mnt, 'bus', 'mdev', 'devices', U1)));

@@ -1,10 +1,11 @@
-import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { BUILTIN_PROFILES } from '../../src/drivers/profile';
 import { asNobody } from '../helpers/as-user';
 import { CLI, backendArgs, cliEnv, scratch } from '../helpers/daemon';
+import { startMonitor } from '../helpers/udev-monitor';
 
 // The kernel's netlink group inside `mdevfs exec --udev` (what udevd and kernel monitors hear),
 // and Debian's systemd-udevd running its rules inside `mdevfs exec --udevd`: mdevctl's
@@ -111,14 +112,10 @@ while True:
     for i in $(seq 200); do grep -q '^KERNEL.* remove ' $M && break; sleep 0.05; done
     kill $P; sed -nE 's/^KERNEL\\[[0-9.]+\\] +([a-z]+) +([^ ]+) \\(([a-z]+)\\)$/\\1 \\2 \\3/p' $M`;
   // The host's own listener, to show the second mount did make a uevent (bdi) of the host's.
-  const host = spawn('udevadm', ['monitor', '--kernel', '--subsystem-match=bdi'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let heard = '';
-  host.stdout.on('data', (d) => (heard += d));
-  t.teardown(() => host.kill());
-  while (!heard.includes('KERNEL - the kernel uevent')) await new Promise((r) => setTimeout(r, 20));
+  const host = await startMonitor(t, ['--kernel', '--subsystem-match=bdi']);
   const r = execSh(['--udev'], script);
   await new Promise((r) => setTimeout(r, 200));
-  t.match(heard, / add +\/devices\/virtual\/bdi\/.* \(bdi\)/, 'the host heard a bdi device come');
+  t.match(host.heard(), / add +\/devices\/virtual\/bdi\/.* \(bdi\)/, 'the host heard a bdi device come');
   t.equal(r.status, 0, r.stderr);
   t.equal(
     r.stdout,
@@ -176,11 +173,7 @@ t.test('exec --udevd: udevd hears the kernel group and re-broadcasts each event 
   const snapshot = () => ({ dev: readdirSync('/dev').sort(), runUdev: spawnSync('ls', ['-laR', '/run/udev'], { encoding: 'utf8' }).stdout });
   const before = snapshot();
   // A listener on the host's own groups, for the whole run.
-  const mon = spawn('udevadm', ['monitor', '--kernel', '--udev', '--subsystem-match=mdev'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let heard = '';
-  mon.stdout.on('data', (d) => (heard += d));
-  t.teardown(() => mon.kill());
-  while (!heard.includes('KERNEL - the kernel uevent')) await new Promise((r) => setTimeout(r, 20));
+  const mon = await startMonitor(t, ['--kernel', '--udev', '--subsystem-match=mdev']);
 
   const script = `M=$(mktemp); udevadm monitor --udev --kernel --subsystem-match=mdev --subsystem-match=vfio > $M & P=$!
     until grep -q 'KERNEL - the kernel uevent' $M; do sleep 0.05; done
@@ -226,7 +219,7 @@ t.test('exec --udevd: udevd hears the kernel group and re-broadcasts each event 
   );
   // Both runs are over; an event sent here would have arrived (netlink delivery is synchronous).
   await new Promise((r) => setTimeout(r, 200));
-  t.equal(heard.split('\n').filter((l) => /^(KERNEL|UDEV) *\[/.test(l)).join('\n'), '', 'the host heard nothing');
+  t.equal(mon.heard().split('\n').filter((l) => /^(KERNEL|UDEV) *\[/.test(l)).join('\n'), '', 'the host heard nothing');
   t.same(snapshot(), before, "the host's /dev and /run/udev are as they were");
 });
 

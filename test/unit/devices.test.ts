@@ -81,7 +81,7 @@ t.test('binding: driver_override decides, EBUSY when bound, hooks run as probe a
   t.notOk(model.matches(vfio, dev), 'vfio-pci has no id table');
   model.bindNow(dev, i915);
   t.equal(dev.pci!.enableCount, 1);
-  await t.rejects(model.bind(dev, vfio), { errno: Errno.EBUSY });
+  await t.rejects(model.bind(dev, vfio), { name: 'MdevError', errno: Errno.EBUSY });
   // An unbind and a bind at once: the device lock orders them, the remove runs to its end first.
   dev.driverOverride = 'vfio-pci';
   const both = Promise.all([model.unbind(dev), model.attach(dev)]);
@@ -97,7 +97,7 @@ t.test('binding: driver_override decides, EBUSY when bound, hooks run as probe a
   t.same(log, ['probe', 'remove', 'probe']);
   await model.remove(dev);
   t.same(log, ['probe', 'remove', 'probe', 'remove'], 'device_del unbinds first');
-  await t.rejects(model.bind(dev, i915), { errno: Errno.ENODEV });
+  await t.rejects(model.bind(dev, i915), { name: 'MdevError', errno: Errno.ENODEV });
 });
 
 t.test('vfio-pci registers a function with VFIO at probe and unregisters it at remove; no IOMMU group, no bind', async (t) => {
@@ -114,7 +114,7 @@ t.test('vfio-pci registers a function with VFIO at probe and unregisters it at r
     if (ev.kind === 'bind') events.push(`bind ${ev.bound}`);
   });
   dev.driverOverride = 'vfio-pci';
-  await t.rejects(model.bind(dev, vfio), { errno: Errno.EINVAL }, 'in no IOMMU group: EINVAL');
+  await t.rejects(model.bind(dev, vfio), { name: 'MdevError', errno: Errno.EINVAL }, 'in no IOMMU group: EINVAL');
   await model.attach(dev);
   t.equal(dev.driver, undefined, 'drivers_probe: the failed probe leaves it unbound');
   t.same(events, [], 'and sends nothing');

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { AbiVersion } from '../../src/core/abi';
 import { MdevError, errnoName } from '../../src/base/errno';
 import { Emulation } from '../../src/emulation';
@@ -46,12 +46,14 @@ async function setup(abi: AbiVersion, profile: Profile = SAMPLES) {
   const e = new Emulation(profile, { abi, log: silentLogger, clock });
   await e.ready;
   const events: string[] = [];
-  e.uevents.subscribe((ev) => events.push(`${ev.ACTION} ${ev.DEVPATH}`));
+  e.uevents.subscribe((ev) => {
+    events.push(`${ev.ACTION} ${ev.DEVPATH}`);
+  });
   const exists = (p: string) => e.kernfs.find(p) !== undefined;
   return { e, k: e.kernfs, clock, events, exists };
 }
 
-function invariants(t: Tap.Test, e: Emulation, abi: AbiVersion, quiet = true): void {
+function invariants(t: Test, e: Emulation, abi: AbiVersion, quiet = true): void {
   t.same(checkInvariants(kernfsTree(e.kernfs), { profile: SAMPLES, abi, quiet, core: e.core }).problems, [], quiet ? 'invariants hold' : 'invariants hold in flight');
 }
 
@@ -202,7 +204,7 @@ for (const abi of ['6.1', '4.17'] as const) {
     await tick();
     t.equal(await write(k, `${MTTY}/${U}/remove`, '1'), 1, 'a remove goes on while a read of the device hangs');
     e.faults.remove(hang.id);
-    await t.rejects(again, { errno: 19 }, 'its device went: ENODEV, as a stale file');
+    await t.rejects(again, { name: 'MdevError', errno: 19 }, 'its device went: ENODEV, as a stale file');
     k.release(dfh);
     k.release(fh);
     invariants(t, e, abi);

@@ -184,10 +184,10 @@ t.test('a read: answered at once unless a delay or a hang fires; then a promise 
   await tick();
   t.equal(e.get(hang.id)!.hung, 1, 'the read hangs on the rule');
   t.equal(e.release(hang.id), 1);
-  await t.rejects(p, { errno: Errno.EIO }, 'released: the next rule fails it');
+  await t.rejects(p, { name: 'MdevError', errno: Errno.EIO }, 'released: the next rule fails it');
   e.clear();
   e.add({ match: { op: 'read' }, action: { kind: 'errno', errno: 'EIO' } });
-  t.throws(() => e.check(read('a')), { errno: Errno.EIO }, 'an errno with no wait before it: thrown at once');
+  t.throws(() => e.check(read('a')), { name: 'MdevError', errno: Errno.EIO }, 'an errno with no wait before it: thrown at once');
 });
 
 t.test('rules run in order: delays add up, the first errno ends the check', async (t) => {

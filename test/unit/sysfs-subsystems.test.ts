@@ -163,19 +163,22 @@ t.test("each subsystem's listings are where the tree shows them, and invalidated
   const parent = dev.parent;
   const module = core.busDrivers().find((d) => d.name === parent.driver.name)!.module;
   // Each listing (its description) with an element shown now and the event that takes it.
-  const listings: [string, Listing<never>, unknown, CoreEvent][] = [
-    ['IOMMU_GROUPS', IOMMU_GROUPS, dev.iommuGroup, hide(dev, 'bound')],
-    ['GROUP_DEVICES', GROUP_DEVICES, dev.iommuGroup, hide(dev, 'bound')],
-    ['GROUP_LINKS', GROUP_LINKS, dev.iommuGroup, hide(dev, 'bound')],
-    ['VFIO_DEVICES', VFIO_DEVICES, dev.vfioIndex, hide(dev, 'bound')],
-    ['MDEV_BUS_DEVICES', MDEV_BUS_DEVICES, dev, hide(dev, 'dir')],
-    ['the driver of bus/mdev (driverDevices)', driverDevices(MDEV_BUS, dev.boundDriver!, (d: typeof dev) => d.uuid), dev, hide(dev, 'bound')],
-    ['MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }],
-    ['vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }],
+  const { iommuGroup, vfioIndex } = dev;
+  if (iommuGroup === undefined || vfioIndex === undefined) throw new Error('the device is bound: it has an IOMMU group and a VFIO index');
+  const row = <T>(name: string, listing: Listing<T>, element: T, ev: CoreEvent) => ({ name, dir: listing.at(), entryName: listing.nameOf(element), entry: listing.entry(element), ev });
+  const listings = [
+    row('IOMMU_GROUPS', IOMMU_GROUPS, iommuGroup, hide(dev, 'bound')),
+    row('GROUP_DEVICES', GROUP_DEVICES, iommuGroup, hide(dev, 'bound')),
+    row('GROUP_LINKS', GROUP_LINKS, iommuGroup, hide(dev, 'bound')),
+    row('VFIO_DEVICES', VFIO_DEVICES, vfioIndex, hide(dev, 'bound')),
+    row('MDEV_BUS_DEVICES', MDEV_BUS_DEVICES, dev, hide(dev, 'dir')),
+    row('the driver of bus/mdev (driverDevices)', driverDevices(MDEV_BUS, dev.boundDriver!, (d: typeof dev) => d.uuid), dev, hide(dev, 'bound')),
+    row('MDEV_BUS_CLASS', MDEV_BUS_CLASS, parent, { kind: 'parent', parent, registered: false }),
+    row('vendorClass', vendorClass(parent.placement.className!), parent, { kind: 'parent', parent, registered: false }),
   ];
-  for (const [name, listing, element, ev] of listings) {
-    t.ok(kernfs.readdir(listing.at()).includes(listing.nameOf(element as never)), `${name}: ${listing.at()} lists ${listing.nameOf(element as never)}`);
-    t.ok(covered(listing.entry(element as never), tree.invalidations(ev)), `${name}: its going invalidates ${listing.entry(element as never)}`);
+  for (const { name, dir, entryName, entry, ev } of listings) {
+    t.ok(kernfs.readdir(dir).includes(entryName), `${name}: ${dir} lists ${entryName}`);
+    t.ok(covered(entry, tree.invalidations(ev)), `${name}: its going invalidates ${entry}`);
   }
   t.ok(kernfs.readdir(CLASSES.at()).includes(parent.placement.className!), `CLASSES: ${CLASSES.at()} lists the vendor's class`);
   t.ok(kernfs.readdir(BUSES.at()).includes(MDEV_BUS), `BUSES: ${BUSES.at()} lists ${MDEV_BUS}`);
@@ -198,16 +201,17 @@ t.test("a bus's listings are where the tree shows them, invalidated by the chang
   const bus = dev.bus!;
   const driver = dev.driver!;
   const name = (d: typeof dev) => d.name;
-  const listings: [string, Listing<never>, unknown, Invalidation][] = [
-    ['BUSES', BUSES, bus.name, tree.deviceInvalidations({ kind: 'device', dev, present: false })],
-    ['busDevices', busDevices(bus.name, name), dev, tree.deviceInvalidations({ kind: 'device', dev, present: false })],
-    ['busDrivers', busDrivers(bus.name), driver.name, tree.deviceInvalidations({ kind: 'driver', driver, present: false })],
-    ['driverDevices', driverDevices(bus.name, driver.name, name), dev, tree.deviceInvalidations({ kind: 'bind', dev, driver, bound: false })],
+  const row = <T>(what: string, listing: Listing<T>, element: T, inv: Invalidation) => ({ what, dir: listing.at(), entryName: listing.nameOf(element), entry: listing.entry(element), inv });
+  const listings = [
+    row('BUSES', BUSES, bus.name, tree.deviceInvalidations({ kind: 'device', dev, present: false })),
+    row('busDevices', busDevices(bus.name, name), dev, tree.deviceInvalidations({ kind: 'device', dev, present: false })),
+    row('busDrivers', busDrivers(bus.name), driver.name, tree.deviceInvalidations({ kind: 'driver', driver, present: false })),
+    row('driverDevices', driverDevices(bus.name, driver.name, name), dev, tree.deviceInvalidations({ kind: 'bind', dev, driver, bound: false })),
   ];
-  for (const [what, listing, element, inv] of listings) {
-    t.ok(kernfs.readdir(listing.at()).includes(listing.nameOf(element as never)), `${what}: ${listing.at()} lists ${listing.nameOf(element as never)}`);
+  for (const { what, dir, entryName, entry, inv } of listings) {
+    t.ok(kernfs.readdir(dir).includes(entryName), `${what}: ${dir} lists ${entryName}`);
     // bus/pci stays with no device on it (CONFIG_PCI): only its devices/ entry goes with the device.
-    if (what !== 'BUSES') t.ok(covered(listing.entry(element as never), inv), `${what}: its going invalidates ${listing.entry(element as never)}`);
+    if (what !== 'BUSES') t.ok(covered(entry, inv), `${what}: its going invalidates ${entry}`);
   }
   t.equal(kindAt(kernfs, `${BUSES.entry(bus.name)}`), 'dir', 'bus/pci is a directory');
   // Handed to vfio-pci, the function is registered with VFIO: its class/vfio-dev link leads to its vfio-dev/vfioN.

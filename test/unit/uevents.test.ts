@@ -33,7 +33,9 @@ async function writeFile(kernfs: Kernfs, path: string, text: string): Promise<nu
 function emulation(profile: Profile = SAMPLES, opts: { abi?: string; clock?: ManualClock } = {}) {
   const e = new Emulation(profile, { log: silentLogger, ...opts });
   const seen: Uevent[] = [];
-  e.uevents.subscribe((ev) => seen.push(ev));
+  e.uevents.subscribe((ev) => {
+    seen.push(ev);
+  });
   /** The events sent since the last call, as lines. */
   const take = async () => {
     await e.kernfs.settled();
@@ -47,7 +49,9 @@ t.test('create, unbind, remove: the driver core order, SEQNUM increasing', async
   const { core, take, uevents } = emulation();
   const mtty = core.parents.get('mtty')!.types.get('mtty-2')!;
   const all: Uevent[] = [];
-  uevents.subscribe((ev) => all.push(ev));
+  uevents.subscribe((ev) => {
+    all.push(ev);
+  });
   await core.createStore(mtty, Buffer.from(U1));
   t.same(await take(), [
     `ACTION=add DEVPATH=${MTTY}/${U1} SUBSYSTEM=mdev`,
@@ -131,9 +135,9 @@ t.test('a create the vendor refuses: add, then remove (the device appeared brief
   const flaky: ParentProfile = { ...slow, name: 'flaky', path: 'devices/virtual/flaky/flaky', class: 'flaky', mdevDriver: 'flaky', faults: { createErrno: 'EIO', createFailEvery: 1 } };
   const { core, take } = emulation({ parents: [flaky] });
   const type = core.parents.get('flaky')!.types.get('flaky-a')!;
-  await t.rejects(core.createStore(type, Buffer.from(U1)), { errno: Errno.EIO });
+  await t.rejects(core.createStore(type, Buffer.from(U1)), { name: 'MdevError', errno: Errno.EIO });
   t.same(await take(), [`ACTION=add DEVPATH=/devices/virtual/flaky/flaky/${U1} SUBSYSTEM=mdev`, `ACTION=remove DEVPATH=/devices/virtual/flaky/flaky/${U1} SUBSYSTEM=mdev`]);
-  await t.rejects(core.createStore(type, Buffer.from('not-a-uuid')), { errno: Errno.EINVAL });
+  await t.rejects(core.createStore(type, Buffer.from('not-a-uuid')), { name: 'MdevError', errno: Errno.EINVAL });
   t.same(await take(), [], 'a create refused before device_add sends nothing');
 });
 
@@ -156,7 +160,7 @@ t.test('writes to uevent files send synthetic events (kobject_synth_uevent)', as
     'ACTION=online DEVPATH=/bus/mdev SUBSYSTEM=bus SYNTH_UUID=0',
   ]);
   for (const bad of ['\n', 'added', 'add ', `add ${U2} `, `add ${U2} a`, `add ${U2} a=`, `add ${U2} a-b=c`, `add ${U2}x`, 'add not-a-uuid', 'add\n\n']) {
-    await t.rejects(writeFile(kernfs, `${MTTY}/${U1}/uevent`, bad), { errno: Errno.EINVAL }, JSON.stringify(bad));
+    await t.rejects(writeFile(kernfs, `${MTTY}/${U1}/uevent`, bad), { name: 'MdevError', errno: Errno.EINVAL }, JSON.stringify(bad));
   }
   t.same(await take(), [], 'a refused write sends nothing');
 });
@@ -186,10 +190,14 @@ t.test('late subscribers get the last 1024 events, oldest first, then the live o
   kernfs.release(bus);
   await take();
   const replayed: number[] = [];
-  uevents.subscribe((ev) => replayed.push(Number(ev.SEQNUM)), 0);
+  uevents.subscribe((ev) => {
+    replayed.push(Number(ev.SEQNUM));
+  }, 0);
   t.same(replayed, Array.from({ length: 1024 }, (_, i) => 77 + i), 'SEQNUM 77..1100');
   const since: number[] = [];
-  uevents.subscribe((ev) => since.push(Number(ev.SEQNUM)), 1098);
+  uevents.subscribe((ev) => {
+    since.push(Number(ev.SEQNUM));
+  }, 1098);
   await core.createStore(core.parents.get('mtty')!.types.get('mtty-1')!, Buffer.from(U1));
   await take();
   t.same(since, [1099, 1100, 1101, 1102, 1103, 1104], 'the retained ones above SEQNUM 1098, then the live ones');
@@ -230,7 +238,7 @@ t.test('uevent files of the driver core\'s devices, drivers and buses send synth
   await writeFile(kernfs, '/bus/pci/drivers/nvidia/uevent', 'add');
   await writeFile(kernfs, '/bus/pci/uevent', 'change');
   t.equal(await writeFile(kernfs, '/devices/pci0000:00/uevent', 'add'), 3, 'a root device: the write succeeds...');
-  await t.rejects(writeFile(kernfs, '/bus/pci/uevent', 'bogus'), { errno: Errno.EINVAL });
+  await t.rejects(writeFile(kernfs, '/bus/pci/uevent', 'bogus'), { name: 'MdevError', errno: Errno.EINVAL });
   t.same(
     (await take()).map((l) => l.replace(/ PCI_CLASS.*/, ' ...')),
     [
@@ -279,6 +287,6 @@ t.test('GVT-g: unbinding the PCI function from i915 unregisters only the parent;
     'ACTION=remove DEVPATH=/module/kvmgt SUBSYSTEM=module',
   ]);
   t.same(loaded(), [false, false], 'unloaded: driver and module gone');
-  await t.rejects(core.unregisterParent('0000:00:02.0'), { errno: Errno.ENODEV }, 'nothing left to unload');
+  await t.rejects(core.unregisterParent('0000:00:02.0'), { name: 'MdevError', errno: Errno.ENODEV }, 'nothing left to unload');
   t.same(await take(), []);
 });
