@@ -28,7 +28,7 @@ t.test('package.json exports the API, with its declarations', async (t) => {
   writeFileSync(join(dir, 'use.ts'), [
     "import { start, type Tree, type FaultRuleSpec } from 'mdevfs';",
     "const rule: FaultRuleSpec = { match: { op: 'create', type: 'mtty-2' }, action: { kind: 'errno', errno: 'ENOSPC' }, trigger: { times: 1 } };",
-    "export async function f(): Promise<number> { const tree: Tree = await start({ profile: 'samples' }); await tree.fault(rule); const { journal: n } = await tree.mark(); await tree.stop(); return n; }",
+    "export async function f(): Promise<number | null> { const tree: Tree = await start({ profile: 'samples' }); await tree.fault(rule); const { journal: n } = await tree.mark(); await tree.stop(); return n; }",
     "// @ts-expect-error: not an errno name",
     "export const bad: FaultRuleSpec = { match: { op: 'create' }, action: { kind: 'errno', errno: 'ENOTANERRNO' } };",
   ].join('\n'));
