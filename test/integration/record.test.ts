@@ -1,3 +1,4 @@
+// runs once, on the default backend: what it checks is the recording (record reads a tree as any client does, and the replayed profile builds the same emulation whichever backend serves it); what each backend answers is checked on both by conformance, tree and cache-agreement
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
