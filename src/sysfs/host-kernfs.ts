@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { Errno, MdevError, fail } from '../base/errno';
 import type { FaultEngine, FaultVerdict } from '../faults/engine';
 import { type HostSysfs, hostErrno } from './host';
-import { type Caller, Kernfs, O_ACCMODE, O_RDWR, O_WRONLY, S_IFDIR, type Stat, type WriteObserver, readContext, splitPath } from './kernfs';
+import { type Caller, Kernfs, O_ACCMODE, O_RDWR, O_WRONLY, S_IFDIR, type Stat, type WriteObserver, splitPath } from './kernfs';
 import type { DirNode, Node } from './nodes';
 
 /**
@@ -53,7 +53,6 @@ interface HostFile {
 export class HostKernfs extends Kernfs {
   private readonly hostFiles = new Map<number, HostFile>();
   private readonly epochStat = new Date();
-  private readonly faults: FaultEngine | undefined;
   /** Host reads in the pool now, and those waiting for a place there (HOST_READS_IN_POOL). */
   private inPool = 0;
   private readonly waiting: (() => void)[] = [];
@@ -69,7 +68,6 @@ export class HostKernfs extends Kernfs {
     private readonly privileged = process.geteuid?.() === 0,
   ) {
     super(hostfs.overlay(emulatedRoot), log, opts);
-    this.faults = opts.faults;
   }
 
   override getattr(path: string, node: Node = this.resolve(path)): Stat {
@@ -129,12 +127,9 @@ export class HostKernfs extends Kernfs {
     if (position !== 0 && f.shown) return this.readOn(f, undefined, length, position);
     f.shown = true;
     f.content = undefined;
-    const faults = this.faults;
-    if (!faults?.watching('read')) return this.readOn(f, undefined, length, position);
-    const verdict = faults.check(readContext(f.path));
-    // Held by a delay or a hang: the file may have been closed meanwhile.
-    if (verdict instanceof Promise) return verdict.then((v) => this.readOn(this.hostFile(fh), v, length, position));
-    return this.readOn(f, verdict, length, position);
+    if (!this.watchingReads()) return this.readOn(f, undefined, length, position);
+    // Looked up again after a delay or a hang: the file may have been closed meanwhile.
+    return this.underReadFault(f.path, (v) => this.readOn(this.hostFile(fh), v, length, position));
   }
 
   private readOn(f: HostFile, verdict: FaultVerdict | undefined, length: number, position: number): Buffer | Promise<Buffer> {

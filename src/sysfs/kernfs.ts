@@ -76,7 +76,7 @@ function writeContext(path: string): FaultContext {
 }
 
 /** What the fault engine knows of a read of path (a `read` rule acts where show() would run). */
-export function readContext(path: string): FaultContext {
+function readContext(path: string): FaultContext {
   const canonical = canonicalPath(path);
   return { op: 'read', attr: canonical.slice(canonical.lastIndexOf('/') + 1), path: canonical };
 }
@@ -253,16 +253,26 @@ export class Kernfs {
     const f = this.handle(fh);
     if (!f.node.show) fail(Errno.EIO, 'attribute has no show');
     if (position === 0 || !f.content) {
-      const faults = this.opts.faults;
-      if (faults?.watching('read')) {
-        const verdict = faults.check(readContext(f.path));
-        // Held by a delay or a hang: the file may have gone (ENODEV) or been closed meanwhile.
-        if (verdict instanceof Promise) return verdict.then((v) => this.show(this.handle(fh), v, length, position));
-        return this.show(f, verdict, length, position);
-      }
+      // The open file is looked up again after a delay or a hang: it may have gone (ENODEV) or been closed.
+      if (this.watchingReads()) return this.underReadFault(f.path, (v) => this.show(this.handle(fh), v, length, position));
       f.content = Buffer.from(f.node.show(), 'latin1');
     }
     return f.content.subarray(position, position + length);
+  }
+
+  /** Whether a read fault rule is set (without one, a read is answered as without the engine). */
+  protected watchingReads(): boolean {
+    return this.opts.faults?.watching('read') ?? false;
+  }
+
+  /**
+   * A read of path where its fault rules act (where show() runs, or a host file is read): go()
+   * with the verdict (an errno throws), at once, or once a delay or a hang lets the read go on.
+   * Call only when watchingReads().
+   */
+  protected underReadFault(path: string, go: (v: FaultVerdict | undefined) => Buffer | Promise<Buffer>): Buffer | Promise<Buffer> {
+    const verdict = this.opts.faults!.check(readContext(path));
+    return verdict instanceof Promise ? verdict.then(go) : go(verdict);
   }
 
   private show(f: OpenFile, verdict: FaultVerdict | undefined, length: number, position: number): Buffer {
